@@ -1,0 +1,3 @@
+from brats_seg.cli import entry
+
+entry()

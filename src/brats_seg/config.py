@@ -1,0 +1,67 @@
+"""Hydra glue: where the configs live, how a subcommand becomes a Hydra app, and the resolvers they use."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from typing import Any, Callable
+
+CONFIG_MODULE = "brats_seg.configs"
+CONFIG_PATH = "pkg://" + CONFIG_MODULE
+VERSION_BASE = "1.3"
+
+_MAX_NAME = 80
+
+
+def run_id(override_dirname: str = "", experiment_id: Any = None, seed: Any = None) -> str:
+    """Deterministic, file-system-safe folder name for one job.
+
+    An experiment job is named after its experiment and seed (``e05_3cnn_block_unet-s42``) plus any other
+    overrides; a plain run after its command-line overrides (``model=unet3pp,loss=ell``), or ``default``.
+    The same command therefore always lands in the same folder, which is what makes resume and skip work.
+    """
+    parts = []
+    if experiment_id not in (None, "", "None"):
+        parts.append(f"{experiment_id}-s{seed}")
+    if override_dirname:
+        parts.append(override_dirname)
+    name = ",".join(parts) or "default"
+    name = re.sub(r"[^A-Za-z0-9._,=+\-]", "_", name)
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[: _MAX_NAME - 11]}~{digest}"
+    return name
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", run_id)
+
+
+def run_hydra_app(task: Callable[[Any], Any], config_name: str, prog: str, argv: list[str]) -> Any:
+    """Run ``task`` as a Hydra app on ``argv`` (``key=value`` overrides and Hydra flags such as ``-m``)."""
+    import hydra
+
+    register_resolvers()
+    saved = sys.argv
+    sys.argv = [prog, *argv]
+    try:
+        app = hydra.main(version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name)(task)
+        return app()
+    finally:
+        sys.argv = saved
+
+
+def compose(config_name: str, overrides: list[str] | None = None, return_hydra_config: bool = False):
+    """Compose a config the way the CLI does, without running anything (used by tests and by `table`)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
+        return hydra_compose(config_name, overrides=overrides or [], return_hydra_config=return_hydra_config)
