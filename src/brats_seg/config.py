@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sys
@@ -41,6 +42,30 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_id", run_id)
 
 
+def _one_line_errors(task: Callable[[Any], Any], prog: str) -> Callable[[Any], Any]:
+    """A user error in a single run becomes one line on stderr and exit code 1.
+
+    In a multirun the error propagates instead: Hydra records that job as failed and runs the others.
+    """
+
+    @functools.wraps(task)
+    def guarded(cfg: Any) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from brats_seg.errors import BratsSegError
+
+        try:
+            return task(cfg)
+        except BratsSegError as err:
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    return guarded
+
+
 def run_hydra_app(task: Callable[[Any], Any], config_name: str, prog: str, argv: list[str]) -> Any:
     """Run ``task`` as a Hydra app on ``argv`` (``key=value`` overrides and Hydra flags such as ``-m``)."""
     import hydra
@@ -49,8 +74,8 @@ def run_hydra_app(task: Callable[[Any], Any], config_name: str, prog: str, argv:
     saved = sys.argv
     sys.argv = [prog, *argv]
     try:
-        app = hydra.main(version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name)(task)
-        return app()
+        main = hydra.main(version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name)
+        return main(_one_line_errors(task, prog))()
     finally:
         sys.argv = saved
 

@@ -1,0 +1,19 @@
+"""brats-seg train: compose a run from the config groups, train it, evaluate it on held-out patients."""
+
+from __future__ import annotations
+
+
+def _task(cfg) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    from brats_seg.training.run import train_and_evaluate
+
+    metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+    return metrics["col_ave"]["f1"]
+
+
+def main(argv: list[str]) -> int:
+    from brats_seg.config import run_hydra_app
+
+    run_hydra_app(_task, "train", "brats-seg train", argv)
+    return 0

@@ -1,0 +1,436 @@
+"""Segmentation losses of the study (and a few standard alternatives) as registered Keras losses.
+
+Every loss takes ``y_true`` one-hot of shape (B, H, W, C) and ``y_pred`` softmax probabilities of the same
+shape, casts both to float32 first (safe under ``mixed_bfloat16``) and returns ONE float32 scalar for the whole
+batch: the sums and means run over every pixel of every sample at once, as the study's losses did. Keras'
+reduction leaves a scalar unchanged (``sum_over_batch_size`` divides by the size of a 0-d tensor, 1), so
+``loss(y_true, y_pred)`` returns exactly what ``call`` computes.
+
+Names follow the study's table: dice_loss, bce_dice_loss, ell_loss (alpha), soft_dice_loss, weighted; plus
+exp_log (Wong et al., MICCAI 2018), focal (Lin et al., 2017) and tversky (Salehi et al., 2017).
+
+Class weights from label counts (``weighted``, ``exp_log``): a class with count 0 gets weight 0 (it cannot be
+learned from these labels, and a finite weight keeps the loss finite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from brats_seg.errors import ConfigError
+
+NUM_CLASSES = 4
+# Probabilities are clipped to [EPSILON, 1 - EPSILON] before any log, as Keras' cross-entropies do.
+EPSILON = 1e-7
+# Floor for the base of x**gamma (gamma < 1): keeps the gradient finite at a perfect prediction.
+_POW_FLOOR = 1e-12
+
+_PACKAGE = "brats_seg"
+
+
+def _float32(y_true, y_pred):
+    return ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
+
+
+def _pixel_axes(y) -> tuple[int, ...]:
+    """All axes but the class axis: sums over them pool the whole batch."""
+    return tuple(range(len(y.shape) - 1))
+
+
+def _clip(p):
+    return ops.clip(p, EPSILON, 1.0 - EPSILON)
+
+
+def binary_crossentropy(y_true, y_pred):
+    """Mean binary cross-entropy over every element of the one-hot tensor (probabilities clipped)."""
+    p = _clip(y_pred)
+    bce = y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)
+    return -ops.mean(bce)
+
+
+def global_dice_loss(y_true, y_pred, smooth: float):
+    """The study's dice_loss: one soft Dice over the whole flattened tensor, background included."""
+    intersection = ops.sum(y_true * y_pred)
+    total = ops.sum(y_true) + ops.sum(y_pred)
+    return 1.0 - (2.0 * intersection + smooth) / (total + smooth)
+
+
+def per_class_dice(y_true, y_pred, smooth: float):
+    """Soft Dice of each class, pooled over the batch: shape (C,)."""
+    axes = _pixel_axes(y_pred)
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+    return (2.0 * intersection + smooth) / (total + smooth)
+
+
+def counts_to_weights(class_counts: Sequence[float]) -> list[float]:
+    """Inverse-frequency weights w_c = total / (n_classes * count_c); 0 for a class with count 0."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    total = counts.sum()
+    with np.errstate(divide="ignore"):
+        weights = np.where(counts > 0, total / (len(counts) * counts), 0.0)
+    return [float(w) for w in weights]
+
+
+def counts_to_exp_log_weights(class_counts: Sequence[float]) -> list[float]:
+    """Wong et al.'s label weights w_l = ((sum_k f_k) / f_l) ** 0.5; 0 for a class with count 0."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    total = counts.sum()
+    with np.errstate(divide="ignore"):
+        weights = np.where(counts > 0, np.sqrt(total / counts), 0.0)
+    return [float(w) for w in weights]
+
+
+class _BatchLoss(keras.losses.Loss):
+    """Base: always computes in float32 and returns one scalar per batch."""
+
+    def __init__(self, name: str, reduction: str | None = "sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction, dtype="float32")
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _float32(y_true, y_pred)
+        return self.batch_loss(y_true, y_pred)
+
+    def batch_loss(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self.params()}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DiceLoss(_BatchLoss):
+    """Study's dice_loss: 1 - (2*sum(y*p) + s) / (sum(y) + sum(p) + s) over the whole batch tensor."""
+
+    def __init__(self, smooth: float = 1e-6, name: str = "dice_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.smooth = float(smooth)
+
+    def batch_loss(self, y_true, y_pred):
+        return global_dice_loss(y_true, y_pred, self.smooth)
+
+    def params(self):
+        return {"smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ELLLoss(_BatchLoss):
+    """Study's ell_loss(alpha): alpha * BCE + (1 - alpha) * dice_loss (not Wong et al.'s loss; see ExpLogLoss)."""
+
+    def __init__(self, alpha: float = 0.2, smooth: float = 1e-6, name: str = "ell_loss",
+                 reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.alpha = float(alpha)
+        self.smooth = float(smooth)
+
+    def batch_loss(self, y_true, y_pred):
+        bce = binary_crossentropy(y_true, y_pred)
+        dice = global_dice_loss(y_true, y_pred, self.smooth)
+        return self.alpha * bce + (1.0 - self.alpha) * dice
+
+    def params(self):
+        return {"alpha": self.alpha, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BCEDiceLoss(_BatchLoss):
+    """Study's bce_dice_loss: BCE on the one-hot channels + dice_loss."""
+
+    def __init__(self, smooth: float = 1e-6, name: str = "bce_dice_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.smooth = float(smooth)
+
+    def batch_loss(self, y_true, y_pred):
+        return binary_crossentropy(y_true, y_pred) + global_dice_loss(y_true, y_pred, self.smooth)
+
+    def params(self):
+        return {"smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SoftDiceLoss(_BatchLoss):
+    """Study's soft_dice_loss: 1 - mean over classes of the per-class soft Dice (pooled over the batch)."""
+
+    def __init__(self, smooth: float = 1e-6, name: str = "soft_dice_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.smooth = float(smooth)
+
+    def batch_loss(self, y_true, y_pred):
+        return 1.0 - ops.mean(per_class_dice(y_true, y_pred, self.smooth))
+
+    def params(self):
+        return {"smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class WeightedCrossEntropy(_BatchLoss):
+    """Weighted categorical cross-entropy: mean over pixels of -sum_c w_c * y_c * ln(p_c).
+
+    The mean is a plain mean over pixels (not divided by the sum of the weights).
+    """
+
+    def __init__(self, class_weights: Sequence[float], name: str = "weighted_cce",
+                 reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.class_weights = [float(w) for w in class_weights]
+
+    def batch_loss(self, y_true, y_pred):
+        weights = ops.convert_to_tensor(self.class_weights, dtype="float32")
+        per_pixel = -ops.sum(weights * y_true * ops.log(_clip(y_pred)), axis=-1)
+        return ops.mean(per_pixel)
+
+    def params(self):
+        return {"class_weights": list(self.class_weights)}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ExpLogLoss(_BatchLoss):
+    """Exponential logarithmic loss (Wong et al., MICCAI 2018).
+
+    L = w_dice * mean_c[(-ln Dice_c) ** gamma_dice] + w_cross * mean_x[w_l * (-ln p_l) ** gamma_cross], where
+    Dice_c = (2*sum(y*p) + smooth) / (sum(y) + sum(p) + smooth) is pooled over the batch, l is the true label
+    of pixel x, p_l its clipped probability and w_l = ((sum_k f_k) / f_l) ** 0.5 (``label_weights``).
+    """
+
+    def __init__(self, label_weights: Sequence[float], w_dice: float = 0.8, w_cross: float = 0.2,
+                 gamma_dice: float = 0.3, gamma_cross: float = 0.3, smooth: float = 1.0,
+                 name: str = "exp_log_loss", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.label_weights = [float(w) for w in label_weights]
+        self.w_dice = float(w_dice)
+        self.w_cross = float(w_cross)
+        self.gamma_dice = float(gamma_dice)
+        self.gamma_cross = float(gamma_cross)
+        self.smooth = float(smooth)
+
+    def batch_loss(self, y_true, y_pred):
+        dice = per_class_dice(y_true, y_pred, self.smooth)
+        dice_term = ops.mean(ops.power(ops.maximum(-ops.log(dice), _POW_FLOOR), self.gamma_dice))
+
+        weights = ops.convert_to_tensor(self.label_weights, dtype="float32")
+        p_true = ops.sum(y_true * _clip(y_pred), axis=-1)
+        w_true = ops.sum(y_true * weights, axis=-1)
+        neg_log = ops.maximum(-ops.log(p_true), _POW_FLOOR)
+        cross_term = ops.mean(w_true * ops.power(neg_log, self.gamma_cross))
+        return self.w_dice * dice_term + self.w_cross * cross_term
+
+    def params(self):
+        return {"label_weights": list(self.label_weights), "w_dice": self.w_dice, "w_cross": self.w_cross,
+                "gamma_dice": self.gamma_dice, "gamma_cross": self.gamma_cross, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FocalLoss(_BatchLoss):
+    """Categorical focal loss: mean over pixels of -sum_c alpha * y_c * (1 - p_c) ** gamma * ln(p_c)."""
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.25, name: str = "focal_loss",
+                 reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+
+    def batch_loss(self, y_true, y_pred):
+        p = _clip(y_pred)
+        per_class = -self.alpha * y_true * ops.power(1.0 - p, self.gamma) * ops.log(p)
+        return ops.mean(ops.sum(per_class, axis=-1))
+
+    def params(self):
+        return {"gamma": self.gamma, "alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TverskyLoss(_BatchLoss):
+    """Tversky loss: 1 - mean_c (TP + s) / (TP + alpha*FP + beta*FN + s), soft counts pooled over the batch."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1e-6, name: str = "tversky_loss",
+                 reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.smooth = float(smooth)
+
+    def batch_loss(self, y_true, y_pred):
+        axes = _pixel_axes(y_pred)
+        tp = ops.sum(y_true * y_pred, axis=axes)
+        fp = ops.sum((1.0 - y_true) * y_pred, axis=axes)
+        fn = ops.sum(y_true * (1.0 - y_pred), axis=axes)
+        index = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
+        return 1.0 - ops.mean(index)
+
+    def params(self):
+        return {"alpha": self.alpha, "beta": self.beta, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TumourDice(keras.metrics.Metric):
+    """Progress-bar metric: mean hard Dice over the tumour classes 1..C-1, pooled over the epoch.
+
+    Predictions and references are taken by argmax; TP/FP/FN are summed over every pixel seen since the last
+    reset, so the value equals the mean F1 of classes 1..3 in the study's pooled confusion matrix. A class
+    absent from both prediction and reference so far counts as Dice 1.
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, name: str = "tumour_dice", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.num_classes = int(num_classes)
+        shape = (self.num_classes - 1,)
+        self.tp = self.add_variable(shape=shape, initializer="zeros", dtype="float64", name="tp")
+        self.fp = self.add_variable(shape=shape, initializer="zeros", dtype="float64", name="fp")
+        self.fn = self.add_variable(shape=shape, initializer="zeros", dtype="float64", name="fn")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = ops.one_hot(ops.argmax(y_true, axis=-1), self.num_classes, dtype="float32")[..., 1:]
+        pred = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes, dtype="float32")[..., 1:]
+        axes = _pixel_axes(truth)
+        tp = ops.sum(truth * pred, axis=axes)
+        fp = ops.sum((1.0 - truth) * pred, axis=axes)
+        fn = ops.sum(truth * (1.0 - pred), axis=axes)
+        self.tp.assign_add(ops.cast(tp, "float64"))
+        self.fp.assign_add(ops.cast(fp, "float64"))
+        self.fn.assign_add(ops.cast(fn, "float64"))
+
+    def result(self):
+        denominator = 2.0 * self.tp + self.fp + self.fn
+        dice = ops.where(denominator > 0, 2.0 * self.tp / ops.maximum(denominator, 1.0), 1.0)
+        return ops.cast(ops.mean(dice), "float32")
+
+    def reset_state(self):
+        for variable in (self.tp, self.fp, self.fn):
+            variable.assign(ops.zeros_like(variable))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+# ---------------------------------------------------------------------------------------------- from config
+
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "dice": ("smooth",),
+    "bce_dice": ("smooth",),
+    "ell": ("alpha", "smooth"),
+    "soft_dice": ("smooth",),
+    "weighted": ("class_weights",),
+    "exp_log": ("w_dice", "w_cross", "gamma_dice", "gamma_cross", "smooth", "class_weights"),
+    "focal": ("gamma", "alpha"),
+    "tversky": ("alpha", "beta", "smooth"),
+}
+LOSS_NAMES: tuple[str, ...] = tuple(sorted(_OPTIONS))
+
+_LABELS = {"dice": "dice_loss", "bce_dice": "bce_dice_loss", "soft_dice": "soft_dice_loss",
+           "weighted": "weighted", "exp_log": "exp_log", "focal": "focal", "tversky": "tversky"}
+
+
+def _as_dict(loss_cfg: Any) -> dict[str, Any]:
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(loss_cfg, DictConfig):
+        return OmegaConf.to_container(loss_cfg, resolve=True)
+    if isinstance(loss_cfg, Mapping):
+        return dict(loss_cfg)
+    raise ConfigError(f"loss: expected a mapping with a 'name', got {type(loss_cfg).__name__}")
+
+
+def _loss_name(cfg: dict[str, Any]) -> str:
+    name = cfg.get("name")
+    if name not in _OPTIONS:
+        raise ConfigError(f"loss={name}: unknown loss (valid: {', '.join(LOSS_NAMES)})")
+    return name
+
+
+def _number(cfg: dict[str, Any], key: str, default: float, low: float | None = None,
+            high: float | None = None, low_open: bool = False) -> float:
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ConfigError(f"loss.{key}: expected a number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high):
+        bound = f"{'>' if low_open else '>='} {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"loss.{key}: must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _class_weights(cfg: dict[str, Any]) -> list[float] | None:
+    weights = cfg.get("class_weights")
+    if weights is None:
+        return None
+    values = list(weights) if isinstance(weights, Sequence) and not isinstance(weights, str) else None
+    if (values is None or len(values) != NUM_CLASSES
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in values)):
+        raise ConfigError(f"loss.class_weights: expected {NUM_CLASSES} non-negative numbers, got {weights!r}")
+    return [float(w) for w in values]
+
+
+def _checked_counts(class_counts: Any, name: str) -> np.ndarray:
+    if class_counts is None:
+        raise ConfigError(f"loss={name}: needs the training label counts (or set loss.class_weights=[w0,w1,w2,w3])")
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if counts.shape != (NUM_CLASSES,) or np.any(counts < 0) or counts.sum() <= 0:
+        raise ConfigError(f"loss={name}: class counts must be {NUM_CLASSES} non-negative numbers with a positive "
+                          f"total, got {class_counts!r}")
+    return counts
+
+
+def _check_options(cfg: dict[str, Any], name: str) -> None:
+    unknown = sorted(set(cfg) - {"name", *_OPTIONS[name]})
+    if unknown:
+        raise ConfigError(f"loss.{unknown[0]}: not an option of loss={name} (valid: {', '.join(_OPTIONS[name])})")
+
+
+def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.losses.Loss:
+    """Build the loss named by ``loss_cfg.name`` with its parameters.
+
+    ``loss_cfg`` is the composed ``loss`` node (DictConfig or dict). ``weighted`` and ``exp_log`` derive their
+    class weights from ``class_counts`` (pixel counts of classes 0..3 over the training slices) unless
+    ``class_weights`` is set; without either they raise ConfigError.
+    """
+    cfg = _as_dict(loss_cfg)
+    name = _loss_name(cfg)
+    _check_options(cfg, name)
+    smooth = _number(cfg, "smooth", 1.0 if name == "exp_log" else 1e-6, low=0.0, low_open=True)
+    if name == "dice":
+        return DiceLoss(smooth=smooth)
+    if name == "bce_dice":
+        return BCEDiceLoss(smooth=smooth)
+    if name == "ell":
+        return ELLLoss(alpha=_number(cfg, "alpha", 0.2, 0.0, 1.0), smooth=smooth)
+    if name == "soft_dice":
+        return SoftDiceLoss(smooth=smooth)
+    if name == "focal":
+        return FocalLoss(gamma=_number(cfg, "gamma", 2.0, low=0.0), alpha=_number(cfg, "alpha", 0.25, low=0.0))
+    if name == "tversky":
+        return TverskyLoss(alpha=_number(cfg, "alpha", 0.3, low=0.0), beta=_number(cfg, "beta", 0.7, low=0.0),
+                           smooth=smooth)
+    weights = _class_weights(cfg)
+    if name == "weighted":
+        if weights is None:
+            weights = counts_to_weights(_checked_counts(class_counts, name))
+        return WeightedCrossEntropy(class_weights=weights)
+    if weights is None:
+        weights = counts_to_exp_log_weights(_checked_counts(class_counts, name))
+    return ExpLogLoss(
+        label_weights=weights,
+        w_dice=_number(cfg, "w_dice", 0.8, low=0.0),
+        w_cross=_number(cfg, "w_cross", 0.2, low=0.0),
+        gamma_dice=_number(cfg, "gamma_dice", 0.3, low=0.0, low_open=True),
+        gamma_cross=_number(cfg, "gamma_cross", 0.3, low=0.0, low_open=True),
+        smooth=smooth,
+    )
+
+
+def loss_label(loss_cfg: Any) -> str:
+    """The study's name for a loss, for tables: 'bce_dice_loss', 'ell_loss (0.7)', 'weighted', ..."""
+    cfg = _as_dict(loss_cfg)
+    name = _loss_name(cfg)
+    if name == "ell":
+        return f"ell_loss ({_number(cfg, 'alpha', 0.2, 0.0, 1.0):g})"
+    return _LABELS[name]

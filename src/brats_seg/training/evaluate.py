@@ -1,0 +1,144 @@
+"""Evaluate a trained model on its run's held-out test patients.
+
+Two views, as the study and the BraTS challenge report them:
+- the study's pooled metrics: every pixel of the test patients' selected slices in one 4x4 confusion matrix;
+- BraTS region metrics per patient: all axial slices predicted, the volume rebuilt on the source grid, Dice and
+  HD95 for WT, TC and ET.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brats_seg.atomic import write_json, write_text
+from brats_seg.errors import RunError
+from brats_seg.inference import predict_slices, to_source_grid
+from brats_seg.metrics.confusion import ConfusionAccumulator, per_class_metrics
+from brats_seg.metrics.regions import region_scores, summarise
+from brats_seg.training.report import CLASS_LABELS, metrics_markdown
+
+log = logging.getLogger(__name__)
+
+FLAIR = 3  # channel order t1, t1ce, t2, flair
+
+
+def load_split(run_dir: Path) -> dict[str, list[str]]:
+    path = run_dir / "split.json"
+    if not path.exists():
+        raise RunError(f"{run_dir}: no split.json; is this a brats-seg run folder?")
+    return json.loads(path.read_text())
+
+
+def load_best_model(run_dir: Path):
+    """The run's best checkpoint (or its last one), loaded without custom_objects."""
+    import keras
+
+    import brats_seg.losses  # noqa: F401  (registers the loss and metric classes)
+    import brats_seg.models  # noqa: F401  (registers custom layers, if any)
+
+    for name in ("best.keras", "last.keras"):
+        path = run_dir / "checkpoints" / name
+        if path.exists():
+            return keras.models.load_model(path)
+    raise RunError(f"{run_dir}: no model checkpoint in {run_dir / 'checkpoints'}; the run never finished an epoch")
+
+
+def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
+                   n_overlays: int = 5) -> tuple[dict[str, Any], list[tuple]]:
+    """Metrics for ``case_ids`` and the slices with the most tumour, for overlays."""
+    confusion = ConfusionAccumulator(len(CLASS_LABELS))
+    per_patient = []
+    best_slices: list[tuple] = []  # min-heap of (tumour pixels, case, z, image, truth, prediction)
+    for case_id in case_ids:
+        x, y_full, meta = prepared.load_volume(case_id)
+        pred = predict_slices(model, x, batch_size)
+        selected = np.asarray(meta["selected"], dtype=int)
+        if len(selected):
+            _, y_sel = prepared.read_slices(case_id)
+            confusion.add(np.asarray(y_sel), pred[selected])
+        pred_full = to_source_grid(pred, meta["full_shape"], meta.get("crop_box"))
+        scores = region_scores(pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule)
+        per_patient.append({"case": case_id, **scores})
+        log.info("%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f", case_id,
+                 scores["WT"]["dice"], scores["TC"]["dice"], scores["ET"]["dice"])
+        _keep_tumour_slices(best_slices, n_overlays, case_id, x, pred, y_full, meta)
+    cm = confusion.matrix
+    per_class = per_class_metrics(cm)
+    metrics = {
+        "per_class": {"labels": CLASS_LABELS, **{m: per_class[m] for m in ("sensitivity", "specificity", "f1", "precision")}},
+        "col_ave": per_class["col_ave"],
+        "col_ave_tumour": per_class["col_ave_tumour"],
+        "regions": summarise(per_patient),
+        "per_patient": per_patient,
+        "confusion_matrix": np.asarray(cm).tolist(),
+        "empty_rule": empty_rule,
+        "test_cases": list(case_ids),
+        "test_pixels": int(np.asarray(cm).sum()),
+    }
+    return metrics, sorted(best_slices, reverse=True)
+
+
+def _keep_tumour_slices(heap: list, n: int, case_id: str, x, pred, y_full, meta) -> None:
+    if n <= 0 or y_full is None:
+        return
+    truth_slices = np.transpose(y_full, (2, 0, 1))
+    box = meta.get("crop_box")
+    if box is not None:
+        x0, x1, y0, y1 = (int(v) for v in box)
+        truth_slices = truth_slices[:, x0:x1, y0:y1]
+    areas = (truth_slices > 0).reshape(truth_slices.shape[0], -1).sum(axis=1)
+    z = int(np.argmax(areas))
+    if areas[z] == 0:
+        return
+    item = (int(areas[z]), case_id, z, np.array(x[z, ..., FLAIR]), np.array(truth_slices[z]), np.array(pred[z]))
+    if len(heap) < n:
+        heapq.heappush(heap, item)
+    elif item[0] > heap[0][0]:
+        heapq.heapreplace(heap, item)
+
+
+def write_evaluation(run_dir: Path, metrics: dict[str, Any], overlays: list[tuple], title: str = "") -> None:
+    """metrics.json, metrics.md and the plots; each file written atomically."""
+    from brats_seg import plots
+
+    plot_dir = run_dir / "plots"
+    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), CLASS_LABELS, plot_dir / "confusion_matrix.png")
+    plots.learning_curves(run_dir / "history.csv", plot_dir / "learning_curves.png")
+    for i, (area, case_id, z, image, truth, pred) in enumerate(overlays, start=1):
+        plots.overlay(image, truth, pred, plot_dir / f"overlay_{i}.png", title=f"{case_id}, slice {z} ({area} tumour px)")
+    write_text(run_dir / "metrics.md", metrics_markdown(metrics, title))
+    write_json(run_dir / "metrics.json", metrics)
+
+
+def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> dict[str, Any]:
+    """Evaluate a run folder's model on its test patients and write the results into the folder."""
+    from omegaconf import OmegaConf
+
+    from brats_seg.data.dataset import prepare_data
+
+    run_dir = Path(run_dir)
+    if cfg is None:
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.exists():
+            raise RunError(f"{run_dir}: no config.yaml; is this a brats-seg run folder?")
+        cfg = OmegaConf.load(cfg_path)
+    split = load_split(run_dir)
+    if not split.get("test"):
+        raise RunError(f"{run_dir}: the split has no test patients")
+    model = model if model is not None else load_best_model(run_dir)
+    prepared = prepared if prepared is not None else prepare_data(cfg.data)
+    ev = cfg.get("evaluate", {}) or {}
+    metrics, overlays = evaluate_model(
+        model, prepared, split["test"],
+        empty_rule=ev.get("empty_rule", "brats"), batch_size=int(ev.get("batch_size", 16)),
+        n_overlays=int(ev.get("overlays", 5)),
+    )
+    title = cfg.get("experiment_id") or run_dir.name
+    write_evaluation(run_dir, metrics, overlays, title=str(title))
+    return metrics

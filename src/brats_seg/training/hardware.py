@@ -1,0 +1,91 @@
+"""Precision policy and tf.distribute strategy, chosen from the config and the hardware at hand."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from brats_seg.errors import ConfigError
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+
+
+def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16)."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    flags = set(cpuinfo.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def _gpu_compute_capabilities() -> list[tuple[int, int]]:
+    import tensorflow as tf
+
+    caps = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        caps.append(tuple(details.get("compute_capability", (0, 0))))
+    return caps
+
+
+def resolve_precision(name: str) -> str:
+    """Map ``trainer.precision`` to a Keras dtype policy name."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={name!r} is not one of {', '.join(PRECISIONS)}")
+    if name != "auto":
+        return name
+    caps = _gpu_compute_capabilities()
+    if caps:
+        # bf16 tensor cores arrived with Ampere (compute capability 8.0).
+        return "mixed_bfloat16" if min(caps) >= (8, 0) else "mixed_float16"
+    return "mixed_bfloat16" if cpu_supports_bf16() else "float32"
+
+
+def configure_cpu_devices(count: int | None) -> None:
+    """Split the CPU into ``count`` logical devices (must run before TensorFlow initialises its devices)."""
+    if not count or count <= 1:
+        return
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current and len(current) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as err:
+        raise ConfigError(f"trainer.cpu_devices={count}: TensorFlow devices were already initialised ({err})") from err
+
+
+def make_strategy(name: str):
+    """Return a tf.distribute strategy for ``trainer.strategy``."""
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ConfigError(f"trainer.strategy={name!r} is not one of {', '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "none"
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=cpus)
+    # multiworker: TF_CONFIG from the environment, or SLURM's variables when launched by srun.
+    if "TF_CONFIG" not in os.environ and "SLURM_JOB_ID" in os.environ:
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def device_description() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return f"{len(gpus)} GPU(s)"
+    return f"CPU ({os.cpu_count()} cores{', bf16' if cpu_supports_bf16() else ''})"

@@ -1,0 +1,50 @@
+"""Turn evaluation numbers into the run folder's metrics.json and the study's per-class table (metrics.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+CLASS_LABELS = ["background", "NCR/NET", "edema", "ET"]
+MEASURES = ("sensitivity", "specificity", "f1", "precision")
+REGIONS = ("WT", "TC", "ET")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    return f"{value:.{digits}f}"
+
+
+def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
+    per_class = metrics["per_class"]
+    lines = [f"# {title}".rstrip(), ""] if title else []
+    lines += [
+        "Pooled over every test pixel of the selected slices (the study's format; background included in Col Ave).",
+        "",
+        "|  | Sensitivity | Specificity | F1 | Precision |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for i, label in enumerate(per_class["labels"]):
+        cells = " | ".join(_fmt(per_class[m][i]) for m in MEASURES)
+        lines.append(f"| {i} {label} | {cells} |")
+    for key, name in (("col_ave", "Col Ave"), ("col_ave_tumour", "Col Ave (tumour classes)")):
+        cells = " | ".join(_fmt(metrics[key][m]) for m in MEASURES)
+        lines.append(f"| {name} | {cells} |")
+    regions = metrics.get("regions")
+    if regions:
+        n = len(metrics.get("per_patient", []))
+        lines += [
+            "",
+            f"BraTS regions on whole test volumes ({n} patients; empty-region rule: {metrics.get('empty_rule', 'brats')}).",
+            "",
+            "| region | Dice mean | Dice median | HD95 mean (mm) | HD95 median (mm) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for region in REGIONS:
+            r = regions[region]
+            lines.append(
+                f"| {region} | {_fmt(r['dice_mean'])} | {_fmt(r['dice_median'])} | "
+                f"{_fmt(r['hd95_mean'], 2)} | {_fmt(r['hd95_median'], 2)} |"
+            )
+    return "\n".join(lines) + "\n"

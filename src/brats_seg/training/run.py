@@ -1,0 +1,232 @@
+"""One training run, start to finish: data, model, fit with resume, evaluation, status and the experiment table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from omegaconf import DictConfig, OmegaConf
+
+from brats_seg.atomic import write_json, write_text
+from brats_seg.errors import ConfigError, RunError, TrainingFailed
+from brats_seg.training.runfolder import COMPLETED, RunFolder, config_hash
+
+log = logging.getLogger(__name__)
+
+
+def preprocessing_label(data_cfg) -> str:
+    pre = data_cfg.preprocess
+    label = "5channel" if pre.get("fifth_channel") else "4channel"
+    crop = pre.get("crop") or {}
+    if crop.get("enabled"):
+        label += f", croped {crop['size'][0]}x{crop['size'][1]}"
+    return label
+
+
+def absolute_paths(resolved: dict[str, Any]) -> dict[str, Any]:
+    """Make the paths of a resolved config absolute, so the run folder's config.yaml works from any directory."""
+    import os
+
+    for key, value in (resolved.get("paths") or {}).items():
+        if isinstance(value, str):
+            resolved["paths"][key] = os.path.abspath(value)
+    data = resolved.get("data") or {}
+    for key in ("root", "cache_dir"):
+        if isinstance(data.get(key), str):
+            data[key] = os.path.abspath(data[key])
+    return resolved
+
+
+def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train and evaluate one configuration in ``run_dir``; resume it if it was interrupted.
+
+    A completed run of the same configuration is not trained again (``trainer.force=true`` retrains); a run folder
+    holding a different configuration is refused rather than mixed.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir)
+    resolved = absolute_paths(OmegaConf.to_container(cfg, resolve=True))
+    cfg = OmegaConf.create(resolved)
+    chash = config_hash(resolved)
+    previous = folder.read() or {}
+    if previous.get("config_hash") not in (None, chash) and not cfg.trainer.force:
+        raise RunError(
+            f"{run_dir} holds a run of a different configuration; pick another folder (hydra.run.dir=...) "
+            "or pass trainer.force=true to replace it"
+        )
+    if previous.get("status") == COMPLETED and not cfg.trainer.force:
+        log.info("%s: already completed, skipping (trainer.force=true trains it again)", run_dir)
+        return json.loads((run_dir / "metrics.json").read_text())
+    lock = FileLock(str(run_dir / ".run.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as err:
+        raise RunError(f"{run_dir} is in use by another brats-seg process") from err
+    try:
+        if cfg.trainer.force and previous:
+            _clear_previous(run_dir)
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        folder.start(config_hash=chash, experiment_id=cfg.get("experiment_id"), model=cfg.model.name, seed=cfg.seed)
+        try:
+            return _run(cfg, run_dir, folder)
+        except KeyboardInterrupt:
+            folder.fail("interrupted")
+            raise
+        except Exception as err:
+            folder.fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            raise
+    finally:
+        lock.release()
+
+
+def _clear_previous(run_dir: Path) -> None:
+    import shutil
+
+    for name in ("backup", "checkpoints", "tensorboard", "plots"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for name in ("history.csv", "metrics.json", "metrics.md", "split.json", "run.json"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
+    import keras
+
+    from brats_seg.data.dataset import prepare_data
+    from brats_seg.training import hardware
+    from brats_seg.training.evaluate import evaluate_model, write_evaluation
+    from brats_seg.training.experiments_table import append_row, row_from_metrics
+
+    trainer = cfg.trainer
+    hardware.configure_cpu_devices(trainer.get("cpu_devices"))
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(int(cfg.seed))
+    precision = hardware.resolve_precision(trainer.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    strategy = hardware.make_strategy(trainer.strategy)
+    folder.update(precision=precision, device=hardware.device_description(),
+                  replicas=strategy.num_replicas_in_sync, versions=_versions())
+
+    prepared = prepare_data(cfg.data)
+    split = _load_or_make_split(run_dir, prepared)
+    model, history = _fit(cfg, run_dir, prepared, split, strategy)
+    folder.update(params=int(model.count_params()), epochs_done=len(history))
+
+    ev = cfg.evaluate
+    metrics, overlays = evaluate_model(model, prepared, split["test"], empty_rule=ev.empty_rule,
+                                       batch_size=int(ev.batch_size), n_overlays=int(ev.overlays))
+    metrics["params"] = int(model.count_params())
+    title = cfg.get("experiment_id") or run_dir.name
+    write_evaluation(run_dir, metrics, overlays, title=str(title))
+    folder.complete()
+    _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics)
+    log.info("%s: completed; Col Ave F1 %.4f, mean WT Dice %.4f", run_dir, metrics["col_ave"]["f1"],
+             metrics["regions"]["WT"]["dice_mean"])
+    return metrics
+
+
+def _versions() -> dict[str, str]:
+    from brats_seg.training.runfolder import versions
+
+    return versions()
+
+
+def _load_or_make_split(run_dir: Path, prepared) -> dict[str, list[str]]:
+    path = run_dir / "split.json"
+    if path.exists():
+        split = json.loads(path.read_text())
+        missing = sorted(set(sum(split.values(), [])) - set(prepared.case_ids))
+        if missing:
+            raise RunError(f"{path}: cases {', '.join(missing[:5])} are no longer in the data set")
+        return split
+    split = prepared.split()
+    write_json(path, split)
+    return split
+
+
+def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
+    import keras
+
+    from brats_seg.data.pipeline import make_dataset
+    from brats_seg.losses import TumourDice, build_loss
+    from brats_seg.models import build_model
+    from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard
+    from brats_seg.training.optimizers import build_optimizer
+
+    trainer = cfg.trainer
+    batch = int(trainer.batch_size)
+    replicas = strategy.num_replicas_in_sync
+    if batch % replicas:
+        raise ConfigError(f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync")
+    n_train = prepared.slice_count(split["train"])
+    steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
+    val_steps = trainer.validation_steps
+    train_ds = make_dataset(prepared, split["train"], batch, shuffle=True, seed=int(cfg.seed),
+                            augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None)
+    val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
+                          repeat=val_steps is not None)
+
+    with strategy.scope():
+        model = build_model(cfg.model, prepared.input_shape, prepared.num_classes)
+        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(split["train"]))
+        optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
+        n_outputs = len(model.outputs)
+        model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
+                      metrics=[TumourDice()] if n_outputs == 1 else None)
+    write_text(run_dir / "model.txt", _summary(model))
+
+    monitor = trainer.checkpoint_monitor
+    nan_guard = NanGuard()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        BestAndLastCheckpoint(run_dir / "checkpoints", monitor=monitor,
+                              mode="max" if "dice" in monitor else "min"),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        nan_guard,
+        *extra_callbacks,
+    ]
+    if trainer.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
+    if trainer.early_stopping.enabled:
+        es = trainer.early_stopping
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=int(es.patience),
+                                                       mode="max" if "dice" in es.monitor else "min"))
+    log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
+             cfg.model.name, f"{model.count_params():,}", n_train, len(split["train"]), steps)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs),
+                        steps_per_epoch=trainer.steps_per_epoch, validation_steps=val_steps,
+                        callbacks=callbacks, verbose=int(trainer.verbose))
+    if nan_guard.nan_at is not None:
+        epoch, batch_index = nan_guard.nan_at
+        raise TrainingFailed(f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
+                             "or try trainer.precision=float32")
+    epochs_run = history.history.get("loss", [])
+    return model, epochs_run
+
+
+def _summary(model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=120)
+    return "\n".join(lines) + "\n"
+
+
+def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) -> None:
+    from brats_seg.losses import loss_label
+    from brats_seg.training.optimizers import optimizer_label
+
+    row = row_from_metrics(
+        metrics,
+        finished=RunFolder(run_dir).read().get("ended"),
+        run_dir=str(run_dir),
+        experiment_id=cfg.get("experiment_id") or "",
+        model=cfg.model.name,
+        loss=loss_label(cfg.loss),
+        optimizer=optimizer_label(cfg.optimizer),
+        preprocessing=preprocessing_label(cfg.data),
+        params=metrics["params"],
+    )
+    append_row(cfg.paths.experiments_table, row)
