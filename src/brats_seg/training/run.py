@@ -18,15 +18,6 @@ from brats_seg.training.runfolder import COMPLETED, RunFolder, config_hash
 log = logging.getLogger(__name__)
 
 
-def preprocessing_label(data_cfg) -> str:
-    pre = data_cfg.preprocess
-    label = "5channel" if pre.get("fifth_channel") else "4channel"
-    crop = pre.get("crop") or {}
-    if crop.get("enabled"):
-        label += f", croped {crop['size'][0]}x{crop['size'][1]}"
-    return label
-
-
 def absolute_paths(resolved: dict[str, Any]) -> dict[str, Any]:
     """Make the paths of a resolved config absolute, so the run folder's config.yaml works from any directory."""
     import os
@@ -215,8 +206,7 @@ def _summary(model) -> str:
 
 
 def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) -> None:
-    from brats_seg.losses import loss_label
-    from brats_seg.training.optimizers import optimizer_label
+    from brats_seg.naming import loss_label, optimizer_label, preprocessing_label
 
     row = row_from_metrics(
         metrics,

@@ -1,0 +1,58 @@
+"""BraTS label values <-> the four classes the models predict.
+
+Classes: 0 background, 1 NCR/NET (necrotic / non-enhancing core), 2 edema, 3 ET (enhancing tumour).
+BraTS 2017-2021 store ET as label 4 (convention ``brats2021``); BraTS 2023 and later as label 3 (``brats2023``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brats_seg.errors import DataError
+
+NUM_CLASSES = 4
+CLASS_NAMES: tuple[str, ...] = ("background", "NCR/NET", "edema", "ET")
+
+# label value on disk -> class, per convention
+LABEL_TO_CLASS: dict[str, dict[int, int]] = {
+    "brats2021": {0: 0, 1: 1, 2: 2, 4: 3},
+    "brats2023": {0: 0, 1: 1, 2: 2, 3: 3},
+}
+
+
+def labels_to_classes(labels: np.ndarray, convention: str, source: str) -> np.ndarray:
+    """Map a segmentation of any numeric dtype to uint8 classes 0..3; ``source`` names the file in errors."""
+    mapping = LABEL_TO_CLASS[convention]
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise DataError(f"{source}: segmentation holds non-finite values (NaN or inf)")
+        labels = np.rint(labels)
+    elif labels.dtype.kind not in "iub":
+        raise DataError(f"{source}: segmentation has non-numeric dtype {labels.dtype}")
+    values = np.unique(labels)
+    unexpected = [v for v in values.tolist() if v not in mapping]
+    if unexpected:
+        shown = ", ".join(_fmt(v) for v in unexpected[:10])
+        allowed = ", ".join(str(v) for v in mapping)
+        raise DataError(f"{source}: unexpected label value(s) {shown}; {convention} file names mean labels {allowed}"
+                        f" (ET is 4 in BraTS 2017-2021 naming and 3 in BraTS 2023 naming)")
+    classes = np.zeros(labels.shape, dtype=np.uint8)
+    for label, cls in mapping.items():
+        if cls:
+            classes[labels == label] = cls
+    return classes
+
+
+def to_convention(classes: np.ndarray, convention: str) -> np.ndarray:
+    """Map classes 0..3 back to the label values of ``convention`` (uint8), e.g. to write a prediction."""
+    lut = np.zeros(NUM_CLASSES, dtype=np.uint8)
+    for label, cls in LABEL_TO_CLASS[convention].items():
+        lut[cls] = label
+    classes = np.asarray(classes)
+    if classes.size and (classes.min() < 0 or classes.max() >= NUM_CLASSES):
+        raise ValueError(f"classes must lie in 0..{NUM_CLASSES - 1}")
+    return lut[classes]
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,111 @@
+"""Read one BraTS case from NIfTI with validation; every problem becomes a one-line DataError naming the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brats_seg.data.discovery import MODALITIES, CaseFiles
+from brats_seg.data.labels import labels_to_classes
+from brats_seg.errors import DataError
+
+# Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ by ~1e-6.
+AFFINE_ATOL = 1e-3
+
+_decodes = 0
+
+
+def decode_count() -> int:
+    """How many NIfTI arrays this process has decoded so far (tests use it to prove a cache was reused)."""
+    return _decodes
+
+
+@dataclass
+class LoadedCase:
+    """One decoded, validated case: images stacked in channel order t1, t1ce, t2, flair."""
+
+    case: CaseFiles
+    image: np.ndarray            # (X, Y, Z, 4) float32, as stored (not normalised)
+    seg: np.ndarray | None       # (X, Y, Z) uint8 classes 0..3
+    affine: np.ndarray           # (4, 4) of the t1 image
+    header: nib.Nifti1Header     # of the t1 image, for writing predictions
+    spacing: tuple[float, float, float]
+
+    @property
+    def case_id(self) -> str:
+        return self.case.case_id
+
+    @property
+    def convention(self) -> str:
+        return self.case.convention
+
+
+def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
+    """Decode one NIfTI file into an array (its stored dtype, scaling applied) and its image object.
+
+    nibabel reads lazily: a truncated or corrupt ``.nii.gz`` may only fail when the voxels are read, so both the
+    header load and the data access are guarded.
+    """
+    global _decodes
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as err:  # zlib.error, EOFError, OSError, ValueError, ImageFileError, ...: all mean a bad file
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise DataError(f"{path}: corrupt or truncated NIfTI ({type(err).__name__}: {detail})") from None
+    _decodes += 1
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3D volume, found shape {tuple(data.shape)}")
+    return data, img
+
+
+def load_case(case: CaseFiles) -> LoadedCase:
+    """Decode and check a case: four images of equal shape and affine, finite voxels, a valid segmentation."""
+    first_path = case.images[MODALITIES[0]]
+    channels = []
+    first_img = None
+    for modality in MODALITIES:
+        path = case.images[modality]
+        data, img = read_nifti(path)
+        if data.dtype.kind == "f":
+            bad = np.count_nonzero(~np.isfinite(data))
+            if bad:
+                raise DataError(f"{path}: {bad} non-finite voxel(s) (NaN or inf)")
+        elif data.dtype.kind not in "iub":
+            raise DataError(f"{path}: image has non-numeric dtype {data.dtype}")
+        if first_img is None:
+            first_img = img
+        else:
+            _check_geometry(path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine)
+        channels.append(data)
+    image = np.stack([c.astype(np.float32, copy=False) for c in channels], axis=-1)
+    seg = None
+    if case.seg is not None:
+        labels, seg_img = read_nifti(case.seg)
+        _check_geometry(case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine)
+        seg = labels_to_classes(labels, case.convention, str(case.seg))
+    zooms = first_img.header.get_zooms()[:3]
+    return LoadedCase(
+        case=case,
+        image=image,
+        seg=seg,
+        affine=np.asarray(first_img.affine, dtype=np.float64),
+        header=first_img.header.copy(),
+        spacing=tuple(float(z) for z in zooms),
+    )
+
+
+def _check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path, ref_shape: tuple,
+                    ref_affine: np.ndarray) -> None:
+    if tuple(shape) != tuple(ref_shape):
+        raise DataError(f"{path}: shape {tuple(shape)} differs from {Path(ref_path).name} {tuple(ref_shape)}")
+    if not np.allclose(affine, ref_affine, rtol=0.0, atol=AFFINE_ATOL):
+        raise DataError(f"{path}: affine differs from {Path(ref_path).name} (the files of a case must be co-registered)"
+                        f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}")

@@ -1,0 +1,116 @@
+"""Turn a loaded case into model input: per-modality normalisation, optional fifth channel, crop, axial slices.
+
+The same function serves the training cache and prediction, so a model always sees identically prepared input.
+Slice z of a volume is ``vol[:, :, z]`` (rows: array axis X, columns: axis Y); arrays for the model are
+(Z, H, W, C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from brats_seg.data.crop import CropBox, centred_crop_box, crop_volume, uncrop
+from brats_seg.data.nifti import LoadedCase
+from brats_seg.data.settings import PreprocessSettings
+
+FLAIR_CHANNEL = 3
+
+
+@dataclass
+class PreprocessedCase:
+    case_id: str
+    x: np.ndarray                 # (Z, H, W, C) float32
+    y: np.ndarray | None          # (Z, H, W) uint8 classes, or None without a segmentation
+    crop_box: CropBox | None      # None when cropping is off
+    full_shape: tuple[int, int, int]  # (X, Y, Z) of the original volume
+    brain_pixels: np.ndarray      # (Z,) int64: non-zero image pixels per (cropped) slice
+
+
+def normalize(vol: np.ndarray, mask: np.ndarray, method: str,
+              percentiles: tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
+    """Normalise ``vol`` using the statistics of its voxels inside ``mask``; voxels outside stay 0.
+
+    zscore: (v - mean) / std; minmax: (v - min) / (max - min); percentile: clip to the two percentiles, then
+    scale that range to [0, 1]. A constant brain gives 0 everywhere.
+    """
+    out = np.zeros(vol.shape, dtype=np.float32)
+    values = vol[mask].astype(np.float64)
+    if values.size == 0:
+        return out
+    if method == "zscore":
+        offset, scale = values.mean(), values.std()
+    elif method == "minmax":
+        offset, scale = values.min(), values.max() - values.min()
+    elif method == "percentile":
+        lo, hi = np.percentile(values, percentiles)
+        values = np.clip(values, lo, hi)
+        offset, scale = lo, hi - lo
+    else:
+        raise ValueError(f"unknown normalisation {method!r}")
+    out[mask] = (values - offset) / scale if scale > 0 else 0.0
+    return out
+
+
+def flair_edges(flair: np.ndarray, sigma: float) -> np.ndarray:
+    """Gradient magnitude of the Gaussian-smoothed FLAIR, per axial slice (2D: no smoothing or gradient along z).
+
+    Computed on the brain-z-scored FLAIR, whose background (0) equals the brain mean, so the brain outline does
+    not dominate the map whatever normalisation the other channels use. Uses the images only, never labels.
+    """
+    zscored = normalize(flair, flair != 0, "zscore")
+    sigmas = (sigma, sigma, 0.0)  # scipy skips axes with sigma 0: the filter is 2D on every slice
+    d_rows = ndimage.gaussian_filter(zscored, sigmas, order=(1, 0, 0))
+    d_cols = ndimage.gaussian_filter(zscored, sigmas, order=(0, 1, 0))
+    return np.hypot(d_rows, d_cols).astype(np.float32)
+
+
+def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | PreprocessSettings) -> PreprocessedCase:
+    """Normalise, add the fifth channel, crop and slice one case (labels are cropped and sliced alike)."""
+    settings = PreprocessSettings.from_cfg(preprocess_cfg)
+    image = loaded.image
+    full_shape = tuple(int(s) for s in image.shape[:3])
+    brain = (image != 0).any(axis=-1)
+    box = centred_crop_box(brain, settings.crop_size, loaded.case_id) if settings.crop_size else None
+    view = (lambda vol: crop_volume(vol, box)) if box else (lambda vol: vol)
+
+    channels = [_normalized_channel(image[..., c], settings) for c in range(image.shape[-1])]
+    if settings.fifth_channel == "flair_edges":
+        flair = image[..., FLAIR_CHANNEL]
+        edges = flair_edges(flair, settings.fifth_channel_sigma)
+        channels.append(normalize(edges, flair != 0, settings.normalization, settings.percentiles))
+
+    rows, cols, depth = view(brain).shape
+    x = np.empty((depth, rows, cols, len(channels)), dtype=np.float32)
+    for c, channel in enumerate(channels):
+        x[..., c] = volume_to_slices(view(channel))
+    y = volume_to_slices(view(loaded.seg)).copy() if loaded.seg is not None else None
+    brain_pixels = np.count_nonzero(view(brain), axis=(0, 1)).astype(np.int64)
+    return PreprocessedCase(loaded.case_id, x, y, box, full_shape, brain_pixels)
+
+
+def _normalized_channel(vol: np.ndarray, settings: PreprocessSettings) -> np.ndarray:
+    return normalize(vol, vol != 0, settings.normalization, settings.percentiles)
+
+
+def volume_to_slices(vol: np.ndarray) -> np.ndarray:
+    """(X, Y, Z, ...) -> (Z, X, Y, ...) (a view)."""
+    return np.moveaxis(vol, 2, 0)
+
+
+def slices_to_volume(slices: np.ndarray) -> np.ndarray:
+    """(Z, X, Y, ...) -> (X, Y, Z, ...) (a view)."""
+    return np.moveaxis(slices, 0, 2)
+
+
+def restore_prediction(classes: np.ndarray, crop_box: CropBox | None, full_shape: tuple[int, int, int]) -> np.ndarray:
+    """A (Z, H, W) class stack predicted on preprocessed slices -> (X, Y, Z) uint8 in the original volume's grid."""
+    volume = np.ascontiguousarray(slices_to_volume(np.asarray(classes, dtype=np.uint8)))
+    if crop_box is None:
+        if volume.shape != tuple(full_shape):
+            raise ValueError(f"prediction of shape {volume.shape} does not fill the volume {tuple(full_shape)}")
+        return volume
+    return uncrop(volume, tuple(crop_box), tuple(full_shape), layout="volume")

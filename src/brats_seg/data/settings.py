@@ -1,0 +1,123 @@
+"""Validated preprocessing and slice-selection settings, built from the ``data`` config node.
+
+Every invalid value raises a ConfigError naming the option (``data.preprocess.crop.size`` ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from brats_seg.errors import ConfigError
+
+NORMALIZATIONS = ("zscore", "minmax", "percentile")
+FIFTH_CHANNELS = ("flair_edges",)
+SELECTION_RULES = ("threshold", "tumour", "brain")
+# The U-Nets halve the image four times, so a crop must keep both sides divisible by 2**4.
+CROP_MULTIPLE = 16
+
+
+def to_plain(cfg: Any) -> Any:
+    """A DictConfig/ListConfig as plain dicts and lists (resolved); anything else unchanged."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        return cfg
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """``data.preprocess``: normalisation, optional fifth channel, optional crop (None: no crop)."""
+
+    normalization: str = "zscore"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    fifth_channel: str | None = None
+    fifth_channel_sigma: float = 1.0
+    crop_size: tuple[int, int] | None = None
+
+    @property
+    def channels(self) -> int:
+        return 4 + (self.fifth_channel is not None)
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any] | "PreprocessSettings" | None) -> "PreprocessSettings":
+        if isinstance(cfg, PreprocessSettings):
+            return cfg
+        cfg = to_plain(cfg) or {}
+        normalization = cfg.get("normalization", "zscore")
+        if normalization not in NORMALIZATIONS:
+            raise ConfigError(f"data.preprocess.normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                              f"got {normalization!r}")
+        percentiles = _percentiles(cfg.get("percentiles", (0.5, 99.5)))
+        fifth = cfg.get("fifth_channel")
+        if fifth is not None and fifth not in FIFTH_CHANNELS:
+            raise ConfigError(f"data.preprocess.fifth_channel must be null or one of {', '.join(FIFTH_CHANNELS)}, "
+                              f"got {fifth!r}")
+        sigma = cfg.get("fifth_channel_sigma", 1.0)
+        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
+            raise ConfigError(f"data.preprocess.fifth_channel_sigma must be a positive number, got {sigma!r}")
+        crop = cfg.get("crop") or {}
+        crop_size = _crop_size(crop.get("size")) if crop.get("enabled", False) else None
+        return cls(normalization, percentiles, fifth, float(sigma), crop_size)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings that change the output (used in the cache key and recorded in the cache index)."""
+        out: dict[str, Any] = {"normalization": self.normalization}
+        if self.normalization == "percentile":
+            out["percentiles"] = list(self.percentiles)
+        out["fifth_channel"] = self.fifth_channel
+        if self.fifth_channel is not None:
+            out["fifth_channel_sigma"] = self.fifth_channel_sigma
+        out["crop_size"] = list(self.crop_size) if self.crop_size else None
+        return out
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """``data.selection``: which axial slices go into the training cache."""
+
+    rule: str = "threshold"
+    threshold: int = 3000
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any] | "SelectionSettings" | None) -> "SelectionSettings":
+        if isinstance(cfg, SelectionSettings):
+            return cfg
+        cfg = to_plain(cfg) or {}
+        rule = cfg.get("rule", "threshold")
+        if rule not in SELECTION_RULES:
+            raise ConfigError(f"data.selection.rule must be one of {', '.join(SELECTION_RULES)}, got {rule!r}")
+        threshold = cfg.get("threshold", 3000)
+        if rule == "threshold" and (not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0):
+            raise ConfigError(f"data.selection.threshold must be a whole number of pixels >= 0, got {threshold!r}")
+        return cls(rule, int(threshold) if rule == "threshold" else 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "threshold": self.threshold} if self.rule == "threshold" else {"rule": self.rule}
+
+    def describe(self) -> str:
+        if self.rule == "threshold":
+            return f"data.selection.rule=threshold data.selection.threshold={self.threshold}"
+        return f"data.selection.rule={self.rule}"
+
+
+def _percentiles(value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"data.preprocess.percentiles must be two numbers [low, high], got {value!r}") from None
+    if not 0.0 <= lo < hi <= 100.0:
+        raise ConfigError(f"data.preprocess.percentiles must satisfy 0 <= low < high <= 100, got {[lo, hi]}")
+    return lo, hi
+
+
+def _crop_size(value: Any) -> tuple[int, int]:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % CROP_MULTIPLE == 0 for v in value))
+    if not ok:
+        raise ConfigError(f"data.preprocess.crop.size must be two positive multiples of {CROP_MULTIPLE} [H, W] "
+                          f"(the models halve the image 4 times), got {value!r}")
+    return int(value[0]), int(value[1])

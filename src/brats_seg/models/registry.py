@@ -1,0 +1,109 @@
+"""From a model config to a Keras model: the family registry, the config files and the input-size check.
+
+TF-free at import time: each family's builder module is imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+from typing import Any, Mapping
+
+from brats_seg.errors import ConfigError
+from brats_seg.models.options import parse_options
+
+CONFIG_PACKAGE = "brats_seg.configs"
+CONFIG_GROUP = "model"
+
+# family -> "module:function" of its builder; each builder takes (options, name, input_shape, num_classes).
+BUILDERS: dict[str, str] = {
+    "unet": "brats_seg.models.unet:build_unet",
+    "unet3plus": "brats_seg.models.unet3plus:build_unet3plus",
+    "resunetpp": "brats_seg.models.resunetpp:build_resunetpp",
+    "attention_unet": "brats_seg.models.attention_unet:build_attention_unet",
+}
+
+
+def model_config_names() -> list[str]:
+    """Names of the model configs shipped in brats_seg.configs/model, sorted."""
+    folder = importlib.resources.files(CONFIG_PACKAGE).joinpath(CONFIG_GROUP)
+    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def load_model_config(name: str) -> dict[str, Any]:
+    """The content of configs/model/<name>.yaml as a plain dict."""
+    from omegaconf import OmegaConf
+
+    names = model_config_names()
+    if name not in names:
+        raise ConfigError(f"unknown model '{name}' (available: {', '.join(names)})")
+    text = importlib.resources.files(CONFIG_PACKAGE).joinpath(CONFIG_GROUP, f"{name}.yaml").read_text("utf-8")
+    return OmegaConf.to_container(OmegaConf.create(text), resolve=True)
+
+
+def parse_model_config(model_cfg: Any) -> tuple[str, str, Any]:
+    """Split a composed `model` node into (name, family, validated options)."""
+    raw = _as_dict(model_cfg)
+    name = raw.pop("name", None)
+    family = raw.pop("family", None)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"model config has no 'name' (keys: {', '.join(sorted(raw)) or 'none'})")
+    if not isinstance(family, str):
+        raise ConfigError(f"model {name}: config has no 'family' (one of {', '.join(BUILDERS)})")
+    return name, family, parse_options(name, family, raw)
+
+
+def divisor(model_cfg: Any) -> int:
+    """What the model's input height and width must be divisible by."""
+    _, _, options = parse_model_config(model_cfg)
+    return options.divisor()
+
+
+def build_model(model_cfg: Any, input_shape: tuple[int, int, int], num_classes: int = 4):
+    """Build the Keras model described by the `model` config node for inputs of shape (H, W, C)."""
+    name, family, options = parse_model_config(model_cfg)
+    shape = check_input_shape(name, input_shape, options.divisor())
+    if not (isinstance(num_classes, int) and num_classes >= 1):
+        raise ConfigError(f"model {name}: num_classes must be a positive integer, got {num_classes!r}")
+    return _builder(family)(options, name=name, input_shape=shape, num_classes=num_classes)
+
+
+def check_input_shape(name: str, input_shape: Any, div: int) -> tuple[int, int, int]:
+    """Return (H, W, C) as ints, or raise a ConfigError naming the sizes that would work."""
+    try:
+        height, width, channels = (int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"model {name}: input shape must be (H, W, C), got {input_shape!r}") from None
+    if min(height, width, channels) < 1:
+        raise ConfigError(f"model {name}: input shape must be positive, got {height}x{width}x{channels}")
+    bad = {axis: size for axis, size in (("H", height), ("W", width)) if size % div}
+    if bad:
+        raise ConfigError(
+            f"model {name} needs H and W divisible by {div}; got {height}x{width} ({_nearest_hint(bad, div)})"
+        )
+    return height, width, channels
+
+
+def _nearest_hint(bad: dict[str, int], div: int) -> str:
+    def nearest(size: int) -> str:
+        below, above = size // div * div, (size // div + 1) * div
+        return f"{below} or {above}" if below else str(above)
+
+    if len(set(bad.values())) == 1 and len(bad) == 2:
+        return "nearest: " + nearest(next(iter(bad.values())))
+    return "nearest: " + ", ".join(f"{axis} {nearest(size)}" for axis, size in bad.items())
+
+
+def _builder(family: str):
+    module_name, function = BUILDERS[family].split(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def _as_dict(model_cfg: Any) -> dict[str, Any]:
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(model_cfg, DictConfig):
+        return dict(OmegaConf.to_container(model_cfg, resolve=True))
+    if isinstance(model_cfg, Mapping):
+        return dict(model_cfg)
+    raise ConfigError(f"model config must be a mapping, got {type(model_cfg).__name__}")

@@ -1,0 +1,101 @@
+"""Segment new patients with a trained run: NIfTI in, NIfTI out, on the source grid and in the case's labels."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brats_seg.atomic import atomic_path, write_json
+from brats_seg.errors import DataError, RunError
+
+log = logging.getLogger(__name__)
+
+FLAIR = 3
+
+
+def input_cases(path: Path):
+    """One case folder, or every case under a root."""
+    from brats_seg.data.discovery import find_case, find_cases
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    try:
+        return [find_case(path)]
+    except DataError:
+        return find_cases(path)
+
+
+def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path) -> Path:
+    """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
+    import nibabel as nib
+
+    from brats_seg.data.discovery import file_name
+    from brats_seg.data.labels import to_convention
+
+    labels = to_convention(classes_xyz, loaded.convention)
+    header = loaded.header.copy()
+    header.set_data_dtype(np.uint8)
+    image = nib.Nifti1Image(labels, loaded.affine, header)
+    image.set_qform(loaded.affine, code=int(loaded.header["qform_code"]) or 1)
+    image.set_sform(loaded.affine, code=int(loaded.header["sform_code"]) or 1)
+    image.header["scl_slope"], image.header["scl_inter"] = 1.0, 0.0
+    path = out_dir / file_name(loaded.case_id, "seg", loaded.convention)
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp) + ".nii.gz")
+        Path(str(tmp) + ".nii.gz").replace(tmp)
+    return path
+
+
+def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size: int = 16, montage_slices: int = 6,
+                  empty_rule: str = "brats") -> dict[str, Any]:
+    """Predict every case under ``input_path``; score those that have a segmentation."""
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    from brats_seg import plots
+    from brats_seg.data.nifti import load_case
+    from brats_seg.data.preprocess import preprocess_case
+    from brats_seg.inference import predict_slices, to_source_grid
+    from brats_seg.metrics.regions import region_scores, summarise
+    from brats_seg.training.evaluate import load_best_model
+
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise RunError(f"{run_dir}: not a brats-seg run folder (no config.yaml)")
+    preprocess_cfg = OmegaConf.load(cfg_path).data.preprocess
+    cases = input_cases(input_path)
+    model = load_best_model(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_patient = []
+    for case in tqdm(cases, desc="predict", unit="case"):
+        loaded = load_case(case)
+        prepared = preprocess_case(loaded, preprocess_cfg)
+        pred = predict_slices(model, prepared.x, batch_size)
+        classes = to_source_grid(pred, prepared.full_shape, prepared.crop_box)
+        path = write_segmentation(classes, loaded, out_dir)
+        if montage_slices:
+            _montage(plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png")
+        line = f"{case.case_id}: wrote {path}"
+        if loaded.seg is not None:
+            scores = region_scores(classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule)
+            per_patient.append({"case": case.case_id, **scores})
+            line += "; " + ", ".join(f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
+                                      for r in ("WT", "TC", "ET"))
+        tqdm.write(line)
+    result: dict[str, Any] = {"cases": [c.case_id for c in cases], "output": str(out_dir)}
+    if per_patient:
+        metrics = {"per_patient": per_patient, "regions": summarise(per_patient), "empty_rule": empty_rule}
+        write_json(out_dir / "metrics.json", metrics)
+        result["metrics"] = metrics
+    return result
+
+
+def _montage(plots, x: np.ndarray, pred: np.ndarray, n: int, out: Path) -> None:
+    areas = (pred > 0).reshape(pred.shape[0], -1).sum(axis=1)
+    order = [int(z) for z in np.argsort(areas)[::-1][:n] if areas[z] > 0] or [int(pred.shape[0] // 2)]
+    order.sort()
+    plots.montage([x[z, ..., FLAIR] for z in order], [pred[z] for z in order],
+                  [f"slice {z}: {int(areas[z])} px" for z in order], out)

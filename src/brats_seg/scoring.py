@@ -1,0 +1,66 @@
+"""Score a folder of predicted segmentations from any tool against the reference segs of a BraTS root."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brats_seg.atomic import write_json
+from brats_seg.errors import DataError
+
+_PRED_SUFFIX = re.compile(r"([_-]seg|[_-]pred)?\.nii(\.gz)?$")
+
+
+def _prediction_files(pred_dir: Path) -> dict[str, Path]:
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: no such folder of predictions")
+    found = {}
+    for path in sorted(pred_dir.rglob("*.nii*")):
+        case_id = _PRED_SUFFIX.sub("", path.name)
+        if case_id != path.name:
+            found[case_id] = path
+    return found
+
+
+def prediction_classes(path: Path) -> np.ndarray:
+    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from 2023)."""
+    from brats_seg.data.labels import labels_to_classes
+    from brats_seg.data.nifti import read_nifti
+
+    labels, _ = read_nifti(path)
+    labels = np.rint(np.asarray(labels, dtype=np.float64)).astype(np.int64)
+    values = set(np.unique(labels).tolist())
+    if {3, 4} <= values:
+        raise DataError(f"{path}: has both labels 3 and 4; cannot tell its label convention")
+    convention = "brats2023" if 3 in values else "brats2021"
+    return labels_to_classes(labels, convention, str(path))
+
+
+def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty_rule: str = "brats") -> dict[str, Any]:
+    from brats_seg.data.discovery import find_cases
+    from brats_seg.data.nifti import load_case
+    from brats_seg.metrics.regions import region_scores, summarise
+
+    predictions = _prediction_files(pred_dir)
+    references = {c.case_id: c for c in find_cases(ref_root) if c.seg is not None}
+    matched = sorted(set(predictions) & set(references))
+    if not matched:
+        raise DataError(f"no case id is both predicted in {pred_dir} and has a reference seg under {ref_root}")
+    per_patient = []
+    for case_id in matched:
+        ref = load_case(references[case_id])
+        pred = prediction_classes(predictions[case_id])
+        if pred.shape != ref.seg.shape:
+            raise DataError(f"{predictions[case_id]}: shape {pred.shape} differs from the reference {ref.seg.shape}")
+        per_patient.append({"case": case_id, **region_scores(pred, ref.seg, spacing=ref.spacing, empty_rule=empty_rule)})
+    metrics = {
+        "per_patient": per_patient,
+        "regions": summarise(per_patient),
+        "empty_rule": empty_rule,
+        "unmatched_predictions": sorted(set(predictions) - set(references)),
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,201 @@
+"""The study's results table, rebuilt from run folders.
+
+Every run folder found is one row. Only a run whose run.json says ``completed`` shows measured values; failed,
+running (or interrupted) and never-started runs keep their row with their status and empty metrics, so nothing is
+dropped and nothing is invented. The table reads only files each run wrote itself (no Hydra callback is involved).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brats_seg.atomic import atomic_path, write_text
+from brats_seg.errors import ConfigError
+
+MEASURED = ("recall", "f1", "precision", "specificity")
+_METRIC_KEY = {"recall": "sensitivity", "f1": "f1", "precision": "precision", "specificity": "specificity"}
+REGIONS = ("WT", "TC", "ET")
+
+
+@dataclass
+class ResultRow:
+    run_dir: Path
+    status: str
+    row: int | None = None
+    title: str = ""
+    experiment_id: str = ""
+    model: str = ""
+    params: int | None = None
+    expected_params: int | None = None
+    params_flag: str | None = None
+    optimizer: str = ""
+    loss: str = ""
+    base_model: str = ""
+    preprocessing: str = ""
+    measured: dict[str, float] = field(default_factory=dict)
+    regions: dict[str, dict[str, float]] = field(default_factory=dict)
+    printed: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Run folders in ``paths``: folders with a config.yaml or run.json written by brats-seg train, or a Hydra job
+    folder (.hydra/config.yaml) that never got that far."""
+    found: set[Path] = set()
+    for root in paths:
+        if not root.is_dir():
+            raise ConfigError(f"table: {root} is not a folder")
+        for marker in ("run.json", "config.yaml", ".hydra/config.yaml"):
+            for hit in root.rglob(marker):
+                run_dir = hit.parent.parent if marker.startswith(".hydra") else hit.parent
+                if (run_dir / ".hydra" / "config.yaml").exists() or (run_dir / "run.json").exists():
+                    found.add(run_dir)
+    return sorted(found)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
+
+
+def read_run(run_dir: Path) -> ResultRow:
+    status_file = run_dir / "run.json"
+    info = json.loads(status_file.read_text()) if status_file.exists() else {}
+    status = info.get("status", "not started")
+    cfg_path = run_dir / "config.yaml"
+    cfg = _load_yaml(cfg_path if cfg_path.exists() else run_dir / ".hydra" / "config.yaml")
+    study = cfg.get("study") or {}
+    result = ResultRow(
+        run_dir=run_dir,
+        status=status,
+        row=study.get("row"),
+        title=study.get("title") or cfg.get("experiment_id") or run_dir.name,
+        experiment_id=cfg.get("experiment_id") or "",
+        model=(cfg.get("model") or {}).get("name", ""),
+        expected_params=study.get("expected_params"),
+        params_flag=study.get("params_flag"),
+        base_model=study.get("base_model") or "",
+        printed=study.get("printed") or {},
+        error=info.get("error") or "",
+    )
+    result.optimizer, result.loss, result.preprocessing = _labels(cfg)
+    if status == "completed" and (run_dir / "metrics.json").exists():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        result.params = metrics.get("params", info.get("params"))
+        result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}
+        result.regions = metrics.get("regions", {})
+    return result
+
+
+def _labels(cfg: dict[str, Any]) -> tuple[str, str, str]:
+    from brats_seg.naming import loss_label, optimizer_label, preprocessing_label
+
+    try:
+        return optimizer_label(cfg["optimizer"]), loss_label(cfg["loss"]), preprocessing_label(cfg["data"])
+    except (KeyError, TypeError):
+        return "", "", ""
+
+
+def collect(paths: list[Path]) -> list[ResultRow]:
+    rows = [read_run(d) for d in find_run_dirs(paths)]
+    if not rows:
+        raise ConfigError(f"table: no run folders under {', '.join(map(str, paths))}")
+    return sorted(rows, key=lambda r: (r.row is None, r.row or 0, str(r.run_dir)))
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def _params(value: int | None) -> str:
+    return "" if value is None else f"{value} ({value * 4 / 2**20:.2f} MB)"
+
+
+def table_records(rows: list[ResultRow], printed: bool) -> list[dict[str, str]]:
+    records = []
+    for r in rows:
+        rec = {
+            "#": "" if r.row is None else str(r.row),
+            "title": r.title,
+            "parameters (size)": _params(r.params),
+            "opt": r.optimizer,
+            "loss": r.loss,
+        }
+        for k in MEASURED:
+            rec[k] = _num(r.measured.get(k))
+        rec["base model"] = r.base_model
+        rec["preprocessing"] = r.preprocessing
+        for region in REGIONS:
+            rec[f"{region} Dice"] = _num(r.regions.get(region, {}).get("dice_mean"))
+        for region in REGIONS:
+            rec[f"{region} HD95"] = _num(r.regions.get(region, {}).get("hd95_mean"), 2)
+        rec["status"] = r.status
+        if printed:
+            rec["study parameters"] = "" if not r.printed else _params(r.printed.get("params"))
+            rec["params note"] = r.params_flag or ""
+            for k in MEASURED:
+                rec[f"study {k}"] = str(r.printed.get(k, "")) if r.printed else ""
+        rec["run"] = str(r.run_dir)
+        records.append(rec)
+    return records
+
+
+def to_markdown(records: list[dict[str, str]]) -> str:
+    header = list(records[0])
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(rec[h].replace("|", "\\|") for h in header) + " |" for rec in records]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(records: list[dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def bar_chart(rows: list[ResultRow], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = [str(r.row) if r.row is not None else r.run_dir.name[:12] for r in rows]
+    f1 = [r.measured.get("f1", np.nan) for r in rows]
+    wt = [r.regions.get("WT", {}).get("dice_mean", np.nan) for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(rows) + 2), 3.8))
+    ax.bar(x - 0.2, f1, 0.4, label="Col Ave F1 (pooled)")
+    ax.bar(x + 0.2, wt, 0.4, label="mean WT Dice (per patient)")
+    for i, r in enumerate(rows):
+        if r.status != "completed":
+            ax.text(i, 0.02, r.status, rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("experiment (study row)")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("F1 and WT Dice per experiment")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_table(paths: list[Path], out: Path, printed: bool = True) -> list[ResultRow]:
+    rows = collect(paths)
+    records = table_records(rows, printed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "results.md", to_markdown(records))
+    write_text(out / "results.csv", to_csv(records))
+    bar_chart(rows, out / "results.png")
+    return rows

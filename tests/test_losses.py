@@ -1,0 +1,313 @@
+"""Losses and the TumourDice metric against values computed by hand in plain numpy (float64)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from brats_seg import losses as L
+from brats_seg.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
+EPS = 1e-7
+K = 4
+
+
+# --------------------------------------------------------------------------------------------- numpy reference
+
+def example(seed: int = 0, shape=(2, 4, 4)) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot truth and softmax probabilities, float64."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, K, size=shape)
+    logits = rng.normal(size=(*shape, K)) * 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    return np.eye(K)[labels], probs
+
+
+def np_bce(y, p):
+    p = np.clip(p, EPS, 1 - EPS)
+    return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def np_dice_loss(y, p, s=1e-6):
+    return 1 - (2 * np.sum(y * p) + s) / (np.sum(y) + np.sum(p) + s)
+
+
+def np_class_dice(y, p, s):
+    return np.array([(2 * np.sum(y[..., c] * p[..., c]) + s) / (np.sum(y[..., c]) + np.sum(p[..., c]) + s)
+                     for c in range(K)])
+
+
+def np_soft_dice(y, p, s=1e-6):
+    return 1 - np.mean(np_class_dice(y, p, s))
+
+
+def np_weighted_cce(y, p, w):
+    pixels = y.reshape(-1, K), np.clip(p, EPS, 1 - EPS).reshape(-1, K)
+    return np.mean([-sum(w[c] * yy[c] * np.log(pp[c]) for c in range(K)) for yy, pp in zip(*pixels)])
+
+
+def np_exp_log(y, p, weights, w_dice=0.8, w_cross=0.2, g_dice=0.3, g_cross=0.3, smooth=1.0):
+    dice_term = np.mean((-np.log(np_class_dice(y, p, smooth))) ** g_dice)
+    cross = []
+    for yy, pp in zip(y.reshape(-1, K), np.clip(p, EPS, 1 - EPS).reshape(-1, K)):
+        label = int(np.argmax(yy))
+        cross.append(weights[label] * (-np.log(pp[label])) ** g_cross)
+    return w_dice * dice_term + w_cross * np.mean(cross)
+
+
+def np_focal(y, p, gamma=2.0, alpha=0.25):
+    p = np.clip(p, EPS, 1 - EPS)
+    return np.mean(np.sum(-alpha * y * (1 - p) ** gamma * np.log(p), axis=-1))
+
+
+def np_tversky(y, p, a=0.3, b=0.7, s=1e-6):
+    index = []
+    for c in range(K):
+        tp = np.sum(y[..., c] * p[..., c])
+        fp = np.sum((1 - y[..., c]) * p[..., c])
+        fn = np.sum(y[..., c] * (1 - p[..., c]))
+        index.append((tp + s) / (tp + a * fp + b * fn + s))
+    return 1 - np.mean(index)
+
+
+def value(loss, y, p) -> float:
+    out = loss(y.astype("float32"), p.astype("float32"))
+    assert tuple(out.shape) == ()
+    return float(out)
+
+
+# ----------------------------------------------------------------------------------------------- the losses
+
+COUNTS = np.array([1000.0, 30.0, 120.0, 50.0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_study_losses_match_numpy(seed):
+    y, p = example(seed)
+    assert value(L.DiceLoss(), y, p) == pytest.approx(np_dice_loss(y, p), abs=1e-5)
+    assert value(L.BCEDiceLoss(), y, p) == pytest.approx(np_bce(y, p) + np_dice_loss(y, p), abs=1e-5)
+    for alpha in (0.2, 0.7):
+        expected = alpha * np_bce(y, p) + (1 - alpha) * np_dice_loss(y, p)
+        assert value(L.ELLLoss(alpha=alpha), y, p) == pytest.approx(expected, abs=1e-5)
+    assert value(L.SoftDiceLoss(), y, p) == pytest.approx(np_soft_dice(y, p), abs=1e-5)
+
+
+def test_dice_loss_hand_value_on_two_pixels():
+    # Pixel 1: class 0, p = (0.5, 0.5, 0, 0); pixel 2: class 2, p = (0, 0, 1, 0).
+    # sum(y*p) = 0.5 + 1 = 1.5, sum(y) = 2, sum(p) = 2 -> 1 - 3/4 = 0.25 (smooth negligible).
+    y = np.array([[[[1, 0, 0, 0], [0, 0, 1, 0]]]], dtype=float)
+    p = np.array([[[[0.5, 0.5, 0, 0], [0, 0, 1, 0]]]], dtype=float)
+    assert value(L.DiceLoss(), y, p) == pytest.approx(0.25, abs=1e-6)
+    # Per class: c0 1/1.5, c1 0/0.5 = 0, c2 1, c3 (0 + s)/(0 + s) = 1 -> 1 - mean = 1 - (2/3 + 2)/4 = 1/3.
+    assert value(L.SoftDiceLoss(), y, p) == pytest.approx(1 / 3, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_other_losses_match_numpy(seed):
+    y, p = example(seed)
+    weights = [float(COUNTS.sum() / (K * c)) for c in COUNTS]
+    assert value(L.WeightedCrossEntropy(weights), y, p) == pytest.approx(np_weighted_cce(y, p, weights), abs=1e-5)
+    label_weights = np.sqrt(COUNTS.sum() / COUNTS)  # Wong et al.: ((sum_k f_k) / f_l) ** 0.5
+    exp_log = L.ExpLogLoss(L.counts_to_exp_log_weights(COUNTS))
+    assert value(exp_log, y, p) == pytest.approx(np_exp_log(y, p, label_weights), abs=1e-5)
+    assert value(L.FocalLoss(), y, p) == pytest.approx(np_focal(y, p), abs=1e-5)
+    assert value(L.TverskyLoss(), y, p) == pytest.approx(np_tversky(y, p), abs=1e-5)
+    other = L.ExpLogLoss([1.0, 2.0, 0.5, 3.0], w_dice=0.5, w_cross=0.5, gamma_dice=1.0, gamma_cross=0.5)
+    expected = np_exp_log(y, p, [1.0, 2.0, 0.5, 3.0], 0.5, 0.5, 1.0, 0.5)
+    assert value(other, y, p) == pytest.approx(expected, abs=1e-5)
+
+
+def test_class_weights_from_counts():
+    weights = L.counts_to_weights([100, 10, 20, 0])
+    assert weights == pytest.approx([130 / 400, 130 / 40, 130 / 80, 0.0])
+    assert L.counts_to_exp_log_weights([100, 10, 20, 0]) == pytest.approx([130 ** 0.5 / 10, 13 ** 0.5,
+                                                                            6.5 ** 0.5, 0.0])
+
+
+def test_perfect_prediction_gives_zero_for_dice_type_losses():
+    y, _ = example(5)
+    for loss in (L.DiceLoss(), L.SoftDiceLoss(), L.TverskyLoss(), L.BCEDiceLoss(), L.ELLLoss(0.7)):
+        assert value(loss, y, y) == pytest.approx(0.0, abs=1e-5), loss.name
+    assert value(L.FocalLoss(), y, y) == pytest.approx(0.0, abs=1e-5)
+    # exp_log keeps a small floor from clipping (x**0.3 magnifies 1e-7) but must be far below a random guess.
+    exp_log = L.ExpLogLoss([1.0] * K)
+    assert value(exp_log, y, y) < 0.01 < value(exp_log, y, example(5)[1])
+
+
+def test_bfloat16_inputs_give_float32_and_same_value():
+    y, p = example(2)
+    yb, pb = keras.ops.cast(y, "bfloat16"), keras.ops.cast(p, "bfloat16")
+    p_rounded = keras.ops.convert_to_numpy(keras.ops.cast(pb, "float32")).astype(np.float64)
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        for loss in (L.DiceLoss(), L.BCEDiceLoss(), L.SoftDiceLoss(), L.ExpLogLoss([1.0] * K), L.TverskyLoss()):
+            out = loss(yb, pb)
+            assert out.dtype == "float32", loss.name
+            direct = loss.call(yb, pb)
+            assert direct.dtype == "float32", loss.name
+        expected = np_dice_loss(y, p_rounded)
+        assert float(L.DiceLoss()(yb, pb)) == pytest.approx(expected, abs=1e-5)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+# ------------------------------------------------------------------------------------------ serialisation
+
+ALL_LOSSES = [
+    L.DiceLoss(smooth=1e-5),
+    L.BCEDiceLoss(),
+    L.ELLLoss(alpha=0.7),
+    L.SoftDiceLoss(),
+    L.WeightedCrossEntropy([0.3, 4.0, 2.0, 0.0]),
+    L.ExpLogLoss([1.0, 5.0, 3.0, 4.0], gamma_dice=0.4),
+    L.FocalLoss(gamma=1.5, alpha=0.5),
+    L.TverskyLoss(alpha=0.4, beta=0.6),
+]
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda loss: loss.name)
+def test_config_round_trip(loss):
+    config = loss.get_config()
+    clone = type(loss).from_config(config)
+    assert clone.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss) and restored.get_config() == config
+    y, p = example(4)
+    assert value(restored, y, p) == pytest.approx(value(loss, y, p), abs=1e-7)
+
+
+def tiny_model() -> keras.Model:
+    inputs = keras.Input((4, 4, 2))
+    outputs = keras.layers.Conv2D(K, 1, activation="softmax")(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def test_models_with_each_loss_save_and_reload_without_custom_objects(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 4, 2)).astype("float32")
+    y = np.eye(K, dtype="float32")[rng.integers(0, K, size=(2, 4, 4))]
+    for i, loss in enumerate(ALL_LOSSES):
+        model = tiny_model()
+        model.compile(optimizer="adam", loss=loss, metrics=[L.TumourDice()])
+        path = tmp_path / f"m{i}.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        assert type(loaded.loss) is type(loss), loss.name
+        assert loaded.loss.get_config() == loss.get_config()
+        before = model.evaluate(x, y, verbose=0, return_dict=True)
+        after = loaded.evaluate(x, y, verbose=0, return_dict=True)
+        assert after["loss"] == pytest.approx(before["loss"], abs=1e-6)
+        assert after["tumour_dice"] == pytest.approx(before["tumour_dice"], abs=1e-6)
+
+
+def test_training_step_reduces_a_study_loss():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 4, 4, 2)).astype("float32")
+    y = np.eye(K, dtype="float32")[(x[..., 0] > 0).astype(int) * 2]
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=L.BCEDiceLoss())
+    history = model.fit(x, y, epochs=15, verbose=0).history["loss"]
+    assert np.all(np.isfinite(history)) and history[-1] < history[0]
+
+
+# ---------------------------------------------------------------------------------------------- TumourDice
+
+def test_tumour_dice_pools_over_batches():
+    y1, p1 = example(6)
+    y2, p2 = example(7)
+    metric = L.TumourDice()
+    metric.update_state(y1.astype("float32"), p1.astype("float32"))
+    metric.update_state(y2.astype("float32"), p2.astype("float32"))
+    truth = np.concatenate([y1.argmax(-1), y2.argmax(-1)]).ravel()
+    pred = np.concatenate([p1.argmax(-1), p2.argmax(-1)]).ravel()
+    dices = []
+    for c in (1, 2, 3):
+        tp = np.sum((truth == c) & (pred == c))
+        fp = np.sum((truth != c) & (pred == c))
+        fn = np.sum((truth == c) & (pred != c))
+        dices.append(2 * tp / (2 * tp + fp + fn))
+    assert float(metric.result()) == pytest.approx(np.mean(dices), abs=1e-6)
+    metric.reset_state()
+    metric.update_state(y1.astype("float32"), y1.astype("float32"))
+    assert float(metric.result()) == pytest.approx(1.0)
+    clone = L.TumourDice.from_config(metric.get_config())
+    assert clone.num_classes == K and clone.name == "tumour_dice"
+
+
+def test_tumour_dice_counts_absent_class_as_one():
+    # Only classes 0 and 1 anywhere: classes 2 and 3 absent from both -> Dice 1; class 1: 2*1/(2+1+0) = 2/3.
+    y = np.eye(K, dtype="float32")[np.array([[[0, 1], [1, 0]]])]
+    p = np.eye(K, dtype="float32")[np.array([[[0, 1], [0, 0]]])]
+    metric = L.TumourDice()
+    metric.update_state(y, p)
+    assert float(metric.result()) == pytest.approx((2 / 3 + 1 + 1) / 3, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------ build_loss / labels
+
+def load(name: str, **overrides):
+    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    for key, val in overrides.items():
+        cfg[key] = val
+    return cfg
+
+
+@pytest.mark.parametrize("name,cls", [
+    ("dice", L.DiceLoss), ("bce_dice", L.BCEDiceLoss), ("ell", L.ELLLoss), ("soft_dice", L.SoftDiceLoss),
+    ("weighted", L.WeightedCrossEntropy), ("exp_log", L.ExpLogLoss), ("focal", L.FocalLoss),
+    ("tversky", L.TverskyLoss),
+])
+def test_build_loss_from_each_config_file(name, cls):
+    loss = L.build_loss(load(name), class_counts=COUNTS)
+    assert type(loss) is cls
+    assert set(L.LOSS_NAMES) == {p.stem for p in CONFIGS.glob("*.yaml")}
+
+
+def test_build_loss_parameters():
+    ell = L.build_loss(load("ell", alpha=0.7))
+    assert (ell.alpha, ell.smooth) == (0.7, 1e-6)
+    weighted = L.build_loss(load("weighted"), class_counts=np.array([100, 10, 20, 0]))
+    assert weighted.class_weights == pytest.approx([130 / 400, 130 / 40, 130 / 80, 0.0])
+    fixed = L.build_loss({"name": "weighted", "class_weights": [1, 2, 3, 4]})
+    assert fixed.class_weights == [1.0, 2.0, 3.0, 4.0]
+    exp_log = L.build_loss(load("exp_log"), class_counts=COUNTS)
+    assert exp_log.label_weights == pytest.approx(np.sqrt(COUNTS.sum() / COUNTS))
+    assert (exp_log.w_dice, exp_log.w_cross, exp_log.gamma_dice, exp_log.gamma_cross, exp_log.smooth) == (
+        0.8, 0.2, 0.3, 0.3, 1.0)
+    tversky = L.build_loss(load("tversky"))
+    assert (tversky.alpha, tversky.beta) == (0.3, 0.7)
+    focal = L.build_loss(load("focal"))
+    assert (focal.gamma, focal.alpha) == (2.0, 0.25)
+
+
+@pytest.mark.parametrize("cfg,counts,message", [
+    ({"name": "nope"}, None, "loss=nope: unknown loss (valid: bce_dice, dice, ell, exp_log, focal, soft_dice"),
+    ({"name": "weighted", "class_weights": None}, None, "loss=weighted: needs the training label counts"),
+    ({"name": "exp_log"}, None, "loss=exp_log: needs the training label counts"),
+    ({"name": "weighted"}, np.array([1, 2, 3]), "loss=weighted: class counts must be 4"),
+    ({"name": "weighted", "class_weights": [1, 2]}, None, "loss.class_weights: expected 4 non-negative"),
+    ({"name": "ell", "alpha": 1.5}, None, "loss.alpha: must be in [0.0, 1.0], got 1.5"),
+    ({"name": "dice", "smooth": 0}, None, "loss.smooth: must be > 0.0"),
+    ({"name": "dice", "alpha": 0.3}, None, "loss.alpha: not an option of loss=dice"),
+    ({"name": "focal", "gamma": "big"}, None, "loss.gamma: expected a number"),
+])
+def test_build_loss_errors(cfg, counts, message):
+    with pytest.raises(ConfigError) as info:
+        L.build_loss(cfg, class_counts=counts)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_loss_labels():
+    assert L.loss_label(load("ell")) == "ell_loss (0.2)"
+    assert L.loss_label(load("ell", alpha=0.7)) == "ell_loss (0.7)"
+    expected = {"dice": "dice_loss", "bce_dice": "bce_dice_loss", "soft_dice": "soft_dice_loss",
+                "weighted": "weighted", "exp_log": "exp_log", "focal": "focal", "tversky": "tversky"}
+    for name, label in expected.items():
+        assert L.loss_label(load(name)) == label
