@@ -41,7 +41,8 @@ def prediction_classes(path: Path) -> np.ndarray:
 
 def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty_rule: str = "brats") -> dict[str, Any]:
     from brats_seg.data.discovery import find_cases
-    from brats_seg.data.nifti import load_case
+    from brats_seg.data.labels import labels_to_classes
+    from brats_seg.data.nifti import read_nifti
     from brats_seg.metrics.regions import region_scores, summarise
 
     predictions = _prediction_files(pred_dir)
@@ -51,11 +52,14 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty
         raise DataError(f"no case id is both predicted in {pred_dir} and has a reference seg under {ref_root}")
     per_patient = []
     for case_id in matched:
-        ref = load_case(references[case_id])
+        case = references[case_id]
+        labels, image = read_nifti(case.seg)
+        ref = labels_to_classes(labels, case.convention, str(case.seg))
+        spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
         pred = prediction_classes(predictions[case_id])
-        if pred.shape != ref.seg.shape:
-            raise DataError(f"{predictions[case_id]}: shape {pred.shape} differs from the reference {ref.seg.shape}")
-        per_patient.append({"case": case_id, **region_scores(pred, ref.seg, spacing=ref.spacing, empty_rule=empty_rule)})
+        if pred.shape != ref.shape:
+            raise DataError(f"{predictions[case_id]}: shape {pred.shape} differs from the reference {ref.shape}")
+        per_patient.append({"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)})
     metrics = {
         "per_patient": per_patient,
         "regions": summarise(per_patient),

@@ -23,6 +23,12 @@ def decode_count() -> int:
     return _decodes
 
 
+def record_decodes(count: int) -> None:
+    """Add decodes done on this process's behalf by worker processes."""
+    global _decodes
+    _decodes += count
+
+
 @dataclass
 class LoadedCase:
     """One decoded, validated case: images stacked in channel order t1, t1ce, t2, flair."""
@@ -85,7 +91,7 @@ def load_case(case: CaseFiles) -> LoadedCase:
         else:
             _check_geometry(path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine)
         channels.append(data)
-    image = np.stack([c.astype(np.float32, copy=False) for c in channels], axis=-1)
+    image = _stack_channels(channels)
     seg = None
     if case.seg is not None:
         labels, seg_img = read_nifti(case.seg)
@@ -100,6 +106,15 @@ def load_case(case: CaseFiles) -> LoadedCase:
         header=first_img.header.copy(),
         spacing=tuple(float(z) for z in zooms),
     )
+
+
+def _stack_channels(channels: list[np.ndarray]) -> np.ndarray:
+    """(X, Y, Z, 4) float32 in Fortran order: nibabel decodes Fortran-ordered arrays, so the copy is linear and
+    every channel ``image[..., c]`` stays contiguous for the per-channel preprocessing."""
+    image = np.empty(channels[0].shape + (len(channels),), dtype=np.float32, order="F")
+    for c, data in enumerate(channels):
+        image[..., c] = data
+    return image
 
 
 def _check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path, ref_shape: tuple,

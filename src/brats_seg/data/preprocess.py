@@ -73,7 +73,9 @@ def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | Prep
     settings = PreprocessSettings.from_cfg(preprocess_cfg)
     image = loaded.image
     full_shape = tuple(int(s) for s in image.shape[:3])
-    brain = (image != 0).any(axis=-1)
+    brain = image[..., 0] != 0
+    for c in range(1, image.shape[-1]):
+        brain |= image[..., c] != 0
     box = centred_crop_box(brain, settings.crop_size, loaded.case_id) if settings.crop_size else None
     view = (lambda vol: crop_volume(vol, box)) if box else (lambda vol: vol)
 

@@ -28,6 +28,12 @@ REFERENCE_FOV_MM = (240.0, 240.0, 155.0)
 GENERATOR_VERSION = 1
 CASE_PREFIX = "SynBraTS_"
 MIN_SIDE = {"in_plane": 32, "depth": 16}
+# Below this many voxels to write, starting worker processes costs more than it saves.
+POOL_MIN_VOXELS = 4_000_000
+# Smallest acceptable largest axial oedema section of a tumour (mm^2 of the 240 x 240 mm field of view). The
+# study kept slices where a class covers > 3000 px (mm^2); configs/data/synthetic.yaml's 300 px at 96 x 96 is
+# 1875 mm^2.
+MIN_EDEMA_SECTION_MM2 = 2600.0
 
 # Tissue codes of the phantom (not the BraTS labels).
 BACKGROUND, CSF, GM, WM, EDEMA, NECROSIS, ENHANCING, VESSEL = range(8)
@@ -95,29 +101,31 @@ def smooth_field(axes: list[np.ndarray], rng: np.random.Generator, spacing_mm: f
 def _ellipsoid_radius(grid, centre, semi_axes) -> np.ndarray:
     """Normalised ellipsoidal radius: < 1 inside the ellipsoid."""
     x, y, z = grid
-    return np.sqrt(
-        ((x - centre[0]) / semi_axes[0]) ** 2 + ((y - centre[1]) / semi_axes[1]) ** 2 + ((z - centre[2]) / semi_axes[2]) ** 2
-    )
+    return np.sqrt(((x - centre[0]) / semi_axes[0]) ** 2
+                   + ((y - centre[1]) / semi_axes[1]) ** 2
+                   + ((z - centre[2]) / semi_axes[2]) ** 2)
 
 
 # ----------------------------------------------------------------------------------------------- anatomy
 
 
-def _brain_tissue(axes, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple, tuple]:
-    """Healthy brain: tissue codes plus the brain's normalised radius, centre and semi-axes (mm)."""
+def _brain_tissue(axes, rng: np.random.Generator) -> tuple[np.ndarray, tuple, tuple]:
+    """Healthy brain: tissue codes plus the brain's centre and semi-axes (mm)."""
     grid = _open_grid(axes)
-    centre = (rng.uniform(-3, 3), rng.uniform(-4, 4), rng.uniform(-2, 4))
-    semi_axes = (rng.uniform(62, 72), rng.uniform(80, 92), rng.uniform(58, 66))
-    radius = _ellipsoid_radius(grid, centre, semi_axes) * (1 + 0.035 * smooth_field(axes, rng, 35.0))
+    centre = (rng.uniform(-3, 3), rng.uniform(-4, 4), rng.uniform(-2, 2))
+    semi_axes = (rng.uniform(62, 72), rng.uniform(80, 92), rng.uniform(54, 62))
+    # A bounded wobble keeps the whole brain inside the field of view (as in skull-stripped BraTS volumes).
+    wobble = np.clip(1 + 0.035 * smooth_field(axes, rng, 35.0), 0.93, 1.07)
+    radius = _ellipsoid_radius(grid, centre, semi_axes) * wobble
     brain = radius < 1.0
 
     tissue = np.full(radius.shape, GM, dtype=np.uint8)
-    folds = smooth_field(axes, rng, 12.0)
-    tissue[radius < 0.80 + 0.05 * folds] = WM
+    folds = smooth_field(axes, rng, 6.0)
+    tissue[radius < 0.8 + 0.07 * folds] = WM
     deep_size = rng.uniform(0.9, 1.1)
     for side in (-1, 1):
-        nucleus = _ellipsoid_radius(grid, (centre[0] + side * 19, centre[1] + 4, centre[2] - 2), (9 * deep_size, 13, 10))
-        tissue[nucleus < 1] = GM
+        nucleus = (centre[0] + side * 19, centre[1] + 4, centre[2] - 2)
+        tissue[_ellipsoid_radius(grid, nucleus, (9 * deep_size, 13, 10)) < 1] = GM
     sulci = (np.abs(smooth_field(axes, rng, 10.0)) < 0.15) & (radius > 0.84)
     tissue[sulci] = CSF
     tissue[radius > 0.965] = CSF
@@ -130,10 +138,13 @@ def _brain_tissue(axes, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
         )
         tissue[horn < 1] = CSF
     tissue[~brain] = BACKGROUND
-    return tissue, radius, centre, semi_axes
+    return tissue, centre, semi_axes
 
 
-def _tumour_lobes(rng: np.random.Generator, centre, brain_axes, radius_mm: float) -> list[tuple[np.ndarray, np.ndarray]]:
+Lobe = tuple[np.ndarray, np.ndarray]  # centre and semi-axes (mm) of one ellipsoid
+
+
+def _tumour_lobes(rng: np.random.Generator, centre, brain_axes, radius_mm: float) -> list[Lobe]:
     """Centres and semi-axes (mm) of a main ellipsoid and 2-4 overlapping satellites."""
     direction = rng.standard_normal(3)
     direction /= np.linalg.norm(direction)
@@ -157,34 +168,52 @@ def _box(axes, lobes, reach: float) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def _add_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, centre, brain_axes) -> None:
-    """Paint oedema, enhancing rim and necrotic core into ``tissue`` (inside the brain only).
+def _paint_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, lobes) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Tissue codes of the tumour's bounding box with oedema, enhancing rim and necrotic core painted in.
 
-    The tumour is a union of ellipsoidal lobes, as a normalised distance (< 1 inside) made irregular by a
-    smooth multiplicative wobble; core and necrosis are lower levels of that distance with their own wobble.
+    The lobes' normalised distance (< 1 inside) is made irregular by a smooth multiplicative wobble; the core
+    and the necrosis are lower levels of that distance with wobbles of their own. Only brain voxels change.
     """
     max_wobble = 0.3
-    lobes = _tumour_lobes(rng, centre, brain_axes, rng.uniform(32.0, 46.0))
     box = _box(axes, lobes, reach=1.0 / (1.0 - max_wobble))
     sub_axes = [coords[s] for coords, s in zip(axes, box)]
-    if any(a.size == 0 for a in sub_axes):
-        return
+    region = tissue[box].copy()
+    if region.size == 0:
+        return box, region
     grid = _open_grid(sub_axes)
     distance = np.minimum.reduce([_ellipsoid_radius(grid, c, a) for c, a in lobes])
-    distance *= np.clip(1 + 0.12 * smooth_field(sub_axes, rng, 10.0), 1 - max_wobble, 1 + max_wobble)
+    distance *= np.clip(1 + 0.18 * smooth_field(sub_axes, rng, 10.0), 1 - max_wobble, 1 + max_wobble)
     core_fraction = rng.uniform(0.5, 0.68)
     necrosis_fraction = rng.uniform(0.55, 0.8)
     core = distance < core_fraction * (1 + 0.08 * smooth_field(sub_axes, rng, 8.0))
     necrosis = distance < core_fraction * necrosis_fraction * (1 + 0.12 * smooth_field(sub_axes, rng, 6.0))
-    region = tissue[box]  # a view: painting it paints ``tissue``
     brain = region != BACKGROUND
     region[(distance < 1) & brain] = EDEMA
     region[core & brain] = ENHANCING
     region[necrosis & brain] = NECROSIS
+    return box, region
+
+
+def _add_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, centre, brain_axes) -> None:
+    """Paint a lobulated tumour into ``tissue``.
+
+    A draw whose largest axial oedema section is under MIN_EDEMA_SECTION_MM2 (a small tumour, or one mostly
+    cut off by the brain's edge) is redrawn larger, so that every case has slices passing the study-like
+    selection threshold whatever the voxel grid.
+    """
+    pixel_mm2 = REFERENCE_FOV_MM[0] / len(axes[0]) * REFERENCE_FOV_MM[1] / len(axes[1])
+    radius = rng.uniform(28.0, 42.0)
+    for attempt in range(4):
+        box, region = _paint_tumour(tissue, axes, rng, _tumour_lobes(rng, centre, brain_axes, radius))
+        section = np.count_nonzero(region == EDEMA, axis=(0, 1)).max(initial=0) * pixel_mm2
+        if section >= MIN_EDEMA_SECTION_MM2 or attempt == 3:
+            break
+        radius *= 1.15
+    tissue[box] = region
 
 
 def _add_vessels(tissue: np.ndarray, axes, rng: np.random.Generator) -> None:
-    """Thin tubes (where two smooth fields both cross zero): bright on T1ce, outside the tumour core."""
+    """Thin tubes (where two smooth fields both cross zero) in healthy tissue: bright on T1ce."""
     tubes = (np.abs(smooth_field(axes, rng, 18.0)) < 0.05) & (np.abs(smooth_field(axes, rng, 18.0)) < 0.05)
     tissue[tubes & ((tissue == GM) | (tissue == WM) | (tissue == CSF))] = VESSEL
 
@@ -194,7 +223,7 @@ def make_anatomy(shape: Sequence[int] = (240, 240, 155), rng: Any = None) -> Ana
     rng = np.random.default_rng(rng)
     shape = tuple(int(n) for n in shape)
     axes = _axes_mm(shape)
-    tissue, _, centre, brain_axes = _brain_tissue(axes, rng)
+    tissue, centre, brain_axes = _brain_tissue(axes, rng)
     _add_tumour(tissue, axes, rng, centre, brain_axes)
     _add_vessels(tissue, axes, rng)
     voxel = tuple(fov / n for fov, n in zip(REFERENCE_FOV_MM, shape))
@@ -267,10 +296,17 @@ def is_complete(case_dir: Path, case_id: str) -> bool:
     return all(path.is_file() for path in case_files(case_dir, case_id).values())
 
 
-def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+def provenance(seed: Any) -> str:
+    """The header description of a synthetic file: generator version and seed (at most 80 characters)."""
+    seed_text = ",".join(str(int(s)) for s in np.atleast_1d(np.asarray(seed, dtype=object)))
+    return f"brats_seg synthetic v{GENERATOR_VERSION} seed={seed_text}"[:80]
+
+
+def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray, description: str) -> None:
     import nibabel as nib
 
     image = nib.Nifti1Image(data, affine)
+    image.header["descrip"] = description.encode("ascii")
     image.header.set_data_dtype(data.dtype)
     image.header.set_xyzt_units("mm")
     image.set_qform(affine, code=1)
@@ -279,7 +315,10 @@ def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
 
 
 def write_case(out_dir: str | os.PathLike, case_id: str, shape: Sequence[int], seed: Any) -> Path:
-    """Write ``<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair,seg}.nii.gz``; the folder appears complete or not at all."""
+    """Write ``<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair,seg}.nii.gz`` from ``make_case(shape, seed)``.
+
+    The files are written into a temporary folder renamed into place: the case appears complete or not at all.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / case_id
@@ -289,8 +328,9 @@ def write_case(out_dir: str | os.PathLike, case_id: str, shape: Sequence[int], s
     try:
         files = case_files(tmp, case_id)
         for name, volume in images.items():
-            _save_nifti(files[name], volume, affine)
-        _save_nifti(files["seg"], seg, affine)
+            _save_nifti(files[name], volume, affine, provenance(seed))
+        _save_nifti(files["seg"], seg, affine, provenance(seed))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data set is meant to be shared like any other
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -304,7 +344,8 @@ def case_id(index: int) -> str:
     return f"{CASE_PREFIX}{index:05d}"
 
 
-def validate_options(cases: Any, shape: Any, cases_option: str = "cases", shape_option: str = "shape") -> tuple[int, tuple[int, int, int]]:
+def validate_options(cases: Any, shape: Any, cases_option: str = "cases",
+                     shape_option: str = "shape") -> tuple[int, tuple[int, int, int]]:
     """Check the generator options; raise ConfigError naming the option. Returns (cases, shape) as ints."""
     from brats_seg.errors import ConfigError
 
@@ -347,19 +388,44 @@ def write_synthetic_dataset(out: str | os.PathLike, cases: int, shape: Sequence[
     cases, shape = validate_options(cases, shape)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_existing_cases(out, cases, shape, seed)
     todo = [(out, i, shape, seed) for i in range(cases) if not is_complete(out / case_id(i), case_id(i))]
-    if workers > 1 and len(todo) > 1:
+    if workers > 1 and len(todo) > 1 and len(todo) * int(np.prod(shape)) >= POOL_MIN_VOXELS:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: the caller may already run TensorFlow threads, which do not survive fork.
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
             list(pool.map(_write_indexed_case, todo))
     else:
         for job in todo:
             _write_indexed_case(job)
     _write_description(out, cases, shape, seed)
     return out
+
+
+def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], seed: int) -> None:
+    """Refuse to mix cases of other settings (shape, seed, generator version) or a larger set into one folder."""
+    import nibabel as nib
+
+    from brats_seg.errors import ConfigError
+
+    present = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(CASE_PREFIX))
+    extra = [name for name in present if name not in {case_id(i) for i in range(cases)}]
+    if extra:
+        raise ConfigError(f"out={out}: already holds {len(present)} synthetic cases (e.g. {extra[0]}), more than "
+                          f"cases={cases}; pass cases>={len(present)} or choose another folder")
+    for i in range(cases):
+        name = case_id(i)
+        if name not in present or not is_complete(out / name, name):
+            continue
+        header = nib.load(case_files(out / name, name)["seg"]).header
+        found = header["descrip"].tobytes().decode("ascii", "replace").rstrip("\x00")
+        if tuple(header.get_data_shape()) != shape or found != provenance([seed, i]):
+            size = "x".join(str(s) for s in header.get_data_shape())
+            raise ConfigError(f"out={out}: {name} was generated with other settings ({size}, '{found}'); "
+                              f"choose another folder or delete it")
 
 
 def _write_description(out: Path, cases: int, shape: tuple[int, int, int], seed: int) -> None:

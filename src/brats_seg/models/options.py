@@ -131,6 +131,8 @@ class ResUNetPPOptions:
         _check_bool(model, "bridge", self.bridge)
         _check_positive_int(model, "bridge_filters", self.bridge_filters)
         _check_widths(model, "aspp_rates", self.aspp_rates)
+        if len(set(self.aspp_rates)) != len(self.aspp_rates):
+            raise _fail(model, "aspp_rates", "distinct dilation rates", list(self.aspp_rates))
         _check_positive_int(model, "se_ratio", self.se_ratio)
         if min(self.filters) < self.se_ratio:
             raise ConfigError(
@@ -213,7 +215,8 @@ def _check_positive_int(model: str, key: str, value: Any) -> None:
 
 def _check_widths(model: str, key: str, value: Any) -> None:
     if not (isinstance(value, tuple) and value and all(_is_int(v) and v > 0 for v in value)):
-        raise _fail(model, key, "a non-empty list of positive integers", list(value) if isinstance(value, tuple) else value)
+        shown = list(value) if isinstance(value, tuple) else value
+        raise _fail(model, key, "a non-empty list of positive integers", shown)
 
 
 def _check_choice(model: str, key: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -10,8 +10,10 @@ through one fusion unit of the same width.
 
 Deep supervision adds, for each deeper decoder tensor dec_i (i = 2..S, the bridge included), a Conv1x1 head
 upsampled bilinearly to full size with its own float32 softmax. The outputs are then ordered
-[final, dec2, dec3, ..., decS]: the first is the full-resolution prediction to evaluate, the others have the
-same shape and can take the same loss (e.g. equal loss weights).
+[final, dec2, dec3, ..., decS] (names "softmax", "dec2_softmax", ..., "bridge_softmax"), all of shape
+(H, W, num_classes). Training: Keras 3 does not spread one loss over several outputs, so compile with a list
+of one loss per output (optionally `loss_weights`) and feed the same one-hot target to each, e.g. a dataset
+mapped to (x, (y,) * len(model.outputs)). Prediction and evaluation: use the first output only.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ def _as_dict(opt_cfg: Any) -> dict[str, Any]:
 def _optimizer_name(cfg: dict[str, Any]) -> str:
     name = cfg.get("name")
     if name not in _OPTIONS:
-        raise ConfigError(f"optimizer={name}: unknown optimizer (valid: optimizer={', optimizer='.join(OPTIMIZER_NAMES)})")
+        valid = ", ".join(f"optimizer={option}" for option in OPTIMIZER_NAMES)
+        raise ConfigError(f"optimizer={name}: unknown optimizer (valid: {valid})")
     unknown = sorted(set(cfg) - set(_OPTIONS[name]))
     if unknown:
         raise ConfigError(f"optimizer.{unknown[0]}: not an option of optimizer={name} "
@@ -138,9 +139,5 @@ def build_optimizer(opt_cfg: Any, steps_total: int | None
 
 
 def optimizer_label(opt_cfg: Any) -> str:
-    """Name for tables, as the study writes it ('adam', 'Adagrad'); a non-constant schedule is appended,
-    e.g. 'adam (cosine)'."""
-    cfg = _as_dict(opt_cfg)
-    name = _optimizer_name(cfg)
-    schedule = _schedule(cfg)["name"]
-    return _LABELS[name] if schedule == "constant" else f"{_LABELS[name]} ({schedule})"
+    """Name for tables, as the study's opt column writes it: 'adam', 'Adagrad', 'sgd', 'adamw'."""
+    return _LABELS[_optimizer_name(_as_dict(opt_cfg))]

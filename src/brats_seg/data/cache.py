@@ -1,0 +1,345 @@
+"""On-disk cache of preprocessed, selected axial slices (for training) and of whole volumes (for evaluation).
+
+Layout under ``data.cache_dir``::
+
+    <name>-<key>/                  one data set + one set of preprocessing/selection settings
+        index.json                 settings, root, every case's meta (written last: its presence marks a complete cache)
+        cases/<case_id>/x.npy      (N_selected, H, W, C) float16, memory-mappable
+        cases/<case_id>/y.npy      (N_selected, H, W) uint8 classes
+        cases/<case_id>/meta.json  case id, convention, files, fingerprint, crop box, shapes, spacing, affine,
+                                   selected slice indices, class pixel counts over the selected slices
+        volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16, classes.npy (X, Y, Z)
+    locks/<name>-<key>.lock        serialises builders of the same key (two sweep jobs)
+
+The key hashes, per case, its id, convention and every file's absolute path, size and mtime (no decoding
+needed to recognise a cache), plus the effective preprocessing and selection settings and the cache format.
+A cache is built in a hidden temporary folder and renamed into place only when every case succeeded.
+
+Worker processes import no TensorFlow themselves. They are forked (fast, inherits the imported modules) unless the
+parent has already imported TensorFlow, whose thread pools make ``fork`` unsafe; then ``forkserver`` is used
+(its children re-import the main module, so a main script should not import TensorFlow at top level; the
+``brats-seg`` entry point does not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+from brats_seg.atomic import write_json
+from brats_seg.data import nifti
+from brats_seg.data.discovery import MODALITIES, CaseFiles
+from brats_seg.data.preprocess import preprocess_case
+from brats_seg.data.selection import class_pixel_counts, select_slices
+from brats_seg.data.settings import PreprocessSettings, SelectionSettings
+from brats_seg.data.split import content_fingerprint
+from brats_seg.errors import DataError
+
+FORMAT_VERSION = 1
+# float16 halves disk and read traffic; normalised intensities need no more precision. Volumes read back for
+# evaluation go through the same rounding, so a rerun sees exactly the same input as the first run.
+X_DTYPE = np.float16
+INDEX_FILE = "index.json"
+
+
+class Volume(NamedTuple):
+    x: np.ndarray        # (Z, H, W, C) float32, every axial slice, preprocessed (cropped if enabled)
+    classes: np.ndarray  # (X, Y, Z) uint8 classes at full size
+    meta: dict
+
+
+# ----------------------------------------------------------------------------------------------- key and index
+
+def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings, selection: SelectionSettings) -> str:
+    """16 hex digits identifying the data (file identities) and the settings that shape the cache."""
+    payload = {
+        "format": FORMAT_VERSION,
+        "x_dtype": np.dtype(X_DTYPE).name,
+        "preprocess": preprocess.as_dict(),
+        "selection": selection.as_dict(),
+        "cases": [[c.case_id, c.convention, [_file_identity(p) for p in c.files]]
+                  for c in sorted(cases, key=lambda c: c.case_id)],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_identity(path: Path) -> list:
+    try:
+        stat = path.stat()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def read_index(cache_path: Path) -> dict:
+    with open(cache_path / INDEX_FILE, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def is_complete(cache_path: Path) -> bool:
+    return (cache_path / INDEX_FILE).is_file()
+
+
+def case_dir(cache_path: Path, case_id: str) -> Path:
+    return cache_path / "cases" / case_id
+
+
+def write_case_entry(cache_path: Path, meta: dict, x: np.ndarray, y: np.ndarray) -> None:
+    """Write one case's selected slices and meta (into a folder that is not yet visible to readers)."""
+    folder = case_dir(cache_path, meta["case_id"])
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "x.npy", np.ascontiguousarray(x, dtype=X_DTYPE))
+    np.save(folder / "y.npy", np.ascontiguousarray(y, dtype=np.uint8))
+    write_json(folder / "meta.json", meta)
+
+
+def write_index(cache_path: Path, index: dict) -> None:
+    write_json(cache_path / INDEX_FILE, index)
+
+
+# ------------------------------------------------------------------------------------------------------- build
+
+def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], preprocess: PreprocessSettings,
+                selection: SelectionSettings, workers: int = 1) -> Path:
+    """Return the complete cache folder for these cases and settings, building it first if needed."""
+    cache_dir = Path(cache_dir).resolve()
+    key = cache_key(cases, preprocess, selection)
+    final = cache_dir / f"{name}-{key}"
+    if is_complete(final):
+        return final
+    from filelock import FileLock, Timeout
+
+    (cache_dir / "locks").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache_dir / "locks" / f"{final.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"brats-seg: waiting for another process building {final}", file=sys.stderr)
+        lock.acquire()
+    try:
+        if is_complete(final):
+            return final
+        _build_locked(cache_dir, final, name, root, key, cases, preprocess, selection, workers)
+    finally:
+        lock.release()
+    return final
+
+
+def _build_locked(cache_dir: Path, final: Path, name: str, root: Path, key: str, cases: list[CaseFiles],
+                  preprocess: PreprocessSettings, selection: SelectionSettings, workers: int) -> None:
+    # Holding the lock, any leftover temporary folder of this key belongs to a builder that died.
+    for stale in cache_dir.glob(f".building-{final.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=cache_dir))
+    try:
+        metas = _build_entries(cases, preprocess, selection, tmp, workers, desc=f"caching {name} slices")
+        write_index(tmp, {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "name": name,
+            "root": str(Path(root).resolve()),
+            "x_dtype": np.dtype(X_DTYPE).name,
+            "preprocess": preprocess.as_dict(),
+            "selection": selection.as_dict(),
+            "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
+        })
+        if final.exists():  # a folder without index.json is not a cache (e.g. emptied by hand)
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build_entries(cases: list[CaseFiles], preprocess: PreprocessSettings, selection: SelectionSettings,
+                   out: Path, workers: int, desc: str) -> list[dict]:
+    from tqdm import tqdm
+
+    workers = max(1, min(workers, len(cases)))
+    with tqdm(total=len(cases), desc=desc, unit="case", file=sys.stderr, dynamic_ncols=True) as bar:
+        if workers == 1:
+            metas = []
+            for case in cases:
+                metas.append(build_case_entry(case, preprocess, selection, str(out))[0])
+                bar.update()
+            return metas
+        return _build_in_pool(cases, preprocess, selection, out, workers, bar)
+
+
+def _build_in_pool(cases, preprocess, selection, out: Path, workers: int, bar) -> list[dict]:
+    metas = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
+        pending = {pool.submit(build_case_entry, case, preprocess, selection, str(out)) for case in cases}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    meta, decodes = future.result()  # re-raises a worker's DataError
+                    nifti.record_decodes(decodes)
+                    metas.append(meta)
+                    bar.update()
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return metas
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """``fork`` while TensorFlow is not imported (cheap start); ``forkserver`` once it is (fork is unsafe then)."""
+    return multiprocessing.get_context("forkserver" if "tensorflow" in sys.modules else "fork")
+
+
+def build_case_entry(case: CaseFiles, preprocess: PreprocessSettings, selection: SelectionSettings,
+                     out: str) -> tuple[dict, int]:
+    """Decode, preprocess and select one case and write its entry; returns (meta, NIfTI decodes done)."""
+    before = nifti.decode_count()
+    loaded = nifti.load_case(case)
+    if loaded.seg is None:
+        raise DataError(f"{case.folder}: case {case.case_id} has no segmentation; needed for training")
+    prep = preprocess_case(loaded, preprocess)
+    selected = select_slices(prep.y, prep.brain_pixels, selection)
+    y = prep.y[selected]
+    meta = {
+        "case_id": case.case_id,
+        "convention": case.convention,
+        "folder": str(case.folder.resolve()),
+        "files": case_file_map(case),
+        "fingerprint": content_fingerprint(loaded.image),
+        "crop_box": list(prep.crop_box) if prep.crop_box else None,
+        "full_shape": list(prep.full_shape),
+        "slice_shape": list(prep.x.shape[1:]),
+        "num_slices": int(prep.x.shape[0]),
+        "spacing": list(loaded.spacing),
+        "affine": loaded.affine.tolist(),
+        "selected": selected.tolist(),
+        "class_counts": class_pixel_counts(y).sum(axis=0).tolist(),
+    }
+    write_case_entry(Path(out), meta, prep.x[selected], y)
+    return meta, nifti.decode_count() - before
+
+
+def case_file_map(case: CaseFiles) -> dict[str, str | None]:
+    files: dict[str, str | None] = {m: str(case.images[m].resolve()) for m in MODALITIES}
+    files["seg"] = str(case.seg.resolve()) if case.seg is not None else None
+    return files
+
+
+def case_from_meta(meta: dict) -> CaseFiles:
+    files = meta["files"]
+    images = {m: Path(files[m]) for m in MODALITIES}
+    seg = Path(files["seg"]) if files.get("seg") else None
+    return CaseFiles(meta["case_id"], Path(meta["folder"]), images, seg, meta["convention"])
+
+
+# ----------------------------------------------------------------------------------------------------- reading
+
+class NpyRows:
+    """Row access to a ``.npy`` file through ``os.pread``.
+
+    Unlike a memory map, reading every row of a large split does not leave the file's pages mapped into the
+    process, so streaming an epoch keeps the resident memory flat whatever the data set's size.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            self.offset = fh.tell()
+        if fortran:
+            raise DataError(f"{path}: unexpected Fortran-ordered array in the cache; delete the cache folder")
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def read_rows(self, rows: Iterable[int], out: np.ndarray) -> None:
+        """Read ``rows`` into consecutive entries of ``out`` (converted to ``out.dtype``)."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for i, row in enumerate(rows):
+                raw = os.pread(fd, self.row_bytes, self.offset + int(row) * self.row_bytes)
+                if len(raw) != self.row_bytes:
+                    raise DataError(f"{self.path}: truncated cache file; delete the cache folder")
+                out[i] = np.frombuffer(raw, dtype=self.dtype).reshape(self.shape[1:])
+        finally:
+            os.close(fd)
+
+
+class SliceReader:
+    """Reads batches of (case, row) slices of a cache without loading whole cases."""
+
+    def __init__(self, cache_path: Path, case_ids: list[str]):
+        self.case_ids = list(case_ids)
+        self._x = [NpyRows(case_dir(cache_path, c) / "x.npy") for c in self.case_ids]
+        self._y = [NpyRows(case_dir(cache_path, c) / "y.npy") for c in self.case_ids]
+
+    def read(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``pairs`` (B, 2) of (position in case_ids, row) -> x (B, H, W, C) float32, y (B, H, W) uint8."""
+        pairs = np.asarray(pairs)
+        x = np.empty((len(pairs),) + self._x[0].shape[1:], dtype=np.float32)
+        y = np.empty((len(pairs),) + self._y[0].shape[1:], dtype=np.uint8)
+        for case in np.unique(pairs[:, 0]):
+            where = np.flatnonzero(pairs[:, 0] == case)
+            rows = pairs[where, 1]
+            xs = np.empty((len(where),) + x.shape[1:], dtype=np.float32)
+            ys = np.empty((len(where),) + y.shape[1:], dtype=np.uint8)
+            self._x[case].read_rows(rows, xs)
+            self._y[case].read_rows(rows, ys)
+            x[where], y[where] = xs, ys
+        return x, y
+
+
+def read_slices(cache_path: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """A case's selected slices as read-only memory maps: x (N, H, W, C) float16, y (N, H, W) uint8."""
+    folder = case_dir(cache_path, case_id)
+    return _load_npy(folder / "x.npy"), _load_npy(folder / "y.npy")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r")
+    except ValueError:  # numpy cannot memory-map an array with no elements
+        return np.load(path)
+
+
+# ----------------------------------------------------------------------------------------------------- volumes
+
+def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) -> Volume:
+    """A case's whole preprocessed volume; decoded from NIfTI on first use, then read from the cache."""
+    folder = cache_path / "volumes" / meta["case_id"]
+    if (folder / "classes.npy").is_file():
+        x = np.load(folder / "x.npy").astype(np.float32)
+        return Volume(x, np.load(folder / "classes.npy"), meta)
+    loaded = nifti.load_case(case_from_meta(meta))
+    prep = preprocess_case(loaded, preprocess)
+    x = prep.x.astype(X_DTYPE)
+    _write_volume(folder, x, loaded.seg)
+    return Volume(x.astype(np.float32), loaded.seg, meta)
+
+
+def _write_volume(folder: Path, x: np.ndarray, classes: np.ndarray) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        np.save(tmp / "x.npy", x)
+        np.save(tmp / "classes.npy", np.ascontiguousarray(classes, dtype=np.uint8))
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "classes.npy").is_file():  # not a concurrent writer winning the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,171 @@
+"""The data layer's entry point: ``prepare_data(cfg.data)`` finds the cases, builds or reuses the slice cache and
+returns a ``PreparedData`` that training and evaluation read from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brats_seg.data import cache
+from brats_seg.data.discovery import CaseFiles, find_cases
+from brats_seg.data.labels import NUM_CLASSES
+from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
+from brats_seg.data.split import split_cases, split_fractions
+from brats_seg.errors import ConfigError, DataError
+
+
+@dataclass
+class PreparedData:
+    """A built slice cache plus the settings it was built with."""
+
+    cache_dir: Path                  # the cache folder of this data set + settings (``<data.cache_dir>/<name>-<key>``)
+    root: Path                       # where the cases were found
+    name: str
+    preprocess: PreprocessSettings
+    selection: SelectionSettings
+    metas: dict[str, dict]           # case id -> meta (see cache.py)
+    split_cfg: dict = field(default_factory=dict)
+    num_classes: int = NUM_CLASSES
+
+    @classmethod
+    def open(cls, cache_path: str | Path, split_cfg: Any = None) -> "PreparedData":
+        """Open a complete cache folder."""
+        cache_path = Path(cache_path)
+        if not cache.is_complete(cache_path):
+            raise DataError(f"{cache_path}: not a complete brats-seg slice cache (no {cache.INDEX_FILE})")
+        index = cache.read_index(cache_path)
+        preprocess = PreprocessSettings.from_cfg(_preprocess_cfg(index["preprocess"]))
+        selection = SelectionSettings.from_cfg(index["selection"])
+        return cls(cache_path, Path(index["root"]), index["name"], preprocess, selection, index["cases"],
+                   to_plain(split_cfg) or {})
+
+    @property
+    def case_ids(self) -> list[str]:
+        return sorted(self.metas)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of every slice."""
+        shapes = {tuple(m["slice_shape"]) for m in self.metas.values()}
+        if len(shapes) != 1:
+            detail = ", ".join(f"{c}: {'x'.join(map(str, m['slice_shape'][:2]))}" for c, m in self.metas.items())
+            raise DataError(f"cases under {self.root} have different axial sizes ({detail}); set "
+                            f"data.preprocess.crop.enabled=true with a data.preprocess.crop.size that fits all")
+        return shapes.pop()
+
+    def split(self) -> dict[str, list[str]]:
+        """Case ids per split (train/val/test), by patient, from ``data.split``."""
+        fractions, seed = split_fractions(self.split_cfg)
+        return split_cases({c: m["fingerprint"] for c, m in self.metas.items()}, fractions, seed)
+
+    def case_meta(self, case_id: str) -> dict:
+        try:
+            return self.metas[case_id]
+        except KeyError:
+            raise DataError(f"case {case_id} is not in the prepared data ({self.cache_dir})") from None
+
+    def slice_count(self, case_ids: list[str]) -> int:
+        """Selected slices over ``case_ids``."""
+        return sum(len(self.case_meta(c)["selected"]) for c in case_ids)
+
+    def class_counts(self, case_ids: list[str]) -> np.ndarray:
+        """(4,) int64 pixels per class over the selected slices of ``case_ids``."""
+        total = np.zeros(self.num_classes, dtype=np.int64)
+        for case_id in case_ids:
+            total += np.asarray(self.case_meta(case_id)["class_counts"], dtype=np.int64)
+        return total
+
+    def read_slices(self, case_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Selected slices as read-only memory maps: x (N, H, W, C) float16, y (N, H, W) uint8."""
+        self.case_meta(case_id)
+        return cache.read_slices(self.cache_dir, case_id)
+
+    def load_volume(self, case_id: str) -> cache.Volume:
+        """``(x (Z, H, W, C) float32, classes (X, Y, Z) uint8, meta)``: every slice, for evaluation."""
+        return cache.load_volume(self.cache_dir, self.case_meta(case_id), self.preprocess)
+
+
+def prepare_data(data_cfg: Any) -> PreparedData:
+    """Find the cases of ``data_cfg`` (the composed ``data`` node), build or reuse their cache, open it."""
+    root = _data_root(data_cfg)
+    cfg = to_plain(data_cfg)
+    name = str(cfg.get("name") or "data")
+    preprocess = PreprocessSettings.from_cfg(cfg.get("preprocess"))
+    selection = SelectionSettings.from_cfg(cfg.get("selection"))
+    split_fractions(cfg.get("split"))  # fail on a bad option before any decoding
+    workers = _workers(cfg.get("workers", 1))
+    cache_dir = cfg.get("cache_dir")
+    if not cache_dir:
+        raise ConfigError("data.cache_dir is not set")
+    cases = _chosen_cases(find_cases(root), cfg.get("cases"), root)
+    _require_segmentations(cases)
+    path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection, workers)
+    return PreparedData.open(path, cfg.get("split"))
+
+
+def _data_root(data_cfg: Any) -> Path:
+    if _is_missing(data_cfg, "root"):
+        raise ConfigError("data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)")
+    cfg = to_plain(data_cfg)
+    root = cfg.get("root")
+    if root in (None, ""):
+        if cfg.get("name") == "synthetic":
+            from brats_seg.data.synthetic import ensure_synthetic_dataset
+
+            return Path(ensure_synthetic_dataset(data_cfg)).resolve()
+        raise ConfigError("data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)")
+    root = Path(str(root)).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.root {root}: no such folder")
+    return root.resolve()
+
+
+def _is_missing(cfg: Any, key: str) -> bool:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg, key)
+
+
+def _workers(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"data.workers must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _chosen_cases(cases: list[CaseFiles], wanted: Any, root: Path) -> list[CaseFiles]:
+    if wanted is None:
+        return cases
+    if isinstance(wanted, str) or not all(isinstance(w, str) for w in wanted):
+        raise ConfigError(f"data.cases must be null or a list of case ids, got {wanted!r}")
+    by_id = {c.case_id: c for c in cases}
+    unknown = [w for w in wanted if w not in by_id]
+    if unknown:
+        raise ConfigError(f"data.cases: no case {', '.join(unknown)} under {root}")
+    return [by_id[w] for w in sorted(set(wanted))]
+
+
+def _require_segmentations(cases: list[CaseFiles]) -> None:
+    for case in cases:
+        if case.seg is None:
+            raise DataError(f"{case.folder}: case {case.case_id} has no segmentation; needed for training")
+
+
+def _safe_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _preprocess_cfg(stored: dict) -> dict:
+    """The index stores PreprocessSettings.as_dict(); turn it back into the config's shape."""
+    crop = stored.get("crop_size")
+    return {
+        "normalization": stored["normalization"],
+        "percentiles": stored.get("percentiles", (0.5, 99.5)),
+        "fifth_channel": stored.get("fifth_channel"),
+        "fifth_channel_sigma": stored.get("fifth_channel_sigma", 1.0),
+        "crop": {"enabled": crop is not None, "size": crop},
+    }

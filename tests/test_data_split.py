@@ -1,0 +1,73 @@
+"""Patient-level split: grouping by content, rounding, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brats_seg.data.split import content_fingerprint, split_cases, split_counts, split_fractions
+from brats_seg.errors import ConfigError, DataError
+
+
+def fingerprints(n: int, duplicates: dict[str, str] | None = None) -> dict[str, str]:
+    fps = {f"case{i:02d}": f"fp{i:02d}" for i in range(n)}
+    for copy, original in (duplicates or {}).items():
+        fps[copy] = fps[original]
+    return fps
+
+
+def test_counts_round_val_and_test_with_at_least_one():
+    assert split_counts(3, (0.6, 0.2, 0.2)) == (1, 1, 1)
+    assert split_counts(4, (0.6, 0.2, 0.2)) == (2, 1, 1)
+    assert split_counts(10, (0.6, 0.2, 0.2)) == (6, 2, 2)
+    assert split_counts(20, (0.7, 0.15, 0.15)) == (14, 3, 3)
+    assert split_counts(7, (0.8, 0.1, 0.1)) == (5, 1, 1)
+    # fractions that would leave train empty: train keeps one group
+    assert split_counts(3, (0.0, 0.5, 0.5)) == (1, 1, 1)
+
+
+def test_split_is_a_partition_deterministic_and_seed_dependent():
+    fps = fingerprints(20)
+    first = split_cases(fps, (0.6, 0.2, 0.2), seed=7)
+    assert split_cases(fps, (0.6, 0.2, 0.2), seed=7) == first
+    assert sorted(sum(first.values(), [])) == sorted(fps)
+    assert [len(first[s]) for s in ("train", "val", "test")] == [12, 4, 4]
+    others = [split_cases(fps, (0.6, 0.2, 0.2), seed=s) for s in range(5)]
+    assert any(o["test"] != first["test"] for o in others)
+
+
+def test_duplicates_share_a_split_for_every_seed():
+    fps = fingerprints(6, {"copy_of_03": "case03", "copy_of_05": "case05"})
+    for seed in range(25):
+        split = split_cases(fps, (0.6, 0.2, 0.2), seed)
+        where = {case: name for name, cases in split.items() for case in cases}
+        assert where["copy_of_03"] == where["case03"]
+        assert where["copy_of_05"] == where["case05"]
+        assert all(split[name] for name in split)
+
+
+def test_fewer_than_three_patients():
+    with pytest.raises(DataError, match=r"found 2 distinct patient\(s\) in 3 case\(s\).*at least 3"):
+        split_cases(fingerprints(2, {"dup": "case00"}))
+
+
+def test_split_options_are_validated():
+    assert split_fractions({"train": 0.6, "val": 0.2, "test": 0.2, "seed": 3}) == ((0.6, 0.2, 0.2), 3)
+    with pytest.raises(ConfigError, match="add up to 1"):
+        split_fractions({"train": 0.6, "val": 0.1, "test": 0.1, "seed": 0})
+    with pytest.raises(ConfigError, match="data.split.val"):
+        split_fractions({"train": 0.6, "val": -0.2, "test": 0.6, "seed": 0})
+    with pytest.raises(ConfigError, match="data.split.seed"):
+        split_fractions({"seed": "abc"})
+
+
+def test_fingerprint_depends_on_content_not_layout():
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(6, 5, 4, 4)).astype(np.float32)
+    fp = content_fingerprint(image)
+    assert content_fingerprint(np.asfortranarray(image)) == fp
+    assert content_fingerprint(image.astype(np.float64)) == fp
+    changed = image.copy()
+    changed[1, 2, 3, 0] += 1
+    assert content_fingerprint(changed) != fp
+    assert content_fingerprint(image.reshape(5, 6, 4, 4)) != fp

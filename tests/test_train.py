@@ -1,0 +1,170 @@
+"""brats-seg train end to end: real Hydra composition, real Keras training (tiny), real run folders, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import run_cli
+
+# A narrow U-Net keeps these runs to seconds; the full-size models are checked in test_models.py.
+SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+
+
+def train(out: Path, *overrides: str, timeout: int = 900):
+    return run_cli("train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET, *overrides, cwd=out.parent,
+                   timeout=timeout)
+
+
+def only_run_dir(out: Path) -> Path:
+    runs = [p for p in (out / "tiny-runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "outputs"
+    out.mkdir()
+    result = train(out, "trainer.epochs=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, only_run_dir(out), result
+
+
+def test_run_folder_holds_every_artifact(tiny_run):
+    out, run_dir, _ = tiny_run
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["status"] == "completed"
+    for key in ("started", "ended", "versions", "params", "precision", "device", "config_hash"):
+        assert status.get(key) not in (None, ""), key
+    for name in ("config.yaml", "split.json", "history.csv", "metrics.json", "metrics.md", "model.txt",
+                 "checkpoints/best.keras", "checkpoints/last.keras", "plots/learning_curves.png",
+                 "plots/confusion_matrix.png", "plots/overlay_1.png"):
+        assert (run_dir / name).exists(), name
+    assert not (run_dir / "backup").exists() or not any((run_dir / "backup").iterdir())
+    assert history_epochs(run_dir) == [0, 1]
+
+
+def test_metrics_json_has_the_documented_shape(tiny_run):
+    _, run_dir, _ = tiny_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    per_class = metrics["per_class"]
+    assert per_class["labels"] == ["background", "NCR/NET", "edema", "ET"]
+    for measure in ("sensitivity", "specificity", "f1", "precision"):
+        assert len(per_class[measure]) == 4
+        assert set(metrics["col_ave"]) >= {measure} and set(metrics["col_ave_tumour"]) >= {measure}
+    split = json.loads((run_dir / "split.json").read_text())
+    assert [p["case"] for p in metrics["per_patient"]] == split["test"]
+    for region in ("WT", "TC", "ET"):
+        assert set(metrics["regions"][region]) == {"dice_mean", "dice_median", "hd95_mean", "hd95_median"}
+        for patient in metrics["per_patient"]:
+            assert 0.0 <= patient[region]["dice"] <= 1.0
+    # the split is by patient: no case in two splits
+    cases = split["train"] + split["val"] + split["test"]
+    assert len(cases) == len(set(cases))
+
+
+def test_completed_run_is_appended_to_the_experiment_table(tiny_run):
+    out, run_dir, _ = tiny_run
+    with (out / "experiments.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1
+    assert Path(rows[0]["run_dir"]) == run_dir.resolve()
+    assert rows[0]["model"] == "unet" and rows[0]["loss"] == "bce_dice_loss" and int(rows[0]["params"]) > 0
+
+
+def test_same_command_again_skips_the_completed_run(tiny_run):
+    out, run_dir, _ = tiny_run
+    before = (run_dir / "metrics.json").stat().st_mtime_ns
+    result = train(out, "trainer.epochs=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already completed" in result.stdout + result.stderr
+    assert (run_dir / "metrics.json").stat().st_mtime_ns == before
+    with (out / "experiments.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 1
+
+
+def test_evaluate_command_rewrites_metrics_from_the_checkpoint(tiny_run):
+    _, run_dir, _ = tiny_run
+    first = json.loads((run_dir / "metrics.json").read_text())
+    result = run_cli("evaluate", f"run={run_dir}", cwd=run_dir.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert again["confusion_matrix"] == first["confusion_matrix"]
+    assert "WT: Dice mean" in result.stdout
+
+
+def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    args = [sys.executable, "-m", "brats_seg", "train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET,
+            "trainer.epochs=6", "trainer.steps_per_epoch=4"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    run_dir = None
+    try:
+        while time.time() < deadline:
+            runs = list((out / "tiny-runs").glob("*")) if (out / "tiny-runs").exists() else []
+            if runs and len(history_epochs(runs[0])) >= 2:
+                run_dir = runs[0]
+                break
+            if proc.poll() is not None:
+                pytest.fail("training finished or died before it could be killed")
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert run_dir is not None, "no epoch finished in time"
+    done_before = history_epochs(run_dir)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+
+    result = run_cli("train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET, "trainer.epochs=6",
+                     "trainer.steps_per_epoch=4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = history_epochs(run_dir)
+    resumed = epochs[len(done_before):]
+    assert resumed, epochs
+    assert resumed[0] >= 2 and resumed[0] <= max(done_before) + 1, (done_before, resumed)
+    assert sorted(set(epochs)) == list(range(6))
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["status"] == "completed" and status["attempts"] == 2
+
+
+def test_nan_loss_marks_the_run_failed_and_appends_nothing(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    result = train(out, "optimizer=sgd", "optimizer.lr=1e12", "loss=weighted", "trainer.epochs=3",
+                   "trainer.precision=float32")
+    assert result.returncode == 1
+    assert "NaN" in result.stderr and "Traceback" not in result.stderr
+    run_dir = only_run_dir(out)
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["status"] == "failed" and "NaN" in status["error"]
+    assert not (run_dir / "metrics.json").exists()
+    assert not (out / "experiments.csv").exists()
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    result = train(out, "trainer.strategy=mirrored", "trainer.cpu_devices=2", "trainer.epochs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    status = json.loads((only_run_dir(out) / "run.json").read_text())
+    assert status["status"] == "completed" and status["replicas"] == 2
