@@ -46,8 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"brats-seg: unknown command '{command}'\n{USAGE}", file=sys.stderr)
         return 2
+    import os
+    import warnings
+
     from brats_seg.errors import BratsSegError
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Keras warns that fit(shuffle=True) is ignored for tf.data; the pipeline shuffles by itself.
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     module = importlib.import_module(f"brats_seg.commands.{command}")
     try:
         return int(module.main(rest) or 0)

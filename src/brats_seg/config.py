@@ -19,16 +19,16 @@ def run_id(override_dirname: str = "", experiment_id: Any = None, seed: Any = No
     """Deterministic, file-system-safe folder name for one job.
 
     An experiment job is named after its experiment and seed (``e05_3cnn_block_unet-s42``) plus any other
-    overrides; a plain run after its command-line overrides (``model=unet3pp,loss=ell``), or ``default``.
+    overrides; a plain run after its command-line overrides and seed (``loss-ell__model-unet3pp-s42``, or
+    ``default-s42``).
     The same command therefore always lands in the same folder, which is what makes resume and skip work.
     """
-    parts = []
     if experiment_id not in (None, "", "None"):
-        parts.append(f"{experiment_id}-s{seed}")
-    if override_dirname:
-        parts.append(override_dirname)
-    name = ",".join(parts) or "default"
-    name = re.sub(r"[^A-Za-z0-9._,=+\-]", "_", name)
+        name = f"{experiment_id}-s{seed}" + (f"__{override_dirname}" if override_dirname else "")
+    else:
+        name = f"{override_dirname or 'default'}-s{seed}"
+    # Only characters that need no quoting in a shell or in Hydra's override grammar (run=PATH).
+    name = re.sub(r"[^A-Za-z0-9._\-]", "_", name)
     if len(name) > _MAX_NAME:
         digest = hashlib.sha1(name.encode()).hexdigest()[:10]
         name = f"{name[: _MAX_NAME - 11]}~{digest}"

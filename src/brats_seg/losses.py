@@ -324,10 +324,6 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 }
 LOSS_NAMES: tuple[str, ...] = tuple(sorted(_OPTIONS))
 
-_LABELS = {"dice": "dice_loss", "bce_dice": "bce_dice_loss", "soft_dice": "soft_dice_loss",
-           "weighted": "weighted", "exp_log": "exp_log", "focal": "focal", "tversky": "tversky"}
-
-
 def _as_dict(loss_cfg: Any) -> dict[str, Any]:
     from omegaconf import DictConfig, OmegaConf
 
@@ -429,8 +425,9 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
 
 def loss_label(loss_cfg: Any) -> str:
     """The study's name for a loss, for tables: 'bce_dice_loss', 'ell_loss (0.7)', 'weighted', ..."""
+    from brats_seg.naming import loss_label as label
+
     cfg = _as_dict(loss_cfg)
-    name = _loss_name(cfg)
-    if name == "ell":
-        return f"ell_loss ({_number(cfg, 'alpha', 0.2, 0.0, 1.0):g})"
-    return _LABELS[name]
+    if _loss_name(cfg) == "ell":
+        _number(cfg, "alpha", 0.2, 0.0, 1.0)  # validates alpha
+    return label(cfg)

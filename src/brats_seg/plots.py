@@ -9,9 +9,6 @@ import numpy as np
 
 from brats_seg.atomic import atomic_path
 
-CLASS_COLOURS = np.array([[0, 0, 0], [1.0, 0.2, 0.2], [0.2, 0.9, 0.2], [1.0, 0.9, 0.1]])
-
-
 def _pyplot():
     import matplotlib
 
@@ -83,15 +80,11 @@ def confusion_matrix(cm: np.ndarray, labels: list[str], out: str | Path) -> None
     _save(fig, Path(out))
 
 
-def label_rgb(image: np.ndarray, classes: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Grey image with class colours blended on top; rotated so that anterior is up."""
-    image = np.asarray(image, dtype=np.float64)
-    lo, hi = np.percentile(image, [1, 99]) if np.any(image) else (0.0, 1.0)
-    grey = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    mask = classes > 0
-    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * CLASS_COLOURS[classes[mask]]
-    return np.rot90(rgb)
+def label_rgb(image: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Windowed grey image with the class colours blended in, turned for display (anterior up)."""
+    from brats_seg.overlay import overlay_rgb, to_display
+
+    return to_display(overlay_rgb(image, classes, alpha=0.45))
 
 
 def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, out: str | Path, title: str = "") -> None:

@@ -58,7 +58,8 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
     from brats_seg import plots
     from brats_seg.data.nifti import load_case
     from brats_seg.data.preprocess import preprocess_case
-    from brats_seg.inference import predict_slices, to_source_grid
+    from brats_seg.data.preprocess import restore_prediction
+    from brats_seg.inference import predict_slices
     from brats_seg.metrics.regions import region_scores, summarise
     from brats_seg.training.evaluate import load_best_model
 
@@ -74,7 +75,7 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
         loaded = load_case(case)
         prepared = preprocess_case(loaded, preprocess_cfg)
         pred = predict_slices(model, prepared.x, batch_size)
-        classes = to_source_grid(pred, prepared.full_shape, prepared.crop_box)
+        classes = restore_prediction(pred, prepared.crop_box, prepared.full_shape)
         path = write_segmentation(classes, loaded, out_dir)
         if montage_slices:
             _montage(plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png")

@@ -18,7 +18,8 @@ import numpy as np
 
 from brats_seg.atomic import write_json, write_text
 from brats_seg.errors import RunError
-from brats_seg.inference import predict_slices, to_source_grid
+from brats_seg.data.preprocess import restore_prediction
+from brats_seg.inference import predict_slices
 from brats_seg.metrics.confusion import ConfusionAccumulator, per_class_metrics
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.training.report import CLASS_LABELS, metrics_markdown
@@ -62,7 +63,7 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         if len(selected):
             _, y_sel = prepared.read_slices(case_id)
             confusion.add(np.asarray(y_sel), pred[selected])
-        pred_full = to_source_grid(pred, meta["full_shape"], meta.get("crop_box"))
+        pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
         scores = region_scores(pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule)
         per_patient.append({"case": case_id, **scores})
         log.info("%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f", case_id,

@@ -26,7 +26,6 @@ SCHEDULE_NAMES: tuple[str, ...] = ("constant", "cosine", "plateau")
 _SCHEDULE_OPTIONS = ("name", "min_lr", "factor", "patience")
 
 # How the study's table writes each optimizer.
-_LABELS = {"adam": "adam", "adagrad": "Adagrad", "sgd": "sgd", "adamw": "adamw"}
 
 
 def _as_dict(opt_cfg: Any) -> dict[str, Any]:
@@ -140,4 +139,8 @@ def build_optimizer(opt_cfg: Any, steps_total: int | None
 
 def optimizer_label(opt_cfg: Any) -> str:
     """Name for tables, as the study's opt column writes it: 'adam', 'Adagrad', 'sgd', 'adamw'."""
-    return _LABELS[_optimizer_name(_as_dict(opt_cfg))]
+    from brats_seg.naming import optimizer_label as label
+
+    cfg = _as_dict(opt_cfg)
+    _optimizer_name(cfg)  # validates the name
+    return label(cfg)

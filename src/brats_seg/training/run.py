@@ -157,9 +157,10 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
     steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
     val_steps = trainer.validation_steps
     train_ds = make_dataset(prepared, split["train"], batch, shuffle=True, seed=int(cfg.seed),
-                            augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None)
+                            augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None,
+                            split_name="train")
     val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
-                          repeat=val_steps is not None)
+                          repeat=val_steps is not None, split_name="val")
 
     with strategy.scope():
         model = build_model(cfg.model, prepared.input_shape, prepared.num_classes)
@@ -168,6 +169,9 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
         n_outputs = len(model.outputs)
         model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
                       metrics=[TumourDice()] if n_outputs == 1 else None)
+    if n_outputs > 1:  # deep supervision: every output learns the same target
+        train_ds = train_ds.map(lambda x, y: (x, (y,) * n_outputs))
+        val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
     write_text(run_dir / "model.txt", _summary(model))
 
     monitor = trainer.checkpoint_monitor
