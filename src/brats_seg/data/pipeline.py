@@ -83,6 +83,10 @@ def make_dataset(prepared: PreparedData, case_ids: list[str], batch_size: int, *
     ds = tf.data.Dataset.from_generator(generator, output_signature=signature)
     if repeat:
         ds = ds.repeat()
+    else:
+        # from_generator cannot know its length; telling Keras gives a real progress bar from the first epoch.
+        n_batches = -(-prepared.slice_count(case_ids) // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     if n_params:
         ds = ds.map(lambda x, y, u: augment.augment_batch(x, y, u, settings), num_parallel_calls=tf.data.AUTOTUNE)
     num_classes = prepared.num_classes

@@ -1,0 +1,104 @@
+"""The 22-row smoke sweep end to end, the results table, skipping completed runs, and a submitit-launched sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "outputs"
+    out.mkdir()
+    start = time.perf_counter()
+    result = run_cli("train", "-m", "experiment=glob(*)", "debug=smoke", f"paths.output_root={out}",
+                     cwd=out.parent, timeout=1800)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out, out / "sweeps" / "smoke", elapsed
+
+
+def test_every_job_has_a_completed_run_folder_named_after_its_experiment(smoke_sweep):
+    _, sweep, elapsed = smoke_sweep
+    runs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())
+    assert len(runs) == 22, [p.name for p in sweep.iterdir()]
+    for run in runs:
+        assert run.name.startswith("e") and run.name.endswith("-s42"), run.name
+        assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    print(f"smoke sweep of 22 rows: {elapsed:.0f} s")
+
+
+def test_table_has_22_rows_with_expected_parameters_and_measured_metrics(smoke_sweep):
+    out, sweep, _ = smoke_sweep
+    table_dir = out / "table"
+    result = run_cli("table", str(sweep), f"out={table_dir}", cwd=out.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (table_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["#"]) for r in rows] == list(range(1, 23))
+    for row in rows:
+        cfg_path = Path(row["run"]) / "config.yaml"
+        from omegaconf import OmegaConf
+
+        expected = OmegaConf.load(cfg_path).study.expected_params
+        assert row["parameters (size)"].split()[0] == str(expected)
+        assert row["status"] == "completed"
+        for key in ("recall", "f1", "precision", "specificity", "WT Dice"):
+            assert row[key] != "" and 0.0 <= float(row[key]) <= 1.0
+    md = (table_dir / "results.md").read_text()
+    assert md.count("\n| ") == 23  # header + 22 rows (the separator line starts with "| ---" too: counted once)
+    assert (table_dir / "results.png").stat().st_size > 0
+
+
+def test_running_the_same_sweep_again_skips_completed_runs(smoke_sweep):
+    out, sweep, first = smoke_sweep
+    before = {p.name: (p / "metrics.json").stat().st_mtime_ns for p in sweep.iterdir() if (p / "metrics.json").exists()}
+    start = time.perf_counter()
+    result = run_cli("train", "-m", "experiment=glob(*)", "debug=smoke", f"paths.output_root={out}",
+                     cwd=out.parent, timeout=900)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = {p.name: (p / "metrics.json").stat().st_mtime_ns for p in sweep.iterdir() if (p / "metrics.json").exists()}
+    assert after == before
+    assert elapsed < first / 3, (elapsed, first)
+
+
+def test_table_marks_failed_and_unfinished_runs(smoke_sweep, tmp_path):
+    import shutil
+
+    _, sweep, _ = smoke_sweep
+    copy = tmp_path / "sweep"
+    runs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())[:3]
+    for run in runs:
+        shutil.copytree(run, copy / run.name, ignore=shutil.ignore_patterns("*.keras"))
+    failed, running = copy / runs[1].name, copy / runs[2].name
+    status = json.loads((failed / "run.json").read_text())
+    (failed / "run.json").write_text(json.dumps({**status, "status": "failed", "error": "TrainingFailed: NaN"}))
+    (running / "run.json").write_text(json.dumps({**status, "status": "running"}))
+    result = run_cli("table", str(copy), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with (copy / "results.csv").open() as f:
+        rows = {r["#"]: r for r in csv.DictReader(f)}
+    assert rows["1"]["status"] == "completed" and rows["1"]["f1"] != ""
+    assert rows["2"]["status"] == "failed" and rows["2"]["f1"] == "" and rows["2"]["WT Dice"] == ""
+    assert rows["3"]["status"] == "running" and rows["3"]["f1"] == ""
+
+
+def test_two_experiment_sweep_through_submitits_local_executor(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    result = run_cli("train", "-m", "experiment=e01_3pp_unet_nobridge,e03_res_unetpp_nobridge", "debug=smoke",
+                     "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=20", f"paths.output_root={out}",
+                     cwd=tmp_path, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = out / "sweeps" / "smoke"
+    for name in ("e01_3pp_unet_nobridge-s42", "e03_res_unetpp_nobridge-s42"):
+        status = json.loads((sweep / name / "run.json").read_text())
+        assert status["status"] == "completed", status
+    assert (sweep / ".submitit").is_dir()
