@@ -21,7 +21,9 @@ def smoke_sweep(tmp_path_factory):
                      cwd=out.parent, timeout=1800)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-4000:]
-    return out, out / "sweeps" / "smoke", elapsed
+    yield out, out / "sweeps" / "smoke", elapsed
+    for checkpoint in out.rglob("*.keras"):  # full-size models: several GB that pytest would keep around
+        checkpoint.unlink()
 
 
 def test_every_job_has_a_completed_run_folder_named_after_its_experiment(smoke_sweep):

@@ -35,8 +35,9 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
     so far lives in ``best.json``, so a resumed run keeps comparing against the epochs before the interruption.
     """
 
-    def __init__(self, folder: str | Path, monitor: str = "val_loss", mode: str = "min"):
+    def __init__(self, folder: str | Path, monitor: str = "val_loss", mode: str = "min", save_last: bool = True):
         super().__init__()
+        self.save_last = save_last
         self.folder = Path(folder)
         self.monitor = monitor
         self.mode = mode
@@ -80,4 +81,5 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
             tmp = self._state_path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"monitor": self.monitor, "value": self.best, "epoch": epoch + 1}))
             os.replace(tmp, self._state_path)
-        self._save(self.last_path)
+        if self.save_last:
+            self._save(self.last_path)

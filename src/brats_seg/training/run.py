@@ -179,7 +179,7 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         BestAndLastCheckpoint(run_dir / "checkpoints", monitor=monitor,
-                              mode="max" if "dice" in monitor else "min"),
+                              mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last)),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         nan_guard,
         *extra_callbacks,

@@ -1,0 +1,140 @@
+"""Training on the real BraTS cases, then predict (NIfTI in, NIfTI out) and scoring predictions from any tool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from test_cli import run_cli
+
+SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+ET_LABEL = {"brats2021": 4, "brats2023": 3}
+
+
+@pytest.fixture(scope="module")
+def real_run(real_data_root, tmp_path_factory):
+    """A narrow U-Net trained briefly on the four real patients (the duplicate pair counts as one)."""
+    out = tmp_path_factory.mktemp("real") / "outputs"
+    out.mkdir()
+    result = run_cli("train", "data=brats", f"data.root={real_data_root}", "data.selection.threshold=1000",
+                     f"paths.output_root={out}", *SMALL_UNET, "loss=weighted", "optimizer.lr=1e-3",
+                     "trainer=tiny", "trainer.epochs=3", "trainer.steps_per_epoch=6", "trainer.batch_size=4",
+                     "hydra.run.dir=" + str(out / "real-run"), cwd=out.parent, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "real-run"
+
+
+def test_training_on_real_cases_writes_every_artifact(real_run):
+    status = json.loads((real_run / "run.json").read_text())
+    assert status["status"] == "completed"
+    for name in ("config.yaml", "split.json", "history.csv", "metrics.json", "metrics.md", "checkpoints/best.keras",
+                 "plots/learning_curves.png", "plots/confusion_matrix.png", "plots/overlay_1.png"):
+        assert (real_run / name).exists(), name
+    split = json.loads((real_run / "split.json").read_text())
+    together = [s for s, cases in split.items() if {"BraTS2021_00000", "BraTS-GLI-00000-000"} & set(cases)]
+    assert len(together) == 1  # the duplicate pair stays in one split
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    # 240x240x155 test volumes, every pixel of their selected slices pooled
+    assert metrics["test_pixels"] % (240 * 240) == 0 and metrics["test_pixels"] > 0
+
+
+@pytest.fixture(scope="module")
+def predictions(real_run, real_data_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pred")
+    result = run_cli("predict", f"run={real_run}", f"input={real_data_root}", f"output={out}", cwd=out,
+                     timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def _source(real_data_root: Path, case: str) -> nib.Nifti1Image:
+    folder = real_data_root / case
+    name = next(p for p in sorted(folder.iterdir()) if p.name.endswith(("_flair.nii.gz", "-t2f.nii.gz")))
+    return nib.load(str(name))
+
+
+def test_each_output_overlays_its_input_in_its_own_label_convention(predictions, real_data_root):
+    out, _ = predictions
+    expected = {
+        "Brats18_2013_2_1": ("Brats18_2013_2_1_seg.nii.gz", "brats2021"),
+        "BraTS2021_00000": ("BraTS2021_00000_seg.nii.gz", "brats2021"),
+        "BraTS2021_00014": ("BraTS2021_00014_seg.nii.gz", "brats2021"),
+        "BraTS2021_00019": ("BraTS2021_00019_seg.nii.gz", "brats2021"),
+        "BraTS-GLI-00000-000": ("BraTS-GLI-00000-000-seg.nii.gz", "brats2023"),
+    }
+    et_seen = False
+    for case, (file_name, convention) in expected.items():
+        written = nib.load(str(out / file_name))
+        source = _source(real_data_root, case)
+        data = np.asarray(written.dataobj)
+        assert data.dtype == np.uint8 and data.shape == source.shape
+        assert np.allclose(written.affine, source.affine)
+        allowed = {0, 1, 2, ET_LABEL[convention]}
+        assert set(np.unique(data).tolist()) <= allowed, (case, np.unique(data))
+        et_seen |= bool((data == ET_LABEL[convention]).any())
+        # round trip through nibabel
+        nib.save(written, str(out / f"{case}_copy.nii.gz"))
+        assert np.array_equal(np.asarray(nib.load(str(out / f"{case}_copy.nii.gz")).dataobj), data)
+        assert (out / f"{case}_overlay.png").exists()
+    assert et_seen, "the model predicted no ET anywhere, so the ET label mapping was not exercised"
+    # the same images under two naming conventions: same prediction, ET written as 4 and as 3
+    seg2021 = np.asarray(nib.load(str(out / "BraTS2021_00000_seg.nii.gz")).dataobj)
+    seg2023 = np.asarray(nib.load(str(out / "BraTS-GLI-00000-000-seg.nii.gz")).dataobj)
+    assert np.array_equal(np.where(seg2021 == 4, 3, seg2021), seg2023)
+
+
+def test_predict_scores_cases_that_have_a_seg(predictions):
+    out, result = predictions
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["per_patient"]) == 5
+    for patient in metrics["per_patient"]:
+        for region in ("WT", "TC", "ET"):
+            assert 0.0 <= patient[region]["dice"] <= 1.0 and patient[region]["hd95"] >= 0.0
+    assert "WT Dice" in result.stdout or "WT: Dice" in result.stdout
+
+
+def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(predictions, real_data_root, tmp_path):
+    out, _ = predictions
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for path in out.glob("*seg.nii.gz"):
+        shutil.copy(path, pred_dir / path.name)
+    result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path / 'scores'}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scored = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    from_predict = json.loads((out / "metrics.json").read_text())
+    by_case = {p["case"]: p for p in from_predict["per_patient"]}
+    assert {p["case"] for p in scored["per_patient"]} == set(by_case)
+    for patient in scored["per_patient"]:
+        for region in ("WT", "TC", "ET"):
+            assert patient[region]["dice"] == pytest.approx(by_case[patient["case"]][region]["dice"])
+            assert patient[region]["hd95"] == pytest.approx(by_case[patient["case"]][region]["hd95"])
+    assert set(scored["regions"]) == {"WT", "TC", "ET"}
+
+
+def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
+    """The reference segs themselves, in their own conventions, scored against the references."""
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    for case in ("BraTS2021_00014", "BraTS-GLI-00000-000"):
+        for seg in (real_data_root / case).glob("*seg.nii.gz"):
+            shutil.copy(seg, pred_dir / seg.name)
+    result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    scored = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(scored["per_patient"]) == 2
+    for patient in scored["per_patient"]:
+        for region in ("WT", "TC", "ET"):
+            assert patient[region]["dice"] == 1.0 and patient[region]["hd95"] == 0.0
+
+
+def test_predict_refuses_a_run_folder_without_a_model(tmp_path, real_data_root):
+    result = run_cli("predict", f"run={tmp_path}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not a brats-seg run folder" in result.stderr and "Traceback" not in result.stderr
