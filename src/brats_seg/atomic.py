@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -39,13 +40,21 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON: NaN and infinities (an undefined metric) are written as null, which every JSON reader accepts."""
+    write_text(path, json.dumps(_plain(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays, Paths
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {key: _plain(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(value) for value in obj]
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return _plain(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
