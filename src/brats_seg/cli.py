@@ -15,6 +15,9 @@ COMMANDS = {
     "models": "list every model config with its parameter count and GFLOPs",
 }
 
+# Commands that run models; their processes keep freed memory (see brats_seg.memory).
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict")
+
 USAGE = "usage: brats-seg {" + ",".join(COMMANDS) + "} [key=value ...]"
 
 
@@ -52,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     from brats_seg.errors import BratsSegError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if command in TENSORFLOW_COMMANDS:
+        from brats_seg.memory import keep_freed_memory
+
+        keep_freed_memory()
     # Keras warns that fit(shuffle=True) is ignored for tf.data; the pipeline shuffles by itself.
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     module = importlib.import_module(f"brats_seg.commands.{command}")

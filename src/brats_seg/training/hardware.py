@@ -36,11 +36,15 @@ def resolve_precision(name: str) -> str:
         raise ConfigError(f"trainer.precision={name!r} is not one of {', '.join(PRECISIONS)}")
     if name != "auto":
         return name
-    caps = _gpu_compute_capabilities()
-    if caps:
+    return auto_precision(_gpu_compute_capabilities(), cpu_supports_bf16())
+
+
+def auto_precision(gpu_capabilities: list[tuple[int, int]], cpu_bf16: bool) -> str:
+    """What ``trainer.precision=auto`` picks for the given GPUs (compute capabilities) and CPU."""
+    if gpu_capabilities:
         # bf16 tensor cores arrived with Ampere (compute capability 8.0).
-        return "mixed_bfloat16" if min(caps) >= (8, 0) else "mixed_float16"
-    return "mixed_bfloat16" if cpu_supports_bf16() else "float32"
+        return "mixed_bfloat16" if min(gpu_capabilities) >= (8, 0) else "mixed_float16"
+    return "mixed_bfloat16" if cpu_bf16 else "float32"
 
 
 def configure_cpu_devices(count: int | None) -> None:
