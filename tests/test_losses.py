@@ -262,12 +262,14 @@ def load(name: str, **overrides):
 @pytest.mark.parametrize("name,cls", [
     ("dice", L.DiceLoss), ("bce_dice", L.BCEDiceLoss), ("ell", L.ELLLoss), ("soft_dice", L.SoftDiceLoss),
     ("weighted", L.WeightedCrossEntropy), ("exp_log", L.ExpLogLoss), ("focal", L.FocalLoss),
-    ("tversky", L.TverskyLoss),
+    ("tversky", L.TverskyLoss), ("weighted_sqrt", L.WeightedCrossEntropy),
 ])
 def test_build_loss_from_each_config_file(name, cls):
     loss = L.build_loss(load(name), class_counts=COUNTS)
     assert type(loss) is cls
-    assert set(L.LOSS_NAMES) == {p.stem for p in CONFIGS.glob("*.yaml")}
+    # one config per loss, named after it, plus presets of those losses
+    assert set(L.LOSS_NAMES) <= {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert {OmegaConf.load(p).name for p in CONFIGS.glob("*.yaml")} == set(L.LOSS_NAMES)
 
 
 def test_build_loss_parameters():
@@ -275,6 +277,8 @@ def test_build_loss_parameters():
     assert (ell.alpha, ell.smooth) == (0.7, 1e-6)
     weighted = L.build_loss(load("weighted"), class_counts=np.array([100, 10, 20, 0]))
     assert weighted.class_weights == pytest.approx([130 / 400, 130 / 40, 130 / 80, 0.0])
+    tempered = L.build_loss(load("weighted_sqrt"), class_counts=np.array([100, 10, 20, 0]))
+    assert tempered.class_weights == pytest.approx([(130 / 400) ** 0.5, (130 / 40) ** 0.5, (130 / 80) ** 0.5, 0.0])
     fixed = L.build_loss({"name": "weighted", "class_weights": [1, 2, 3, 4]})
     assert fixed.class_weights == [1.0, 2.0, 3.0, 4.0]
     exp_log = L.build_loss(load("exp_log"), class_counts=COUNTS)

@@ -33,7 +33,7 @@ def test_every_config_file_builds():
 
 def test_types_and_parameters():
     adam, _ = build_optimizer(load("adam"), None)
-    assert type(adam) is keras.optimizers.Adam and lr_of(adam) == pytest.approx(1e-3)
+    assert type(adam) is keras.optimizers.Adam and lr_of(adam) == pytest.approx(3e-4)
     assert adam.weight_decay is None
 
     adagrad, _ = build_optimizer(load("adagrad", ["lr=0.01"]), None)
@@ -52,7 +52,7 @@ def test_types_and_parameters():
 
 
 def test_cosine_schedule_runs_from_lr_to_min_lr():
-    optimizer, callbacks = build_optimizer(load("adam", ["schedule.name=cosine", "schedule.min_lr=1e-5"]), 100)
+    optimizer, callbacks = build_optimizer(load("adam", ["lr=1e-3", "schedule.name=cosine", "schedule.min_lr=1e-5"]), 100)
     schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     assert callbacks == []

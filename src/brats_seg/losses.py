@@ -68,12 +68,16 @@ def per_class_dice(y_true, y_pred, smooth: float):
     return (2.0 * intersection + smooth) / (total + smooth)
 
 
-def counts_to_weights(class_counts: Sequence[float]) -> list[float]:
-    """Inverse-frequency weights w_c = total / (n_classes * count_c); 0 for a class with count 0."""
+def counts_to_weights(class_counts: Sequence[float], power: float = 1.0) -> list[float]:
+    """Inverse-frequency weights w_c = (total / (n_classes * count_c)) ** power; 0 for a class with count 0.
+
+    ``power`` 1 is plain inverse frequency; 0.5 (the square root) tempers the weights, which trades some recall of
+    the rare classes for fewer false positives.
+    """
     counts = np.asarray(class_counts, dtype=np.float64)
     total = counts.sum()
     with np.errstate(divide="ignore"):
-        weights = np.where(counts > 0, total / (len(counts) * counts), 0.0)
+        weights = np.where(counts > 0, (total / (len(counts) * counts)) ** power, 0.0)
     return [float(w) for w in weights]
 
 
@@ -317,7 +321,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "bce_dice": ("smooth",),
     "ell": ("alpha", "smooth"),
     "soft_dice": ("smooth",),
-    "weighted": ("class_weights",),
+    "weighted": ("class_weights", "weight_power"),
     "exp_log": ("w_dice", "w_cross", "gamma_dice", "gamma_cross", "smooth", "class_weights"),
     "focal": ("gamma", "alpha"),
     "tversky": ("alpha", "beta", "smooth"),
@@ -408,8 +412,9 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
                            smooth=smooth)
     weights = _class_weights(cfg)
     if name == "weighted":
+        power = _number(cfg, "weight_power", 1.0, low=0.0)
         if weights is None:
-            weights = counts_to_weights(_checked_counts(class_counts, name))
+            weights = counts_to_weights(_checked_counts(class_counts, name), power)
         return WeightedCrossEntropy(class_weights=weights)
     if weights is None:
         weights = counts_to_exp_log_weights(_checked_counts(class_counts, name))

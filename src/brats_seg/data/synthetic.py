@@ -460,7 +460,7 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 def synthetic_root(data_cfg: Any) -> Path:
     """Where the synthetic set described by ``data_cfg.synth`` lives in the cache."""
     synth = _get(data_cfg, "synth") or {}
-    cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [96, 96, 64])),
+    cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [64, 64, 48])),
                                     "data.synth.cases", "data.synth.shape")
     seed = int(_get(synth, "seed", 0))
     cache_dir = _get(data_cfg, "cache_dir")
@@ -490,7 +490,7 @@ def ensure_synthetic_dataset(data_cfg: Any) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root.parent / f".{root.name}.lock")):
         if not (root / "dataset.json").is_file():
-            cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [96, 96, 64])),
+            cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [64, 64, 48])),
                                             "data.synth.cases", "data.synth.shape")
             workers = int(_get(data_cfg, "workers", 1) or 1)
             write_synthetic_dataset(root, cases, shape, seed=int(_get(synth, "seed", 0)), workers=workers)
