@@ -53,9 +53,10 @@ def test_run_folder_holds_every_artifact(tiny_run):
     assert status["status"] == "completed"
     for key in ("started", "ended", "versions", "params", "precision", "device", "config_hash"):
         assert status.get(key) not in (None, ""), key
+    overlays = [f"plots/overlay_{i}.png" for i in range(1, 6)]
     for name in ("config.yaml", "split.json", "history.csv", "metrics.json", "metrics.md", "model.txt",
                  "checkpoints/best.keras", "checkpoints/last.keras", "plots/learning_curves.png",
-                 "plots/confusion_matrix.png", "plots/overlay_1.png"):
+                 "plots/confusion_matrix.png", *overlays):
         assert (run_dir / name).exists(), name
     assert not (run_dir / "backup").exists() or not any((run_dir / "backup").iterdir())
     assert history_epochs(run_dir) == [0, 1]
@@ -86,7 +87,7 @@ def test_completed_run_is_appended_to_the_experiment_table(tiny_run):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1
     assert Path(rows[0]["run_dir"]) == run_dir.resolve()
-    assert rows[0]["model"] == "unet" and rows[0]["loss"] == "bce_dice_loss" and int(rows[0]["params"]) > 0
+    assert rows[0]["model"] == "unet" and rows[0]["loss"] == "weighted (weights ** 0.5)" and int(rows[0]["params"]) > 0
 
 
 def test_same_command_again_skips_the_completed_run(tiny_run):
@@ -108,6 +109,22 @@ def test_evaluate_command_rewrites_metrics_from_the_checkpoint(tiny_run):
     again = json.loads((run_dir / "metrics.json").read_text())
     assert again["confusion_matrix"] == first["confusion_matrix"]
     assert "WT: Dice mean" in result.stdout
+
+
+def test_a_crash_after_training_resumes_with_evaluation_only(tiny_run):
+    """The state a crash during evaluation leaves: trained, checkpoints saved, no metrics, status running."""
+    out, run_dir, _ = tiny_run
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["trained"] is True and status["epochs_done"] == 2
+    (run_dir / "run.json").write_text(json.dumps({**status, "status": "running", "ended": None}))
+    (run_dir / "metrics.json").unlink()
+    result = train(out, "trainer.epochs=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "evaluating its checkpoint" in result.stdout + result.stderr
+    assert history_epochs(run_dir) == [0, 1]  # not trained again
+    again = json.loads((run_dir / "run.json").read_text())
+    assert again["status"] == "completed" and again["attempts"] == status["attempts"] + 1
+    assert (run_dir / "metrics.json").exists()
 
 
 def test_kill_9_mid_training_then_same_command_resumes(tmp_path):

@@ -42,6 +42,8 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode
         self.best: float | None = None
+        # True while the model's current weights are those in best.keras (the latest epoch was the best).
+        self.best_is_latest = False
 
     @property
     def best_path(self) -> Path:
@@ -75,9 +77,11 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         value = logs.get(self.monitor, logs.get("loss"))
+        self.best_is_latest = False
         if value is not None and self._improved(float(value)):
             self.best = float(value)
             self._save(self.best_path)
+            self.best_is_latest = True
             tmp = self._state_path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"monitor": self.monitor, "value": self.best, "epoch": epoch + 1}))
             os.replace(tmp, self._state_path)

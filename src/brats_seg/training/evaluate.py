@@ -8,7 +8,6 @@ Two views, as the study and the BraTS challenge report them:
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 from pathlib import Path
@@ -36,6 +35,15 @@ def load_split(run_dir: Path) -> dict[str, list[str]]:
     return json.loads(path.read_text())
 
 
+def checkpoint_path(run_dir: Path) -> Path | None:
+    """The run's best checkpoint, or its last one, or None."""
+    for name in ("best.keras", "last.keras"):
+        path = run_dir / "checkpoints" / name
+        if path.exists():
+            return path
+    return None
+
+
 def load_best_model(run_dir: Path):
     """The run's best checkpoint (or its last one), loaded without custom_objects."""
     import keras
@@ -43,11 +51,10 @@ def load_best_model(run_dir: Path):
     import brats_seg.losses  # noqa: F401  (registers the loss and metric classes)
     import brats_seg.models  # noqa: F401  (registers custom layers, if any)
 
-    for name in ("best.keras", "last.keras"):
-        path = run_dir / "checkpoints" / name
-        if path.exists():
-            return keras.models.load_model(path)
-    raise RunError(f"{run_dir}: no model checkpoint in {run_dir / 'checkpoints'}; the run never finished an epoch")
+    path = checkpoint_path(run_dir)
+    if path is None:
+        raise RunError(f"{run_dir}: no model checkpoint in {run_dir / 'checkpoints'}; the run never finished an epoch")
+    return keras.models.load_model(path)
 
 
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
@@ -55,7 +62,7 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays."""
     confusion = ConfusionAccumulator(len(CLASS_LABELS))
     per_patient = []
-    best_slices: list[tuple] = []  # min-heap of (tumour pixels, case, z, image, truth, prediction)
+    candidates: list[list[tuple]] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
     for case_id in case_ids:
         x, y_full, meta = prepared.load_volume(case_id)
         pred = predict_slices(model, x, batch_size)
@@ -68,7 +75,7 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         per_patient.append({"case": case_id, **scores})
         log.info("%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f", case_id,
                  scores["WT"]["dice"], scores["TC"]["dice"], scores["ET"]["dice"])
-        _keep_tumour_slices(best_slices, n_overlays, case_id, x, pred, y_full, meta)
+        candidates.append(_tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta))
     cm = confusion.matrix
     per_class = per_class_metrics(cm)
     metrics = {
@@ -82,26 +89,34 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         "test_cases": list(case_ids),
         "test_pixels": int(np.asarray(cm).sum()),
     }
-    return metrics, sorted(best_slices, reverse=True)
+    return metrics, _pick_overlays(candidates, n_overlays)
 
 
-def _keep_tumour_slices(heap: list, n: int, case_id: str, x, pred, y_full, meta) -> None:
+def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> list[tuple]:
+    """Up to ``n`` of a patient's slices with the most tumour, at least a few slices apart, best first."""
     if n <= 0 or y_full is None:
-        return
+        return []
     truth_slices = np.transpose(y_full, (2, 0, 1))
     box = meta.get("crop_box")
     if box is not None:
         x0, x1, y0, y1 = (int(v) for v in box)
         truth_slices = truth_slices[:, x0:x1, y0:y1]
     areas = (truth_slices > 0).reshape(truth_slices.shape[0], -1).sum(axis=1)
-    z = int(np.argmax(areas))
-    if areas[z] == 0:
-        return
-    item = (int(areas[z]), case_id, z, np.array(x[z, ..., FLAIR]), np.array(truth_slices[z]), np.array(pred[z]))
-    if len(heap) < n:
-        heapq.heappush(heap, item)
-    elif item[0] > heap[0][0]:
-        heapq.heapreplace(heap, item)
+    gap = max(1, truth_slices.shape[0] // 20)
+    chosen: list[int] = []
+    for z in np.argsort(areas, kind="stable")[::-1]:
+        if len(chosen) == n or areas[z] == 0:
+            break
+        if all(abs(int(z) - c) >= gap for c in chosen):
+            chosen.append(int(z))
+    return [(int(areas[z]), case_id, z, np.array(x[z, ..., FLAIR]), np.array(truth_slices[z]), np.array(pred[z]))
+            for z in chosen]
+
+
+def _pick_overlays(candidates: list[list[tuple]], n: int) -> list[tuple]:
+    """``n`` slices spread over patients: every patient's best slice first, then their second best, and so on."""
+    ranked = [(rank, -item[0], i, item) for i, items in enumerate(candidates) for rank, item in enumerate(items)]
+    return [item for *_, item in sorted(ranked, key=lambda r: r[:3])[:n]]
 
 
 def write_evaluation(run_dir: Path, metrics: dict[str, Any], overlays: list[tuple], title: str = "") -> None:
@@ -113,6 +128,9 @@ def write_evaluation(run_dir: Path, metrics: dict[str, Any], overlays: list[tupl
     plots.learning_curves(run_dir / "history.csv", plot_dir / "learning_curves.png")
     for i, (area, case_id, z, image, truth, pred) in enumerate(overlays, start=1):
         plots.overlay(image, truth, pred, plot_dir / f"overlay_{i}.png", title=f"{case_id}, slice {z} ({area} tumour px)")
+    for stale in plot_dir.glob("overlay_*.png"):  # left by an earlier evaluation that drew more of them
+        if stale.stem.split("_")[-1].isdigit() and int(stale.stem.split("_")[-1]) > len(overlays):
+            stale.unlink()
     write_text(run_dir / "metrics.md", metrics_markdown(metrics, title))
     write_json(run_dir / "metrics.json", metrics)
 

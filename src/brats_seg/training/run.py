@@ -80,16 +80,17 @@ def _clear_previous(run_dir: Path) -> None:
 
     for name in ("backup", "checkpoints", "tensorboard", "plots"):
         shutil.rmtree(run_dir / name, ignore_errors=True)
-    for name in ("history.csv", "metrics.json", "metrics.md", "split.json", "run.json"):
+    for name in ("history.csv", "metrics.json", "metrics.md", "split.json", "run.json", "model.txt"):
         (run_dir / name).unlink(missing_ok=True)
 
 
 def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
     import keras
 
+    from brats_seg import memory
     from brats_seg.data.dataset import prepare_data
     from brats_seg.training import hardware
-    from brats_seg.training.evaluate import evaluate_model, write_evaluation
+    from brats_seg.training.evaluate import checkpoint_path, evaluate_model, load_best_model, write_evaluation
     from brats_seg.training.experiments_table import append_row, row_from_metrics
 
     trainer = cfg.trainer
@@ -100,12 +101,21 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
     keras.mixed_precision.set_global_policy(precision)
     strategy = hardware.make_strategy(trainer.strategy)
     folder.update(precision=precision, device=hardware.device_description(),
-                  replicas=strategy.num_replicas_in_sync, versions=_versions())
+                  replicas=strategy.num_replicas_in_sync, versions=_versions(), malloc_keeps_freed=memory.applied)
 
     prepared = prepare_data(cfg.data)
     split = _load_or_make_split(run_dir, prepared)
-    model, history = _fit(cfg, run_dir, prepared, split, strategy)
-    folder.update(params=int(model.count_params()), epochs_done=len(history))
+    if folder.read().get("trained") and checkpoint_path(run_dir) is not None:
+        # An earlier attempt finished training and stopped during evaluation: evaluate, do not train again.
+        log.info("%s: training finished in an earlier attempt; evaluating its checkpoint", run_dir)
+        model = None
+    else:
+        model = _fit(cfg, run_dir, prepared, split, strategy, folder)
+        folder.update(trained=True, epochs_done=_epochs_logged(run_dir))
+    # Both here and in `brats-seg evaluate`, the result is the best checkpoint's (the last one's without it);
+    # _fit hands back its model only when that is the best checkpoint, which spares reading it back.
+    if model is None:
+        model = load_best_model(run_dir)
 
     ev = cfg.evaluate
     metrics, overlays = evaluate_model(model, prepared, split["test"], empty_rule=ev.empty_rule,
@@ -126,6 +136,16 @@ def _versions() -> dict[str, str]:
     return versions()
 
 
+def _epochs_logged(run_dir: Path) -> int:
+    import csv
+
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return 0
+    with path.open(newline="") as f:
+        return len({row["epoch"] for row in csv.DictReader(f) if row.get("epoch")})
+
+
 def _load_or_make_split(run_dir: Path, prepared) -> dict[str, list[str]]:
     path = run_dir / "split.json"
     if path.exists():
@@ -139,7 +159,8 @@ def _load_or_make_split(run_dir: Path, prepared) -> dict[str, list[str]]:
     return split
 
 
-def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
+def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunFolder):
+    """Train with resume and checkpoints; return the model if its final weights are the best checkpoint's."""
     import keras
 
     from brats_seg.data.pipeline import make_dataset
@@ -168,7 +189,9 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
         optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
         n_outputs = len(model.outputs)
         model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
-                      metrics=[TumourDice()] if n_outputs == 1 else None)
+                      metrics=[TumourDice()] if n_outputs == 1 else None,
+                      run_eagerly=bool(trainer.get("run_eagerly", False)))
+    folder.update(params=int(model.count_params()))
     if n_outputs > 1:  # deep supervision: every output learns the same target
         train_ds = train_ds.map(lambda x, y: (x, (y,) * n_outputs))
         val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
@@ -176,14 +199,17 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
 
     monitor = trainer.checkpoint_monitor
     nan_guard = NanGuard()
+    checkpoints = BestAndLastCheckpoint(run_dir / "checkpoints", monitor=monitor,
+                                        mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last))
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        BestAndLastCheckpoint(run_dir / "checkpoints", monitor=monitor,
-                              mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last)),
+        checkpoints,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         nan_guard,
         *extra_callbacks,
     ]
+    if int(trainer.epochs) > 1:
+        # Restores at epoch boundaries only, so a one-epoch run has nothing to resume and skips the write.
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True))
     if trainer.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
     if trainer.early_stopping.enabled:
@@ -192,15 +218,13 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy):
                                                        mode="max" if "dice" in es.monitor else "min"))
     log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
              cfg.model.name, f"{model.count_params():,}", n_train, len(split["train"]), steps)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs),
-                        steps_per_epoch=trainer.steps_per_epoch, validation_steps=val_steps,
-                        callbacks=callbacks, verbose=int(trainer.verbose))
+    model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs), steps_per_epoch=trainer.steps_per_epoch,
+              validation_steps=val_steps, callbacks=callbacks, verbose=int(trainer.verbose))
     if nan_guard.nan_at is not None:
         epoch, batch_index = nan_guard.nan_at
         raise TrainingFailed(f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
                              "or try trainer.precision=float32")
-    epochs_run = history.history.get("loss", [])
-    return model, epochs_run
+    return model if checkpoints.best_is_latest else None
 
 
 def _summary(model) -> str:
