@@ -16,12 +16,19 @@ SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 ET_LABEL = {"brats2021": 4, "brats2023": 3}
 
 
+# The study's "croped" and "5channel" preprocessing, so that predict must read both from the run folder: with
+# today's defaults (240x240x4) the model would refuse the slices, and the crop must be put back in place.
+RUN_PREPROCESSING = ["data.preprocess.fifth_channel=flair_edges", "data.preprocess.crop.enabled=true",
+                     "data.preprocess.crop.size=[192,160]"]
+
+
 @pytest.fixture(scope="module")
 def real_run(real_data_root, tmp_path_factory):
     """A narrow U-Net trained briefly on the four real patients (the duplicate pair counts as one)."""
     out = tmp_path_factory.mktemp("real") / "outputs"
     out.mkdir()
     result = run_cli("train", "data=brats", f"data.root={real_data_root}", "data.selection.threshold=1000",
+                     *RUN_PREPROCESSING,
                      f"paths.output_root={out}", *SMALL_UNET, "loss=weighted", "optimizer.lr=1e-3",
                      "trainer=tiny", "trainer.epochs=3", "trainer.steps_per_epoch=6", "trainer.batch_size=4",
                      "hydra.run.dir=" + str(out / "real-run"), cwd=out.parent, timeout=1200)
@@ -39,8 +46,8 @@ def test_training_on_real_cases_writes_every_artifact(real_run):
     together = [s for s, cases in split.items() if {"BraTS2021_00000", "BraTS-GLI-00000-000"} & set(cases)]
     assert len(together) == 1  # the duplicate pair stays in one split
     metrics = json.loads((real_run / "metrics.json").read_text())
-    # 240x240x155 test volumes, every pixel of their selected slices pooled
-    assert metrics["test_pixels"] % (240 * 240) == 0 and metrics["test_pixels"] > 0
+    # every pixel of the test volumes' selected slices pooled, on the 192x160 crop the model saw
+    assert metrics["test_pixels"] % (192 * 160) == 0 and metrics["test_pixels"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +79,9 @@ def test_each_output_overlays_its_input_in_its_own_label_convention(predictions,
         written = nib.load(str(out / file_name))
         source = _source(real_data_root, case)
         data = np.asarray(written.dataobj)
-        assert data.dtype == np.uint8 and data.shape == source.shape
+        assert data.dtype == np.uint8 and data.shape == source.shape  # the 192x160 crop is back on the 240x240 grid
         assert np.allclose(written.affine, source.affine)
+        assert written.header.get_zooms() == source.header.get_zooms()
         allowed = {0, 1, 2, ET_LABEL[convention]}
         assert set(np.unique(data).tolist()) <= allowed, (case, np.unique(data))
         et_seen |= bool((data == ET_LABEL[convention]).any())
@@ -134,7 +142,74 @@ def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
             assert patient[region]["dice"] == 1.0 and patient[region]["hd95"] == 0.0
 
 
+def test_model_input_is_the_runs_preprocessing(real_run):
+    import keras
+
+    import brats_seg.losses  # noqa: F401  (registers the loss classes the checkpoint names)
+
+    model = keras.models.load_model(real_run / "checkpoints" / "best.keras")
+    assert tuple(model.input_shape[1:]) == (192, 160, 5)
+
+
+def test_predict_refuses_slices_of_another_size(real_data_root, tmp_path):
+    """A model trained on small synthetic slices, without a crop, asked to segment 240x240 BraTS cases."""
+    run_dir = tmp_path / "tiny-run"
+    result = run_cli("train", "debug=tiny", *SMALL_UNET, "trainer.epochs=1", f"paths.output_root={tmp_path}",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_cli("predict", f"run={run_dir}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "are 240x240x4 (HxWxchannels)" in result.stderr and "was trained on 32x32x4" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "o").glob("*.nii.gz"))
+
+
+def test_predict_never_overwrites_an_input_file(real_run, real_data_root, tmp_path):
+    case = tmp_path / "BraTS2021_00019"
+    shutil.copytree(real_data_root / "BraTS2021_00019", case)
+    for path in case.iterdir():
+        path.chmod(0o644)
+    reference = (case / "BraTS2021_00019_seg.nii.gz").read_bytes()
+    result = run_cli("predict", f"run={real_run}", f"input={case}", f"output={case}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "would overwrite the input file" in result.stderr and "Traceback" not in result.stderr
+    assert (case / "BraTS2021_00019_seg.nii.gz").read_bytes() == reference
+
+
+def test_predict_names_the_missing_modality(real_run, real_data_root, tmp_path):
+    case = tmp_path / "BraTS2021_00019"
+    case.mkdir()
+    for path in (real_data_root / "BraTS2021_00019").iterdir():
+        if not path.name.endswith("_t2.nii.gz"):
+            shutil.copy(path, case / path.name)
+    result = run_cli("predict", f"run={real_run}", f"input={case}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "BraTS2021_00019_t2.nii" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_refuses_a_run_folder_whose_training_saved_no_model(real_run, real_data_root, tmp_path):
+    shutil.copy(real_run / "config.yaml", tmp_path / "config.yaml")
+    result = run_cli("predict", f"run={tmp_path}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no model checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_predict_refuses_a_run_folder_without_a_model(tmp_path, real_data_root):
     result = run_cli("predict", f"run={tmp_path}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)
     assert result.returncode == 1
     assert "not a brats-seg run folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path):
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    reference = nib.load(str(real_data_root / "BraTS2021_00014" / "BraTS2021_00014_seg.nii.gz"))
+    shifted = reference.affine.copy()
+    shifted[:3, 3] += 5.0  # the same voxels, placed 5 mm away
+    nib.save(nib.Nifti1Image(np.asarray(reference.dataobj), shifted), str(pred_dir / "BraTS2021_00014_seg.nii.gz"))
+    result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path / 'scores'}",
+                     cwd=tmp_path)
+    assert result.returncode == 1
+    assert "BraTS2021_00014_seg.nii.gz: affine differs" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "scores" / "metrics.json").exists()

@@ -28,11 +28,36 @@ def input_cases(path: Path):
         return find_cases(path)
 
 
+def output_path(case, out_dir: Path) -> Path:
+    """Where a case's predicted segmentation goes: ``<case>_seg.nii.gz``, or ``<case>-seg.nii.gz`` for 2023 names."""
+    from brats_seg.data.discovery import file_name
+
+    return out_dir / file_name(case.case_id, "seg", case.convention)
+
+
+def check_outputs(cases, out_dir: Path) -> None:
+    """Refuse, before anything is written, an output folder where a prediction would replace an input file."""
+    inputs = {p.resolve() for case in cases for p in case.files}
+    for case in cases:
+        target = output_path(case, out_dir).resolve()
+        if target in inputs:
+            raise DataError(f"output={out_dir}: writing {target.name} there would overwrite the input file {target}; "
+                            "choose another output folder")
+
+
+def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None:
+    expected = tuple(int(d) for d in model.input_shape[1:])
+    got = tuple(int(d) for d in x.shape[1:])
+    if got != expected:
+        fmt = lambda s: "x".join(map(str, s))  # noqa: E731
+        raise DataError(f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) but the model of {run_dir} "
+                        f"was trained on {fmt(expected)}; predict cases of the size the run was trained on")
+
+
 def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path) -> Path:
     """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
     import nibabel as nib
 
-    from brats_seg.data.discovery import file_name
     from brats_seg.data.labels import to_convention
 
     labels = to_convention(classes_xyz, loaded.convention)
@@ -42,7 +67,7 @@ def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path) -> Path:
     image.set_qform(loaded.affine, code=int(loaded.header["qform_code"]) or 1)
     image.set_sform(loaded.affine, code=int(loaded.header["sform_code"]) or 1)
     image.header["scl_slope"], image.header["scl_inter"] = 1.0, 0.0
-    path = out_dir / file_name(loaded.case_id, "seg", loaded.convention)
+    path = output_path(loaded, out_dir)
     with atomic_path(path) as tmp:
         nib.save(image, str(tmp) + ".nii.gz")
         Path(str(tmp) + ".nii.gz").replace(tmp)
@@ -68,12 +93,14 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
         raise RunError(f"{run_dir}: not a brats-seg run folder (no config.yaml)")
     preprocess_cfg = OmegaConf.load(cfg_path).data.preprocess
     cases = input_cases(input_path)
+    check_outputs(cases, out_dir)
     model = load_best_model(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     per_patient = []
     for case in tqdm(cases, desc="predict", unit="case"):
         loaded = load_case(case)
         prepared = preprocess_case(loaded, preprocess_cfg)
+        check_slice_shape(case.case_id, prepared.x, model, run_dir)
         pred = predict_slices(model, prepared.x, batch_size)
         classes = restore_prediction(pred, prepared.crop_box, prepared.full_shape)
         path = write_segmentation(classes, loaded, out_dir)

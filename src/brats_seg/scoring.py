@@ -25,24 +25,25 @@ def _prediction_files(pred_dir: Path) -> dict[str, Path]:
     return found
 
 
-def prediction_classes(path: Path) -> np.ndarray:
-    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from 2023)."""
+def prediction_classes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from 2023), and the
+    file's affine."""
     from brats_seg.data.labels import labels_to_classes
     from brats_seg.data.nifti import read_nifti
 
-    labels, _ = read_nifti(path)
+    labels, image = read_nifti(path)
     labels = np.rint(np.asarray(labels, dtype=np.float64)).astype(np.int64)
     values = set(np.unique(labels).tolist())
     if {3, 4} <= values:
         raise DataError(f"{path}: has both labels 3 and 4; cannot tell its label convention")
     convention = "brats2023" if 3 in values else "brats2021"
-    return labels_to_classes(labels, convention, str(path))
+    return labels_to_classes(labels, convention, str(path)), np.asarray(image.affine)
 
 
 def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty_rule: str = "brats") -> dict[str, Any]:
     from brats_seg.data.discovery import find_cases
     from brats_seg.data.labels import labels_to_classes
-    from brats_seg.data.nifti import read_nifti
+    from brats_seg.data.nifti import check_geometry, read_nifti
     from brats_seg.metrics.regions import region_scores, summarise
 
     predictions = _prediction_files(pred_dir)
@@ -56,9 +57,8 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty
         labels, image = read_nifti(case.seg)
         ref = labels_to_classes(labels, case.convention, str(case.seg))
         spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
-        pred = prediction_classes(predictions[case_id])
-        if pred.shape != ref.shape:
-            raise DataError(f"{predictions[case_id]}: shape {pred.shape} differs from the reference {ref.shape}")
+        pred, pred_affine = prediction_classes(predictions[case_id])
+        check_geometry(predictions[case_id], pred.shape, pred_affine, case.seg, ref.shape, image.affine)
         per_patient.append({"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)})
     metrics = {
         "per_patient": per_patient,

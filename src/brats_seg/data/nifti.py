@@ -89,13 +89,13 @@ def load_case(case: CaseFiles) -> LoadedCase:
         if first_img is None:
             first_img = img
         else:
-            _check_geometry(path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine)
+            check_geometry(path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine)
         channels.append(data)
     image = _stack_channels(channels)
     seg = None
     if case.seg is not None:
         labels, seg_img = read_nifti(case.seg)
-        _check_geometry(case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine)
+        check_geometry(case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine)
         seg = labels_to_classes(labels, case.convention, str(case.seg))
     zooms = first_img.header.get_zooms()[:3]
     return LoadedCase(
@@ -117,10 +117,11 @@ def _stack_channels(channels: list[np.ndarray]) -> np.ndarray:
     return image
 
 
-def _check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path, ref_shape: tuple,
-                    ref_affine: np.ndarray) -> None:
+def check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path, ref_shape: tuple,
+                   ref_affine: np.ndarray) -> None:
+    """Refuse a file whose voxel grid (shape and affine) is not that of ``ref_path``."""
     if tuple(shape) != tuple(ref_shape):
         raise DataError(f"{path}: shape {tuple(shape)} differs from {Path(ref_path).name} {tuple(ref_shape)}")
     if not np.allclose(affine, ref_affine, rtol=0.0, atol=AFFINE_ATOL):
-        raise DataError(f"{path}: affine differs from {Path(ref_path).name} (the files of a case must be co-registered)"
+        raise DataError(f"{path}: affine differs from {Path(ref_path).name} (files compared voxel by voxel must share one grid)"
                         f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}")
