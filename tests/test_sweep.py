@@ -71,25 +71,60 @@ def test_running_the_same_sweep_again_skips_completed_runs(smoke_sweep):
     assert elapsed < first / 3, (elapsed, first)
 
 
-def test_table_marks_failed_and_unfinished_runs(smoke_sweep, tmp_path):
+def test_table_marks_failed_unfinished_and_missing_runs(smoke_sweep, tmp_path):
+    """A sweep cut short: four rows have folders (completed, failed, killed, still running), the rest none yet."""
     import shutil
+
+    from filelock import FileLock
 
     _, sweep, _ = smoke_sweep
     copy = tmp_path / "sweep"
-    runs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())[:3]
+    runs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())[:4]
     for run in runs:
         shutil.copytree(run, copy / run.name, ignore=shutil.ignore_patterns("*.keras"))
-    failed, running = copy / runs[1].name, copy / runs[2].name
-    status = json.loads((failed / "run.json").read_text())
-    (failed / "run.json").write_text(json.dumps({**status, "status": "failed", "error": "TrainingFailed: NaN"}))
-    (running / "run.json").write_text(json.dumps({**status, "status": "running"}))
-    result = run_cli("table", str(copy), cwd=tmp_path)
+    shutil.copy(sweep / "multirun.yaml", copy / "multirun.yaml")
+    failed, killed, running = (copy / run.name for run in runs[1:])
+    for folder, state in ((failed, {"status": "failed", "error": "TrainingFailed: NaN"}),
+                          (killed, {"status": "running"}), (running, {"status": "running"})):
+        status = json.loads((folder / "run.json").read_text())
+        (folder / "run.json").write_text(json.dumps({**status, **state}))
+    with FileLock(str(running / ".run.lock")):  # as a live training process holds it
+        result = run_cli("table", str(copy), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with (copy / "results.csv").open() as f:
         rows = {r["#"]: r for r in csv.DictReader(f)}
+    assert len(rows) == 22
     assert rows["1"]["status"] == "completed" and rows["1"]["f1"] != ""
     assert rows["2"]["status"] == "failed" and rows["2"]["f1"] == "" and rows["2"]["WT Dice"] == ""
-    assert rows["3"]["status"] == "running" and rows["3"]["f1"] == ""
+    assert rows["3"]["status"] == "interrupted" and rows["3"]["f1"] == ""
+    assert rows["4"]["status"] == "running" and rows["4"]["f1"] == ""
+    # known from the model build, not invented
+    from omegaconf import OmegaConf
+
+    expected = OmegaConf.load(killed / "config.yaml").study.expected_params
+    assert rows["3"]["parameters (size)"].startswith(f"{expected} ")
+    for n in range(5, 23):
+        assert rows[str(n)]["status"] == "not started" and rows[str(n)]["f1"] == "", rows[str(n)]
+        assert rows[str(n)]["title"] and rows[str(n)]["loss"]
+    assert "18 not started" in result.stdout
+
+
+def test_one_failing_job_does_not_stop_the_sweep(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    result = run_cli("train", "-m", "optimizer=sgd", "optimizer.lr=1e12,1e-3", "loss=weighted", "debug=tiny",
+                     "trainer.epochs=2", "trainer.precision=float32", "model.filters=[8,16,32,64]",
+                     "model.bridge_filters=128", f"paths.output_root={out}", cwd=tmp_path)
+    assert result.returncode != 0  # Hydra reports the failed job once every job has run
+    runs = {p.name: json.loads((p / "run.json").read_text()) for p in (out / "sweeps" / "tiny").iterdir()
+            if (p / "run.json").exists()}
+    assert len(runs) == 2, runs
+    statuses = sorted(run["status"] for run in runs.values())
+    assert statuses == ["completed", "failed"], runs
+    failed = next(run for run in runs.values() if run["status"] == "failed")
+    assert "NaN" in failed["error"]
+    with (out / "experiments.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 1  # only the completed job
 
 
 def test_two_experiment_sweep_through_submitits_local_executor(tmp_path):

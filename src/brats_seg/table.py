@@ -1,8 +1,10 @@
 """The study's results table, rebuilt from run folders.
 
 Every run folder found is one row. Only a run whose run.json says ``completed`` shows measured values; failed,
-running (or interrupted) and never-started runs keep their row with their status and empty metrics, so nothing is
-dropped and nothing is invented. The table reads only files each run wrote itself (no Hydra callback is involved).
+running, interrupted (``running`` but no live process holds its lock) and not-started runs keep their row with their
+status and empty metrics, so nothing is dropped and nothing is invented. A sweep folder's ``multirun.yaml`` says which
+experiments the sweep asked for, so jobs that never got a folder are listed as not started. The table reads only
+files the runs and Hydra wrote at launch; no end-of-sweep callback is involved.
 """
 
 from __future__ import annotations
@@ -65,12 +67,33 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
 
 
+def _is_locked(lock_file: Path) -> bool:
+    """True while a live brats-seg process holds the run folder's lock (the OS releases it when a process dies)."""
+    from filelock import FileLock, Timeout
+
+    if not lock_file.exists():
+        return False
+    lock = FileLock(str(lock_file))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
 def read_run(run_dir: Path) -> ResultRow:
     status_file = run_dir / "run.json"
     info = json.loads(status_file.read_text()) if status_file.exists() else {}
     status = info.get("status", "not started")
+    if status == "running" and not _is_locked(run_dir / ".run.lock"):
+        status = "interrupted"  # killed or lost its node; the same command resumes it
     cfg_path = run_dir / "config.yaml"
     cfg = _load_yaml(cfg_path if cfg_path.exists() else run_dir / ".hydra" / "config.yaml")
+    return _row_from_config(cfg, run_dir, status, info)
+
+
+def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict[str, Any]) -> ResultRow:
     study = cfg.get("study") or {}
     result = ResultRow(
         run_dir=run_dir,
@@ -84,14 +107,80 @@ def read_run(run_dir: Path) -> ResultRow:
         base_model=study.get("base_model") or "",
         printed=study.get("printed") or {},
         error=info.get("error") or "",
+        params=info.get("params"),  # recorded when the model is built, so unfinished runs show it too
     )
     result.optimizer, result.loss, result.preprocessing = _labels(cfg)
     if status == "completed" and (run_dir / "metrics.json").exists():
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        result.params = metrics.get("params", info.get("params"))
+        result.params = metrics.get("params", result.params)
         result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}
         result.regions = metrics.get("regions", {})
     return result
+
+
+def experiment_names() -> list[str]:
+    from importlib.resources import files
+
+    folder = files("brats_seg.configs") / "experiment"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def swept_experiments(sweep_dir: Path) -> tuple[list[str], list[str]]:
+    """The experiments a sweep folder's multirun.yaml asked for, and the sweep's other overrides.
+
+    Only the ``experiment`` override is expanded (a glob, a comma list or one name); ([], []) when the folder is not a
+    sweep of experiments.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, Glob
+
+    path = sweep_dir / "multirun.yaml"
+    if not path.exists():
+        return [], []
+    task = ((_load_yaml(path).get("hydra") or {}).get("overrides") or {}).get("task") or []
+    parser = OverridesParser.create()
+    wanted: list[str] = []
+    others: list[str] = []
+    for text in task:
+        override = parser.parse_overrides([text])[0]
+        if override.key_or_group != "experiment":
+            others.append(text)
+            continue
+        value = override.value()
+        if isinstance(value, Glob):
+            wanted = value.filter(experiment_names())
+        elif isinstance(value, ChoiceSweep):
+            wanted = [str(v) for v in value.list]
+        else:
+            wanted = [str(value)]
+    return wanted, others
+
+
+def not_started_rows(paths: list[Path], rows: list[ResultRow]) -> list[ResultRow]:
+    """A row for every experiment that a sweep under ``paths`` asked for but that has no run folder yet."""
+    from brats_seg.config import compose
+
+    missing = []
+    for root in paths:
+        for multirun in sorted(root.rglob("multirun.yaml")):
+            sweep = multirun.parent
+            present = {r.experiment_id for r in rows if sweep in r.run_dir.parents}
+            wanted, others = swept_experiments(sweep)
+            for name in wanted:
+                if name in present:
+                    continue
+                present.add(name)
+                try:
+                    cfg = compose("train", [f"experiment={name}", *others])
+                except Exception:  # noqa: BLE001  (an experiment deleted since the sweep ran still gets its row)
+                    missing.append(ResultRow(run_dir=sweep / name, status="not started", title=name,
+                                             experiment_id=name))
+                    continue
+                from omegaconf import OmegaConf
+
+                container = OmegaConf.to_container(cfg, resolve=False)
+                missing.append(_row_from_config(container, sweep / name, "not started", {}))
+    return missing
 
 
 def _labels(cfg: dict[str, Any]) -> tuple[str, str, str]:
@@ -105,6 +194,7 @@ def _labels(cfg: dict[str, Any]) -> tuple[str, str, str]:
 
 def collect(paths: list[Path]) -> list[ResultRow]:
     rows = [read_run(d) for d in find_run_dirs(paths)]
+    rows += not_started_rows(paths, rows)
     if not rows:
         raise ConfigError(f"table: no run folders under {', '.join(map(str, paths))}")
     return sorted(rows, key=lambda r: (r.row is None, r.row or 0, str(r.run_dir)))
@@ -172,8 +262,11 @@ def bar_chart(rows: list[ResultRow], out: Path) -> None:
     import numpy as np
 
     labels = [str(r.row) if r.row is not None else r.run_dir.name[:12] for r in rows]
-    f1 = [r.measured.get("f1", np.nan) for r in rows]
-    wt = [r.regions.get("WT", {}).get("dice_mean", np.nan) for r in rows]
+    def value(v):  # an undefined metric is null in metrics.json
+        return np.nan if v is None else v
+
+    f1 = [value(r.measured.get("f1")) for r in rows]
+    wt = [value(r.regions.get("WT", {}).get("dice_mean")) for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(rows) + 2), 3.8))
     ax.bar(x - 0.2, f1, 0.4, label="Col Ave F1 (pooled)")
