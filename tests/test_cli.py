@@ -60,8 +60,18 @@ def test_pyproject_lists_every_subpackage():
 
 def test_installed_command_finds_configs_from_any_directory(tmp_path):
     """A non-editable install into a scratch folder, run from an unrelated directory, composes the real configs."""
+    import shutil
+
+    # Install from a copy: pip builds in the source tree, and a build/ folder left in the repository could leak
+    # stale files into a later wheel.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for name in ("src", "configs"):
+        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(REPO_ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(source)],
                    check=True, capture_output=True, text=True, timeout=600)
     assert (site / "brats_seg" / "configs" / "train.yaml").exists()
     elsewhere = tmp_path / "elsewhere"
