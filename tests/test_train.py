@@ -185,3 +185,16 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     status = json.loads((only_run_dir(out) / "run.json").read_text())
     assert status["status"] == "completed" and status["replicas"] == 2
+
+
+def test_a_table_that_cannot_be_written_leaves_the_run_completed(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    blocked = out / "not-a-file.csv"
+    blocked.mkdir()  # appending to a directory fails
+    result = train(out, "trainer.epochs=1", f"paths.experiments_table={blocked}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "was not appended" in result.stdout + result.stderr
+    run_dir = only_run_dir(out)
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    assert (run_dir / "metrics.json").exists()

@@ -247,4 +247,10 @@ def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) 
         preprocessing=preprocessing_label(cfg.data),
         params=metrics["params"],
     )
-    append_row(cfg.paths.experiments_table, row)
+    try:
+        append_row(cfg.paths.experiments_table, row)
+    except (OSError, Timeout) as err:
+        # The run's own folder already holds its complete result, and `brats-seg table` rebuilds the table from
+        # run folders, so a table that cannot be written must not turn a completed run into a failed one.
+        log.warning("%s: completed, but its row was not appended to %s (%s); `brats-seg table` rebuilds the table",
+                    run_dir, cfg.paths.experiments_table, str(err).splitlines()[0] if str(err) else type(err).__name__)
