@@ -1,6 +1,12 @@
 """Errors a user can act on: the CLI prints them as one line and exits non-zero, never as a traceback."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none), for one-line reports."""
+    text = str(err)
+    return text.splitlines()[0] if text else ""
+
+
 class BratsSegError(Exception):
     """Base class for every error caused by the user's data, files or options."""
 

@@ -158,6 +158,8 @@ def swept_experiments(sweep_dir: Path) -> tuple[list[str], list[str]]:
 
 def not_started_rows(paths: list[Path], rows: list[ResultRow]) -> list[ResultRow]:
     """A row for every experiment that a sweep under ``paths`` asked for but that has no run folder yet."""
+    from omegaconf import OmegaConf
+
     from brats_seg.config import compose
 
     missing = []
@@ -176,8 +178,6 @@ def not_started_rows(paths: list[Path], rows: list[ResultRow]) -> list[ResultRow
                     missing.append(ResultRow(run_dir=sweep / name, status="not started", title=name,
                                              experiment_id=name))
                     continue
-                from omegaconf import OmegaConf
-
                 container = OmegaConf.to_container(cfg, resolve=False)
                 missing.append(_row_from_config(container, sweep / name, "not started", {}))
     return missing

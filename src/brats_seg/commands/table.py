@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from brats_seg.errors import ConfigError
+from brats_seg.errors import ConfigError, first_line
 
 
 def main(argv: list[str]) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     try:
         cfg = compose("table", overrides)
     except Exception as err:  # Hydra's override errors are already one readable sentence
-        raise ConfigError(f"table: {str(err).splitlines()[0]}") from err
+        raise ConfigError(f"table: {first_line(err)}") from err
     out = Path(cfg.out) if cfg.out else dirs[0]
     rows = write_table(dirs, out, printed=bool(cfg.printed))
     counts = Counter(r.status for r in rows)

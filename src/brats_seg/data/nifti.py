@@ -10,7 +10,7 @@ import numpy as np
 
 from brats_seg.data.discovery import MODALITIES, CaseFiles
 from brats_seg.data.labels import labels_to_classes
-from brats_seg.errors import DataError
+from brats_seg.errors import DataError, first_line
 
 # Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ by ~1e-6.
 AFFINE_ATOL = 1e-3
@@ -62,8 +62,7 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as err:  # zlib.error, EOFError, OSError, ValueError, ImageFileError, ...: all mean a bad file
-        detail = str(err).splitlines()[0] if str(err) else ""
-        raise DataError(f"{path}: corrupt or truncated NIfTI ({type(err).__name__}: {detail})") from None
+        raise DataError(f"{path}: corrupt or truncated NIfTI ({type(err).__name__}: {first_line(err)})") from None
     _decodes += 1
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]

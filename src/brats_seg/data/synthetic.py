@@ -457,12 +457,17 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
     return getattr(cfg, key, default)
 
 
-def synthetic_root(data_cfg: Any) -> Path:
-    """Where the synthetic set described by ``data_cfg.synth`` lives in the cache."""
+def _synth_options(data_cfg: Any) -> tuple[int, list[int], int]:
+    """Number of cases, volume shape and seed of ``data_cfg.synth``, checked."""
     synth = _get(data_cfg, "synth") or {}
     cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [64, 64, 48])),
                                     "data.synth.cases", "data.synth.shape")
-    seed = int(_get(synth, "seed", 0))
+    return cases, shape, int(_get(synth, "seed", 0))
+
+
+def synthetic_root(data_cfg: Any) -> Path:
+    """Where the synthetic set described by ``data_cfg.synth`` lives in the cache."""
+    cases, shape, seed = _synth_options(data_cfg)
     cache_dir = _get(data_cfg, "cache_dir")
     if cache_dir in (None, ""):
         from brats_seg.errors import ConfigError
@@ -486,14 +491,12 @@ def ensure_synthetic_dataset(data_cfg: Any) -> Path:
         return root
     from filelock import FileLock
 
-    synth = _get(data_cfg, "synth") or {}
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root.parent / f".{root.name}.lock")):
         if not (root / "dataset.json").is_file():
-            cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [64, 64, 48])),
-                                            "data.synth.cases", "data.synth.shape")
+            cases, shape, seed = _synth_options(data_cfg)
             workers = int(_get(data_cfg, "workers", 1) or 1)
-            write_synthetic_dataset(root, cases, shape, seed=int(_get(synth, "seed", 0)), workers=workers)
+            write_synthetic_dataset(root, cases, shape, seed=seed, workers=workers)
     return root
 
 

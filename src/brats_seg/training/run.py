@@ -12,7 +12,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from brats_seg.atomic import write_json, write_text
-from brats_seg.errors import ConfigError, RunError, TrainingFailed
+from brats_seg.errors import ConfigError, RunError, TrainingFailed, first_line
 from brats_seg.training.runfolder import COMPLETED, RunFolder, config_hash
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             folder.fail("interrupted")
             raise
         except Exception as err:
-            folder.fail(f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            folder.fail(f"{type(err).__name__}: {first_line(err)}")
             raise
     finally:
         lock.release()
@@ -253,4 +253,4 @@ def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) 
         # The run's own folder already holds its complete result, and `brats-seg table` rebuilds the table from
         # run folders, so a table that cannot be written must not turn a completed run into a failed one.
         log.warning("%s: completed, but its row was not appended to %s (%s); `brats-seg table` rebuilds the table",
-                    run_dir, cfg.paths.experiments_table, str(err).splitlines()[0] if str(err) else type(err).__name__)
+                    run_dir, cfg.paths.experiments_table, first_line(err) or type(err).__name__)
