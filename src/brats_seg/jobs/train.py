@@ -1,10 +1,13 @@
-"""One training run, start to finish: data, model, fit with resume, evaluation, status and the experiment table."""
+"""One training job, start to finish: data, fit with resume, evaluation, status and the experiment table.
+
+The job spans the stages, so it sits above them: it calls training, inference and results, none of which
+imports it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +15,17 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from brats_seg.atomic import write_json, write_text
-from brats_seg.errors import ConfigError, RunError, TrainingFailed, first_line
-from brats_seg.training.runfolder import COMPLETED, RunFolder, config_hash
+from brats_seg.errors import RunError, first_line
+from brats_seg.runfolder import (
+    CONFIG_FILE,
+    COMPLETED,
+    LOCK_FILE,
+    RESULT_DIRS,
+    RESULT_FILES,
+    SPLIT_FILE,
+    RunFolder,
+    config_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +64,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         )
     if previous.get("status") == COMPLETED and not cfg.trainer.force:
         log.info("%s: already completed, skipping (trainer.force=true trains it again)", run_dir)
-        return json.loads((run_dir / "metrics.json").read_text())
-    lock = FileLock(str(run_dir / ".run.lock"))
+        return folder.read_metrics()
+    lock = FileLock(str(run_dir / LOCK_FILE))
     try:
         lock.acquire(timeout=0)
     except Timeout as err:
@@ -61,7 +73,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     try:
         if cfg.trainer.force and previous:
             _clear_previous(run_dir)
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+        write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(resolved))
         folder.start(config_hash=chash, experiment_id=cfg.get("experiment_id"), model=cfg.model.name, seed=cfg.seed)
         try:
             return _run(cfg, run_dir, folder)
@@ -78,9 +90,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 def _clear_previous(run_dir: Path) -> None:
     import shutil
 
-    for name in ("backup", "checkpoints", "tensorboard", "plots"):
+    for name in RESULT_DIRS:
         shutil.rmtree(run_dir / name, ignore_errors=True)
-    for name in ("history.csv", "metrics.json", "metrics.md", "split.json", "run.json", "model.txt"):
+    for name in RESULT_FILES:
         (run_dir / name).unlink(missing_ok=True)
 
 
@@ -90,8 +102,9 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
     from brats_seg import memory
     from brats_seg.data.dataset import prepare_data
     from brats_seg.training import hardware
-    from brats_seg.training.evaluate import checkpoint_path, evaluate_model, load_best_model, write_evaluation
-    from brats_seg.training.experiments_table import append_row, row_from_metrics
+    from brats_seg.inference.evaluate import evaluate_model, write_evaluation
+    from brats_seg.results.experiments_table import append_row, row_from_metrics
+    from brats_seg.training.fit import epochs_logged, fit_model
 
     trainer = cfg.trainer
     hardware.configure_cpu_devices(trainer.get("cpu_devices"))
@@ -105,17 +118,17 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
 
     prepared = prepare_data(cfg.data)
     split = _load_or_make_split(run_dir, prepared)
-    if folder.read().get("trained") and checkpoint_path(run_dir) is not None:
+    if folder.read().get("trained") and folder.checkpoint_path() is not None:
         # An earlier attempt finished training and stopped during evaluation: evaluate, do not train again.
         log.info("%s: training finished in an earlier attempt; evaluating its checkpoint", run_dir)
         model = None
     else:
-        model = _fit(cfg, run_dir, prepared, split, strategy, folder)
-        folder.update(trained=True, epochs_done=_epochs_logged(run_dir))
+        model = fit_model(cfg, run_dir, prepared, split, strategy, folder)
+        folder.update(trained=True, epochs_done=epochs_logged(run_dir))
     # Both here and in `brats-seg evaluate`, the result is the best checkpoint's (the last one's without it);
-    # _fit hands back its model only when that is the best checkpoint, which spares reading it back.
+    # fit_model hands back its model only when that is the best checkpoint, which spares reading it back.
     if model is None:
-        model = load_best_model(run_dir)
+        model = folder.load_best_model()
 
     ev = cfg.evaluate
     metrics, overlays = evaluate_model(model, prepared, split["test"], empty_rule=ev.empty_rule,
@@ -131,23 +144,13 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    from brats_seg.training.runfolder import versions
+    from brats_seg.runfolder import versions
 
     return versions()
 
 
-def _epochs_logged(run_dir: Path) -> int:
-    import csv
-
-    path = run_dir / "history.csv"
-    if not path.exists():
-        return 0
-    with path.open(newline="") as f:
-        return len({row["epoch"] for row in csv.DictReader(f) if row.get("epoch")})
-
-
 def _load_or_make_split(run_dir: Path, prepared) -> dict[str, list[str]]:
-    path = run_dir / "split.json"
+    path = run_dir / SPLIT_FILE
     if path.exists():
         split = json.loads(path.read_text())
         missing = sorted(set(sum(split.values(), [])) - set(prepared.case_ids))
@@ -159,82 +162,8 @@ def _load_or_make_split(run_dir: Path, prepared) -> dict[str, list[str]]:
     return split
 
 
-def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunFolder):
-    """Train with resume and checkpoints; return the model if its final weights are the best checkpoint's."""
-    import keras
-
-    from brats_seg.data.pipeline import make_dataset
-    from brats_seg.losses import TumourDice, build_loss
-    from brats_seg.models import build_model
-    from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard
-    from brats_seg.training.optimizers import build_optimizer
-
-    trainer = cfg.trainer
-    batch = int(trainer.batch_size)
-    replicas = strategy.num_replicas_in_sync
-    if batch % replicas:
-        raise ConfigError(f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync")
-    n_train = prepared.slice_count(split["train"])
-    steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
-    val_steps = trainer.validation_steps
-    train_ds = make_dataset(prepared, split["train"], batch, shuffle=True, seed=int(cfg.seed),
-                            augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None,
-                            split_name="train")
-    val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
-                          repeat=val_steps is not None, split_name="val")
-
-    with strategy.scope():
-        model = build_model(cfg.model, prepared.input_shape, prepared.num_classes)
-        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(split["train"]))
-        optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
-        n_outputs = len(model.outputs)
-        model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
-                      metrics=[TumourDice()] if n_outputs == 1 else None,
-                      run_eagerly=bool(trainer.get("run_eagerly", False)))
-    folder.update(params=int(model.count_params()))
-    if n_outputs > 1:  # deep supervision: every output learns the same target
-        train_ds = train_ds.map(lambda x, y: (x, (y,) * n_outputs))
-        val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
-    write_text(run_dir / "model.txt", _summary(model))
-
-    monitor = trainer.checkpoint_monitor
-    nan_guard = NanGuard()
-    checkpoints = BestAndLastCheckpoint(run_dir / "checkpoints", monitor=monitor,
-                                        mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last))
-    callbacks = [
-        checkpoints,
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        nan_guard,
-        *extra_callbacks,
-    ]
-    if int(trainer.epochs) > 1:
-        # Restores at epoch boundaries only, so a one-epoch run has nothing to resume and skips the write.
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True))
-    if trainer.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
-    if trainer.early_stopping.enabled:
-        es = trainer.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=int(es.patience),
-                                                       mode="max" if "dice" in es.monitor else "min"))
-    log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
-             cfg.model.name, f"{model.count_params():,}", n_train, len(split["train"]), steps)
-    model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs), steps_per_epoch=trainer.steps_per_epoch,
-              validation_steps=val_steps, callbacks=callbacks, verbose=int(trainer.verbose))
-    if nan_guard.nan_at is not None:
-        epoch, batch_index = nan_guard.nan_at
-        raise TrainingFailed(f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
-                             "or try trainer.precision=float32")
-    return model if checkpoints.best_is_latest else None
-
-
-def _summary(model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=120)
-    return "\n".join(lines) + "\n"
-
-
 def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) -> None:
-    from brats_seg.naming import loss_label, optimizer_label, preprocessing_label
+    from brats_seg.results.naming import loss_label, optimizer_label, preprocessing_label
 
     row = row_from_metrics(
         metrics,
