@@ -90,3 +90,19 @@ def compose(config_name: str, overrides: list[str] | None = None, return_hydra_c
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
         return hydra_compose(config_name, overrides=overrides or [], return_hydra_config=return_hydra_config)
+
+
+def compose_group(group: str, name: str) -> Any:
+    """One group config (``model/unet.yaml``) with its defaults list applied, as a DictConfig.
+
+    Works inside a running brats-seg app (which has initialised Hydra on the same configs) and outside one.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [f"+{group}={name}"]
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(overrides=overrides)[group]
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
+        return hydra_compose(overrides=overrides)[group]
