@@ -48,12 +48,24 @@ def register_resolvers() -> None:
 
 
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
+SHELL_COMPLETION_FLAGS = {"-sc", "--shell-completion"}
+# Printed after Hydra's --hydra-help, which lists every launcher it can find.
+LAUNCHER_NOTE = (
+    "The launchers parallel (joblib) and slurm (submitit) need the cluster extra: pip install '.[cluster]'\n"
+    "(or pip install 'brats-seg[cluster]'); without it hydra/launcher=parallel or =slurm cannot be found."
+)
 # OmegaConf's detail lines that repeat what the first lines say.
 _DETAIL_PREFIXES = ("object_type=", "reference_type=", "full_key:", "Set the environment variable")
 
 
+# The user's HYDRA_FULL_ERROR, saved while run_hydra_app sets it for Hydra (None: not saved, read the env).
+_user_full_error: bool | None = None
+
+
 def user_wants_traces() -> bool:
-    """HYDRA_FULL_ERROR=1: show Python tracebacks instead of one-line reports."""
+    """HYDRA_FULL_ERROR=1 from the user: show Python tracebacks instead of one-line reports."""
+    if _user_full_error is not None:
+        return _user_full_error
     return os.environ.get(FULL_ERROR_ENV) == "1"
 
 
@@ -151,25 +163,36 @@ def run_hydra_app(task: Callable[[Any], Any], config_name: str, prog: str, argv:
     bad override, a value of the wrong type, an unknown choice) become one ConfigError line.
     """
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from brats_seg.errors import ConfigError
 
+    global _user_full_error
     register_resolvers()
     wants_traces = user_wants_traces()
-    saved_argv, saved_env = sys.argv, os.environ.get(FULL_ERROR_ENV)
-    sys.argv = [prog, *argv]
+    saved_argv, saved_env, saved_choice = sys.argv, os.environ.get(FULL_ERROR_ENV), _user_full_error
+    _user_full_error = wants_traces
+    # Shell completion: the script Hydra installs completes the program named in argv[0], and a query comes back
+    # through the dispatcher (brats_seg.cli), so both name the program without its subcommand.
+    completing = bool(SHELL_COMPLETION_FLAGS & set(argv))
+    sys.argv = [prog.split()[0] if completing else prog, *argv]
     # Hydra prints its errors as tracebacks unless HYDRA_FULL_ERROR is set, in which case it raises them: set,
     # they reach the handler below, which prints one line (or the traceback, if the user had set it).
     os.environ[FULL_ERROR_ENV] = "1"
     try:
         main = hydra.main(version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name)
-        return main(_one_line_errors(task, prog, example))()
-    except Exception as err:
+        try:
+            return main(_one_line_errors(task, prog, example))()
+        finally:
+            if "--hydra-help" in argv:
+                print(LAUNCHER_NOTE)
+    except (HydraException, OmegaConfBaseException) as err:
         if wants_traces:
             raise
         raise ConfigError(one_line(err)) from err
     finally:
-        sys.argv = saved_argv
+        sys.argv, _user_full_error = saved_argv, saved_choice
         if saved_env is None:
             os.environ.pop(FULL_ERROR_ENV, None)
         else:

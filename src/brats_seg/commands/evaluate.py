@@ -12,9 +12,6 @@ EXAMPLE = "brats-seg evaluate run=outputs/runs/default-s42"
 
 
 def _task(cfg) -> None:
-    from brats_seg.tf_import import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
     if cfg.run:
         _evaluate_run(cfg)
     elif cfg.pred or cfg.ref:
@@ -31,6 +28,9 @@ def _task(cfg) -> None:
 
 def _evaluate_run(cfg) -> None:
     from brats_seg.inference.evaluate import evaluate_run
+    from brats_seg.tf_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     run_dir = Path(cfg.run)
     run_cfg = RunFolder(run_dir).read_config()
