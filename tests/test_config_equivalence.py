@@ -136,6 +136,7 @@ def test_model_registry_reads_the_recorded_model_configs(recorded):
     assert _text(model_files()) == _text(recorded["model_files"])
 
 
+@pytest.mark.slow
 def test_parameter_counts_are_as_recorded(recorded):
     assert parameter_counts() == recorded["params"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import run_cli
+from conftest import run_cli
 
 # A narrow U-Net keeps these runs to seconds; the full-size models are checked in test_models.py.
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
