@@ -54,13 +54,14 @@ def blob_case(shape: tuple[int, int, int] = (32, 32, 16), seed: int = 0) -> tupl
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take over
-    pytest's captured streams)."""
-    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
+    over pytest's captured streams)."""
+    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
 
 
-# A small BraTS-like data set on disk and the ways of damaging one of its cases (the damaged file is returned).
+# A small BraTS-like data set on disk, and ways of damaging one of its cases (each returns the
+# damaged file or folder).
 SHAPE = (32, 32, 16)
 CASES = ["Brats18_A_1", "Brats18_B_1", "Brats18_C_1", "Brats18_D_1"]
 

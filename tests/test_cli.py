@@ -100,14 +100,14 @@ complete_line "brats-seg models na"
 
 
 def test_bash_completion_per_subcommand(tmp_path):
-    """The installed helper, run by a real bash: commands first, then each command's groups and keys."""
+    """The installed helper, run by a real bash: commands, then each command's groups and keys."""
     import shutil
 
     bin_dir = Path(sys.executable).parent
     if shutil.which("bash") is None or not (bin_dir / "brats-seg").exists():
         pytest.skip("needs bash and the brats-seg script beside this Python")
-    done = subprocess.run(["bash", "-c", COMPLETE], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "BIN": str(bin_dir)})
+    done = subprocess.run(["bash", "-c", COMPLETE], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "BIN": str(bin_dir)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "complete -o default -o nospace -F hydra_bash_completion brats-seg",

@@ -1,8 +1,9 @@
 """The configs compose to exactly the values recorded in tests/data/config_snapshot.json.
 
-The snapshot was written from the configs as they stood before they were refactored to inherit (family bases,
-the study base, the shared tool block); any change to a resolved value, a key, a Hydra run setting or a model's
-parameter count shows up here. After an intended change of a config, rewrite it and review the diff:
+The snapshot was written from the configs as they stood before they were refactored to inherit
+(family bases, the study base, the shared tool block); any change to a resolved value, a key, a
+Hydra run setting or a model's parameter count shows up here. After an intended change of a config,
+rewrite it and review the diff:
 
     .venv/bin/python tests/test_config_equivalence.py --write
 """
@@ -37,10 +38,18 @@ def _plain(cfg) -> dict:
 def _hydra_part(hydra) -> dict:
     from omegaconf import OmegaConf
 
-    out = {key: OmegaConf.to_container(hydra[key], resolve=False, enum_to_str=True)
-           if OmegaConf.is_config(hydra[key]) else hydra[key] for key in HYDRA_KEYS}
-    out["job"] = {key: OmegaConf.to_container(hydra.job[key], resolve=False)
-                  if OmegaConf.is_config(hydra.job[key]) else hydra.job[key] for key in HYDRA_JOB_KEYS}
+    out = {
+        key: OmegaConf.to_container(hydra[key], resolve=False, enum_to_str=True)
+        if OmegaConf.is_config(hydra[key])
+        else hydra[key]
+        for key in HYDRA_KEYS
+    }
+    out["job"] = {
+        key: OmegaConf.to_container(hydra.job[key], resolve=False)
+        if OmegaConf.is_config(hydra.job[key])
+        else hydra.job[key]
+        for key in HYDRA_JOB_KEYS
+    }
     # Under version_base 1.3 an unset hydra.job.chdir means false.
     out["job"]["chdir"] = bool(out["job"]["chdir"])
     return out
@@ -65,7 +74,10 @@ def config_cases() -> dict[str, tuple[str, list[str]]]:
         for name in _group(group):
             cases[f"train {group}={name}"] = ("train", [f"{group}={name}"])
     for name in _group("experiment"):
-        cases[f"train experiment={name} debug=smoke"] = ("train", [f"experiment={name}", "debug=smoke"])
+        cases[f"train experiment={name} debug=smoke"] = (
+            "train",
+            [f"experiment={name}", "debug=smoke"],
+        )
     for tool in TOOLS:
         cases[tool] = (tool, [])
     return cases
@@ -83,7 +95,8 @@ def model_files() -> dict[str, dict]:
 
 
 def parameter_counts() -> dict[str, int]:
-    """Parameters of each model config (4 input channels) and of each experiment row's model and input."""
+    """Parameters of each model config (4 input channels) and of each experiment row's model and
+    input."""
     import keras
 
     from brats_seg.config import compose
@@ -107,7 +120,11 @@ def parameter_counts() -> dict[str, int]:
 
 
 def snapshot() -> dict:
-    return {"configs": current_configs(), "model_files": model_files(), "params": parameter_counts()}
+    return {
+        "configs": current_configs(),
+        "model_files": model_files(),
+        "params": parameter_counts(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +145,10 @@ def test_every_config_composes_as_recorded(recorded):
     assert sorted(current) == sorted(recorded["configs"])
     # Compared as JSON text, so that a value turning from 10 into 10.0 counts as a change.
     changed = [case for case in current if _text(current[case]) != _text(recorded["configs"][case])]
-    assert not changed, f"{len(changed)} composition(s) changed, first: {changed[0]}: " + _first_difference(
-        current[changed[0]], recorded["configs"][changed[0]])
+    assert not changed, (
+        f"{len(changed)} composition(s) changed, first: {changed[0]}: "
+        + _first_difference(current[changed[0]], recorded["configs"][changed[0]])
+    )
 
 
 def test_model_registry_reads_the_recorded_model_configs(recorded):

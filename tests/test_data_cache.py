@@ -15,8 +15,8 @@ from brats_seg.data.discovery import find_cases
 from brats_seg.data.preprocess import preprocess_case
 from brats_seg.data.selection import select_slices
 from brats_seg.data.settings import SelectionSettings
-from conftest import (CASES, SHAPE, break_affine, break_label5, break_missing_t2, break_nan, break_shape,
-                      break_truncate, leftovers, make_root)
+from conftest import (CASES, SHAPE, break_affine, break_label5, break_missing_t2, break_nan,
+                      break_shape, break_truncate, leftovers, make_root)
 from brats_seg.errors import ConfigError, DataError
 
 

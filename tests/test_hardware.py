@@ -41,7 +41,8 @@ def test_auto_on_this_machine_follows_its_gpus_else_its_cpu():
         expected = "mixed_bfloat16" if min(gpus) >= (8, 0) else "mixed_float16"
     else:
         flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        expected = "mixed_bfloat16" if {"avx512_bf16", "amx_bf16"} & set(flags.split()) else "float32"
+        bf16 = {"avx512_bf16", "amx_bf16"} & set(flags.split())
+        expected = "mixed_bfloat16" if bf16 else "float32"
     assert resolve_precision("auto") == expected
 
 

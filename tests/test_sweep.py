@@ -65,8 +65,9 @@ def test_running_the_same_sweep_again_skips_completed_runs(smoke_sweep):
     out, sweep, _ = smoke_sweep
 
     def written() -> dict[str, int]:
-        # metrics and checkpoints: what training and evaluation write (not the logs, which a rerun appends to)
-        files = [p for run in sweep.iterdir() for p in [run / "metrics.json", *run.rglob("*.keras")] if p.exists()]
+        # metrics and checkpoints, which training and evaluation write (a rerun appends to the logs)
+        files = [p for run in sweep.iterdir() for p in [run / "metrics.json", *run.rglob("*.keras")]
+                 if p.exists()]
         return {str(p.relative_to(sweep)): p.stat().st_mtime_ns for p in files}
 
     before = written()

@@ -36,15 +36,17 @@ def _help() -> str:
 
 
 def _shell_completion(args: list[str]) -> int:
-    """`brats-seg -sc query=bash`, which the script of `brats-seg COMMAND -sc install=bash` runs on each <TAB>.
+    """`brats-seg -sc query=bash`: what the script of `brats-seg CMD -sc install=bash` runs on TAB.
 
-    The first word completes to a command; after it, the command's own Hydra app completes the rest of the
-    line (config groups, keys, values) with the command word taken out, as if it were the program.
+    The first word completes to a command; after it, the command's own Hydra app completes the rest
+    of the line (config groups, keys, values) with the command word taken out, as if it were the
+    program.
     """
     import os
     import re
 
-    if not (args and args[0].startswith("query=")):  # install=bash, uninstall=bash: the same for every command
+    if not (args and args[0].startswith("query=")):
+        # install=bash, uninstall=bash: the same script for every command
         return int(importlib.import_module("brats_seg.commands.train").main(["-sc", *args]) or 0)
     line = os.environ.get("COMP_LINE", "")
     words = line.split()
@@ -53,7 +55,7 @@ def _shell_completion(args: list[str]) -> int:
         print(" ".join(name for name in COMMANDS if name.startswith(typed)))
         return 0
     command = words[1]
-    if command not in COMMANDS or command == "table":  # table takes folders: the shell completes those
+    if command not in COMMANDS or command == "table":  # table takes folders: the shell does those
         return 0
     rest = re.match(r"\s*\S+\s+\S+(.*)$", line, re.DOTALL).group(1)
     os.environ["COMP_LINE"] = words[0] + rest

@@ -1,16 +1,19 @@
-"""Typed schemas of the configs: a wrong type or an unknown choice is refused when the config is composed.
+"""Typed schemas of the configs: a wrong type or an unknown choice is refused when the config is
+composed.
 
-Each dataclass below is stored in Hydra's ConfigStore under the group ``schema`` and extended by a YAML file
-through its defaults list (``- /schema/trainer@_here_`` in configs/trainer/default.yaml). The YAML files hold
-the defaults; the schemas hold only types and choices, so no value is written twice.
+Each dataclass below is stored in Hydra's ConfigStore under the group ``schema`` and extended by a
+YAML file through its defaults list (``- /schema/trainer@_here_`` in configs/trainer/default.yaml).
+The YAML files hold the defaults; the schemas hold only types and choices, so no value is written
+twice.
 
-The schemas are open to keys they do not name (they subclass ``Dict[str, Any]``): a key added to a YAML file
-composes without a schema change, untyped. On the command line Hydra's struct mode still refuses a key that
-no file defines (``trainer.epoch=3``). To type a new key, add a field here with ``MISSING`` as its default,
-and the key with its default and a comment to the YAML file of its group.
+The schemas are open to keys they do not name (they subclass ``Dict[str, Any]``): a key added to a
+YAML file composes without a schema change, untyped. On the command line Hydra's struct mode still
+refuses a key that no file defines (``trainer.epoch=3``). To type a new key, add a field here with
+``MISSING`` as its default, and the key with its default and a comment to the YAML file of its
+group.
 
-Foundation layer: imports nothing of brats_seg; the choice tuples of the other layers are derived from the
-enums here (``PRECISIONS = choices(Precision)``).
+Foundation layer: imports nothing of brats_seg; the choice tuples of the other layers are derived
+from the enums here (``PRECISIONS = choices(Precision)``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ SCHEMA_GROUP = "schema"
 
 
 class Choice(str, Enum):
-    """A config choice that behaves as its plain string everywhere (comparison, str(), f-strings, JSON).
+    """A config choice that behaves as its plain string everywhere (comparison, str(), f-strings,
+    JSON).
 
     Member names equal their values, which is what OmegaConf writes to YAML.
     """
@@ -75,7 +79,8 @@ def choices(enum: type[Choice]) -> tuple[str, ...]:
     return tuple(member.value for member in enum)
 
 
-# Each class subclasses Dict[str, Any]: open to keys added in YAML by later work (see the module docstring).
+# Each class subclasses Dict[str, Any]: open to keys added in YAML by later work (see the module
+# docstring).
 
 
 @dataclass
@@ -274,8 +279,8 @@ def register_schemas() -> None:
 
     store = ConfigStore.instance()
     with warnings.catch_warnings():
-        # OmegaConf 2.x deprecates structured configs that subclass Dict; it is how a schema stays open to keys
-        # it does not name (omegaconf is pinned below 2.4 in pyproject.toml).
+        # OmegaConf 2.x deprecates structured configs that subclass Dict; it is how a schema stays
+        # open to keys it does not name (omegaconf is pinned below 2.4 in pyproject.toml).
         warnings.filterwarnings("ignore", message=".*subclasses `Dict`.*")
         for name, schema in SCHEMAS.items():
             store.store(group=SCHEMA_GROUP, name=name, node=schema)

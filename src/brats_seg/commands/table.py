@@ -19,7 +19,9 @@ def main(argv: list[str]) -> int:
     dirs = [Path(a) for a in argv if "=" not in a]
     overrides = [a for a in argv if "=" in a]
     if not dirs:
-        raise ConfigError("name at least one run or sweep folder (brats-seg table outputs/sweeps/study)")
+        raise ConfigError(
+            "name at least one run or sweep folder (brats-seg table outputs/sweeps/study)"
+        )
     try:
         cfg = compose("table", overrides)
     except Exception as err:  # Hydra's override errors, with the OmegaConf cause they wrap

@@ -1,9 +1,10 @@
 """The options of each model family: their fields, validation and the input-size divisor.
 
 No TensorFlow here: the data layer asks for `divisor()` and a bad option fails before any graph is built.
-The fields of each class are exactly the keys a model config holds besides `name` and `family`. Their defaults
-live in one place, the family base `configs/base/model/<family>.yaml` that every `configs/model/*.yaml` extends,
-so the classes here have none: a config missing a key is refused, naming it.
+The fields of each class are exactly the keys a model config holds besides `name` and `family`.
+Their defaults live in one place, the family base `configs/base/model/<family>.yaml` that every
+`configs/model/*.yaml` extends, so the classes here have none: a config missing a key is refused,
+naming it.
 """
 
 from __future__ import annotations
@@ -189,8 +190,8 @@ def parse_options(model: str, family: str, raw: dict[str, Any]) -> Any:
     missing = [key for key in known if key not in raw]
     if missing:
         raise ConfigError(
-            f"model {model}: missing option(s) {', '.join('model.' + key for key in missing)} (a model config "
-            f"extends configs/base/model/{family}.yaml, which sets them all)"
+            f"model {model}: missing option(s) {', '.join('model.' + key for key in missing)} "
+            f"(a model config extends configs/base/model/{family}.yaml, which sets them all)"
         )
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
     if values["dropout_after"] is None:

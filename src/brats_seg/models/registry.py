@@ -25,8 +25,9 @@ BUILDERS: dict[str, str] = {
 
 
 def model_config_names() -> list[str]:
-    """Names of the model configs shipped in brats_seg.configs/model, sorted (the family bases they extend live
-    in configs/base/model and are not models)."""
+    """Names of the model configs shipped in brats_seg.configs/model, sorted.
+
+    The family bases they extend live in configs/base/model and are not models."""
     folder = importlib.resources.files(CONFIG_PACKAGE).joinpath(CONFIG_GROUP)
     return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
