@@ -214,21 +214,6 @@ def test_table_names_itself_once_and_keeps_hydras_reason(tmp_path):
     assert "Key 'outx' is not in struct" in typo.stderr and typo.stderr.count("table") == 1
 
 
-def test_models_prints_no_tensorflow_start_up_noise(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
-    result = subprocess.run(
-        [sys.executable, "-m", "brats_seg", "models", "names=[resunetpp]", "height=32", "width=32"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    assert "resunetpp" in result.stdout and "4,092,868" in result.stdout
-
-
 def test_hydra_help_says_which_launchers_need_the_cluster_extra(tmp_path):
     result = run_cli("train", "--hydra-help", cwd=tmp_path)
     assert result.returncode == 0

@@ -156,6 +156,7 @@ def test_model_input_is_the_runs_preprocessing(real_run):
     assert tuple(model.input_shape[1:]) == (192, 160, 5)
 
 
+@pytest.mark.slow
 def test_predict_refuses_slices_of_another_size(real_data_root, tmp_path):
     """A model trained on small synthetic slices, without a crop, asked to segment 240x240 BraTS cases."""
     run_dir = tmp_path / "tiny-run"

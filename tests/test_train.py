@@ -127,6 +127,7 @@ def test_a_crash_after_training_resumes_with_evaluation_only(tiny_run):
     assert (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow  # trains six epochs and kills the process
 def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
@@ -178,6 +179,7 @@ def test_nan_loss_marks_the_run_failed_and_appends_nothing(tmp_path):
     assert not (out / "experiments.csv").exists()
 
 
+@pytest.mark.slow  # two replicas on two logical CPUs
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()

@@ -154,7 +154,7 @@ class DataSchema(Dict[str, Any]):
 
     name: str = MISSING
     root: Optional[str] = MISSING
-    cases: Optional[List[Any]] = MISSING
+    cases: Optional[List[str]] = MISSING
     cache_dir: str = MISSING
     workers: int = MISSING
     preprocess: PreprocessSchema = field(default_factory=PreprocessSchema)
