@@ -18,6 +18,7 @@ from brats_seg.atomic import write_json, write_text
 from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import restore_prediction
+from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
 from brats_seg.inference.slices import predict_slices
 from brats_seg.metrics.confusion import METRIC_NAMES, ConfusionAccumulator, per_class_metrics
@@ -30,11 +31,20 @@ log = logging.getLogger(__name__)
 
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
                    n_overlays: int = 5) -> tuple[dict[str, Any], list[tuple]]:
-    """Metrics for ``case_ids`` and the slices with the most tumour, for overlays."""
+    """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
+
+    A scan present twice among ``case_ids`` (identical images under two names) is scored once, in the
+    per-patient means and in the pooled matrix alike; ``duplicates`` in the result names the dropped copies.
+    """
     confusion = ConfusionAccumulator(NUM_CLASSES)
     per_patient = []
     candidates: list[list[tuple]] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
-    for case_id in case_ids:
+    fingerprints = {c: prepared.case_meta(c)["fingerprint"] for c in case_ids}
+    scored, duplicates = distinct_scans(list(case_ids), fingerprints)
+    for case_id in duplicates:
+        log.warning("%s holds the same images as %s: scored once, as %s", case_id, duplicates[case_id],
+                    duplicates[case_id])
+    for case_id in scored:
         x, y_full, meta = prepared.load_volume(case_id)
         pred = predict_slices(model, x, batch_size)
         selected = np.asarray(meta["selected"], dtype=int)
@@ -58,6 +68,7 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         "confusion_matrix": np.asarray(cm).tolist(),
         "empty_rule": empty_rule,
         "test_cases": list(case_ids),
+        "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
     }
     return metrics, _pick_overlays(candidates, n_overlays)
