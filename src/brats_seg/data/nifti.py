@@ -18,6 +18,9 @@ from brats_seg.errors import DataError, first_line
 # Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ by ~1e-6.
 AFFINE_ATOL = 1e-3
 
+# BraTS' 1 mm LPS grid, the affine written when none is given.
+DEFAULT_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+
 _decodes = 0
 
 
@@ -145,7 +148,7 @@ def check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path,
                         f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}")
 
 
-def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray,
+def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray = DEFAULT_AFFINE,
                 header: nib.Nifti1Header | None = None, description: str | None = None) -> Path:
     """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
 
