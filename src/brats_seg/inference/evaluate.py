@@ -21,7 +21,8 @@ from brats_seg.data.preprocess import restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
 from brats_seg.inference.slices import predict_slices
-from brats_seg.metrics.confusion import METRIC_NAMES, ConfusionAccumulator, per_class_metrics
+from brats_seg.metrics.confusion import (METRIC_NAMES, ConfusionAccumulator, collapse_note,
+                                         per_class_metrics)
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
 from brats_seg.runfolder import HISTORY_FILE, METRICS_FILE, METRICS_MD_FILE, RunFolder
@@ -59,10 +60,15 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         candidates.append(_tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta))
     cm = confusion.matrix
     per_class = per_class_metrics(cm)
+    if per_class["never_predicted"]:
+        log.warning("%s", collapse_note(per_class["never_predicted"]))
     metrics = {
         "per_class": {"labels": list(CLASS_NAMES), **{m: per_class[m] for m in METRIC_NAMES}},
         "col_ave": per_class["col_ave"],
         "col_ave_tumour": per_class["col_ave_tumour"],
+        "col_ave_study": per_class["col_ave_study"],
+        "never_predicted": per_class["never_predicted"],
+        "collapsed": collapse_note(per_class["never_predicted"]),
         "regions": summarise(per_patient),
         "per_patient": per_patient,
         "confusion_matrix": np.asarray(cm).tolist(),
