@@ -215,3 +215,32 @@ def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path)
     assert result.returncode == 1
     assert "BraTS2021_00014_seg.nii.gz: affine differs" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "scores" / "metrics.json").exists()
+
+
+def test_predict_submission_naming_writes_case_id_files_that_evaluate_scores(real_run, real_data_root, tmp_path):
+    out = tmp_path / "submission"
+    result = run_cli("predict", f"run={real_run}", f"input={real_data_root / 'BraTS-GLI-00000-000'}",
+                     f"output={out}", "naming=submission", "montage_slices=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["BraTS-GLI-00000-000.nii.gz"]
+    written = nib.load(str(out / "BraTS-GLI-00000-000.nii.gz"))
+    assert written.shape == (240, 240, 155) and set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
+    scored = run_cli("evaluate", f"pred={out}", f"ref={real_data_root}", f"out={tmp_path / 'scores'}", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert "BraTS-GLI-00000-000" not in metrics["missing"] and len(metrics["missing"]) == 4
+    bad = run_cli("predict", f"run={real_run}", f"input={real_data_root}", f"output={out}", "naming=bids",
+                  cwd=tmp_path)
+    assert bad.returncode == 1 and "naming must be one of brats, submission" in bad.stderr
+
+
+def test_evaluate_says_when_it_falls_back_to_the_last_checkpoint(real_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(real_run, run_dir)
+    (run_dir / "checkpoints" / "best.keras").unlink()
+    result = run_cli("evaluate", f"run={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "evaluated last.keras" in result.stdout and "no best.keras" in result.stdout
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["evaluated_checkpoint"] == "last.keras" and "no best.keras" in status["checkpoint_note"]
+    assert "no best.keras" in json.loads((run_dir / "metrics.json").read_text())["checkpoint_note"]

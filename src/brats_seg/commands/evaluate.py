@@ -38,6 +38,8 @@ def _evaluate_run(cfg) -> None:
         run_cfg.evaluate.empty_rule = cfg.empty_rule
     run_cfg.evaluate.batch_size = int(cfg.batch_size)
     metrics = evaluate_run(run_dir, cfg=run_cfg)
+    if metrics.get("checkpoint_note"):
+        print(f"{run_dir}: {metrics['checkpoint_note']}")
     ca = metrics["col_ave"]
     print(f"{run_dir}: Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
           f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}")

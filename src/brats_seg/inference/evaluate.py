@@ -25,7 +25,8 @@ from brats_seg.metrics.confusion import (METRIC_NAMES, ConfusionAccumulator, col
                                          per_class_metrics)
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
-from brats_seg.runfolder import HISTORY_FILE, METRICS_FILE, METRICS_MD_FILE, RunFolder
+from brats_seg.runfolder import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE, METRICS_MD_FILE,
+                                 RunFolder)
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,11 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
     split = folder.read_split()
     if not split.get("test"):
         raise RunError(f"{run_dir}: the split has no test patients")
-    model = model if model is not None else folder.load_best_model()
+    checkpoint_note = None
+    if model is None:
+        checkpoint = folder.checkpoint_path()
+        model = folder.load_best_model()
+        checkpoint_note = fallback_note(folder, checkpoint)
     prepared = prepared if prepared is not None else prepare_data(cfg.data)
     ev = cfg.get("evaluate", {}) or {}
     metrics, overlays = evaluate_model(
@@ -143,6 +148,21 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
         empty_rule=ev.get("empty_rule", "brats"), batch_size=int(ev.get("batch_size", 16)),
         n_overlays=int(ev.get("overlays", 5)),
     )
+    if checkpoint_note:
+        metrics["checkpoint_note"] = checkpoint_note
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
+    if folder.status_path.exists():
+        folder.update(evaluated_checkpoint=LAST_CHECKPOINT if checkpoint_note else BEST_CHECKPOINT,
+                      checkpoint_note=checkpoint_note)
     return metrics
+
+
+def fallback_note(folder: RunFolder, checkpoint: Path | None) -> str | None:
+    """A line saying that the run is evaluated with its last checkpoint, having no best one; None otherwise."""
+    if checkpoint is None or checkpoint.name != LAST_CHECKPOINT:
+        return None
+    note = (f"no {BEST_CHECKPOINT} in {folder.checkpoint_dir}: evaluated {LAST_CHECKPOINT}, the model of the "
+            "last epoch trained, not the best one")
+    log.warning("%s", note)
+    return note
