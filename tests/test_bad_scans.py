@@ -19,7 +19,9 @@ from test_data_cache import data_cfg, make_root
 SHAPE = (32, 32, 16)
 
 
-@pytest.mark.parametrize("fill, what", [(0, "no non-zero voxel"), (7, "the same value 7 in every voxel")])
+@pytest.mark.parametrize(
+    "fill, what", [(0, "no non-zero voxel"), (7, "the same value 7 in every voxel")]
+)
 def test_empty_or_constant_modality_is_an_error_naming_the_file(tmp_path, fill, what):
     root = make_root(tmp_path / "data")
     t1ce = root / "Brats18_C_1" / "Brats18_C_1_t1ce.nii.gz"
@@ -33,7 +35,7 @@ def test_empty_or_constant_modality_is_an_error_naming_the_file(tmp_path, fill, 
 
 
 def post_treatment_case(folder):
-    """A BraTS 2024 post-treatment glioma case: 2023 names, label 3 = ET and label 4 = resection cavity."""
+    """A BraTS 2024 post-treatment glioma case: 2023 names, label 3 = ET, label 4 = cavity."""
     image, classes = blob_case(SHAPE, seed=2)
     case = write_case(folder, "BraTS-GLI-02105-100", image, classes, convention="brats2023")
     labels = np.asarray(nifti.read_nifti(case.seg)[0]).copy()
@@ -69,15 +71,20 @@ def test_resection_cavity_option_through_the_data_config(tmp_path):
     assert prepared.case_meta("BraTS-GLI-02105-100")["resection_cavity"] == "background"
     volume = prepared.load_volume("BraTS-GLI-02105-100")  # decoded again with the same rule
     assert volume.classes[2:6, 2:6, 2:6].max() == 0
-    with pytest.raises(ConfigError, match="data.labels.resection_cavity must be one of error, background"):
+    with pytest.raises(
+        ConfigError, match="data.labels.resection_cavity must be one of error, background"
+    ):
         prepare_data({**cfg, "labels": {"resection_cavity": "tumour"}})
     for data in ("brats", "synthetic"):
         assert compose("train", [f"data={data}"]).data.labels.resection_cavity == "error"
 
 
 def test_label_3_in_2021_naming_explains_the_convention():
-    with pytest.raises(DataError, match=r"s: unexpected label value\(s\) 3; BraTS 2017-2021 .*ET is 4"):
+    with pytest.raises(
+        DataError, match=r"s: unexpected label value\(s\) 3; BraTS 2017-2021 .*ET is 4"
+    ):
         labels_to_classes(np.array([0, 3], np.uint8), "brats2021", "s")
     # 2021 naming knows no resection cavity: 4 is ET whatever the option
-    np.testing.assert_array_equal(labels_to_classes(np.array([0, 4], np.uint8), "brats2021", "s", "background"),
-                                  [0, 3])
+    np.testing.assert_array_equal(
+        labels_to_classes(np.array([0, 4], np.uint8), "brats2021", "s", "background"), [0, 3]
+    )

@@ -20,7 +20,7 @@ from test_data_cache import CASES, SHAPE, data_cfg
 
 @pytest.fixture()
 def root(tmp_path):
-    """Four patients in uncompressed NIfTI, so that a file can be edited without changing its size."""
+    """Four patients in uncompressed NIfTI, so that a file can be edited keeping its size."""
     for i, case_id in enumerate(CASES):
         image, classes = blob_case(SHAPE, seed=i)
         write_case(tmp_path / "data" / case_id, case_id, image, classes, ext=".nii")
@@ -35,7 +35,9 @@ def test_an_edit_that_keeps_size_and_mtime_is_a_new_cache(root, tmp_path):
     labels = to_convention(blob_case(SHAPE, seed=1)[1], "brats2021")
     labels[labels == 2] = 1  # edema relabelled as core: the same number of bytes, other content
     write_nifti(seg, labels)
-    os.utime(seg, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as `cp -p` or `rsync -a` would leave it
+    os.utime(
+        seg, ns=(stat.st_atime_ns, stat.st_mtime_ns)
+    )  # as `cp -p` or `rsync -a` would leave it
     assert seg.stat().st_size == stat.st_size and seg.stat().st_mtime_ns == stat.st_mtime_ns
     before = nifti.decode_count()
     second = prepare_data(cfg)

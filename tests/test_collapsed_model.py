@@ -1,5 +1,5 @@
-"""A model that predicts only background is flagged, and the study's NaN-propagating Col Ave is shown beside
-the NaN-skipping one (issue 14, item 4)."""
+"""A model that predicts only background is flagged, and the study's NaN-propagating Col Ave is
+shown beside the NaN-skipping one (issue 14, item 4)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def test_background_only_matrix_by_hand():
     assert m["col_ave"]["precision"] == pytest.approx(0.97)
     assert m["col_ave"]["sensitivity"] == pytest.approx(0.25)
     assert math.isnan(m["col_ave_study"]["precision"])
-    assert m["col_ave_study"]["f1"] == pytest.approx(1940 / 1970 / 4)  # F1 of 1..3 is 0/(0+FN) = 0, defined
+    assert m["col_ave_study"]["f1"] == pytest.approx(
+        1940 / 1970 / 4
+    )  # F1 of 1..3 is 0/(0+FN) = 0, defined
     assert m["col_ave_study"]["sensitivity"] == pytest.approx(0.25)
     assert m["never_predicted"] == [1, 2, 3]
     assert collapse_note(m["never_predicted"]) == "collapsed: classes 1, 2, 3 never predicted"
@@ -33,7 +35,9 @@ def test_a_class_absent_from_the_truth_is_not_a_collapse():
     cm = np.diag([50, 5, 5, 0])
     m = per_class_metrics(cm)
     assert m["never_predicted"] == []
-    assert math.isnan(m["col_ave_study"]["sensitivity"])  # ET recall 0/0: the study's mean is NaN too
+    assert math.isnan(
+        m["col_ave_study"]["sensitivity"]
+    )  # ET recall 0/0: the study's mean is NaN too
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +53,21 @@ def collapsed_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("collapsed")
     prepared = prepare_data(data_cfg(make_root(tmp / "data"), tmp / "cache"))
-    model = keras.Sequential([keras.Input((32, 32, 4)),
-                              keras.layers.Conv2D(4, 1, activation="softmax", kernel_initializer="zeros",
-                                                  bias_initializer=keras.initializers.Constant([5.0, 0, 0, 0]))])
-    metrics, overlays = evaluate_model(model, prepared, ["Brats18_B_1", "Brats18_C_1"], n_overlays=1)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 4)),
+            keras.layers.Conv2D(
+                4,
+                1,
+                activation="softmax",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant([5.0, 0, 0, 0]),
+            ),
+        ]
+    )
+    metrics, overlays = evaluate_model(
+        model, prepared, ["Brats18_B_1", "Brats18_C_1"], n_overlays=1
+    )
     run_dir = tmp / "runs" / "e02_unet_nobridge-s0"
     run_dir.mkdir(parents=True)
     cfg = compose("train", ["experiment=e02_unet_nobridge"])
@@ -70,7 +85,9 @@ def test_metrics_json_and_md_flag_the_collapse(collapsed_run):
     assert metrics["col_ave"]["precision"] > 0.5
     md = (collapsed_run / "metrics.md").read_text()
     assert "**collapsed: classes 1, 2, 3 never predicted**" in md
-    study_row = next(line for line in md.splitlines() if line.startswith("| Col Ave (study: NaN propagates)"))
+    study_row = next(
+        line for line in md.splitlines() if line.startswith("| Col Ave (study: NaN propagates)")
+    )
     cells = [cell.strip() for cell in study_row.strip("|").split("|")]
     assert cells[4] == "nan" and cells[1] != "nan"  # precision undefined, sensitivity defined
     assert any(line.startswith("| Col Ave (NaN skipped)") for line in md.splitlines())

@@ -1,5 +1,5 @@
-"""The crop on the real BraTS cases: what a box cuts is counted, brain cuts are warned, tumour cuts refused
-(issue 14, item 3)."""
+"""The crop on the real BraTS cases: what a box cuts is counted, brain cuts are warned, tumour cuts
+refused (issue 14, item 3)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,15 @@ from brats_seg.data.nifti import load_case
 from brats_seg.data.preprocess import preprocess_case
 from brats_seg.errors import DataError
 
-# Measured with the old default [192, 160] (160 on array axis 1, anterior-posterior): brain voxels cut per case,
-# and the 54 tumour voxels it cuts from BraTS2021_00000 (the same scan as BraTS-GLI-00000-000).
-OLD_CUT_BRAIN = {"BraTS-GLI-00000-000": 6375, "BraTS2021_00000": 6375, "BraTS2021_00014": 17316,
-                 "BraTS2021_00019": 11441, "Brats18_2013_2_1": 26346}
+# Measured with the old default [192, 160] (160 on array axis 1, anterior-posterior): brain voxels
+# cut per case, and the 54 tumour voxels it cuts from BraTS2021_00000 (= BraTS-GLI-00000-000).
+OLD_CUT_BRAIN = {
+    "BraTS-GLI-00000-000": 6375,
+    "BraTS2021_00000": 6375,
+    "BraTS2021_00014": 17316,
+    "BraTS2021_00019": 11441,
+    "Brats18_2013_2_1": 26346,
+}
 OLD_CUT_TUMOUR = {"BraTS-GLI-00000-000": 54, "BraTS2021_00000": 54}
 
 
@@ -32,7 +37,9 @@ def test_default_and_row_22_crop_cut_nothing_of_the_real_cases(loaded_cases):
     for overrides in ([], ["experiment=e22_croped_4channel_unet_nobridge"]):
         cfg = compose("train", ["data=brats", "data.root=/nowhere", *overrides])
         assert list(cfg.data.preprocess.crop.size) == [160, 192]
-    e22 = compose("train", ["data=brats", "data.root=/x", "experiment=e22_croped_4channel_unet_nobridge"])
+    e22 = compose(
+        "train", ["data=brats", "data.root=/x", "experiment=e22_croped_4channel_unet_nobridge"]
+    )
     for loaded in loaded_cases:
         prep = preprocess_case(loaded, e22.data.preprocess)
         assert prep.x.shape[1:3] == (160, 192)
@@ -47,9 +54,15 @@ def test_old_default_cut_counts(loaded_cases):
 
 
 def test_training_data_whose_tumour_is_cut_is_refused_naming_the_case(real_data_root, tmp_path):
-    cfg = {"name": "brats", "root": str(real_data_root), "cache_dir": str(tmp_path / "cache"), "workers": 1,
-           "cases": ["BraTS2021_00000", "BraTS2021_00014"],
-           "preprocess": crop((192, 160)), "selection": {"rule": "threshold", "threshold": 1000}}
+    cfg = {
+        "name": "brats",
+        "root": str(real_data_root),
+        "cache_dir": str(tmp_path / "cache"),
+        "workers": 1,
+        "cases": ["BraTS2021_00000", "BraTS2021_00014"],
+        "preprocess": crop((192, 160)),
+        "selection": {"rule": "threshold", "threshold": 1000},
+    }
     with pytest.raises(DataError) as err:
         prepare_data(cfg)
     message = str(err.value)
@@ -59,9 +72,15 @@ def test_training_data_whose_tumour_is_cut_is_refused_naming_the_case(real_data_
 
 
 def test_brain_cut_is_warned_and_recorded_in_the_cache_meta(real_data_root, tmp_path, capsys):
-    cfg = {"name": "brats", "root": str(real_data_root), "cache_dir": str(tmp_path / "cache"), "workers": 1,
-           "cases": ["BraTS2021_00014"], "preprocess": crop((192, 160)),
-           "selection": {"rule": "threshold", "threshold": 1000}}
+    cfg = {
+        "name": "brats",
+        "root": str(real_data_root),
+        "cache_dir": str(tmp_path / "cache"),
+        "workers": 1,
+        "cases": ["BraTS2021_00014"],
+        "preprocess": crop((192, 160)),
+        "selection": {"rule": "threshold", "threshold": 1000},
+    }
     prepared = prepare_data(cfg)
     assert prepared.case_meta("BraTS2021_00014")["crop_cut"] == {"brain": 17316, "tumour": 0}
     err = capsys.readouterr().err
@@ -74,7 +93,9 @@ def test_row_22_parameter_count_at_its_crop_size():
 
     from brats_seg.models import build_model
 
-    cfg = compose("train", ["data=brats", "data.root=/x", "experiment=e22_croped_4channel_unet_nobridge"])
+    cfg = compose(
+        "train", ["data=brats", "data.root=/x", "experiment=e22_croped_4channel_unet_nobridge"]
+    )
     keras.backend.clear_session()
     assert list(cfg.data.preprocess.crop.size) == [160, 192]
     model = build_model(cfg.model, (*cfg.data.preprocess.crop.size, 4))

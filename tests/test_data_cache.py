@@ -226,7 +226,8 @@ def test_composed_brats_config(root, tmp_path):
 def test_volume_cache_decodes_once(tmp_path):
     # 40x40 slices cropped to 32x32: the crop cuts a little brain, no tumour
     root = make_root(tmp_path / "data", shape=(40, 40, 16))
-    cfg = data_cfg(root, tmp_path / "cache", **{"preprocess.crop.enabled": True, "preprocess.crop.size": [32, 32]})
+    cfg = data_cfg(root, tmp_path / "cache",
+                   **{"preprocess.crop.enabled": True, "preprocess.crop.size": [32, 32]})
     prepared = prepare_data(cfg)
     case = next(c for c in find_cases(root) if c.case_id == "Brats18_B_1")
     loaded = nifti.load_case(case)

@@ -91,7 +91,9 @@ def test_timepoints_of_one_patient_share_a_split_and_link_with_content_duplicate
                 "BraTS2021_00005": "a",  # the first timepoint again, under its 2021 name
                 "BraTS-MEN-00005-000": "d"})  # another task: another patient
     groups = group_cases(fps)
-    assert ["BraTS-GLI-00005-000", "BraTS-GLI-00005-001", "BraTS-GLI-00005-002", "BraTS2021_00005"] in groups
+    patient = ["BraTS-GLI-00005-000", "BraTS-GLI-00005-001", "BraTS-GLI-00005-002",
+               "BraTS2021_00005"]
+    assert patient in groups
     assert ["BraTS-MEN-00005-000"] in groups and len(groups) == 8
     for seed in range(25):
         split = split_cases(fps, (0.6, 0.2, 0.2), seed)
@@ -103,6 +105,6 @@ def test_distinct_scans_keeps_one_of_each_duplicate():
     from brats_seg.data.split import distinct_scans
 
     fps = {"BraTS2021_00000": "a", "BraTS-GLI-00000-000": "a", "BraTS2021_00014": "b"}
-    kept, dropped = distinct_scans(["BraTS2021_00000", "BraTS-GLI-00000-000", "BraTS2021_00014"], fps)
+    kept, dropped = distinct_scans(list(fps), fps)
     assert kept == ["BraTS-GLI-00000-000", "BraTS2021_00014"]
     assert dropped == {"BraTS2021_00000": "BraTS-GLI-00000-000"}

@@ -79,7 +79,8 @@ def test_each_output_overlays_its_input_in_its_own_label_convention(predictions,
         written = nib.load(str(out / file_name))
         source = _source(real_data_root, case)
         data = np.asarray(written.dataobj)
-        assert data.dtype == np.uint8 and data.shape == source.shape  # the 160x192 crop is back on the 240x240 grid
+        # the 160x192 crop is back on the 240x240 grid
+        assert data.dtype == np.uint8 and data.shape == source.shape
         assert np.allclose(written.affine, source.affine)
         assert written.header.get_zooms() == source.header.get_zooms()
         allowed = {0, 1, 2, ET_LABEL[convention]}
@@ -136,7 +137,8 @@ def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
     result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     scored = json.loads((tmp_path / "metrics.json").read_text())
-    assert len(scored["per_patient"]) == 5 and len(scored["missing"]) == 3  # the other three score 0, listed
+    # the three other reference cases score 0 and are listed
+    assert len(scored["per_patient"]) == 5 and len(scored["missing"]) == 3
     for patient in scored["per_patient"]:
         if patient.get("missing"):
             continue
@@ -217,20 +219,23 @@ def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path)
     assert not (tmp_path / "scores" / "metrics.json").exists()
 
 
-def test_predict_submission_naming_writes_case_id_files_that_evaluate_scores(real_run, real_data_root, tmp_path):
+def test_predict_submission_naming_writes_what_evaluate_scores(real_run, real_data_root, tmp_path):
     out = tmp_path / "submission"
-    result = run_cli("predict", f"run={real_run}", f"input={real_data_root / 'BraTS-GLI-00000-000'}",
+    case = real_data_root / "BraTS-GLI-00000-000"
+    result = run_cli("predict", f"run={real_run}", f"input={case}",
                      f"output={out}", "naming=submission", "montage_slices=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["BraTS-GLI-00000-000.nii.gz"]
     written = nib.load(str(out / "BraTS-GLI-00000-000.nii.gz"))
-    assert written.shape == (240, 240, 155) and set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
-    scored = run_cli("evaluate", f"pred={out}", f"ref={real_data_root}", f"out={tmp_path / 'scores'}", cwd=tmp_path)
+    assert written.shape == (240, 240, 155)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
+    scored = run_cli("evaluate", f"pred={out}", f"ref={real_data_root}",
+                     f"out={tmp_path / 'scores'}", cwd=tmp_path)
     assert scored.returncode == 0, scored.stderr[-2000:]
     metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert "BraTS-GLI-00000-000" not in metrics["missing"] and len(metrics["missing"]) == 4
-    bad = run_cli("predict", f"run={real_run}", f"input={real_data_root}", f"output={out}", "naming=bids",
-                  cwd=tmp_path)
+    bad = run_cli("predict", f"run={real_run}", f"input={real_data_root}", f"output={out}",
+                  "naming=bids", cwd=tmp_path)
     assert bad.returncode == 1 and "naming must be one of brats, submission" in bad.stderr
 
 
@@ -242,5 +247,6 @@ def test_evaluate_says_when_it_falls_back_to_the_last_checkpoint(real_run, tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     assert "evaluated last.keras" in result.stdout and "no best.keras" in result.stdout
     status = json.loads((run_dir / "run.json").read_text())
-    assert status["evaluated_checkpoint"] == "last.keras" and "no best.keras" in status["checkpoint_note"]
+    assert status["evaluated_checkpoint"] == "last.keras"
+    assert "no best.keras" in status["checkpoint_note"]
     assert "no best.keras" in json.loads((run_dir / "metrics.json").read_text())["checkpoint_note"]

@@ -1,7 +1,8 @@
 """PREPROCESS_VERSION (part of the cache key) is tied to what the code outputs for a fixed case.
 
-When this test fails, the preprocessing output changed: bump PREPROCESS_VERSION in data/preprocess.py (so that
-old caches are not reused) and record the new digest under the new version below.
+When this test fails, the preprocessing output changed: bump PREPROCESS_VERSION in
+data/preprocess.py (so that old caches are not reused) and record the new digest under the new
+version below.
 """
 
 from __future__ import annotations
@@ -27,14 +28,20 @@ OUTPUT_DIGESTS = {
 SETTINGS = [
     {"normalization": "zscore"},
     {"normalization": "minmax", "crop": {"enabled": True, "size": [32, 32]}},
-    {"normalization": "percentile", "percentiles": [1.0, 99.0], "fifth_channel": "flair_edges",
-     "fifth_channel_sigma": 1.5},
+    {
+        "normalization": "percentile",
+        "percentiles": [1.0, 99.0],
+        "fifth_channel": "flair_edges",
+        "fifth_channel_sigma": 1.5,
+    },
 ]
 
 
 def output_digest(tmp_path) -> str:
     image, classes = blob_case((40, 36, 12), seed=5)
-    write_case(tmp_path / "Brats18_V_1", "Brats18_V_1", image, classes)  # through NIfTI: the loader counts too
+    write_case(
+        tmp_path / "Brats18_V_1", "Brats18_V_1", image, classes
+    )  # through NIfTI: the loader counts too
     loaded = load_case(find_case(tmp_path / "Brats18_V_1"))
     digest = hashlib.sha256()
     for settings in SETTINGS:
@@ -42,11 +49,20 @@ def output_digest(tmp_path) -> str:
         for rule in ("threshold", "tumour", "brain"):
             selected = select_slices(prep.y, prep.brain_pixels, SelectionSettings(rule, 30))
             digest.update(f"{rule}:{selected.tolist()}".encode())
-        # rounded as the cache stores it, which also keeps last-bit differences of the maths out of the hash
+        # rounded as the cache stores it, which also keeps last-bit differences out of the hash
         digest.update(np.ascontiguousarray(prep.x, dtype=X_DTYPE).tobytes())
         digest.update(np.ascontiguousarray(prep.y).tobytes())
-        digest.update(repr((prep.crop_box, prep.full_shape, prep.brain_pixels.tolist(), prep.cut_brain,
-                            prep.cut_tumour)).encode())
+        digest.update(
+            repr(
+                (
+                    prep.crop_box,
+                    prep.full_shape,
+                    prep.brain_pixels.tolist(),
+                    prep.cut_brain,
+                    prep.cut_tumour,
+                )
+            ).encode()
+        )
     return digest.hexdigest()
 
 
@@ -54,7 +70,8 @@ def test_output_of_a_fixed_case_matches_its_preprocessing_version(tmp_path):
     digest = output_digest(tmp_path)
     assert OUTPUT_DIGESTS.get(PREPROCESS_VERSION) == digest, (
         f"the preprocessing output is now {digest}; if that is intended, bump PREPROCESS_VERSION "
-        f"(now {PREPROCESS_VERSION}) and record the digest under the new version")
+        f"(now {PREPROCESS_VERSION}) and record the digest under the new version"
+    )
 
 
 def test_the_digest_sees_a_small_change_of_the_output(tmp_path, monkeypatch):

@@ -10,23 +10,33 @@ import pytest
 from brats_seg.metrics.regions import HD95_EMPTY
 from test_cli import run_cli
 
-REAL_CASES = ["BraTS-GLI-00000-000", "BraTS2021_00000", "BraTS2021_00014", "BraTS2021_00019", "Brats18_2013_2_1"]
+REAL_CASES = [
+    "BraTS-GLI-00000-000",
+    "BraTS2021_00000",
+    "BraTS2021_00014",
+    "BraTS2021_00019",
+    "Brats18_2013_2_1",
+]
 
 
 @pytest.fixture()
 def one_prediction(real_data_root, tmp_path):
-    """The reference seg of BraTS2021_00014 as the only prediction, plus one for a case the root lacks."""
+    """BraTS2021_00014's reference seg as the only prediction, plus one of a case not in root."""
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
     shutil.copy(real_data_root / "BraTS2021_00014" / "BraTS2021_00014_seg.nii.gz", pred_dir)
-    shutil.copy(real_data_root / "BraTS2021_00014" / "BraTS2021_00014_seg.nii.gz",
-                pred_dir / "BraTS2021_99999_seg.nii.gz")
+    shutil.copy(
+        real_data_root / "BraTS2021_00014" / "BraTS2021_00014_seg.nii.gz",
+        pred_dir / "BraTS2021_99999_seg.nii.gz",
+    )
     return pred_dir
 
 
 def test_missing_predictions_score_zero_and_are_listed(one_prediction, real_data_root, tmp_path):
     out = tmp_path / "scores"
-    result = run_cli("evaluate", f"pred={one_prediction}", f"ref={real_data_root}", f"out={out}", cwd=tmp_path)
+    result = run_cli(
+        "evaluate", f"pred={one_prediction}", f"ref={real_data_root}", f"out={out}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     missing = [c for c in REAL_CASES if c != "BraTS2021_00014"]
@@ -44,13 +54,22 @@ def test_missing_predictions_score_zero_and_are_listed(one_prediction, real_data
     assert metrics["regions"]["WT"]["hd95_mean"] == pytest.approx(4 * HD95_EMPTY / 5)
     assert "warning: 4 of 5 reference case(s) have no prediction" in result.stderr
     assert all(case in result.stderr for case in missing)
-    assert "warning: 1 prediction(s) have no reference seg and are not scored: BraTS2021_99999" in result.stderr
+    assert (
+        "warning: 1 prediction(s) have no reference seg and are not scored: BraTS2021_99999"
+        in result.stderr
+    )
 
 
 def test_allow_missing_false_exits_non_zero_with_one_line(one_prediction, real_data_root, tmp_path):
     out = tmp_path / "scores"
-    result = run_cli("evaluate", f"pred={one_prediction}", f"ref={real_data_root}", f"out={out}",
-                     "evaluate.allow_missing=false", cwd=tmp_path)
+    result = run_cli(
+        "evaluate",
+        f"pred={one_prediction}",
+        f"ref={real_data_root}",
+        f"out={out}",
+        "evaluate.allow_missing=false",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "Traceback" not in result.stderr

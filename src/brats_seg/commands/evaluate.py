@@ -20,8 +20,10 @@ def _task(cfg) -> None:
         out = Path(cfg.out) if cfg.out else Path(cfg.pred)
         allow_missing = (cfg.get("evaluate") or {}).get("allow_missing", True)
         if not isinstance(allow_missing, bool):
-            raise ConfigError(f"evaluate.allow_missing must be true or false, got {allow_missing!r}")
-        metrics = score_prediction_folder(Path(cfg.pred), Path(cfg.ref), out, empty_rule=cfg.empty_rule or "brats",
+            raise ConfigError(
+                f"evaluate.allow_missing must be true or false, got {allow_missing!r}")
+        metrics = score_prediction_folder(Path(cfg.pred), Path(cfg.ref), out,
+                                          empty_rule=cfg.empty_rule or "brats",
                                           allow_missing=allow_missing)
         _warn_unmatched(metrics, Path(cfg.pred))
         _print_regions(metrics, out / METRICS_FILE)
@@ -51,12 +53,12 @@ def _warn_unmatched(metrics: dict, pred_dir: Path) -> None:
 
     missing, orphans = metrics["missing"], metrics["unmatched_predictions"]
     if missing:
-        print(f"brats-seg evaluate: warning: {len(missing)} of {len(metrics['per_patient'])} reference case(s) have "
-              f"no prediction in {pred_dir}, scored Dice 0 / HD95 {HD95_EMPTY}: {', '.join(missing)}",
-              file=sys.stderr)
+        print(f"brats-seg evaluate: warning: {len(missing)} of {len(metrics['per_patient'])} "
+              f"reference case(s) have no prediction in {pred_dir}, scored Dice 0 / HD95 "
+              f"{HD95_EMPTY}: {', '.join(missing)}", file=sys.stderr)
     if orphans:
-        print(f"brats-seg evaluate: warning: {len(orphans)} prediction(s) have no reference seg and are not scored: "
-              f"{', '.join(orphans)}", file=sys.stderr)
+        print(f"brats-seg evaluate: warning: {len(orphans)} prediction(s) have no reference seg "
+              f"and are not scored: {', '.join(orphans)}", file=sys.stderr)
 
 
 def _print_regions(metrics: dict, where: Path) -> None:

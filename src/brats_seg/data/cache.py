@@ -11,13 +11,13 @@ Layout under ``data.cache_dir``::
         volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16, classes.npy (X, Y, Z)
     locks/<name>-<key>.lock        serialises builders of the same key (two sweep jobs)
 
-The key hashes, per case, its id, convention and every file's absolute path and the sha256 of its bytes
-(streamed, no decoding; a file edited in place with its size and mtime kept is noticed), plus the effective
-preprocessing, label and selection settings, the cache format and PREPROCESS_VERSION, the version of the code's
-output that tests/test_preprocess_version.py ties to a fixed case.
-A cache is built in a hidden temporary folder and renamed into place only when every case succeeded. Its
-arrays are checked against their headers each time it is opened: a truncated or missing file (a full disk, a
-killed copy) is reported on one line and that case's entry rebuilt, and the same for the volume cache.
+The key hashes, per case, its id, convention and every file's absolute path and the sha256 of
+its bytes (streamed, no decoding; a file edited with its size and mtime kept is noticed), plus the
+effective preprocessing, label and selection settings, the cache format and PREPROCESS_VERSION, the
+version of the code's output that tests/test_preprocess_version.py ties to a fixed case.
+A cache is built in a hidden temporary folder and renamed into place only when every case succeeded.
+Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
+full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.
 
 Worker processes import no TensorFlow themselves. They are forked (fast, inherits the imported modules) unless the
 parent has already imported TensorFlow, whose thread pools make ``fork`` unsafe; then ``forkserver`` is used
@@ -64,8 +64,8 @@ class Volume(NamedTuple):
 
 # ----------------------------------------------------------------------------------------------- key and index
 
-def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings, selection: SelectionSettings,
-              resection_cavity: str = "error") -> str:
+def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings,
+              selection: SelectionSettings, resection_cavity: str = "error") -> str:
     """16 hex digits identifying the data (file contents) and the settings that shape the cache."""
     payload = {
         "format": FORMAT_VERSION,
@@ -102,12 +102,13 @@ def read_index(cache_path: Path) -> dict:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}: damaged cache index ({type(err).__name__}); delete {cache_path} to rebuild "
-                        "it") from None
+        raise DataError(f"{path}: damaged cache index ({type(err).__name__}); delete {cache_path} "
+                        "to rebuild it") from None
 
 
 def npy_damage(path: Path) -> str | None:
-    """Why a ``.npy`` file cannot be what its header says (missing, unreadable header, wrong length), or None."""
+    """Why a ``.npy`` file cannot be what its header says (missing, unreadable header, wrong
+    length), or None."""
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
@@ -163,9 +164,10 @@ def write_index(cache_path: Path, index: dict) -> None:
 # ------------------------------------------------------------------------------------------------------- build
 
 def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], preprocess: PreprocessSettings,
-                selection: SelectionSettings, workers: int = 1, resection_cavity: str = "error") -> Path:
-    """Return the complete cache folder for these cases and settings, building it first if needed (and
-    rebuilding any case entry whose arrays are damaged)."""
+                selection: SelectionSettings, workers: int = 1,
+                resection_cavity: str = "error") -> Path:
+    """Return the complete cache folder for these cases and settings, building it first if needed
+    (and rebuilding any case entry whose arrays are damaged)."""
     cache_dir = Path(cache_dir).resolve()
     key = cache_key(cases, preprocess, selection, resection_cavity)
     final = cache_dir / f"{name}-{key}"
@@ -184,7 +186,8 @@ def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], 
         if is_complete(final):
             _repair_locked(final, cases, preprocess, selection, resection_cavity)
             return final
-        _build_locked(cache_dir, final, name, root, key, cases, preprocess, selection, workers, resection_cavity)
+        _build_locked(cache_dir, final, name, root, key, cases, preprocess, selection, workers,
+                      resection_cavity)
     finally:
         lock.release()
     return final
@@ -192,13 +195,15 @@ def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], 
 
 def _repair_locked(final: Path, cases: list[CaseFiles], preprocess: PreprocessSettings,
                    selection: SelectionSettings, resection_cavity: str) -> None:
-    """Rebuild, one by one, the case entries whose arrays are damaged (the files behind the key are unchanged)."""
+    """Rebuild, one by one, the case entries whose arrays are damaged (the files behind the key are
+    unchanged, so each entry comes out as it was)."""
     by_id = {c.case_id: c for c in cases}
     for case_id, (path, why) in sorted(damaged_entries(final, list(by_id)).items()):
-        print(f"brats-seg: warning: {path}: damaged cache file ({why}); rebuilding case {case_id}", file=sys.stderr)
+        print(f"brats-seg: warning: {path}: damaged cache file ({why}); rebuilding case {case_id}",
+              file=sys.stderr)
         with atomic_dir(case_dir(final, case_id), prefix=f".rebuild-{case_id}-") as tmp:
             build_case_entry(by_id[case_id], preprocess, selection, str(tmp), resection_cavity)
-            # build_case_entry writes <out>/cases/<id>/; lift those files to the top of the new folder
+            # build_case_entry writes <out>/cases/<id>/: lift its files to the new folder's top
             built = case_dir(tmp, case_id)
             for item in built.iterdir():
                 os.replace(item, tmp / item.name)
@@ -239,17 +244,19 @@ def _build_entries(cases: list[CaseFiles], preprocess: PreprocessSettings, selec
         if workers == 1:
             metas = []
             for case in cases:
-                metas.append(build_case_entry(case, preprocess, selection, str(out), resection_cavity)[0])
+                meta, _ = build_case_entry(case, preprocess, selection, str(out), resection_cavity)
+                metas.append(meta)
                 bar.update()
             return metas
         return _build_in_pool(cases, preprocess, selection, out, workers, bar, resection_cavity)
 
 
-def _build_in_pool(cases, preprocess, selection, out: Path, workers: int, bar, resection_cavity: str) -> list[dict]:
+def _build_in_pool(cases, preprocess, selection, out: Path, workers: int, bar,
+                   resection_cavity: str) -> list[dict]:
     metas = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
-        pending = {pool.submit(build_case_entry, case, preprocess, selection, str(out), resection_cavity)
-                   for case in cases}
+        pending = {pool.submit(build_case_entry, case, preprocess, selection, str(out),
+                               resection_cavity) for case in cases}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -270,8 +277,8 @@ def warn_cut_brain(metas: list[dict]) -> None:
     for meta in sorted(metas, key=lambda m: m["case_id"]):
         cut = (meta.get("crop_cut") or {}).get("brain")
         if cut:
-            print(f"brats-seg: warning: case {meta['case_id']}: the crop box {meta['crop_box']} cuts {cut} brain "
-                  "voxel(s) (no tumour)", file=sys.stderr)
+            print(f"brats-seg: warning: case {meta['case_id']}: the crop box {meta['crop_box']} "
+                  f"cuts {cut} brain voxel(s) (no tumour)", file=sys.stderr)
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -288,9 +295,11 @@ def build_case_entry(case: CaseFiles, preprocess: PreprocessSettings, selection:
         raise DataError(f"{case.folder}: case {case.case_id} has no segmentation; needed for training")
     prep = preprocess_case(loaded, preprocess)
     if prep.cut_tumour:
-        raise DataError(f"case {case.case_id}: the crop {preprocess.crop_size[0]}x{preprocess.crop_size[1]} "
-                        f"(box {list(prep.crop_box)}) cuts {prep.cut_tumour} tumour voxel(s), which would be certain "
-                        f"false negatives; set a larger data.preprocess.crop.size")
+        height, width = preprocess.crop_size
+        raise DataError(f"case {case.case_id}: the crop {height}x{width} "
+                        f"(box {list(prep.crop_box)}) cuts {prep.cut_tumour} tumour voxel(s), "
+                        "which would be certain false "
+                        "negatives; set a larger data.preprocess.crop.size")
     selected = select_slices(prep.y, prep.brain_pixels, selection)
     y = prep.y[selected]
     meta = {
@@ -396,8 +405,8 @@ def read_slices(cache_path: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]
 def _load_npy(path: Path) -> np.ndarray:
     why = npy_damage(path)
     if why:
-        raise DataError(f"{path}: damaged cache file ({why}); run the command again to rebuild it, or delete "
-                        f"{path.parent.parent.parent}")
+        raise DataError(f"{path}: damaged cache file ({why}); run the command again to rebuild "
+                        f"it, or delete {path.parent.parent.parent}")
     try:
         return np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot memory-map an array with no elements
@@ -410,12 +419,14 @@ def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) ->
     """A case's whole preprocessed volume; decoded from NIfTI on first use, then read from the cache."""
     folder = cache_path / "volumes" / meta["case_id"]
     if folder.is_dir():
-        damage = [(path, why) for path in (folder / "x.npy", folder / "classes.npy") if (why := npy_damage(path))]
+        files = (folder / "x.npy", folder / "classes.npy")
+        damage = [(path, why) for path in files if (why := npy_damage(path))]
         if not damage:
             x = np.load(folder / "x.npy").astype(np.float32)
             return Volume(x, np.load(folder / "classes.npy"), meta)
         path, why = damage[0]
-        print(f"brats-seg: warning: {path}: damaged volume cache file ({why}); rebuilding it", file=sys.stderr)
+        print(f"brats-seg: warning: {path}: damaged volume cache file ({why}); rebuilding it",
+              file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
     loaded = nifti.load_case(case_from_meta(meta), meta.get("resection_cavity", "error"))
     prep = preprocess_case(loaded, preprocess)
@@ -432,8 +443,9 @@ def _write_volume(folder: Path, x: np.ndarray, classes: np.ndarray) -> None:
         try:
             np.save(tmp / "x.npy", x)
             np.save(tmp / "classes.npy", np.ascontiguousarray(classes, dtype=np.uint8))
-        except OSError as err:  # e.g. a full disk: the volume is only a cache, so carry on without it
-            print(f"brats-seg: warning: {folder}: volume not cached ({err.strerror or err})", file=sys.stderr)
+        except OSError as err:  # e.g. a full disk: the volume is only a cache, so carry on
+            print(f"brats-seg: warning: {folder}: volume not cached ({err.strerror or err})",
+                  file=sys.stderr)
             return
         try:
             os.rename(tmp, folder)

@@ -102,9 +102,10 @@ def prepare_data(data_cfg: Any) -> PreparedData:
         raise ConfigError("data.cache_dir is not set")
     cases = _chosen_cases(find_cases(root), cfg.get("cases"), root)
     _require_segmentations(cases)
-    resection_cavity = check_resection_cavity((cfg.get("labels") or {}).get("resection_cavity", "error"))
-    path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection, workers,
-                             resection_cavity)
+    labels = cfg.get("labels") or {}
+    resection_cavity = check_resection_cavity(labels.get("resection_cavity", "error"))
+    path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection,
+                             workers, resection_cavity)
     return PreparedData.open(path, cfg.get("split"))
 
 

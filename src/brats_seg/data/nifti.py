@@ -78,8 +78,8 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
 
 
 def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
-    """Decode and check a case: four images of equal shape and affine, finite voxels, none of them empty or
-    constant, a valid segmentation (``resection_cavity``: see data/labels.py)."""
+    """Decode and check a case: four images of equal shape and affine, finite voxels, none of them
+    empty or constant, a valid segmentation (``resection_cavity``: see data/labels.py)."""
     first_path = case.images[MODALITIES[0]]
     channels = []
     first_img = None
@@ -116,12 +116,14 @@ def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
 
 
 def check_not_blank(path: Path, data: np.ndarray) -> None:
-    """Refuse an image with no non-zero voxel, or one value everywhere: nothing to learn from or normalise."""
+    """Refuse an image with no non-zero voxel, or one value everywhere: nothing to learn from or
+    normalise."""
     if data.size == 0:
         raise DataError(f"{path}: image has no voxels")
     low, high = data.min(), data.max()
     if low == high:
-        what = "no non-zero voxel (an empty scan)" if low == 0 else f"the same value {_number(low)} in every voxel"
+        what = ("no non-zero voxel (an empty scan)" if low == 0
+                else f"the same value {_number(low)} in every voxel")
         raise DataError(f"{path}: image has {what}; a modality must show the brain")
 
 

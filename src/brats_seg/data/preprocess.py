@@ -19,9 +19,10 @@ from brats_seg.data.settings import PreprocessSettings
 
 FLAIR_CHANNEL = 3
 
-# The version of what load_case + preprocess_case + slice selection produce from given files and settings; part
-# of the cache key. Bump it with any change to their output: tests/test_preprocess_version.py pins a fixed case's
-# output hash to this number and fails when the output changes and the number does not.
+# The version of what load_case + preprocess_case + slice selection produce from given files and
+# settings; part of the cache key. Bump it with any change to their output:
+# tests/test_preprocess_version.py pins a fixed case's output hash to this number and fails when the
+# output changes and the number does not.
 PREPROCESS_VERSION = 1
 
 
@@ -34,7 +35,7 @@ class PreprocessedCase:
     full_shape: tuple[int, int, int]  # (X, Y, Z) of the original volume
     brain_pixels: np.ndarray      # (Z,) int64: non-zero image pixels per (cropped) slice
     cut_brain: int = 0            # brain voxels (non-zero in any modality) outside the crop box
-    cut_tumour: int | None = None  # tumour voxels (class > 0) outside the crop box; None without a segmentation
+    cut_tumour: int | None = None  # tumour voxels (class > 0) outside the box; None without a seg
 
 
 def normalize(vol: np.ndarray, mask: np.ndarray, method: str,
@@ -102,7 +103,8 @@ def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | Prep
     cut_tumour = None
     if loaded.seg is not None:
         cut_tumour = int(np.count_nonzero(loaded.seg)) - int(np.count_nonzero(y))
-    return PreprocessedCase(loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain, cut_tumour)
+    return PreprocessedCase(loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain,
+                            cut_tumour)
 
 
 def _normalized_channel(vol: np.ndarray, settings: PreprocessSettings) -> np.ndarray:

@@ -1,10 +1,11 @@
 """Train/val/test split by patient.
 
 Two cases belong to one patient group when either
-- their decoded images are identical (the same scan shipped under two names, e.g. BraTS2021_00000 and
-  BraTS-GLI-00000-000): they share a content fingerprint; or
-- their BraTS 2023/2024 names carry the same patient: ``BraTS-GLI-00123-000`` and ``BraTS-GLI-00123-001`` are
-  two timepoints of patient 00123 of the GLI task (likewise MEN, MET, PED, SSA, ...).
+- their decoded images are identical (the same scan shipped under two names, e.g.
+  BraTS2021_00000 and BraTS-GLI-00000-000): they share a content fingerprint; or
+- their BraTS 2023/2024 names carry the same patient: ``BraTS-GLI-00123-000`` and
+  ``BraTS-GLI-00123-001`` are two timepoints of patient 00123 of the GLI task (likewise MEN, MET,
+  PED, SSA, ...).
 Groups are closed under both relations, and a group never straddles two splits.
 """
 
@@ -26,7 +27,8 @@ _PATIENT_ID = re.compile(r"^(BraTS-[A-Za-z]+-\d{5})-\d{3}$")
 
 
 def patient_id(case_id: str) -> str | None:
-    """``BraTS-GLI-00123`` for ``BraTS-GLI-00123-001`` (task and patient); None for names without a patient."""
+    """``BraTS-GLI-00123`` for ``BraTS-GLI-00123-001`` (task and patient); None for names without
+    one."""
     match = _PATIENT_ID.match(case_id)
     return match.group(1) if match else None
 
@@ -59,8 +61,8 @@ def split_fractions(split_cfg: Mapping[str, Any] | None) -> tuple[tuple[float, f
 
 
 def group_cases(fingerprints: Mapping[str, str]) -> list[list[str]]:
-    """Cases with equal fingerprints or one BraTS 2023 patient id grouped together; groups and their members
-    sorted by case id."""
+    """Cases with equal fingerprints or one BraTS 2023 patient id grouped together; groups and their
+    members sorted by case id."""
     parent = {case_id: case_id for case_id in fingerprints}
 
     def root(case_id: str) -> str:
@@ -84,9 +86,10 @@ def group_cases(fingerprints: Mapping[str, str]) -> list[list[str]]:
     return sorted(groups.values())
 
 
-def distinct_scans(case_ids: list[str], fingerprints: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-    """``case_ids`` with byte-identical duplicates dropped (the first id in sorted order is kept), and
-    ``{dropped: kept}``; a patient shipped twice is scored once."""
+def distinct_scans(case_ids: list[str],
+                   fingerprints: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """``case_ids`` with byte-identical duplicates dropped (the first id in sorted order is kept),
+    and ``{dropped: kept}``; a patient shipped twice is scored once."""
     kept: dict[str, str] = {}
     duplicates = {}
     for case_id in sorted(case_ids):

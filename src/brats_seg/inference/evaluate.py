@@ -25,8 +25,8 @@ from brats_seg.metrics.confusion import (METRIC_NAMES, ConfusionAccumulator, col
                                          per_class_metrics)
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
-from brats_seg.runfolder import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE, METRICS_MD_FILE,
-                                 RunFolder)
+from brats_seg.runfolder import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
+                                 METRICS_MD_FILE, RunFolder)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
                    n_overlays: int = 5) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
-    A scan present twice among ``case_ids`` (identical images under two names) is scored once, in the
-    per-patient means and in the pooled matrix alike; ``duplicates`` in the result names the dropped copies.
+    A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
+    the per-patient means and in the pooled matrix alike; ``duplicates`` names the dropped copies.
     """
     confusion = ConfusionAccumulator(NUM_CLASSES)
     per_patient = []
@@ -44,8 +44,8 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
     fingerprints = {c: prepared.case_meta(c)["fingerprint"] for c in case_ids}
     scored, duplicates = distinct_scans(list(case_ids), fingerprints)
     for case_id in duplicates:
-        log.warning("%s holds the same images as %s: scored once, as %s", case_id, duplicates[case_id],
-                    duplicates[case_id])
+        log.warning("%s holds the same images as %s: scored once, as %s", case_id,
+                    duplicates[case_id], duplicates[case_id])
     for case_id in scored:
         x, y_full, meta = prepared.load_volume(case_id)
         pred = predict_slices(model, x, batch_size)
@@ -159,10 +159,11 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
 
 
 def fallback_note(folder: RunFolder, checkpoint: Path | None) -> str | None:
-    """A line saying that the run is evaluated with its last checkpoint, having no best one; None otherwise."""
+    """A line saying that the run is evaluated with its last checkpoint, having no best one; None
+    otherwise."""
     if checkpoint is None or checkpoint.name != LAST_CHECKPOINT:
         return None
-    note = (f"no {BEST_CHECKPOINT} in {folder.checkpoint_dir}: evaluated {LAST_CHECKPOINT}, the model of the "
-            "last epoch trained, not the best one")
+    note = (f"no {BEST_CHECKPOINT} in {folder.checkpoint_dir}: evaluated {LAST_CHECKPOINT}, the "
+            "model of the last epoch trained, not the best one")
     log.warning("%s", note)
     return note

@@ -33,8 +33,9 @@ NAMINGS = ("brats", "submission")
 
 
 def output_path(case, out_dir: Path, naming: str = "brats") -> Path:
-    """Where a case's predicted segmentation goes. ``brats``: ``<case>_seg.nii.gz``, or ``<case>-seg.nii.gz`` for
-    2023 names; ``submission``: ``<case-id>.nii.gz``, the name BraTS submissions and brats-evaluate expect."""
+    """Where a case's predicted segmentation goes. ``brats``: ``<case>_seg.nii.gz``, or
+    ``<case>-seg.nii.gz`` for 2023 names; ``submission``: ``<case-id>.nii.gz``, the name BraTS
+    submissions and brats-evaluate expect."""
     from brats_seg.data.discovery import file_name
 
     if naming == "submission":
@@ -63,13 +64,15 @@ def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None
                         f"was trained on {fmt(expected)}; predict cases of the size the run was trained on")
 
 
-def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path, naming: str = "brats") -> Path:
+def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path,
+                       naming: str = "brats") -> Path:
     """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
     from brats_seg.data.labels import to_convention
     from brats_seg.data.nifti import write_nifti
 
     labels = to_convention(classes_xyz, loaded.convention).astype(np.uint8)
-    return write_nifti(output_path(loaded, out_dir, naming), labels, loaded.affine, header=loaded.header)
+    return write_nifti(output_path(loaded, out_dir, naming), labels, loaded.affine,
+                       header=loaded.header)
 
 
 def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size: int = 16, montage_slices: int = 6,
@@ -96,8 +99,8 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
         loaded = load_case(case, resection_cavity)
         prepared = preprocess_case(loaded, preprocess_cfg)
         if prepared.cut_brain:
-            tqdm.write(f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts {prepared.cut_brain} "
-                       f"brain voxel(s), predicted as background")
+            tqdm.write(f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
+                       f"{prepared.cut_brain} brain voxel(s), predicted as background")
         check_slice_shape(case.case_id, prepared.x, model, run_dir)
         pred = predict_slices(model, prepared.x, batch_size)
         classes = restore_prediction(pred, prepared.crop_box, prepared.full_shape)

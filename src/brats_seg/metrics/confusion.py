@@ -5,9 +5,10 @@ one-vs-rest: sensitivity TP/(TP+FN), specificity TN/(TN+FP), F1 2TP/(2TP+FP+FN),
 A ratio whose denominator is 0 (for example precision of a class never predicted) is NaN, and the column
 averages skip NaN entries (``col_ave`` over all classes as the study printed it, background included;
 ``col_ave_tumour`` over classes 1..3 only); a column with no defined entry averages to NaN.
-``col_ave_study`` is the study's own arithmetic, a plain mean in which one NaN makes the average NaN: a model
-that never predicts some class gets a good-looking ``col_ave`` but a NaN ``col_ave_study``. Such a model is
-flagged: ``never_predicted`` lists the classes present in the truth that no pixel was predicted as.
+``col_ave_study`` is the study's own arithmetic, a plain mean in which one NaN makes the average
+NaN: a model that never predicts some class gets a good-looking ``col_ave`` but a NaN
+``col_ave_study``. Such a model is flagged: ``never_predicted`` lists the classes present in the
+truth that no pixel was predicted as.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def never_predicted(cm: np.ndarray) -> list[int]:
 
 
 def collapse_note(classes: list[int]) -> str | None:
-    """``"collapsed: classes 1, 3 never predicted"``, or None when every class in the truth was predicted."""
+    """``"collapsed: classes 1, 3 never predicted"``, or None when every class in the truth was
+    predicted."""
     if not classes:
         return None
     noun = "class" if len(classes) == 1 else "classes"

@@ -41,7 +41,7 @@ class ResultRow:
     base_model: str = ""
     preprocessing: str = ""
     measured: dict[str, float] = field(default_factory=dict)
-    # the study's arithmetic (NaN propagates); None for an undefined value, absent for older metrics.json
+    # the study's arithmetic (NaN propagates); None where undefined, absent in older metrics.json
     measured_study: dict[str, float | None] = field(default_factory=dict)
     collapsed: str = ""
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -213,7 +213,7 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def _nan_propagated(row: ResultRow, key: str) -> str:
-    """The study's Col Ave: "nan" where one class's ratio is undefined; blank when it was not recorded."""
+    """The study's Col Ave: "nan" where one class's ratio is undefined; blank if not recorded."""
     if key not in row.measured_study:
         return ""
     value = row.measured_study[key]
