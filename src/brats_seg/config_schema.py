@@ -74,6 +74,16 @@ class SelectionRule(Choice):
     brain = "brain"
 
 
+class ResectionCavity(Choice):
+    error = "error"
+    background = "background"
+
+
+class PredictNaming(Choice):
+    brats = "brats"
+    submission = "submission"
+
+
 def choices(enum: type[Choice]) -> tuple[str, ...]:
     """The allowed values of a choice, in their declared order."""
     return tuple(member.value for member in enum)
@@ -149,6 +159,11 @@ class AugmentSchema(Dict[str, Any]):
 
 
 @dataclass
+class LabelsSchema(Dict[str, Any]):
+    resection_cavity: ResectionCavity = MISSING
+
+
+@dataclass
 class DataSchema(Dict[str, Any]):
     """configs/data/brats.yaml (and data/synthetic.yaml, which extends it)."""
 
@@ -158,6 +173,7 @@ class DataSchema(Dict[str, Any]):
     cache_dir: str = MISSING
     workers: int = MISSING
     preprocess: PreprocessSchema = field(default_factory=PreprocessSchema)
+    labels: LabelsSchema = field(default_factory=LabelsSchema)
     selection: SelectionSchema = field(default_factory=SelectionSchema)
     split: SplitSchema = field(default_factory=SplitSchema)
     augment: AugmentSchema = field(default_factory=AugmentSchema)
@@ -193,6 +209,13 @@ class TrainSchema(Dict[str, Any]):
 
 
 @dataclass
+class EvaluateOptionsSchema(Dict[str, Any]):
+    """The evaluate node of configs/evaluate.yaml (options of scoring a prediction folder)."""
+
+    allow_missing: bool = MISSING
+
+
+@dataclass
 class EvaluateSchema(Dict[str, Any]):
     """configs/evaluate.yaml."""
 
@@ -202,6 +225,7 @@ class EvaluateSchema(Dict[str, Any]):
     out: Optional[str] = MISSING
     empty_rule: Optional[EmptyRule] = MISSING
     batch_size: int = MISSING
+    evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
 
 
 @dataclass
@@ -214,6 +238,7 @@ class PredictSchema(Dict[str, Any]):
     batch_size: int = MISSING
     montage_slices: int = MISSING
     empty_rule: EmptyRule = MISSING
+    naming: PredictNaming = MISSING
 
 
 @dataclass

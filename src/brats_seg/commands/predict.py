@@ -16,7 +16,8 @@ def _task(cfg) -> None:
     import_tensorflow_quietly()
 
     result = predict_cases(Path(cfg.run), Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
-                           montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule)
+                           montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule,
+                           naming=cfg.get("naming", "brats"))
     print(f"{len(result['cases'])} case(s) segmented into {result['output']}")
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():

@@ -77,8 +77,9 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, img
 
 
-def load_case(case: CaseFiles) -> LoadedCase:
-    """Decode and check a case: four images of equal shape and affine, finite voxels, a valid segmentation."""
+def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
+    """Decode and check a case: four images of equal shape and affine, finite voxels, none of them
+    empty or constant, a valid segmentation (``resection_cavity``: see data/labels.py)."""
     first_path = case.images[MODALITIES[0]]
     channels = []
     first_img = None
@@ -91,6 +92,7 @@ def load_case(case: CaseFiles) -> LoadedCase:
                 raise DataError(f"{path}: {bad} non-finite voxel(s) (NaN or inf)")
         elif data.dtype.kind not in "iub":
             raise DataError(f"{path}: image has non-numeric dtype {data.dtype}")
+        check_not_blank(path, data)
         if first_img is None:
             first_img = img
         else:
@@ -101,7 +103,7 @@ def load_case(case: CaseFiles) -> LoadedCase:
     if case.seg is not None:
         labels, seg_img = read_nifti(case.seg)
         check_geometry(case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine)
-        seg = labels_to_classes(labels, case.convention, str(case.seg))
+        seg = labels_to_classes(labels, case.convention, str(case.seg), resection_cavity)
     zooms = first_img.header.get_zooms()[:3]
     return LoadedCase(
         case=case,
@@ -111,6 +113,22 @@ def load_case(case: CaseFiles) -> LoadedCase:
         header=first_img.header.copy(),
         spacing=tuple(float(z) for z in zooms),
     )
+
+
+def check_not_blank(path: Path, data: np.ndarray) -> None:
+    """Refuse an image with no non-zero voxel, or one value everywhere: nothing to learn from or
+    normalise."""
+    if data.size == 0:
+        raise DataError(f"{path}: image has no voxels")
+    low, high = data.min(), data.max()
+    if low == high:
+        what = ("no non-zero voxel (an empty scan)" if low == 0
+                else f"the same value {_number(low)} in every voxel")
+        raise DataError(f"{path}: image has {what}; a modality must show the brain")
+
+
+def _number(value) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
 
 
 def _stack_channels(channels: list[np.ndarray]) -> np.ndarray:
