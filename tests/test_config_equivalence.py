@@ -143,7 +143,8 @@ def test_the_snapshot_covers_every_row_and_model(recorded):
 def _is_core(case: str) -> bool:
     """The study's rows, the models, the data, debug and trainer choices and the tools; the other
     compositions (each loss and optimizer, each row under debug=smoke) run in the slow lane."""
-    return not (case.startswith(("train loss=", "train optimizer=")) or case.endswith(" debug=smoke"))
+    other = case.startswith(("train loss=", "train optimizer=")) or case.endswith(" debug=smoke")
+    return not other
 
 
 def _check(recorded: dict, cases: list[str]) -> None:

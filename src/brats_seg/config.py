@@ -8,7 +8,8 @@ import hashlib
 import os
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 CONFIG_MODULE = "brats_seg.configs"
 CONFIG_PATH = "pkg://" + CONFIG_MODULE
