@@ -17,13 +17,17 @@ def _task(cfg) -> None:
         from brats_seg.inference.scoring import score_prediction_folder
 
         out = Path(cfg.out) if cfg.out else Path(cfg.pred)
-        metrics = score_prediction_folder(Path(cfg.pred), Path(cfg.ref), out, empty_rule=cfg.empty_rule or "brats")
+        lesionwise = True if cfg.get("lesionwise") is None else bool(cfg.lesionwise)
+        metrics = score_prediction_folder(Path(cfg.pred), Path(cfg.ref), out, empty_rule=cfg.empty_rule or "brats",
+                                          lesionwise=lesionwise)
         _print_regions(metrics, out / METRICS_FILE)
     else:
         raise ConfigError("give run=RUN_DIR, or pred=DIR ref=ROOT out=DIR")
 
 
 def _evaluate_run(cfg) -> None:
+    from omegaconf import open_dict
+
     from brats_seg.inference.evaluate import evaluate_run
 
     run_dir = Path(cfg.run)
@@ -31,6 +35,9 @@ def _evaluate_run(cfg) -> None:
     if cfg.empty_rule:
         run_cfg.evaluate.empty_rule = cfg.empty_rule
     run_cfg.evaluate.batch_size = int(cfg.batch_size)
+    if cfg.get("lesionwise") is not None:
+        with open_dict(run_cfg):
+            run_cfg.evaluate.lesionwise = bool(cfg.lesionwise)
     metrics = evaluate_run(run_dir, cfg=run_cfg)
     ca = metrics["col_ave"]
     print(f"{run_dir}: Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
@@ -42,7 +49,17 @@ def _print_regions(metrics: dict, where: Path) -> None:
     for region, r in metrics["regions"].items():
         print(f"  {region}: Dice mean {r['dice_mean']:.4f} (median {r['dice_median']:.4f}), "
               f"HD95 mean {r['hd95_mean']:.2f} mm (median {r['hd95_median']:.2f})")
+    _print_lesionwise(metrics)
     print(f"wrote {where}")
+
+
+def _print_lesionwise(metrics: dict) -> None:
+    for convention, regions in (metrics.get("lesionwise") or {}).items():
+        print(f"  lesion-wise, {metrics['lesionwise_conventions'][convention]}:")
+        for region, r in regions.items():
+            dice = r.get("dsc_mean", r.get("dice_mean"))
+            print(f"    {region}: Dice {dice:.4f}, HD95 {r['hd95_mean']:.2f} mm, "
+                  f"lesions tp {r['tp']} fp {r['fp']} fn {r['fn']}")
 
 
 def main(argv: list[str]) -> int:

@@ -41,10 +41,12 @@ def prediction_classes(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return labels_to_classes(labels, convention, str(path)), np.asarray(image.affine)
 
 
-def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty_rule: str = "brats") -> dict[str, Any]:
+def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty_rule: str = "brats",
+                            lesionwise: bool = True) -> dict[str, Any]:
     from brats_seg.data.discovery import find_cases
     from brats_seg.data.labels import labels_to_classes
     from brats_seg.data.nifti import check_geometry, read_nifti
+    from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
     from brats_seg.metrics.regions import region_scores, summarise
 
     predictions = _prediction_files(pred_dir)
@@ -61,11 +63,14 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty
         pred, pred_affine = prediction_classes(predictions[case_id])
         check_geometry(predictions[case_id], pred.shape, pred_affine, case.seg, ref.shape, image.affine)
         per_patient.append({"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)})
+        if lesionwise:
+            per_patient[-1]["lesionwise"] = lesion_scores(pred, ref, spacing=spacing)
     metrics = {
         "per_patient": per_patient,
         "regions": summarise(per_patient),
         "empty_rule": empty_rule,
         "unmatched_predictions": sorted(set(predictions) - set(references)),
+        **lesionwise_summary(per_patient),
     }
     write_json(out_dir / METRICS_FILE, metrics)
     return metrics

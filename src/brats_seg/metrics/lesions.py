@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -232,3 +233,11 @@ def summarise_lesions(per_patient: list[dict]) -> dict[str, dict[str, dict[str, 
                         entry[f"{key}_mean" if not key.endswith("_mean") else key] = float(np.nanmean(values))
                 summary[convention][region] = entry
     return summary
+
+
+def lesionwise_summary(per_patient: list[dict]) -> dict[str, Any]:
+    """The metrics.json entries for the lesion-wise scores of ``per_patient``: the summary and the conventions."""
+    summary = summarise_lesions(per_patient)
+    if not summary:
+        return {}
+    return {"lesionwise": summary, "lesionwise_conventions": {c: CONVENTION_NAMES[c] for c in summary}}

@@ -42,6 +42,7 @@ class ResultRow:
     preprocessing: str = ""
     measured: dict[str, float] = field(default_factory=dict)
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
+    lesionwise: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     printed: dict[str, Any] = field(default_factory=dict)
     error: str = ""
 
@@ -115,6 +116,7 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
         result.params = metrics.get("params", result.params)
         result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}
         result.regions = metrics.get("regions", {})
+        result.lesionwise = metrics.get("lesionwise") or {}
     return result
 
 
@@ -210,7 +212,21 @@ def _params(value: int | None) -> str:
     return "" if value is None else f"{value} ({value * 4 / 2**20:.2f} MB)"
 
 
+def lesionwise_columns(r: ResultRow) -> dict[str, str]:
+    """Lesion-wise columns: the official convention's Dice and HD95 ("LW"), the 2023 script's Dice ("LW23")."""
+    official, brats2023 = r.lesionwise.get("brats2024", {}), r.lesionwise.get("brats2023", {})
+    rec = {}
+    for region in REGIONS:
+        rec[f"{region} LW Dice"] = _num(official.get(region, {}).get("dsc_mean"))
+    for region in REGIONS:
+        rec[f"{region} LW HD95"] = _num(official.get(region, {}).get("hd95_mean"), 2)
+    for region in REGIONS:
+        rec[f"{region} LW23 Dice"] = _num(brats2023.get(region, {}).get("dice_mean"))
+    return rec
+
+
 def table_records(rows: list[ResultRow], printed: bool) -> list[dict[str, str]]:
+    with_lesions = any(r.lesionwise for r in rows)  # runs evaluated before lesion-wise metrics keep the old table
     records = []
     for r in rows:
         rec = {
@@ -228,6 +244,8 @@ def table_records(rows: list[ResultRow], printed: bool) -> list[dict[str, str]]:
             rec[f"{region} Dice"] = _num(r.regions.get(region, {}).get("dice_mean"))
         for region in REGIONS:
             rec[f"{region} HD95"] = _num(r.regions.get(region, {}).get("hd95_mean"), 2)
+        if with_lesions:
+            rec.update(lesionwise_columns(r))
         rec["status"] = r.status
         if printed:
             rec["study parameters"] = "" if not r.printed else _params(r.printed.get("params"))
