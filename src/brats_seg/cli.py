@@ -10,6 +10,7 @@ COMMANDS = {
     "evaluate": "re-evaluate a run folder, or score a folder of predicted segmentations",
     "predict": "segment new patients: NIfTI in, NIfTI out",
     "table": "rebuild the study's results table from run or sweep folders",
+    "compare": "paired test of two runs or groups of runs: per-patient Dice, Wilcoxon p, bootstrap CI",
     "eda": "explore a data set: label statistics, histograms, overlays, a montage",
     "synth": "write a synthetic BraTS-like data set as .nii.gz",
     "models": "list every model config with its parameter count and GFLOPs",
