@@ -29,6 +29,7 @@ def tiny_run(tmp_path_factory):
     return out, runs[0]
 
 
+@pytest.mark.slow
 def test_evaluation_writes_lesionwise_scores_in_both_conventions(tiny_run):
     _, run = tiny_run
     metrics = json.loads((run / "metrics.json").read_text())
@@ -43,6 +44,7 @@ def test_evaluation_writes_lesionwise_scores_in_both_conventions(tiny_run):
     assert "| brats2024 | WT |" in md and "| brats2023 | ET |" in md and "BraTS 2023 metrics script" in md
 
 
+@pytest.mark.slow
 def test_table_shows_lesionwise_columns(tiny_run):
     out, run = tiny_run
     result = run_cli("table", str(out / "tiny-runs"), f"out={out / 'table'}", cwd=out.parent)
@@ -55,6 +57,7 @@ def test_table_shows_lesionwise_columns(tiny_run):
                                                        abs=1e-4)
 
 
+@pytest.mark.slow
 def test_evaluate_can_leave_lesionwise_out(tiny_run):
     out, run = tiny_run
     result = run_cli("evaluate", f"run={run}", "lesionwise=false", cwd=out.parent, timeout=600)
