@@ -1,14 +1,16 @@
-"""Reference lesion-wise values from the official ``brats-evaluation`` package, for tests/test_lesions.py.
+"""Reference lesion-wise values from the official ``brats-evaluation`` package, for
+tests/test_lesions.py.
 
-The package pins numpy < 2.3, so it lives in a virtual environment of its own; this script (run with the
-project's venv) writes the perturbed predictions of tests/conftest.py as NIfTI, has that environment's Python
-score them with the package's bundled ``gli`` config, and stores the values in
+The package pins numpy < 2.3, so it lives in a virtual environment of its own; this script (run with
+the project's venv) writes the perturbed predictions of tests/conftest.py as NIfTI, has that
+environment's Python score them with the package's bundled ``gli`` config, and stores the values in
 tests/data/lesion_reference.json. Made with:
 
     python3 -m venv /tmp/bratseval && /tmp/bratseval/bin/pip install brats-evaluation==0.0.10
     .venv/bin/python scripts/make_lesion_reference.py --bratseval-python /tmp/bratseval/bin/python
 
-(brats-evaluation 0.0.10, panoptica 2.1.7, numpy 2.2.6, scipy 1.17.1, connected-components-3d 3.29.0.)
+(brats-evaluation 0.0.10, panoptica 2.1.7, numpy 2.2.6, scipy 1.17.1, connected-components-3d
+3.29.0.)
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def main() -> int:
     from brats_seg.data.nifti import load_case
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bratseval-python", required=True, help="python of a venv with brats-evaluation")
+    parser.add_argument(
+        "--bratseval-python", required=True, help="python of a venv with brats-evaluation"
+    )
     parser.add_argument("--out", default=str(REPO / "tests" / "data" / "lesion_reference.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,13 +73,31 @@ def main() -> int:
                 jobs.append((f"{case_id}/{name}", str(pred_path), str(ref_path)))
         (Path(tmp) / "jobs.json").write_text(json.dumps(jobs))
         (Path(tmp) / "score.py").write_text(_SCORER)
-        subprocess.run([args.bratseval_python, str(Path(tmp) / "score.py"), str(Path(tmp) / "jobs.json"),
-                        str(Path(tmp) / "out.json")], check=True)
+        subprocess.run(
+            [
+                args.bratseval_python,
+                str(Path(tmp) / "score.py"),
+                str(Path(tmp) / "jobs.json"),
+                str(Path(tmp) / "out.json"),
+            ],
+            check=True,
+        )
         values = json.loads((Path(tmp) / "out.json").read_text())
-    version = subprocess.run([args.bratseval_python, "-m", "pip", "show", "brats-evaluation"],
-                             capture_output=True, text=True).stdout.split("Version:")[1].split()[0]
-    record = {"package": f"brats-evaluation {version}", "config": "gli",
-              "command": "scripts/make_lesion_reference.py (see its docstring)", "values": values}
+    version = (
+        subprocess.run(
+            [args.bratseval_python, "-m", "pip", "show", "brats-evaluation"],
+            capture_output=True,
+            text=True,
+        )
+        .stdout.split("Version:")[1]
+        .split()[0]
+    )
+    record = {
+        "package": f"brats-evaluation {version}",
+        "config": "gli",
+        "command": "scripts/make_lesion_reference.py (see its docstring)",
+        "values": values,
+    }
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}: {len(values)} predictions")
     return 0

@@ -1,5 +1,6 @@
-"""brats-seg export: a SavedModel that plain TensorFlow (no brats-seg, no Keras model code) loads, whose
-predictions equal the run's best.keras, at the training size and at another valid size."""
+"""brats-seg export: a SavedModel that plain TensorFlow (no brats-seg, no Keras model code)
+loads, whose predictions equal the run's best.keras, at the training size and at another valid
+size."""
 
 from __future__ import annotations
 
@@ -33,14 +34,30 @@ assert "brats_seg" not in sys.modules
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "outputs"
     out.mkdir()
-    # float32: a mixed_bfloat16 model (trainer.precision=auto on a bf16 CPU) computes in bf16 in the export too,
-    # where eager and graph execution differ by ~1e-3; float32 makes the round trip exact to 1e-5
-    result = run_cli("train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET, "trainer.epochs=1",
-                     "trainer.precision=float32", f"hydra.run.dir={out / 'run'}", cwd=out.parent, timeout=900)
+    # float32: a mixed_bfloat16 model (trainer.precision=auto on a bf16 CPU) computes in bf16 in
+    # the export too, where eager and graph execution differ by ~1e-3; float32 makes the round
+    # trip exact to 1e-5
+    result = run_cli(
+        "train",
+        "debug=tiny",
+        f"paths.output_root={out}",
+        *SMALL_UNET,
+        "trainer.epochs=1",
+        "trainer.precision=float32",
+        f"hydra.run.dir={out / 'run'}",
+        cwd=out.parent,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run = out / "run"
-    done = run_cli("export", f"run={run}", "format=savedmodel", f"out={out / 'exported'}", cwd=out.parent,
-                   timeout=600)
+    done = run_cli(
+        "export",
+        f"run={run}",
+        "format=savedmodel",
+        f"out={out / 'exported'}",
+        cwd=out.parent,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "any height and width" in done.stdout
     return run, out / "exported"
@@ -61,8 +78,19 @@ def test_export_round_trip_equals_best_keras(exported, tmp_path):
     other = rng.normal(size=(2, 48, 64, model.input_shape[-1])).astype(np.float32)
     np.save(tmp_path / "trained.npy", trained)
     np.save(tmp_path / "other.npy", other)
-    served = subprocess.run([sys.executable, "-c", _SERVE, str(target / "savedmodel"), str(tmp_path / "trained.npy"),
-                             str(tmp_path / "other.npy")], capture_output=True, text=True, timeout=600)
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _SERVE,
+            str(target / "savedmodel"),
+            str(tmp_path / "trained.npy"),
+            str(tmp_path / "other.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert served.returncode == 0, served.stderr[-3000:]
     expected = model.predict(trained, verbose=0)
     got = np.load(tmp_path / "trained_out.npy")
@@ -72,7 +100,9 @@ def test_export_round_trip_equals_best_keras(exported, tmp_path):
     # another size: the same architecture built for 48x64, with best.keras's weights
     resized = build_model(folder.read_config().model, (48, 64, int(model.input_shape[-1])))
     resized.set_weights(model.get_weights())
-    np.testing.assert_allclose(np.load(tmp_path / "other_out.npy"), resized.predict(other, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "other_out.npy"), resized.predict(other, verbose=0), atol=1e-5
+    )
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""Lesion-wise metrics: the official package's convention against its stored values on real cases, and the
-2023 script's convention on cases worked out by hand."""
+"""Lesion-wise metrics: the official package's convention against its stored values on real cases,
+and the 2023 script's convention on cases worked out by hand."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"
 
 
 def _cube(mask: np.ndarray, x: int, y: int, z: int, side: int) -> None:
-    mask[x:x + side, y:y + side, z:z + side] = True
+    mask[x : x + side, y : y + side, z : z + side] = True
 
 
 def _empty() -> np.ndarray:
@@ -33,6 +33,7 @@ def _empty() -> np.ndarray:
 
 
 # ---- official package (brats-evaluation, gli) against values it computed ----
+
 
 def _reference_cases() -> list[tuple[str, str]]:
     values = json.loads(REFERENCE.read_text())["values"]
@@ -54,10 +55,18 @@ def test_official_convention_matches_the_package_on_perturbed_real_cases(real_da
     for name, pred in predictions.items():
         for region, labels in REGIONS.items():
             expected = record["values"][f"{case_id}/{name}"][region]
-            got = official_lesionwise(np.isin(pred, labels), np.isin(loaded.seg, labels), loaded.spacing)
+            got = official_lesionwise(
+                np.isin(pred, labels), np.isin(loaded.seg, labels), loaded.spacing
+            )
             where = f"{case_id} {name} {region}"
-            assert (got["tp"], got["fp"], got["fn"]) == (expected["tp"], expected["fp"], expected["fn"]), where
-            assert got["dsc_mean"] == pytest.approx(expected["sq_dsc"], abs=1e-4, nan_ok=True), where
+            assert (got["tp"], got["fp"], got["fn"]) == (
+                expected["tp"],
+                expected["fp"],
+                expected["fn"],
+            ), where
+            assert got["dsc_mean"] == pytest.approx(expected["sq_dsc"], abs=1e-4, nan_ok=True), (
+                where
+            )
             if math.isinf(expected["sq_hd95"]):
                 assert math.isinf(got["hd95_mean"]), where
             else:
@@ -84,7 +93,8 @@ def test_official_convention_edge_cases():
 
 
 def test_official_matching_is_one_to_one():
-    # one reference lesion overlapped by two predicted pieces: the better piece matches, the other is an FP
+    # one reference lesion overlapped by two predicted pieces: the better piece matches, the other
+    # is an FP
     ref, pred = _empty(), _empty()
     ref[10:20, 10:20, 10:20] = True
     pred[10:18, 10:20, 10:20] = True
@@ -96,11 +106,12 @@ def test_official_matching_is_one_to_one():
 
 # ---- BraTS 2023 script, hand-worked ----
 
+
 def test_2023_one_false_positive_lesion():
     ref, pred = _empty(), _empty()
-    _cube(ref, 10, 10, 10, 4)           # 64 voxels > 50 mm^3: scored
-    _cube(pred, 10, 10, 10, 4)          # found exactly: Dice 1, HD95 0
-    _cube(pred, 30, 30, 30, 3)          # far from every reference lesion: a false positive
+    _cube(ref, 10, 10, 10, 4)  # 64 voxels > 50 mm^3: scored
+    _cube(pred, 10, 10, 10, 4)  # found exactly: Dice 1, HD95 0
+    _cube(pred, 30, 30, 30, 3)  # far from every reference lesion: a false positive
     got = lesionwise_2023(pred, ref)
     assert (got["tp"], got["fp"], got["fn"]) == (1, 1, 0)
     assert got["dice"] == pytest.approx((1.0 + 0.0) / (1 + 1))
@@ -110,7 +121,7 @@ def test_2023_one_false_positive_lesion():
 def test_2023_one_false_negative_lesion():
     ref, pred = _empty(), _empty()
     _cube(ref, 10, 10, 10, 4)
-    _cube(ref, 30, 30, 30, 4)           # missed: Dice 0, HD95 374
+    _cube(ref, 30, 30, 30, 4)  # missed: Dice 0, HD95 374
     _cube(pred, 10, 10, 10, 4)
     got = lesionwise_2023(pred, ref)
     assert (got["tp"], got["fp"], got["fn"]) == (1, 0, 1)
@@ -121,7 +132,7 @@ def test_2023_one_false_negative_lesion():
 def test_2023_small_missed_lesion_is_dropped():
     ref, pred = _empty(), _empty()
     _cube(ref, 10, 10, 10, 4)
-    _cube(ref, 30, 30, 30, 3)           # 27 voxels <= 50 mm^3: not scored, not a false negative
+    _cube(ref, 30, 30, 30, 3)  # 27 voxels <= 50 mm^3: not scored, not a false negative
     _cube(pred, 10, 10, 10, 4)
     got = lesionwise_2023(pred, ref)
     assert (got["tp"], got["fp"], got["fn"]) == (1, 0, 0)
@@ -132,15 +143,16 @@ def test_2023_small_missed_lesion_is_dropped():
 
 def test_2023_two_reference_lesions_merged_by_dilation():
     ref, pred = _empty(), _empty()
-    _cube(ref, 10, 10, 10, 4)           # A: x 10..13
-    _cube(ref, 16, 10, 10, 4)           # B: x 16..19, a 2-voxel gap that the 3-voxel dilation closes
-    _cube(pred, 10, 10, 10, 4)          # only A predicted
+    _cube(ref, 10, 10, 10, 4)  # A: x 10..13
+    _cube(ref, 16, 10, 10, 4)  # B: x 16..19, a 2-voxel gap that the 3-voxel dilation closes
+    _cube(pred, 10, 10, 10, 4)  # only A predicted
     got = lesionwise_2023(pred, ref)
     # one merged lesion of 128 voxels against 64 predicted: Dice 2*64/(128+64)
     assert (got["tp"], got["fp"], got["fn"]) == (1, 0, 0)
     assert got["dice"] == pytest.approx(2 / 3)
-    # surface voxels: A's 56 at distance 0 both ways; B's 56 at x-13 from A's face x=13 (16 at 3, 12 at 4,
-    # 12 at 5, 16 at 6); the 95th percentile of the 168 pooled distances (positions 158, 159) is 6
+    # surface voxels: A's 56 at distance 0 both ways; B's 56 at x-13 from A's face x=13 (16 at 3, 12
+    # at 4, 12 at 5, 16 at 6); the 95th percentile of the 168 pooled distances (positions 158, 159)
+    # is 6
     assert got["hd95"] == pytest.approx(6.0)
     # the official convention keeps them apart: A matched, B missed
     official = official_lesionwise(pred, ref)
@@ -155,16 +167,25 @@ def test_2023_nothing_on_either_side_scores_perfect():
 
 # ---- per patient and summary ----
 
+
 def test_lesion_scores_per_region_and_summary():
     ref = np.zeros((40, 40, 30), dtype=np.uint8)
     ref[10:20, 10:20, 10:20] = 2
     ref[12:18, 12:18, 12:18] = 3
-    pred = np.zeros_like(ref)                       # nothing predicted
+    pred = np.zeros_like(ref)  # nothing predicted
     scores = lesion_scores(pred, ref)
     assert set(scores) == {"brats2024", "brats2023"}
     assert set(scores["brats2024"]) == set(REGIONS)
-    assert scores["brats2024"]["WT"]["hd95_mean"] == OFFICIAL_HD95_PENALTY   # inf written as the penalty
-    assert scores["brats2023"]["ET"] == {"dice": 0.0, "hd95": HD95_2023_PENALTY, "tp": 0, "fp": 0, "fn": 1}
+    assert (
+        scores["brats2024"]["WT"]["hd95_mean"] == OFFICIAL_HD95_PENALTY
+    )  # inf written as the penalty
+    assert scores["brats2023"]["ET"] == {
+        "dice": 0.0,
+        "hd95": HD95_2023_PENALTY,
+        "tp": 0,
+        "fp": 0,
+        "fn": 1,
+    }
     perfect = lesion_scores(ref, ref)
     summary = summarise_lesions([{"lesionwise": scores}, {"lesionwise": perfect}])
     assert summary["brats2024"]["WT"]["dsc_mean"] == pytest.approx(0.5)

@@ -1,5 +1,6 @@
-"""Statistics across seeds and folds: grouping, mean ± sd, bootstrap intervals, the paired comparison; and a
-real three-seed smoke sweep of two experiments through `brats-seg table` and `brats-seg compare` (slow)."""
+"""Statistics across seeds and folds: grouping, mean ± sd, bootstrap intervals, the paired
+comparison; and a real three-seed smoke sweep of two experiments through `brats-seg table` and
+`brats-seg compare` (slow)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,18 @@ from test_cli import run_cli
 
 
 def test_group_key_ignores_seeds_folds_and_paths_only():
-    base = {"seed": 1, "paths": {"output_root": "/a"}, "data": {"split": {"seed": 1, "fold": 0}, "name": "x"},
-            "model": {"name": "unet"}}
-    other_seed = {"seed": 2, "paths": {"output_root": "/b"}, "data": {"split": {"seed": 2, "fold": 3}, "name": "x"},
-                  "model": {"name": "unet"}}
+    base = {
+        "seed": 1,
+        "paths": {"output_root": "/a"},
+        "data": {"split": {"seed": 1, "fold": 0}, "name": "x"},
+        "model": {"name": "unet"},
+    }
+    other_seed = {
+        "seed": 2,
+        "paths": {"output_root": "/b"},
+        "data": {"split": {"seed": 2, "fold": 3}, "name": "x"},
+        "model": {"name": "unet"},
+    }
     other_model = {**base, "model": {"name": "unet3pp"}}
     assert group_key(base) == group_key(other_seed)
     assert group_key(base) != group_key(other_model)
@@ -58,7 +67,11 @@ def test_wilcoxon_p_is_scipys_exact_two_sided_value():
 
 def _side(label: str, patients: dict[str, float]) -> Side:
     row = ResultRow(run_dir=Path(label), status="completed")
-    return Side(label=label, runs=[row], patients={c: {"WT": v, "TC": v, "ET": v} for c, v in patients.items()})
+    return Side(
+        label=label,
+        runs=[row],
+        patients={c: {"WT": v, "TC": v, "ET": v} for c, v in patients.items()},
+    )
 
 
 def test_compare_pairs_common_patients_and_says_when_they_differ_or_are_too_few():
@@ -73,7 +86,9 @@ def test_compare_pairs_common_patients_and_says_when_they_differ_or_are_too_few(
     assert wt["wilcoxon_p"] == pytest.approx(2 / 2**9)
     assert any("test patients differ" in note for note in result["notes"])
     assert not any("Too few" in note for note in result["notes"])
-    few = compare_sides(_side("A", {"P1": 0.9, "P2": 0.8}), _side("B", {"P1": 0.5, "P2": 0.6}), samples=500)
+    few = compare_sides(
+        _side("A", {"P1": 0.9, "P2": 0.8}), _side("B", {"P1": 0.5, "P2": 0.6}), samples=500
+    )
     assert any("Too few patients" in note for note in few["notes"])
     assert "Too few patients" in compare_text(few)
     none = compare_sides(_side("A", {"P1": 0.9}), _side("B", {"P2": 0.5}), samples=500)
@@ -89,8 +104,17 @@ EXPERIMENTS = ("e02_unet_nobridge", "e14_unet_nobridge_dropout")
 def seed_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("seeds") / "outputs"
     out.mkdir()
-    result = run_cli("train", "-m", f"experiment={','.join(EXPERIMENTS)}", "seed=1,2,3", "debug=smoke",
-                     "data.synth.cases=20", f"paths.output_root={out}", cwd=out.parent, timeout=1800)
+    result = run_cli(
+        "train",
+        "-m",
+        f"experiment={','.join(EXPERIMENTS)}",
+        "seed=1,2,3",
+        "debug=smoke",
+        "data.synth.cases=20",
+        f"paths.output_root={out}",
+        cwd=out.parent,
+        timeout=1800,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     yield out, out / "sweeps" / "smoke"
     for checkpoint in out.rglob("*.keras"):
@@ -100,15 +124,23 @@ def seed_sweep(tmp_path_factory):
 @pytest.mark.slow
 def test_table_groups_the_seeds_with_mean_sd_and_n(seed_sweep):
     out, sweep = seed_sweep
-    result = run_cli("table", str(sweep), f"out={out / 'table'}", "intervals=true", "bootstrap=2000",
-                     cwd=out.parent)
+    result = run_cli(
+        "table",
+        str(sweep),
+        f"out={out / 'table'}",
+        "intervals=true",
+        "bootstrap=2000",
+        cwd=out.parent,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 group(s)" in result.stdout
     with (out / "table" / "groups.csv").open() as f:
         groups = list(csv.DictReader(f))
     assert len(groups) == 2
     for group in groups:
-        assert group["runs"] == "3 of 3 completed" and group["seeds / folds"].startswith("data.split.seed=")
+        assert group["runs"] == "3 of 3 completed" and group["seeds / folds"].startswith(
+            "data.split.seed="
+        )
         mean, rest = group["WT Dice"].split(" ± ")
         assert 0.0 <= float(mean) <= 1.0 and rest.endswith("(n=3)")
     with (out / "table" / "results.csv").open() as f:
@@ -122,7 +154,9 @@ def test_table_groups_the_seeds_with_mean_sd_and_n(seed_sweep):
     for group in groups:
         values = by_title[group["title"]]
         assert float(group["WT Dice"].split(" ± ")[0]) == pytest.approx(np.mean(values), abs=1e-4)
-        assert float(group["WT Dice"].split(" ± ")[1].split()[0]) == pytest.approx(np.std(values, ddof=1), abs=1e-4)
+        assert float(group["WT Dice"].split(" ± ")[1].split()[0]) == pytest.approx(
+            np.std(values, ddof=1), abs=1e-4
+        )
 
 
 @pytest.mark.slow
@@ -136,6 +170,7 @@ def test_compare_two_experiments_over_their_seeds(seed_sweep):
     assert len(report["a"]["runs"]) == 3 and len(report["b"]["runs"]) == 3
     n = report["regions"]["WT"]["n"]
     assert n == len(report["common_patients"]) > 0
+
     # the per-patient means, recomputed from the runs' metrics.json
     def side_means(runs):
         sums: dict[str, list[float]] = {}
@@ -143,6 +178,7 @@ def test_compare_two_experiments_over_their_seeds(seed_sweep):
             for p in json.loads((Path(run) / "metrics.json").read_text())["per_patient"]:
                 sums.setdefault(p["case"], []).append(p["WT"]["dice"])
         return {c: np.mean(v) for c, v in sums.items()}
+
     ma, mb = side_means(report["a"]["runs"]), side_means(report["b"]["runs"])
     diffs = [ma[c] - mb[c] for c in report["common_patients"]]
     assert report["regions"]["WT"]["mean_difference"] == pytest.approx(np.mean(diffs), abs=1e-9)

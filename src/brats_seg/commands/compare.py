@@ -1,6 +1,6 @@
-"""brats-seg compare A B [out=DIR] [bootstrap=N]: is A better than B? Paired per-patient Dice per region,
-Wilcoxon signed-rank p and a bootstrap 95% interval of the mean difference. A and B are run folders, folders
-of runs of one configuration (several seeds or folds), or globs of run folders."""
+"""brats-seg compare A B [out=DIR] [bootstrap=N]: is A better than B? Paired per-patient Dice per
+region, Wilcoxon signed-rank p and a bootstrap 95% interval of the mean difference. A and B are run
+folders, folders of runs of one configuration (several seeds or folds), or globs of run folders."""
 
 from __future__ import annotations
 
@@ -20,14 +20,18 @@ def main(argv: list[str]) -> int:
     sides = [a for a in argv if "=" not in a]
     overrides = [a for a in argv if "=" in a]
     if len(sides) != 2:
-        raise ConfigError(f"compare: name two runs or groups of runs, A and B (got {len(sides)}): "
-                          "brats-seg compare RUN_OR_GROUP_A RUN_OR_GROUP_B")
+        raise ConfigError(
+            f"compare: name two runs or groups of runs, A and B (got {len(sides)}): "
+            "brats-seg compare RUN_OR_GROUP_A RUN_OR_GROUP_B"
+        )
     try:
         cfg = compose("compare", overrides)
     except Exception as err:  # Hydra's override errors are already one readable sentence
         raise ConfigError(f"compare: {first_line(err)}") from err
     if int(cfg.bootstrap) < 100:
-        raise ConfigError(f"compare: bootstrap={cfg.bootstrap} is too few resamples; use at least 100")
+        raise ConfigError(
+            f"compare: bootstrap={cfg.bootstrap} is too few resamples; use at least 100"
+        )
     a, b = load_side(sides[0]), load_side(sides[1])
     result = compare_sides(a, b, samples=int(cfg.bootstrap), seed=int(cfg.seed))
     text = compare_text(result)

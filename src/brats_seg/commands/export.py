@@ -16,10 +16,16 @@ def _task(cfg) -> None:
     run_dir = Path(cfg.run)
     out = Path(cfg.out) if cfg.out else run_dir / "export"
     info = export_run(run_dir, out, str(cfg.format))
-    size = "any height and width (multiples of {})".format(info["input"]["size_multiple_of"]) \
-        if info["input"]["any_size"] else "the training size only, {}x{}".format(*info["input"]["trained_on"])
-    print(f"wrote {out / 'savedmodel'}: serve(image float32[batch, H, W, {info['input']['shape'][3]}]) -> "
-          f"probabilities of {len(info['output']['classes'])} classes; input size: {size}")
+    size = (
+        "any height and width (multiples of {})".format(info["input"]["size_multiple_of"])
+        if info["input"]["any_size"]
+        else "the training size only, {}x{}".format(*info["input"]["trained_on"])
+    )
+    print(
+        f"wrote {out / 'savedmodel'}: "
+        f"serve(image float32[batch, H, W, {info['input']['shape'][3]}]) -> "
+        f"probabilities of {len(info['output']['classes'])} classes; input size: {size}"
+    )
     print(f"wrote {out / 'export.json'}")
 
 

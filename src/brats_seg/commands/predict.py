@@ -10,7 +10,8 @@ def _task(cfg) -> None:
 
     result = predict_cases(Path(cfg.run), Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
                            montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule,
-                           naming=cfg.get("naming", "brats"), lesionwise=bool(cfg.get("lesionwise", True)))
+                           naming=cfg.get("naming", "brats"),
+                           lesionwise=bool(cfg.get("lesionwise", True)))
     print(f"{len(result['cases'])} case(s) segmented into {result['output']}")
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():

@@ -1,5 +1,6 @@
-"""brats-seg table DIR [DIR ...] [out=DIR] [printed=false] [intervals=true]: the study's results table from run
-folders (results.md/.csv/.png), and groups.md/.csv: runs that differ only by seed or fold as mean ± sd (n)."""
+"""brats-seg table DIR [DIR ...] [out=DIR] [printed=false] [intervals=true]: the study's results
+table from run folders (results.md/.csv/.png), and groups.md/.csv: runs that differ only by seed or
+fold as mean ± sd (n)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def main(argv: list[str]) -> int:
     from brats_seg.results.table import group_rows
 
     sizes = [len(g) for g in group_rows(rows)]
-    print(f"{len(sizes)} group(s) of runs that differ only by seed or fold (largest: {max(sizes)} runs); "
+    print(f"{len(sizes)} group(s) of runs that differ only by seed or fold "
+          f"(largest: {max(sizes)} runs); "
           f"wrote {out / 'groups.md'} and groups.csv")
     return 0

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
-                   n_overlays: int = 5, lesionwise: bool = True) -> tuple[dict[str, Any], list[tuple]]:
+                   n_overlays: int = 5,
+                   lesionwise: bool = True) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
     A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
@@ -58,7 +59,8 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         scores = region_scores(pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule)
         per_patient.append({"case": case_id, **scores})
         if lesionwise:
-            per_patient[-1]["lesionwise"] = lesion_scores(pred_full, y_full, spacing=tuple(meta["spacing"]))
+            per_patient[-1]["lesionwise"] = lesion_scores(pred_full, y_full,
+                                                          spacing=tuple(meta["spacing"]))
         log.info("%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f", case_id,
                  scores["WT"]["dice"], scores["TC"]["dice"], scores["ET"]["dice"])
         candidates.append(_tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta))

@@ -114,14 +114,15 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
             scores = region_scores(classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule)
             per_patient.append({"case": case.case_id, **scores})
             if lesionwise:
-                per_patient[-1]["lesionwise"] = lesion_scores(classes, loaded.seg, spacing=loaded.spacing)
+                per_patient[-1]["lesionwise"] = lesion_scores(classes, loaded.seg,
+                                                              spacing=loaded.spacing)
             line += "; " + ", ".join(f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
                                       for r in REGIONS)
         tqdm.write(line)
     result: dict[str, Any] = {"cases": [c.case_id for c in cases], "output": str(out_dir)}
     if per_patient:
-        metrics = {"per_patient": per_patient, "regions": summarise(per_patient), "empty_rule": empty_rule,
-                   **lesionwise_summary(per_patient)}
+        metrics = {"per_patient": per_patient, "regions": summarise(per_patient),
+                   "empty_rule": empty_rule, **lesionwise_summary(per_patient)}
         write_json(out_dir / METRICS_FILE, metrics)
         result["metrics"] = metrics
     return result

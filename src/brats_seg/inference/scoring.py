@@ -80,7 +80,8 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
                 labels, image = read_nifti(case.seg)
                 ref = labels_to_classes(labels, case.convention, str(case.seg))
                 spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
-                per_patient[-1]["lesionwise"] = lesion_scores(np.zeros_like(ref), ref, spacing=spacing)
+                per_patient[-1]["lesionwise"] = lesion_scores(np.zeros_like(ref), ref,
+                                                              spacing=spacing)
             continue
         case = references[case_id]
         labels, image = read_nifti(case.seg)

@@ -59,14 +59,16 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
 
 
 def lesionwise_markdown(metrics: dict[str, Any]) -> list[str]:
-    """The lesion-wise table of metrics.md, one row per convention and region; [] without lesion-wise scores."""
+    """The lesion-wise table of metrics.md, one row per convention and region; [] without
+    lesion-wise scores."""
     lesionwise = metrics.get("lesionwise")
     if not lesionwise:
         return []
     names = metrics.get("lesionwise_conventions", {})
     lines = [
         "",
-        "Lesion-wise (connected components), mean over test patients; lesion counts summed over them.",
+        "Lesion-wise (connected components), mean over test patients; lesion counts summed "
+        "over them.",
         "",
         "| convention | region | lesion-wise Dice | lesion-wise HD95 (mm) | TP | FP | FN |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -1,9 +1,9 @@
-"""Runs that differ only by seed or fold, grouped: mean ± sd and n of each table metric over the group.
+"""Runs that differ only by seed or fold, grouped: mean ± sd and n of each table metric over the
+group.
 
 Two runs belong to one group when their config.yaml files are equal once every key named ``seed`` or
-``fold`` (at any depth: the run's seed, the split's, the synthetic set's, a k-fold index) and the ``paths``
-section (where outputs go, not what ran) are left out.
-"""
+``fold`` (at any depth: the run's seed, the split's, the synthetic set's, a k-fold index) and the
+``paths`` section (where outputs go, not what ran) are left out. """
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ IGNORED_SECTIONS = ("paths",)
 
 def _strip(node: Any, top: bool = False) -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in sorted(node.items())
-                if k not in IGNORED_KEYS and not (top and k in IGNORED_SECTIONS)}
+        return {
+            k: _strip(v)
+            for k, v in sorted(node.items())
+            if k not in IGNORED_KEYS and not (top and k in IGNORED_SECTIONS)
+        }
     if isinstance(node, list):
         return [_strip(v) for v in node]
     return node
@@ -29,7 +32,8 @@ def group_key(cfg: dict[str, Any]) -> str:
 
 
 def varying(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The values of the seed and fold keys of a config, by dotted path, e.g. {"seed": 1, "data.split.seed": 1}."""
+    """The values of the seed and fold keys of a config, by dotted path, e.g. {"seed": 1,
+    "data.split.seed": 1}."""
     found: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:

@@ -1,8 +1,9 @@
-"""One self-contained HTML page of a sweep (brats-seg report): the results table, bar charts with intervals,
-per-patient box plots, learning curves and each experiment's prediction of one test slice.
+"""One self-contained HTML page of a sweep (brats-seg report): the results table, bar charts with
+intervals, per-patient box plots, learning curves and each experiment's prediction of one test
+slice.
 
-Every image is embedded as base64 PNG; the page loads nothing from anywhere. An "experiment" is a group of
-runs that differ only by seed or fold (results/groups.py).
+Every image is embedded as base64 PNG; the page loads nothing from anywhere. An "experiment" is a
+group of runs that differ only by seed or fold (results/groups.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import numpy as np
 
 from brats_seg.atomic import write_text
 from brats_seg.results.stats import bootstrap_mean_ci, mean_sd
-from brats_seg.results.table import MEASURED, REGIONS, ResultRow, collect, group_rows, group_records, table_records
+from brats_seg.results.table import (
+    MEASURED,
+    REGIONS,
+    ResultRow,
+    collect,
+    group_rows,
+    group_records,
+    table_records,
+)
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
@@ -57,7 +66,10 @@ def _table(records: list[dict[str, str]], skip: tuple[str, ...] = ()) -> str:
         return "<p>(none)</p>"
     header = [h for h in records[0] if h not in skip]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(rec[h])}</td>" for h in header) + "</tr>" for rec in records)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(rec[h])}</td>" for h in header) + "</tr>"
+        for rec in records
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -66,7 +78,9 @@ def _metric_series(groups: list[list[ResultRow]]) -> dict[str, tuple[list, list,
     for name in MEASURED:
         values, low, high = [], [], []
         for members in groups:
-            mean, sd, n = mean_sd([r.measured.get(name) for r in members if r.status == "completed"])
+            mean, sd, n = mean_sd(
+                [r.measured.get(name) for r in members if r.status == "completed"]
+            )
             values.append(mean)
             spread = sd if n > 1 else math.nan
             low.append(mean - spread)
@@ -75,7 +89,9 @@ def _metric_series(groups: list[list[ResultRow]]) -> dict[str, tuple[list, list,
     return series
 
 
-def _region_series(groups: list[list[ResultRow]], samples: int) -> dict[str, tuple[list, list, list]]:
+def _region_series(
+    groups: list[list[ResultRow]], samples: int
+) -> dict[str, tuple[list, list, list]]:
     series = {}
     for region in REGIONS:
         values, low, high = [], [], []
@@ -90,7 +106,8 @@ def _region_series(groups: list[list[ResultRow]], samples: int) -> dict[str, tup
 
 
 def _common_case(groups: list[list[ResultRow]]) -> tuple[str | None, list[ResultRow]]:
-    """The test patient most experiments were tested on, and one completed run with a model per experiment."""
+    """The test patient most experiments were tested on, and one completed run with a model per
+    experiment."""
     from brats_seg.runfolder import RunFolder
 
     chosen: list[ResultRow] = []
@@ -109,7 +126,8 @@ def _common_case(groups: list[list[ResultRow]]) -> tuple[str | None, list[Result
 
 
 def _overlay_section(groups: list[list[ResultRow]]) -> str:
-    """Each experiment's model run on one slice of one test patient (the slice with the most tumour)."""
+    """Each experiment's model run on one slice of one test patient (the slice with the most
+    tumour)."""
     from brats_seg.data.dataset import prepare_data
     from brats_seg.data.discovery import FLAIR_CHANNEL
     from brats_seg.inference.slices import predict_slices
@@ -125,7 +143,8 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
         cfg = folder.read_config()
         try:
             x, y_full, meta = prepare_data(cfg.data).load_volume(case)
-        except Exception as err:  # noqa: BLE001  (a run whose data is gone keeps the rest of the page)
+        # a run whose data is gone keeps the rest of the page
+        except Exception as err:  # noqa: BLE001
             notes.append(f"{_label([r])}: cannot read {case} ({str(err).splitlines()[0]})")
             continue
         truth = np.transpose(y_full, (2, 0, 1))
@@ -135,7 +154,7 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
             truth = truth[:, x0:x1, y0:y1]
         if z is None:
             z = int(np.argmax((truth > 0).reshape(truth.shape[0], -1).sum(axis=1)))
-        pred = predict_slices(folder.load_best_model(), x[z:z + 1], 1)[0]
+        pred = predict_slices(folder.load_best_model(), x[z : z + 1], 1)[0]
         image = np.asarray(x[z, ..., FLAIR_CHANNEL])
         if truth_panel is None:
             truth_panel = (image, np.asarray(truth[z]))
@@ -143,7 +162,9 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
         predictions.append((label, image, pred))
     if truth_panel is None:
         return "<p class='note'>" + html.escape("; ".join(notes)) + "</p>"
-    png = overlay_row(f"{case}, axial slice {z}: truth and each experiment's prediction", truth_panel, predictions)
+    png = overlay_row(
+        f"{case}, axial slice {z}: truth and each experiment's prediction", truth_panel, predictions
+    )
     text = _img(png, f"overlays of {case} slice {z}")
     if notes:
         text += "<p class='note'>" + html.escape("; ".join(notes)) + "</p>"
@@ -163,19 +184,34 @@ def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) 
         f"<style>{_STYLE}</style></head><body>",
         "<h1>brats-seg report</h1>",
         f"<p class='note'>{len(rows)} run(s) in {len(groups)} experiment(s) from "
-        f"{html.escape(', '.join(map(str, paths)))}. An experiment is the runs that differ only by seed or "
-        "fold.</p>",
+        f"{html.escape(', '.join(map(str, paths)))}. An experiment is the runs that differ only "
+        "by seed or fold.</p>",
         "<h2>Results</h2>",
         _table(table_records(rows, printed=False), skip=("run",)),
         "<h2>Experiments across seeds and folds (mean ± sd, n)</h2>",
         _table(group_records(rows), skip=("runs folders",)),
         "<h2>The study's four metrics</h2>",
-        _img(grouped_bars(labels, _metric_series(groups), "Col Ave metrics (pooled pixels) per experiment",
-                          "value", "error bars: ± sd over the experiment's runs, where it has several"),
-             "four metrics"),
+        _img(
+            grouped_bars(
+                labels,
+                _metric_series(groups),
+                "Col Ave metrics (pooled pixels) per experiment",
+                "value",
+                "error bars: ± sd over the experiment's runs, where it has several",
+            ),
+            "four metrics",
+        ),
         "<h2>Region Dice</h2>",
-        _img(grouped_bars(labels, _region_series(groups, samples), "mean region Dice over test patients",
-                          "Dice", "error bars: bootstrap 95% interval over test patients"), "region Dice"),
+        _img(
+            grouped_bars(
+                labels,
+                _region_series(groups, samples),
+                "mean region Dice over test patients",
+                "Dice",
+                "error bars: bootstrap 95% interval over test patients",
+            ),
+            "region Dice",
+        ),
         "<h2>Per-patient Dice</h2>",
     ]
     per_region: dict[str, list[list[float]]] = {region: [] for region in REGIONS}
@@ -185,8 +221,17 @@ def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) 
             per_region[region].append([p[region] for p in means.values() if region in p])
     parts.append(_img(patient_boxes(labels, per_region), "per-patient box plots"))
     parts.append("<h2>Learning curves</h2>")
-    panels = [(label, [read_history(r.run_dir / "history.csv") for r in members
-                       if (r.run_dir / "history.csv").exists()]) for label, members in zip(labels, groups)]
+    panels = [
+        (
+            label,
+            [
+                read_history(r.run_dir / "history.csv")
+                for r in members
+                if (r.run_dir / "history.csv").exists()
+            ],
+        )
+        for label, members in zip(labels, groups)
+    ]
     parts.append(_img(learning_curves_grid(panels), "learning curves"))
     if overlays:
         parts.append("<h2>One test slice, every experiment</h2>")
@@ -200,4 +245,3 @@ def write_report(paths: list[Path], out: Path, samples: int = 2000, overlays: bo
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / REPORT_FILE, page)
     return out / REPORT_FILE
-

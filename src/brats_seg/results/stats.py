@@ -1,4 +1,5 @@
-"""Small statistics over per-patient scores: mean and sd, bootstrap intervals, the paired Wilcoxon test."""
+"""Small statistics over per-patient scores: mean and sd, bootstrap intervals, the paired Wilcoxon
+test."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 10000
-# Below this many pairs the exact two-sided Wilcoxon signed-rank p can never reach 0.05 (n = 5: p >= 1/16).
+# Below this many pairs the exact two-sided Wilcoxon signed-rank p can never reach 0.05 (n = 5: p >=
+# 1/16).
 MIN_WILCOXON_PAIRS = 6
 
 
@@ -21,9 +23,11 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
     return float(np.mean(finite)), sd, int(finite.size)
 
 
-def bootstrap_mean_ci(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES, level: float = 0.95,
-                      seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean: resample the values with replacement ``samples`` times.
+def bootstrap_mean_ci(
+    values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean: resample the values with replacement ``samples``
+    times.
 
     NaN values are dropped first; fewer than two values give (NaN, NaN).
     """
@@ -43,8 +47,8 @@ def bootstrap_mean_ci(values: Sequence[float], samples: int = BOOTSTRAP_SAMPLES,
 
 
 def wilcoxon_p(differences: Sequence[float]) -> float:
-    """Two-sided Wilcoxon signed-rank p of paired differences (scipy.stats.wilcoxon); NaN when all are zero
-    or there are none."""
+    """Two-sided Wilcoxon signed-rank p of paired differences (scipy.stats.wilcoxon); NaN when all
+    are zero or there are none."""
     from scipy.stats import wilcoxon
 
     diffs = np.asarray(differences, dtype=np.float64)

@@ -129,8 +129,9 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
         result.collapsed = metrics.get("collapsed") or ""
         result.regions = metrics.get("regions", {})
         result.lesionwise = metrics.get("lesionwise") or {}
-        result.per_patient = {p["case"]: {region: p[region]["dice"] for region in REGIONS if region in p}
-                              for p in metrics.get("per_patient", []) if "case" in p}
+        result.per_patient = {
+            p["case"]: {region: p[region]["dice"] for region in REGIONS if region in p}
+            for p in metrics.get("per_patient", []) if "case" in p}
     return result
 
 
@@ -235,7 +236,8 @@ def _params(value: int | None) -> str:
 
 
 def lesionwise_columns(r: ResultRow) -> dict[str, str]:
-    """Lesion-wise columns: the official convention's Dice and HD95 ("LW"), the 2023 script's Dice ("LW23")."""
+    """Lesion-wise columns: the official convention's Dice and HD95 ("LW"), the 2023 script's Dice
+    ("LW23")."""
     official, brats2023 = r.lesionwise.get("brats2024", {}), r.lesionwise.get("brats2023", {})
     rec = {}
     for region in REGIONS:
@@ -251,14 +253,18 @@ def dice_intervals(r: ResultRow, samples: int, seed: int = 0) -> dict[str, str]:
     """Bootstrap 95% interval of the run's mean region Dice over its test patients."""
     rec = {}
     for region in REGIONS:
-        values = [p[region] for p in r.per_patient.values() if region in p and p[region] is not None]
-        rec[f"{region} Dice 95% CI"] = fmt_interval(*bootstrap_mean_ci(values, samples=samples, seed=seed))
+        values = [p[region] for p in r.per_patient.values()
+                  if region in p and p[region] is not None]
+        low, high = bootstrap_mean_ci(values, samples=samples, seed=seed)
+        rec[f"{region} Dice 95% CI"] = fmt_interval(low, high)
     return rec
 
 
 def table_records(rows: list[ResultRow], printed: bool, intervals: int = 0) -> list[dict[str, str]]:
-    """One record per run; ``intervals`` > 0 adds bootstrap 95% intervals of region Dice (that many resamples)."""
-    with_lesions = any(r.lesionwise for r in rows)  # runs evaluated before lesion-wise metrics keep the old table
+    """One record per run; ``intervals`` > 0 adds bootstrap 95% intervals of region Dice (that many
+    resamples)."""
+    # runs evaluated before lesion-wise metrics keep the old table
+    with_lesions = any(r.lesionwise for r in rows)
     records = []
     for r in rows:
         rec = {
@@ -373,8 +379,9 @@ def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
             "#": "" if first.row is None else str(first.row),
             "title": first.title if first.experiment_id else first.run_dir.name,
             "runs": f"{len(done)} of {len(members)} completed",
-            "seeds / folds": "; ".join(f"{k}=" + ",".join(str(r.seeds.get(k)) for r in members) for k in varied
-                                       if len({str(r.seeds.get(k)) for r in members}) > 1),
+            "seeds / folds": "; ".join(
+                f"{k}=" + ",".join(str(r.seeds.get(k)) for r in members) for k in varied
+                if len({str(r.seeds.get(k)) for r in members}) > 1),
         }
         for name in GROUP_METRICS:
             digits = 2 if "HD95" in name else 4
@@ -384,15 +391,16 @@ def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
     return records
 
 
-def write_table(paths: list[Path], out: Path, printed: bool = True, intervals: int = 0) -> list[ResultRow]:
+def write_table(paths: list[Path], out: Path, printed: bool = True,
+                intervals: int = 0) -> list[ResultRow]:
     rows = collect(paths)
     records = table_records(rows, printed, intervals)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.md", to_markdown(records))
     write_text(out / "results.csv", to_csv(records))
     groups = group_records(rows)
-    write_text(out / "groups.md", "Runs that differ only by seed or fold, as mean ± sd (n) over completed runs.\n\n"
-               + to_markdown(groups))
+    write_text(out / "groups.md", "Runs that differ only by seed or fold, as mean ± sd (n) over "
+               "completed runs.\n\n" + to_markdown(groups))
     write_text(out / "groups.csv", to_csv(groups))
     bar_chart(rows, out / "results.png")
     return rows
