@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import lesion_perturbations
 
-from test_cli import run_cli
+from conftest import run_cli
 
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"

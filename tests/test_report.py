@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from test_cli import run_cli
+from conftest import run_cli
 
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 CHROMIUM_FLAGS = [

@@ -16,7 +16,7 @@ from brats_seg.results.compare import Side, compare_sides, compare_text
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_mean_sd, mean_sd, wilcoxon_p
 from brats_seg.results.table import ResultRow
-from test_cli import run_cli
+from conftest import run_cli
 
 
 def test_group_key_ignores_seeds_folds_and_paths_only():

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+# A command line that works, shown when a mandatory option is missing.
+EXAMPLE = "brats-seg train data=brats data.root=/path/to/BraTS2021"
+
 
 def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from brats_seg.jobs.train import train_and_evaluate
+    from brats_seg.tf_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
     return metrics["col_ave"]["f1"]
@@ -15,5 +21,5 @@ def _task(cfg) -> float:
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
 
-    run_hydra_app(_task, "train", "brats-seg train", argv)
+    run_hydra_app(_task, "train", "brats-seg train", argv, example=EXAMPLE)
     return 0

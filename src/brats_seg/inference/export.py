@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from brats_seg.atomic import atomic_dir, write_json
+from brats_seg.config_schema import ExportFormat, choices
 from brats_seg.data.labels import CLASS_NAMES
 from brats_seg.errors import ConfigError
 from brats_seg.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
-FORMATS = ("savedmodel",)
+FORMATS = choices(ExportFormat)
 EXPORT_INFO = "export.json"
 
 
