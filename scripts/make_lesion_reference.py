@@ -49,10 +49,11 @@ CASES = ("Brats18_2013_2_1", "BraTS2021_00000", "BraTS2021_00014", "BraTS2021_00
 def main() -> int:
     import nibabel as nib
     import numpy as np
-    from conftest import REAL_DATA, lesion_perturbations
 
     from brats_seg.data.discovery import find_case
     from brats_seg.data.nifti import load_case
+
+    from conftest import REAL_DATA, lesion_perturbations
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

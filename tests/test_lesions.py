@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import lesion_perturbations
 
 from brats_seg.data.labels import REGIONS
 from brats_seg.metrics.lesions import (
@@ -20,6 +19,8 @@ from brats_seg.metrics.lesions import (
     official_lesionwise,
     summarise_lesions,
 )
+
+from conftest import lesion_perturbations
 
 REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"
 

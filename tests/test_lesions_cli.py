@@ -10,9 +10,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import lesion_perturbations
 
-from conftest import run_cli
+from conftest import lesion_perturbations, run_cli
 
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"

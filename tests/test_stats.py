@@ -16,6 +16,7 @@ from brats_seg.results.compare import Side, compare_sides, compare_text
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_mean_sd, mean_sd, wilcoxon_p
 from brats_seg.results.table import ResultRow
+
 from conftest import run_cli
 
 

@@ -27,7 +27,9 @@ def main(argv: list[str]) -> int:
     except Exception as err:  # Hydra's override errors are already one readable sentence
         raise ConfigError(f"report: {first_line(err)}") from err
     if not isinstance(cfg.bootstrap, int) or isinstance(cfg.bootstrap, bool):
-        raise ConfigError(f"report: bootstrap must be a whole number of resamples, got {cfg.bootstrap!r}")
+        raise ConfigError(
+            f"report: bootstrap must be a whole number of resamples, got {cfg.bootstrap!r}"
+        )
     if int(cfg.bootstrap) < 100:
         raise ConfigError(
             f"report: bootstrap={cfg.bootstrap} is too few resamples; use at least 100"

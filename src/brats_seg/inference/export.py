@@ -7,7 +7,7 @@ onto an input of any height and width (same weights) and exports that, with the 
 (softmax probabilities). Height and width must be multiples of the model's divisor (2 ** pooling
 levels). Should the clone fail for some model, the fixed training size is exported instead, and
 export.json says so. The input is preprocessed slices, as `brats-seg predict` makes them
-(export.json records the preprocessing). """
+(export.json records the preprocessing)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ false positives). The case's scores are ``dice = sum(lesion Dice) / (lesions + f
 and HD95 0. The 2023 script measured a matched lesion's HD95 with DeepMind's surface-distance
 package (surface elements weighted by area, the larger of the two directed 95th percentiles); here
 it is the pooled voxel percentile above, so HD95 of matched lesions can differ from that script by a
-fraction of a voxel. Dice, the matching, the counts and the 374 penalties are the script's. """
+fraction of a voxel. Dice, the matching, the counts and the 374 penalties are the script's."""
 
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def _overlaps(
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     hits = ndimage.find_objects(mask.astype(np.uint8))[0]
     return tuple(
-        slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(hits, mask.shape)
+        slice(max(s.start - margin, 0), min(s.stop + margin, n))
+        for s, n in zip(hits, mask.shape, strict=True)
     )
 
 
@@ -120,7 +121,9 @@ def official_lesionwise(
         dice = 2.0 * overlap[1:, 1:] / (ref_size[:, None] + pred_size[None, :])
         cost = np.where(dice >= MATCH_THRESHOLD, 1.0 - dice, 1.0 + 1e-6)
         rows, cols = linear_sum_assignment(cost)
-        pairs = [(int(r) + 1, int(c) + 1) for r, c in zip(rows, cols) if cost[r, c] < 1.0]
+        pairs = [
+            (int(r) + 1, int(c) + 1) for r, c in zip(rows, cols, strict=True) if cost[r, c] < 1.0
+        ]
     dices, distances = [], []
     for r, p in pairs:
         ref_lesion, pred_lesion = ref_labels == r, pred_labels == p
@@ -222,7 +225,7 @@ def lesion_scores(
 
     ``{"brats2024": {"WT": {"dsc_mean", "hd95_mean", "tp", "fp", "fn"}, ...},
     "brats2023": {"WT": {"dice", "hd95", "tp", "fp", "fn"}, ...}}``; the official package's infinite
-    HD95 is written as 373 (its parser's penalty), NaN (no lesion on either side) stays NaN. """
+    HD95 is written as 373 (its parser's penalty), NaN (no lesion on either side) stays NaN."""
     pred, ref = np.asarray(pred), np.asarray(ref)
     tumour = (pred > 0) | (ref > 0)
     if (

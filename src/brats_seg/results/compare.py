@@ -5,7 +5,7 @@ runs must share one configuration up to seed and fold (results/groups.py). A sid
 of a region is the mean over its runs that tested that patient. Over the patients both sides were
 tested on, per region: the mean paired difference A - B, a percentile bootstrap 95% interval of it
 (patients resampled), and the two-sided Wilcoxon signed-rank p (scipy.stats.wilcoxon). Patients
-tested on one side only are named, and a comparison on too few patients says so. """
+tested on one side only are named, and a comparison on too few patients says so."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ group.
 
 Two runs belong to one group when their config.yaml files are equal once every key named ``seed`` or
 ``fold`` (at any depth: the run's seed, the split's, the synthetic set's, a k-fold index) and the
-``paths`` section (where outputs go, not what ran) are left out. """
+``paths`` section (where outputs go, not what ran) are left out."""
 
 from __future__ import annotations
 

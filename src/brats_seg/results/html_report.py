@@ -23,8 +23,8 @@ from brats_seg.results.table import (
     REGIONS,
     ResultRow,
     collect,
-    group_rows,
     group_records,
+    group_rows,
     table_records,
 )
 
@@ -230,7 +230,7 @@ def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) 
                 if (r.run_dir / "history.csv").exists()
             ],
         )
-        for label, members in zip(labels, groups)
+        for label, members in zip(labels, groups, strict=True)
     ]
     parts.append(_img(learning_curves_grid(panels), "learning curves"))
     if overlays:

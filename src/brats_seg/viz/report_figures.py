@@ -66,7 +66,7 @@ def patient_boxes(labels: Sequence[str], per_region: dict[str, list[list[float]]
     fig, axes = plt.subplots(
         1, len(per_region), figsize=(4.2 * len(per_region), 3.6), squeeze=False
     )
-    for ax, (region, groups) in zip(axes[0], per_region.items()):
+    for ax, (region, groups) in zip(axes[0], per_region.items(), strict=True):
         data = [[v for v in g if v is not None and math.isfinite(v)] or [math.nan] for g in groups]
         ax.boxplot(data, showmeans=True)
         for i, values in enumerate(data, start=1):
@@ -88,7 +88,7 @@ def learning_curves_grid(panels: Sequence[tuple[str, list[dict[str, list[float]]
     fig, axes = plt.subplots(
         1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.4), squeeze=False
     )
-    for ax, (label, histories) in zip(axes[0], panels):
+    for ax, (label, histories) in zip(axes[0], panels, strict=False):  # one empty axis if none
         for i, history in enumerate(histories):
             epochs = [e + 1 for e in history.get("epoch", [])]
             if "loss" in history:
@@ -125,7 +125,7 @@ def overlay_row(
     plt = _pyplot()
     panels = [("truth", *truth_panel), *predictions]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.8 * len(panels), 3.2), squeeze=False)
-    for ax, (name, image, classes) in zip(axes[0], panels):
+    for ax, (name, image, classes) in zip(axes[0], panels, strict=True):
         ax.imshow(label_rgb(image, classes))
         ax.set_title(name, fontsize=8)
         ax.axis("off")
