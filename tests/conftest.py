@@ -53,6 +53,50 @@ def blob_case(shape: tuple[int, int, int] = (32, 32, 16), seed: int = 0) -> tupl
     return image, classes
 
 
+def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
+    """Predictions made from a reference class map (0..3, ET = 3) for the lesion-wise metric tests.
+
+    ``identity``; ``shifted`` (rolled 2, -3, 1 voxels); ``eroded`` (each nested region eroded by
+    one voxel); ``missed_small`` (the smallest component of the first region with several -- WT,
+    TC, ET -- removed: WT voxels to background, TC/ET voxels to edema; absent when every region is
+    one lesion); ``false_positive`` (an
+    enhancing ball of radius 3 added where it is farthest from the tumour); ``empty``. Also used by
+    scripts/make_lesion_reference.py, which stores the official package's values for them.
+    """
+    from scipy import ndimage
+
+    from brats_seg.data.labels import REGIONS
+
+    classes = np.asarray(classes, dtype=np.uint8)
+    out = {"identity": classes.copy(), "shifted": np.roll(classes, (2, -3, 1), axis=(0, 1, 2))}
+    cross = ndimage.generate_binary_structure(3, 1)
+    et = ndimage.binary_erosion(classes == 3, cross)
+    tc = ndimage.binary_erosion(np.isin(classes, (1, 3)), cross) | et
+    wt = ndimage.binary_erosion(classes > 0, cross) | tc
+    eroded = np.zeros_like(classes)
+    eroded[wt], eroded[tc], eroded[et] = 2, 1, 3
+    out["eroded"] = eroded
+    for region, labels in REGIONS.items():
+        components, n = ndimage.label(np.isin(classes, labels), structure=np.ones((3, 3, 3)))
+        if n >= 2:
+            sizes = np.bincount(components.ravel())[1:]
+            missed = classes.copy()
+            missed[components == int(np.argmin(sizes)) + 1] = 0 if region == "WT" else 2
+            out["missed_small"] = missed
+            break
+    inner = np.zeros(classes.shape, dtype=bool)
+    inner[8:-8, 8:-8, 8:-8] = True
+    distance = ndimage.distance_transform_edt(classes == 0)
+    centre = np.unravel_index(int(np.argmax(np.where(inner, distance, -1))), classes.shape)
+    grid = np.ogrid[tuple(slice(0, n) for n in classes.shape)]
+    ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= 9
+    blob = classes.copy()
+    blob[ball] = 3
+    out["false_positive"] = blob
+    out["empty"] = np.zeros_like(classes)
+    return out
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
     over pytest's captured streams)."""

@@ -10,13 +10,16 @@ COMMANDS = {
     "evaluate": "re-evaluate a run folder, or score a folder of predicted segmentations",
     "predict": "segment new patients: NIfTI in, NIfTI out",
     "table": "rebuild the study's results table from run or sweep folders",
+    "compare": "paired test of two runs or groups of runs: Wilcoxon p, bootstrap CI",
+    "report": "one self-contained HTML page of runs or sweeps: table, charts, overlays",
+    "export": "the run's best model as a TensorFlow SavedModel that plain TensorFlow serves",
     "eda": "explore a data set: label statistics, histograms, overlays, a montage",
     "synth": "write a synthetic BraTS-like data set as .nii.gz",
     "models": "list every model config with its parameter count and GFLOPs",
 }
 
 # Commands that run models; their processes keep freed memory (see brats_seg.memory).
-TENSORFLOW_COMMANDS = ("train", "evaluate", "predict")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "report", "export")
 
 USAGE = "usage: brats-seg {" + ",".join(COMMANDS) + "} [key=value ...]"
 

@@ -195,6 +195,7 @@ class TrainEvaluateSchema(Dict[str, Any]):
     empty_rule: EmptyRule = MISSING
     batch_size: int = MISSING
     overlays: int = MISSING
+    lesionwise: bool = MISSING
 
 
 @dataclass
@@ -224,6 +225,7 @@ class EvaluateSchema(Dict[str, Any]):
     ref: Optional[str] = MISSING
     out: Optional[str] = MISSING
     empty_rule: Optional[EmptyRule] = MISSING
+    lesionwise: Optional[bool] = MISSING
     batch_size: int = MISSING
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
 
@@ -239,6 +241,7 @@ class PredictSchema(Dict[str, Any]):
     montage_slices: int = MISSING
     empty_rule: EmptyRule = MISSING
     naming: PredictNaming = MISSING
+    lesionwise: bool = MISSING
 
 
 @dataclass
@@ -280,6 +283,39 @@ class TableSchema(Dict[str, Any]):
 
     out: Optional[str] = MISSING
     printed: bool = MISSING
+    intervals: bool = MISSING
+    bootstrap: int = MISSING
+
+
+@dataclass
+class CompareSchema(Dict[str, Any]):
+    """configs/compare.yaml."""
+
+    out: Optional[str] = MISSING
+    bootstrap: int = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class ReportSchema(Dict[str, Any]):
+    """configs/report.yaml."""
+
+    out: Optional[str] = MISSING
+    bootstrap: int = MISSING
+    overlays: bool = MISSING
+
+
+class ExportFormat(Choice):
+    savedmodel = "savedmodel"
+
+
+@dataclass
+class ExportSchema(Dict[str, Any]):
+    """configs/export.yaml."""
+
+    run: Optional[str] = MISSING
+    format: ExportFormat = MISSING
+    out: Optional[str] = MISSING
 
 
 # name in the schema group -> schema; the YAML file that extends it names it as /schema/<name>.
@@ -295,6 +331,9 @@ SCHEMAS: dict[str, type] = {
     "models": ModelsSchema,
     "synth_tool": SynthToolSchema,
     "table": TableSchema,
+    "compare": CompareSchema,
+    "report": ReportSchema,
+    "export": ExportSchema,
 }
 
 

@@ -25,9 +25,10 @@ def _task(cfg) -> None:
         if not isinstance(allow_missing, bool):
             raise ConfigError(
                 f"evaluate.allow_missing must be true or false, got {allow_missing!r}")
+        lesionwise = True if cfg.get("lesionwise") is None else bool(cfg.lesionwise)
         metrics = score_prediction_folder(Path(cfg.pred), Path(cfg.ref), out,
                                           empty_rule=cfg.empty_rule or "brats",
-                                          allow_missing=allow_missing)
+                                          allow_missing=allow_missing, lesionwise=lesionwise)
         _warn_unmatched(metrics, Path(cfg.pred))
         _print_regions(metrics, out / METRICS_FILE)
     else:
@@ -35,6 +36,8 @@ def _task(cfg) -> None:
 
 
 def _evaluate_run(cfg) -> None:
+    from omegaconf import open_dict
+
     from brats_seg.inference.evaluate import evaluate_run
     from brats_seg.tf_import import import_tensorflow_quietly
 
@@ -45,6 +48,9 @@ def _evaluate_run(cfg) -> None:
     if cfg.empty_rule:
         run_cfg.evaluate.empty_rule = cfg.empty_rule
     run_cfg.evaluate.batch_size = int(cfg.batch_size)
+    if cfg.get("lesionwise") is not None:
+        with open_dict(run_cfg):
+            run_cfg.evaluate.lesionwise = bool(cfg.lesionwise)
     metrics = evaluate_run(run_dir, cfg=run_cfg)
     if metrics.get("checkpoint_note"):
         print(f"{run_dir}: {metrics['checkpoint_note']}")
@@ -71,7 +77,17 @@ def _print_regions(metrics: dict, where: Path) -> None:
     for region, r in metrics["regions"].items():
         print(f"  {region}: Dice mean {r['dice_mean']:.4f} (median {r['dice_median']:.4f}), "
               f"HD95 mean {r['hd95_mean']:.2f} mm (median {r['hd95_median']:.2f})")
+    _print_lesionwise(metrics)
     print(f"wrote {where}")
+
+
+def _print_lesionwise(metrics: dict) -> None:
+    for convention, regions in (metrics.get("lesionwise") or {}).items():
+        print(f"  lesion-wise, {metrics['lesionwise_conventions'][convention]}:")
+        for region, r in regions.items():
+            dice = r.get("dsc_mean", r.get("dice_mean"))
+            print(f"    {region}: Dice {dice:.4f}, HD95 {r['hd95_mean']:.2f} mm, "
+                  f"lesions tp {r['tp']} fp {r['fp']} fn {r['fn']}")
 
 
 def main(argv: list[str]) -> int:

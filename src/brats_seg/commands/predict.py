@@ -17,11 +17,15 @@ def _task(cfg) -> None:
 
     result = predict_cases(Path(cfg.run), Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
                            montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule,
-                           naming=cfg.get("naming", "brats"))
+                           naming=cfg.get("naming", "brats"),
+                           lesionwise=bool(cfg.get("lesionwise", True)))
     print(f"{len(result['cases'])} case(s) segmented into {result['output']}")
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():
             print(f"  {region}: Dice mean {r['dice_mean']:.4f}, HD95 mean {r['hd95_mean']:.2f} mm")
+        for region, r in (result["metrics"].get("lesionwise") or {}).get("brats2024", {}).items():
+            print(f"  {region} lesion-wise (official convention): Dice {r['dsc_mean']:.4f}, "
+                  f"HD95 {r['hd95_mean']:.2f} mm, tp {r['tp']} fp {r['fp']} fn {r['fn']}")
         print(f"wrote {Path(cfg.output) / 'metrics.json'}")
 
 

@@ -23,6 +23,7 @@ from brats_seg.errors import RunError
 from brats_seg.inference.slices import predict_slices
 from brats_seg.metrics.confusion import (METRIC_NAMES, ConfusionAccumulator, collapse_note,
                                          per_class_metrics)
+from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
 from brats_seg.runfolder import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
-                   n_overlays: int = 5) -> tuple[dict[str, Any], list[tuple]]:
+                   n_overlays: int = 5,
+                   lesionwise: bool = True) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
     A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
@@ -56,6 +58,9 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
         scores = region_scores(pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule)
         per_patient.append({"case": case_id, **scores})
+        if lesionwise:
+            per_patient[-1]["lesionwise"] = lesion_scores(pred_full, y_full,
+                                                          spacing=tuple(meta["spacing"]))
         log.info("%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f", case_id,
                  scores["WT"]["dice"], scores["TC"]["dice"], scores["ET"]["dice"])
         candidates.append(_tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta))
@@ -78,6 +83,8 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
     }
+    if lesionwise:
+        metrics.update(lesionwise_summary(per_patient))
     return metrics, _pick_overlays(candidates, n_overlays)
 
 
@@ -146,7 +153,7 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
     metrics, overlays = evaluate_model(
         model, prepared, split["test"],
         empty_rule=ev.get("empty_rule", "brats"), batch_size=int(ev.get("batch_size", 16)),
-        n_overlays=int(ev.get("overlays", 5)),
+        n_overlays=int(ev.get("overlays", 5)), lesionwise=bool(ev.get("lesionwise", True)),
     )
     if checkpoint_note:
         metrics["checkpoint_note"] = checkpoint_note

@@ -77,13 +77,15 @@ def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path,
 
 
 def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size: int = 16, montage_slices: int = 6,
-                  empty_rule: str = "brats", naming: str = "brats") -> dict[str, Any]:
+                  empty_rule: str = "brats", naming: str = "brats",
+                  lesionwise: bool = True) -> dict[str, Any]:
     """Predict every case under ``input_path``; score those that have a segmentation."""
     from tqdm import tqdm
 
     from brats_seg.data.nifti import load_case
     from brats_seg.data.preprocess import preprocess_case, restore_prediction
     from brats_seg.inference.slices import predict_slices
+    from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
     from brats_seg.metrics.regions import region_scores, summarise
     from brats_seg.viz import plots
 
@@ -112,12 +114,16 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
         if loaded.seg is not None:
             scores = region_scores(classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule)
             per_patient.append({"case": case.case_id, **scores})
+            if lesionwise:
+                per_patient[-1]["lesionwise"] = lesion_scores(classes, loaded.seg,
+                                                              spacing=loaded.spacing)
             line += "; " + ", ".join(f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
                                       for r in REGIONS)
         tqdm.write(line)
     result: dict[str, Any] = {"cases": [c.case_id for c in cases], "output": str(out_dir)}
     if per_patient:
-        metrics = {"per_patient": per_patient, "regions": summarise(per_patient), "empty_rule": empty_rule}
+        metrics = {"per_patient": per_patient, "regions": summarise(per_patient),
+                   "empty_rule": empty_rule, **lesionwise_summary(per_patient)}
         write_json(out_dir / METRICS_FILE, metrics)
         result["metrics"] = metrics
     return result

@@ -52,12 +52,13 @@ def missing_scores() -> dict[str, dict[str, float]]:
 
 def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
                             empty_rule: str = "brats",
-                            allow_missing: bool = True) -> dict[str, Any]:
+                            allow_missing: bool = True, lesionwise: bool = True) -> dict[str, Any]:
     """Score every reference case; one without a prediction scores Dice 0 / HD95 373.13 and is
     listed in ``missing`` (with ``allow_missing=False``, an error before anything is written)."""
     from brats_seg.data.discovery import find_cases
     from brats_seg.data.labels import labels_to_classes
     from brats_seg.data.nifti import check_geometry, read_nifti
+    from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
     from brats_seg.metrics.regions import region_scores, summarise
 
     predictions = _prediction_files(pred_dir)
@@ -74,6 +75,13 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
     for case_id in sorted(references):
         if case_id in missing:
             per_patient.append({"case": case_id, "missing": True, **missing_scores()})
+            if lesionwise:  # scored as an empty prediction: every lesion missed
+                case = references[case_id]
+                labels, image = read_nifti(case.seg)
+                ref = labels_to_classes(labels, case.convention, str(case.seg))
+                spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
+                per_patient[-1]["lesionwise"] = lesion_scores(np.zeros_like(ref), ref,
+                                                              spacing=spacing)
             continue
         case = references[case_id]
         labels, image = read_nifti(case.seg)
@@ -82,12 +90,15 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
         pred, pred_affine = prediction_classes(predictions[case_id])
         check_geometry(predictions[case_id], pred.shape, pred_affine, case.seg, ref.shape, image.affine)
         per_patient.append({"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)})
+        if lesionwise:
+            per_patient[-1]["lesionwise"] = lesion_scores(pred, ref, spacing=spacing)
     metrics = {
         "per_patient": per_patient,
         "regions": summarise(per_patient),
         "empty_rule": empty_rule,
         "missing": missing,
         "unmatched_predictions": sorted(set(predictions) - set(references)),
+        **lesionwise_summary(per_patient),
     }
     write_json(out_dir / METRICS_FILE, metrics)
     return metrics

@@ -132,7 +132,8 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
 
     ev = cfg.evaluate
     metrics, overlays = evaluate_model(model, prepared, split["test"], empty_rule=ev.empty_rule,
-                                       batch_size=int(ev.batch_size), n_overlays=int(ev.overlays))
+                                       batch_size=int(ev.batch_size), n_overlays=int(ev.overlays),
+                                       lesionwise=bool(ev.get("lesionwise", True)))
     metrics["params"] = int(model.count_params())
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))

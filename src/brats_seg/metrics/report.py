@@ -54,4 +54,31 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
                 f"| {region} | {_fmt(r['dice_mean'])} | {_fmt(r['dice_median'])} | "
                 f"{_fmt(r['hd95_mean'], 2)} | {_fmt(r['hd95_median'], 2)} |"
             )
+    lines += lesionwise_markdown(metrics)
     return "\n".join(lines) + "\n"
+
+
+def lesionwise_markdown(metrics: dict[str, Any]) -> list[str]:
+    """The lesion-wise table of metrics.md, one row per convention and region; [] without
+    lesion-wise scores."""
+    lesionwise = metrics.get("lesionwise")
+    if not lesionwise:
+        return []
+    names = metrics.get("lesionwise_conventions", {})
+    lines = [
+        "",
+        "Lesion-wise (connected components), mean over test patients; lesion counts summed "
+        "over them.",
+        "",
+        "| convention | region | lesion-wise Dice | lesion-wise HD95 (mm) | TP | FP | FN |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for convention, regions in lesionwise.items():
+        for region in REGIONS:
+            r = regions[region]
+            dice = r.get("dsc_mean", r.get("dice_mean"))
+            lines.append(f"| {convention} | {region} | {_fmt(dice)} | {_fmt(r['hd95_mean'], 2)} | "
+                         f"{r['tp']} | {r['fp']} | {r['fn']} |")
+    lines.append("")
+    lines += [f"- {convention}: {names.get(convention, '')}" for convention in lesionwise]
+    return lines

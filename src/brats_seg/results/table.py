@@ -19,6 +19,8 @@ from typing import Any
 
 from brats_seg.atomic import atomic_path, write_text
 from brats_seg.errors import ConfigError
+from brats_seg.results.groups import group_key, varying
+from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
 
 MEASURED = ("recall", "f1", "precision", "specificity")
 _METRIC_KEY = {"recall": "sensitivity", "f1": "f1", "precision": "precision", "specificity": "specificity"}
@@ -45,6 +47,10 @@ class ResultRow:
     measured_study: dict[str, float | None] = field(default_factory=dict)
     collapsed: str = ""
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
+    lesionwise: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    per_patient: dict[str, dict[str, float]] = field(default_factory=dict)  # case -> region -> Dice
+    group: str = ""  # the config without seeds, folds and paths (results/groups.py)
+    seeds: dict[str, Any] = field(default_factory=dict)
     printed: dict[str, Any] = field(default_factory=dict)
     error: str = ""
 
@@ -113,6 +119,7 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
         params=info.get("params"),  # recorded when the model is built, so unfinished runs show it too
     )
     result.optimizer, result.loss, result.preprocessing = _labels(cfg)
+    result.group, result.seeds = group_key(cfg), varying(cfg)
     if status == "completed" and (run_dir / "metrics.json").exists():
         metrics = json.loads((run_dir / "metrics.json").read_text())
         result.params = metrics.get("params", result.params)
@@ -121,6 +128,10 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
             result.measured_study = {k: metrics["col_ave_study"][_METRIC_KEY[k]] for k in MEASURED}
         result.collapsed = metrics.get("collapsed") or ""
         result.regions = metrics.get("regions", {})
+        result.lesionwise = metrics.get("lesionwise") or {}
+        result.per_patient = {
+            p["case"]: {region: p[region]["dice"] for region in REGIONS if region in p}
+            for p in metrics.get("per_patient", []) if "case" in p}
     return result
 
 
@@ -224,7 +235,36 @@ def _params(value: int | None) -> str:
     return "" if value is None else f"{value} ({value * 4 / 2**20:.2f} MB)"
 
 
-def table_records(rows: list[ResultRow], printed: bool) -> list[dict[str, str]]:
+def lesionwise_columns(r: ResultRow) -> dict[str, str]:
+    """Lesion-wise columns: the official convention's Dice and HD95 ("LW"), the 2023 script's Dice
+    ("LW23")."""
+    official, brats2023 = r.lesionwise.get("brats2024", {}), r.lesionwise.get("brats2023", {})
+    rec = {}
+    for region in REGIONS:
+        rec[f"{region} LW Dice"] = _num(official.get(region, {}).get("dsc_mean"))
+    for region in REGIONS:
+        rec[f"{region} LW HD95"] = _num(official.get(region, {}).get("hd95_mean"), 2)
+    for region in REGIONS:
+        rec[f"{region} LW23 Dice"] = _num(brats2023.get(region, {}).get("dice_mean"))
+    return rec
+
+
+def dice_intervals(r: ResultRow, samples: int, seed: int = 0) -> dict[str, str]:
+    """Bootstrap 95% interval of the run's mean region Dice over its test patients."""
+    rec = {}
+    for region in REGIONS:
+        values = [p[region] for p in r.per_patient.values()
+                  if region in p and p[region] is not None]
+        low, high = bootstrap_mean_ci(values, samples=samples, seed=seed)
+        rec[f"{region} Dice 95% CI"] = fmt_interval(low, high)
+    return rec
+
+
+def table_records(rows: list[ResultRow], printed: bool, intervals: int = 0) -> list[dict[str, str]]:
+    """One record per run; ``intervals`` > 0 adds bootstrap 95% intervals of region Dice (that many
+    resamples)."""
+    # runs evaluated before lesion-wise metrics keep the old table
+    with_lesions = any(r.lesionwise for r in rows)
     records = []
     for r in rows:
         rec = {
@@ -244,6 +284,10 @@ def table_records(rows: list[ResultRow], printed: bool) -> list[dict[str, str]]:
             rec[f"{region} Dice"] = _num(r.regions.get(region, {}).get("dice_mean"))
         for region in REGIONS:
             rec[f"{region} HD95"] = _num(r.regions.get(region, {}).get("hd95_mean"), 2)
+        if intervals:
+            rec.update(dice_intervals(r, intervals))
+        if with_lesions:
+            rec.update(lesionwise_columns(r))
         rec["flags"] = r.collapsed
         rec["status"] = r.status
         if printed:
@@ -301,11 +345,62 @@ def bar_chart(rows: list[ResultRow], out: Path) -> None:
     plt.close(fig)
 
 
-def write_table(paths: list[Path], out: Path, printed: bool = True) -> list[ResultRow]:
+GROUP_METRICS = (*MEASURED, *(f"{r} Dice" for r in REGIONS), *(f"{r} HD95" for r in REGIONS),
+                 *(f"{r} LW Dice" for r in REGIONS))
+
+
+def _metric_value(r: ResultRow, name: str) -> float | None:
+    if name in MEASURED:
+        return r.measured.get(name)
+    region, what = name.split(" ", 1)
+    if what == "Dice":
+        return r.regions.get(region, {}).get("dice_mean")
+    if what == "HD95":
+        return r.regions.get(region, {}).get("hd95_mean")
+    return r.lesionwise.get("brats2024", {}).get(region, {}).get("dsc_mean")
+
+
+def group_rows(rows: list[ResultRow]) -> list[list[ResultRow]]:
+    """Rows grouped by config without seeds and folds, in the table's order."""
+    groups: dict[str, list[ResultRow]] = {}
+    for r in rows:
+        groups.setdefault(r.group or str(r.run_dir), []).append(r)
+    return list(groups.values())
+
+
+def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
+    """One record per group: mean ± sd (n) of each metric over its completed runs."""
+    records = []
+    for members in group_rows(rows):
+        done = [r for r in members if r.status == "completed"]
+        first = members[0]
+        varied = sorted({k for r in members for k in r.seeds})
+        rec = {
+            "#": "" if first.row is None else str(first.row),
+            "title": first.title if first.experiment_id else first.run_dir.name,
+            "runs": f"{len(done)} of {len(members)} completed",
+            "seeds / folds": "; ".join(
+                f"{k}=" + ",".join(str(r.seeds.get(k)) for r in members) for k in varied
+                if len({str(r.seeds.get(k)) for r in members}) > 1),
+        }
+        for name in GROUP_METRICS:
+            digits = 2 if "HD95" in name else 4
+            rec[name] = fmt_mean_sd(*mean_sd([_metric_value(r, name) for r in done]), digits=digits)
+        rec["runs folders"] = " ".join(str(r.run_dir) for r in members)
+        records.append(rec)
+    return records
+
+
+def write_table(paths: list[Path], out: Path, printed: bool = True,
+                intervals: int = 0) -> list[ResultRow]:
     rows = collect(paths)
-    records = table_records(rows, printed)
+    records = table_records(rows, printed, intervals)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.md", to_markdown(records))
     write_text(out / "results.csv", to_csv(records))
+    groups = group_records(rows)
+    write_text(out / "groups.md", "Runs that differ only by seed or fold, as mean ± sd (n) over "
+               "completed runs.\n\n" + to_markdown(groups))
+    write_text(out / "groups.csv", to_csv(groups))
     bar_chart(rows, out / "results.png")
     return rows

@@ -1,0 +1,36 @@
+"""brats-seg export run=RUN_DIR [format=savedmodel] [out=DIR]: the run's best model as a TensorFlow
+SavedModel (DIR/savedmodel, with DIR/export.json) that plain TensorFlow loads and serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from brats_seg.errors import ConfigError
+
+
+def _task(cfg) -> None:
+    from brats_seg.inference.export import export_run
+
+    if not cfg.run:
+        raise ConfigError("export: give run=RUN_DIR")
+    run_dir = Path(cfg.run)
+    out = Path(cfg.out) if cfg.out else run_dir / "export"
+    info = export_run(run_dir, out, str(cfg.format))
+    size = (
+        "any height and width (multiples of {})".format(info["input"]["size_multiple_of"])
+        if info["input"]["any_size"]
+        else "the training size only, {}x{}".format(*info["input"]["trained_on"])
+    )
+    print(
+        f"wrote {out / 'savedmodel'}: "
+        f"serve(image float32[batch, H, W, {info['input']['shape'][3]}]) -> "
+        f"probabilities of {len(info['output']['classes'])} classes; input size: {size}"
+    )
+    print(f"wrote {out / 'export.json'}")
+
+
+def main(argv: list[str]) -> int:
+    from brats_seg.config import run_hydra_app
+
+    run_hydra_app(_task, "export", "brats-seg export", argv)
+    return 0

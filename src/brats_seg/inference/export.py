@@ -1,0 +1,93 @@
+"""Export a run's best model as a TensorFlow SavedModel that plain TensorFlow can serve.
+
+The run's models are built for one input size (the training slices'), but their layers are
+convolutions, poolings and upsamplings that do not care about it. So the export clones the model
+onto an input of any height and width (same weights) and exports that, with the serving signature
+``serve(image: float32[batch, height, width, channels]) -> float32[batch, height, width, classes]``
+(softmax probabilities). Height and width must be multiples of the model's divisor (2 ** pooling
+levels). Should the clone fail for some model, the fixed training size is exported instead, and
+export.json says so. The input is preprocessed slices, as `brats-seg predict` makes them
+(export.json records the preprocessing)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from brats_seg.atomic import atomic_dir, write_json
+from brats_seg.config_schema import ExportFormat, choices
+from brats_seg.data.labels import CLASS_NAMES
+from brats_seg.errors import ConfigError
+from brats_seg.runfolder import RunFolder
+
+log = logging.getLogger(__name__)
+FORMATS = choices(ExportFormat)
+EXPORT_INFO = "export.json"
+
+
+def any_size_model(model):
+    """The model on an input of any height and width, sharing its weights; None if it cannot be
+    cloned."""
+    import keras
+
+    channels = int(model.input_shape[-1])
+    try:
+        clone = keras.models.clone_model(
+            model, input_tensors=keras.Input((None, None, channels), name="image")
+        )
+        clone.set_weights(model.get_weights())
+    # a layer bound to one size: fall back to the fixed size
+    except Exception as err:  # noqa: BLE001
+        log.warning(
+            "cannot rebuild %s for any input size (%s); exporting its fixed size", model.name, err
+        )
+        return None
+    return clone
+
+
+def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, Any]:
+    """Write the SavedModel of ``run_dir``'s best checkpoint to ``out`` (replaced whole) with
+    export.json."""
+    import tensorflow as tf
+    from omegaconf import OmegaConf
+
+    from brats_seg.models.registry import divisor
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"export: format={fmt} is not supported; use one of {', '.join(FORMATS)}")
+    folder = RunFolder(run_dir)
+    cfg = folder.read_config()
+    model = folder.load_best_model()
+    flexible = any_size_model(model)
+    served = flexible if flexible is not None else model
+    channels = int(model.input_shape[-1])
+    height, width = (
+        (None, None) if flexible is not None else tuple(int(d) for d in model.input_shape[1:3])
+    )
+    signature = [tf.TensorSpec((None, height, width, channels), tf.float32, name="image")]
+    info = {
+        "run": str(run_dir),
+        "checkpoint": str(folder.checkpoint_path()),
+        "format": "TensorFlow SavedModel (keras Model.export)",
+        "signature": "serve / serving_default",
+        "input": {
+            "name": "image",
+            "shape": ["batch", height or "height", width or "width", channels],
+            "dtype": "float32",
+            "any_size": flexible is not None,
+            "size_multiple_of": divisor(cfg.model),
+            "trained_on": list(model.input_shape[1:3]),
+        },
+        "output": {
+            "shape": ["batch", height or "height", width or "width", len(CLASS_NAMES)],
+            "meaning": "softmax probabilities per class",
+            "classes": list(CLASS_NAMES),
+        },
+        "preprocessing": OmegaConf.to_container(cfg.data.preprocess, resolve=True),
+    }
+    with atomic_dir(out) as tmp:
+        saved = tmp / "savedmodel"
+        served.export(str(saved), format="tf_saved_model", input_signature=signature, verbose=False)
+        write_json(tmp / EXPORT_INFO, info)
+    return info

@@ -1,0 +1,113 @@
+"""brats-seg export: a SavedModel that plain TensorFlow (no brats-seg, no Keras model code)
+loads, whose predictions equal the run's best.keras, at the training size and at another valid
+size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+
+# Runs in a fresh interpreter that imports TensorFlow only, as the README shows.
+_SERVE = """
+import sys
+import numpy as np
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+serve = model.signatures["serving_default"]
+for path in sys.argv[2:]:
+    x = np.load(path)
+    out = serve(image=tf.constant(x))["output_0"].numpy()
+    np.save(path.replace(".npy", "_out.npy"), out)
+assert "brats_seg" not in sys.modules
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "outputs"
+    out.mkdir()
+    # float32: a mixed_bfloat16 model (trainer.precision=auto on a bf16 CPU) computes in bf16 in
+    # the export too, where eager and graph execution differ by ~1e-3; float32 makes the round
+    # trip exact to 1e-5
+    result = run_cli(
+        "train",
+        "debug=tiny",
+        f"paths.output_root={out}",
+        *SMALL_UNET,
+        "trainer.epochs=1",
+        "trainer.precision=float32",
+        f"hydra.run.dir={out / 'run'}",
+        cwd=out.parent,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = out / "run"
+    done = run_cli(
+        "export",
+        f"run={run}",
+        "format=savedmodel",
+        f"out={out / 'exported'}",
+        cwd=out.parent,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "any height and width" in done.stdout
+    return run, out / "exported"
+
+
+@pytest.mark.slow
+def test_export_round_trip_equals_best_keras(exported, tmp_path):
+    from brats_seg.models.registry import build_model
+    from brats_seg.runfolder import RunFolder
+
+    run, target = exported
+    info = json.loads((target / "export.json").read_text())
+    assert info["input"]["any_size"] and info["input"]["size_multiple_of"] == 16
+    folder = RunFolder(run)
+    model = folder.load_best_model()
+    rng = np.random.default_rng(0)
+    trained = rng.normal(size=(3, *model.input_shape[1:])).astype(np.float32)
+    other = rng.normal(size=(2, 48, 64, model.input_shape[-1])).astype(np.float32)
+    np.save(tmp_path / "trained.npy", trained)
+    np.save(tmp_path / "other.npy", other)
+    served = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _SERVE,
+            str(target / "savedmodel"),
+            str(tmp_path / "trained.npy"),
+            str(tmp_path / "other.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    expected = model.predict(trained, verbose=0)
+    got = np.load(tmp_path / "trained_out.npy")
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.array_equal(got.argmax(-1), expected.argmax(-1))
+    # another size: the same architecture built for 48x64, with best.keras's weights
+    resized = build_model(folder.read_config().model, (48, 64, int(model.input_shape[-1])))
+    resized.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        np.load(tmp_path / "other_out.npy"), resized.predict(other, verbose=0), atol=1e-5
+    )
+
+
+@pytest.mark.slow
+def test_export_refuses_an_unknown_format(exported, tmp_path):
+    run, _ = exported
+    result = run_cli("export", f"run={run}", "format=onnx", f"out={tmp_path / 'x'}", cwd=tmp_path)
+    assert result.returncode != 0 and "onnx" in result.stderr and "savedmodel" in result.stderr
+    assert not (tmp_path / "x").exists()
