@@ -90,7 +90,7 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     return model if checkpoints.best_is_latest else None
 
 
-def modelmodel_summary(model) -> str:
+def model_summary(model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=120)
     return "\n".join(lines) + "\n"
