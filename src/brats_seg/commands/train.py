@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 
-def _task(cfg) -> float:
+def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from brats_seg.jobs.train import train_and_evaluate
 
     metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
-    return metrics["col_ave"]["f1"]
+    # A non-chief worker of a multi-worker run returns no metrics: the chief evaluates.
+    return metrics["col_ave"]["f1"] if metrics else None
 
 
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
+    from brats_seg.training.cluster import launched_as_non_chief
 
+    if launched_as_non_chief():
+        # Only the chief writes the run folder, Hydra's own files (.hydra/, train.log) included.
+        argv = [*argv, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
     run_hydra_app(_task, "train", "brats-seg train", argv)
     return 0
