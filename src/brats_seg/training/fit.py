@@ -54,6 +54,9 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
                             split_name="train")
     val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
                           repeat=val_steps is not None, split_name="val")
+    if replicas > 1:
+        train_ds = whole_batches(train_ds, batch, repeated=trainer.steps_per_epoch is not None)
+        val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
     if role.workers > 1:
         train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
 
@@ -126,6 +129,20 @@ def weights_fingerprint(model) -> str:
     for weight in model.get_weights():
         digest.update(weight.tobytes())
     return digest.hexdigest()[:16]
+
+
+def whole_batches(dataset, batch: int, repeated: bool):
+    """Only full batches, so that no replica gets an empty share of one.
+
+    TensorFlow 2.21's CPU convolution fails on an empty batch ("input depth must be evenly divisible by filter
+    depth"), and a last batch of 1 slice split over 2 replicas leaves one empty. A repeated stream is cut into
+    full batches across its passes (no slice is lost); a single pass drops its last, partial batch.
+    """
+    import tensorflow as tf
+
+    if repeated:
+        return dataset.rebatch(batch, drop_remainder=True)
+    return dataset.filter(lambda x, y: tf.shape(x)[0] == batch)
 
 
 def shard_by_data(dataset):
