@@ -154,3 +154,36 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if self.write_dir is None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training slices per second of each epoch, validation excluded (``last`` is the latest epoch's)."""
+
+    def __init__(self, global_batch: int):
+        super().__init__()
+        self.global_batch = global_batch
+        self.last: float | None = None
+        self._start = 0.0
+        self._batches = 0
+        self._train_seconds: float | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._start, self._batches, self._train_seconds = time.perf_counter(), 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+
+    def on_test_begin(self, logs=None):
+        import time
+
+        if self._train_seconds is None:
+            self._train_seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        seconds = self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._start
+        if seconds > 0 and self._batches:
+            self.last = self._batches * self.global_batch / seconds

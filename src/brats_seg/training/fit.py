@@ -38,7 +38,7 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     from brats_seg.data.pipeline import make_dataset
     from brats_seg.losses import TumourDice, build_loss
     from brats_seg.models import build_model
-    from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard, RunBackup
+    from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard, RunBackup, Throughput
     from brats_seg.training.optimizers import build_optimizer
 
     trainer = cfg.trainer
@@ -55,6 +55,11 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
                           repeat=val_steps is not None, split_name="val")
     if replicas > 1:
+        for name, repeated in (("train", trainer.steps_per_epoch is not None), ("val", val_steps is not None)):
+            if not repeated and prepared.slice_count(split[name]) < batch:
+                option = "steps_per_epoch" if name == "train" else "validation_steps"
+                raise ConfigError(f"trainer.batch_size={batch}: the {name} split has fewer slices, and a run on "
+                                  f"{replicas} replicas uses full batches only; set trainer.{option}")
         train_ds = whole_batches(train_ds, batch, repeated=trainer.steps_per_epoch is not None)
         val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
     if role.workers > 1:
@@ -84,7 +89,8 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     checkpoints = BestAndLastCheckpoint(run_dir / CHECKPOINT_DIR, monitor=monitor,
                                         mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last),
                                         write_folder=None if chief else scratch / CHECKPOINT_DIR)
-    callbacks = [checkpoints, nan_guard, *extra_callbacks]
+    throughput = Throughput(batch)
+    callbacks = [checkpoints, nan_guard, throughput, *extra_callbacks]
     if chief:
         callbacks.insert(1, keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True))
     if int(trainer.epochs) > 1:
@@ -108,7 +114,8 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     fingerprint = weights_fingerprint(model)
     log.info("%s: weights after training: %s", role.name, fingerprint)
     if chief:
-        folder.update(weights_fingerprint=fingerprint)
+        # Slices per second of the last epoch's training steps (the first epoch also builds the graph).
+        folder.update(weights_fingerprint=fingerprint, train_slices_per_s=throughput.last)
     # A model of a multi-worker strategy predicts collectively, with every worker; the chief evaluates alone,
     # from the checkpoint.
     return model if checkpoints.best_is_latest and role.workers == 1 else None
