@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         predicted = time.perf_counter() - before
     total = time.perf_counter() - start
 
-    print(f"check_gpu: GPU {status.get('device')}; policy {status.get('precision')}; "
+    print(f"check_gpu: device {status.get('device')}; policy {status.get('precision')}; "
           f"{status.get('params'):,} parameters")
     print(f"check_gpu: training {status.get('train_slices_per_s') or float('nan'):.1f} slices/s at 240x240 "
           f"(batch {args.batch}, last epoch); train + evaluate {trained - start:.0f} s")
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
               f"included: {depth / predicted:.1f} slices/s")
     else:
         print("check_gpu: no real volume to predict (pass --data); the job's evaluation predicted its test cases")
-    peaks = ", ".join(f"{peak:.2f} GiB" for peak in peak_memory_gib())
+    peaks = ", ".join(f"{peak:.2f} GiB" for peak in peak_memory_gib()) or "n/a (no GPU)"
     print(f"check_gpu: peak GPU memory {peaks}; total {total:.0f} s (budget {BUDGET_S} s); run folder {run_dir}")
     if total > BUDGET_S:
         print(f"check_gpu: took longer than {BUDGET_S} s; try --steps 200 or --batch 8", file=sys.stderr)
