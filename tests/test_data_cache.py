@@ -108,10 +108,12 @@ def test_second_prepare_decodes_nothing_and_settings_change_the_key(root, tmp_pa
     # unused options do not change the key
     same = prepare_data(data_cfg(root, tmp_path / "cache", **{"preprocess.crop.size": [48, 48]}))
     assert same.cache_dir == first.cache_dir
-    # touching a file (new mtime) does
+    # the key follows the files' content: touching a file (new mtime) does not change it
     seg = root / "Brats18_B_1" / "Brats18_B_1_seg.nii.gz"
     os.utime(seg, ns=(seg.stat().st_atime_ns, seg.stat().st_mtime_ns + 10**9))
-    assert prepare_data(cfg).cache_dir != first.cache_dir
+    before = nifti.decode_count()
+    assert prepare_data(cfg).cache_dir == first.cache_dir
+    assert nifti.decode_count() == before
 
 
 def test_two_workers_build_the_same_cache(root, tmp_path):
@@ -221,8 +223,11 @@ def test_composed_brats_config(root, tmp_path):
         prepare_data(missing.data)
 
 
-def test_volume_cache_decodes_once(root, tmp_path):
-    cfg = data_cfg(root, tmp_path / "cache", **{"preprocess.crop.enabled": True, "preprocess.crop.size": [32, 16]})
+def test_volume_cache_decodes_once(tmp_path):
+    # 40x40 slices cropped to 32x32: the crop cuts a little brain, no tumour
+    root = make_root(tmp_path / "data", shape=(40, 40, 16))
+    cfg = data_cfg(root, tmp_path / "cache",
+                   **{"preprocess.crop.enabled": True, "preprocess.crop.size": [32, 32]})
     prepared = prepare_data(cfg)
     case = next(c for c in find_cases(root) if c.case_id == "Brats18_B_1")
     loaded = nifti.load_case(case)
@@ -234,10 +239,11 @@ def test_volume_cache_decodes_once(root, tmp_path):
     assert nifti.decode_count() - before == 5
     for volume in (first, again):
         x, classes, meta = volume
-        assert x.dtype == np.float32 and x.shape == (16, 32, 16, 4)
+        assert x.dtype == np.float32 and x.shape == (16, 32, 32, 4)
         np.testing.assert_array_equal(x, prep.x.astype(np.float16).astype(np.float32))
         np.testing.assert_array_equal(classes, loaded.seg)
-        assert meta["crop_box"] == list(prep.crop_box) and meta["full_shape"] == list(SHAPE)
+        assert meta["crop_box"] == list(prep.crop_box) and meta["full_shape"] == [40, 40, 16]
+        assert meta["crop_cut"]["brain"] == prep.cut_brain > 0 and meta["crop_cut"]["tumour"] == 0
     assert not list((prepared.cache_dir / "volumes").glob(".*"))  # no temporary folder left
 
 

@@ -71,3 +71,40 @@ def test_fingerprint_depends_on_content_not_layout():
     changed[1, 2, 3, 0] += 1
     assert content_fingerprint(changed) != fp
     assert content_fingerprint(image.reshape(5, 6, 4, 4)) != fp
+
+
+def test_patient_id_of_brats_2023_names():
+    from brats_seg.data.split import patient_id
+
+    assert patient_id("BraTS-GLI-00123-001") == "BraTS-GLI-00123"
+    for task in ("MEN", "MET", "PED", "SSA"):
+        assert patient_id(f"BraTS-{task}-00007-000") == f"BraTS-{task}-00007"
+    for other in ("BraTS2021_00123", "Brats18_2013_2_1", "BraTS-GLI-0012-000", "BraTS-GLI-00123"):
+        assert patient_id(other) is None
+
+
+def test_timepoints_of_one_patient_share_a_split_and_link_with_content_duplicates():
+    from brats_seg.data.split import group_cases
+
+    fps = fingerprints(6)
+    fps.update({"BraTS-GLI-00005-000": "a", "BraTS-GLI-00005-001": "b", "BraTS-GLI-00005-002": "c",
+                "BraTS2021_00005": "a",  # the first timepoint again, under its 2021 name
+                "BraTS-MEN-00005-000": "d"})  # another task: another patient
+    groups = group_cases(fps)
+    patient = ["BraTS-GLI-00005-000", "BraTS-GLI-00005-001", "BraTS-GLI-00005-002",
+               "BraTS2021_00005"]
+    assert patient in groups
+    assert ["BraTS-MEN-00005-000"] in groups and len(groups) == 8
+    for seed in range(25):
+        split = split_cases(fps, (0.6, 0.2, 0.2), seed)
+        where = {case: name for name, cases in split.items() for case in cases}
+        assert len({where[c] for c in fps if "00005" in c and "MEN" not in c}) == 1
+
+
+def test_distinct_scans_keeps_one_of_each_duplicate():
+    from brats_seg.data.split import distinct_scans
+
+    fps = {"BraTS2021_00000": "a", "BraTS-GLI-00000-000": "a", "BraTS2021_00014": "b"}
+    kept, dropped = distinct_scans(list(fps), fps)
+    assert kept == ["BraTS-GLI-00000-000", "BraTS2021_00014"]
+    assert dropped == {"BraTS2021_00000": "BraTS-GLI-00000-000"}

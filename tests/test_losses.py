@@ -317,3 +317,62 @@ def test_loss_labels():
                 "weighted": "weighted", "exp_log": "exp_log", "focal": "focal", "tversky": "tversky"}
     for name, label in expected.items():
         assert loss_label(load(name)) == label
+
+
+# ------------------------------------ values from outside this file's formulas (issue 14, item 7)
+# Two pixels: class 0 predicted (0.5, 0.5, 0, 0) and class 2 predicted (0.1, 0.1, 0.6, 0.2).
+HAND_Y = np.array([[[[1, 0, 0, 0], [0, 0, 1, 0]]]], dtype=float)
+HAND_P = np.array([[[[0.5, 0.5, 0, 0], [0.1, 0.1, 0.6, 0.2]]]], dtype=float)
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_bce_focal_and_weighted_ce_equal_keras_own_losses(seed):
+    y, p = example(seed)
+    y32, p32 = y.astype("float32"), p.astype("float32")
+    per_pixel_bce = keras.ops.convert_to_numpy(keras.losses.binary_crossentropy(y32, p32))
+    keras_bce = float(np.mean(per_pixel_bce))
+    assert float(L.binary_crossentropy(y32, p32)) == pytest.approx(keras_bce, abs=1e-5)
+    bce_dice = value(L.BCEDiceLoss(), y, p) - value(L.DiceLoss(), y, p)
+    assert bce_dice == pytest.approx(keras_bce, abs=1e-5)
+    keras_focal = keras.losses.CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0)(y32, p32)
+    focal = value(L.FocalLoss(gamma=2.0, alpha=0.25), y, p)
+    assert focal == pytest.approx(float(keras_focal), abs=1e-5)
+    weights = np.array([0.5, 3.0, 1.5, 2.0])
+    per_pixel = keras.ops.convert_to_numpy(keras.losses.categorical_crossentropy(y32, p32))
+    keras_weighted = float(np.mean(per_pixel * (y @ weights)))  # true class's weight times CE
+    weighted = value(L.WeightedCrossEntropy(list(weights)), y, p)
+    assert weighted == pytest.approx(keras_weighted, abs=1e-5)
+
+
+def test_hand_values_on_two_pixels():
+    y, p = HAND_Y, HAND_P
+    ln2, ln06 = 0.6931472, 0.5108256  # -ln 0.5, -ln 0.6
+    # BCE over the 8 one-hot entries: pixel 1 gives ln2 + ln2 (p=0.5 for y=1 and for y=0),
+    # pixel 2 gives -ln 0.9 twice (classes 0, 1), -ln 0.6 (class 2) and -ln 0.8 (class 3); the
+    # clipped zeros give ~1e-7.
+    bce = (2 * ln2 + 2 * 0.1053605 + ln06 + 0.2231436) / 8
+    ours = float(L.binary_crossentropy(y.astype("float32"), p.astype("float32")))
+    assert ours == pytest.approx(bce, abs=1e-5)
+    # Dice over the flattened tensor: sum(y*p) = 0.5 + 0.6, sum(y) = 2, sum(p) = 2
+    # -> 1 - 2.2/4 = 0.45
+    assert value(L.DiceLoss(), y, p) == pytest.approx(0.45, abs=1e-6)
+    # ell(alpha=0.2) = 0.2 * BCE + 0.8 * Dice loss
+    assert value(L.ELLLoss(alpha=0.2), y, p) == pytest.approx(0.2 * bce + 0.8 * 0.45, abs=1e-5)
+    # weighted CE, weights (1, 2, 3, 4): mean of 1 * -ln 0.5 and 3 * -ln 0.6 = 1.1128120
+    weighted = value(L.WeightedCrossEntropy([1.0, 2.0, 3.0, 4.0]), y, p)
+    assert weighted == pytest.approx(1.1128120, abs=1e-5)
+    # focal (alpha 0.25, gamma 2): pixel 1: 0.25 * 0.5**2 * ln2 = 0.0433217;
+    # pixel 2: 0.25 * 0.4**2 * ln(1/0.6) = 0.0204330; mean 0.0318774
+    assert value(L.FocalLoss(), y, p) == pytest.approx((0.0433217 + 0.0204330) / 2, abs=1e-6)
+    # Tversky (alpha 0.3 on FP, beta 0.7 on FN): class 0 TP 0.5 FP 0.1 FN 0.5 -> 0.5/0.88;
+    # class 1 TP 0 -> 0; class 2 TP 0.6 FP 0 FN 0.4 -> 0.6/0.88; class 3 TP 0 -> 0;
+    # loss 1 - (1.1/0.88)/4 = 0.6875
+    assert value(L.TverskyLoss(alpha=0.3, beta=0.7), y, p) == pytest.approx(0.6875, abs=1e-5)
+    # exp_log (Wong et al.; smooth 1, gammas 0.3, w_dice 0.8, w_cross 0.2, label weights
+    # (1, 2, 3, 4)):
+    # Dice per class (2*sum(y*p) + 1) / (sum(y) + sum(p) + 1): 2/2.6, 1/1.6, 2.2/2.6, 1/1.2;
+    # (-ln Dice) ** 0.3: 0.6693780, 0.7973158, 0.5845977, 0.6001384 -> mean 0.6628575;
+    # cross terms w_l * (-ln p_l) ** 0.3: 1 * 0.6931472**0.3 = 0.8958755,
+    # 3 * 0.5108256**0.3 = 2.4524663
+    # -> mean 1.6741709; L = 0.8 * 0.6628575 + 0.2 * 1.6741709 = 0.8651202
+    assert value(L.ExpLogLoss([1.0, 2.0, 3.0, 4.0]), y, p) == pytest.approx(0.8651202, abs=1e-5)

@@ -19,7 +19,7 @@ ET_LABEL = {"brats2021": 4, "brats2023": 3}
 # The study's "croped" and "5channel" preprocessing, so that predict must read both from the run folder: with
 # today's defaults (240x240x4) the model would refuse the slices, and the crop must be put back in place.
 RUN_PREPROCESSING = ["data.preprocess.fifth_channel=flair_edges", "data.preprocess.crop.enabled=true",
-                     "data.preprocess.crop.size=[192,160]"]
+                     "data.preprocess.crop.size=[160,192]"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_training_on_real_cases_writes_every_artifact(real_run):
     together = [s for s, cases in split.items() if {"BraTS2021_00000", "BraTS-GLI-00000-000"} & set(cases)]
     assert len(together) == 1  # the duplicate pair stays in one split
     metrics = json.loads((real_run / "metrics.json").read_text())
-    # every pixel of the test volumes' selected slices pooled, on the 192x160 crop the model saw
+    # every pixel of the test volumes' selected slices pooled, on the 160x192 crop the model saw
     assert metrics["test_pixels"] % (192 * 160) == 0 and metrics["test_pixels"] > 0
 
 
@@ -79,7 +79,8 @@ def test_each_output_overlays_its_input_in_its_own_label_convention(predictions,
         written = nib.load(str(out / file_name))
         source = _source(real_data_root, case)
         data = np.asarray(written.dataobj)
-        assert data.dtype == np.uint8 and data.shape == source.shape  # the 192x160 crop is back on the 240x240 grid
+        # the 160x192 crop is back on the 240x240 grid
+        assert data.dtype == np.uint8 and data.shape == source.shape
         assert np.allclose(written.affine, source.affine)
         assert written.header.get_zooms() == source.header.get_zooms()
         allowed = {0, 1, 2, ET_LABEL[convention]}
@@ -136,8 +137,11 @@ def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
     result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     scored = json.loads((tmp_path / "metrics.json").read_text())
-    assert len(scored["per_patient"]) == 2
+    # the three other reference cases score 0 and are listed
+    assert len(scored["per_patient"]) == 5 and len(scored["missing"]) == 3
     for patient in scored["per_patient"]:
+        if patient.get("missing"):
+            continue
         for region in ("WT", "TC", "ET"):
             assert patient[region]["dice"] == 1.0 and patient[region]["hd95"] == 0.0
 
@@ -148,7 +152,7 @@ def test_model_input_is_the_runs_preprocessing(real_run):
     import brats_seg.losses  # noqa: F401  (registers the loss classes the checkpoint names)
 
     model = keras.models.load_model(real_run / "checkpoints" / "best.keras")
-    assert tuple(model.input_shape[1:]) == (192, 160, 5)
+    assert tuple(model.input_shape[1:]) == (160, 192, 5)
 
 
 def test_predict_refuses_slices_of_another_size(real_data_root, tmp_path):
@@ -213,3 +217,36 @@ def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path)
     assert result.returncode == 1
     assert "BraTS2021_00014_seg.nii.gz: affine differs" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "scores" / "metrics.json").exists()
+
+
+def test_predict_submission_naming_writes_what_evaluate_scores(real_run, real_data_root, tmp_path):
+    out = tmp_path / "submission"
+    case = real_data_root / "BraTS-GLI-00000-000"
+    result = run_cli("predict", f"run={real_run}", f"input={case}",
+                     f"output={out}", "naming=submission", "montage_slices=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["BraTS-GLI-00000-000.nii.gz"]
+    written = nib.load(str(out / "BraTS-GLI-00000-000.nii.gz"))
+    assert written.shape == (240, 240, 155)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
+    scored = run_cli("evaluate", f"pred={out}", f"ref={real_data_root}",
+                     f"out={tmp_path / 'scores'}", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
+    assert "BraTS-GLI-00000-000" not in metrics["missing"] and len(metrics["missing"]) == 4
+    bad = run_cli("predict", f"run={real_run}", f"input={real_data_root}", f"output={out}",
+                  "naming=bids", cwd=tmp_path)
+    assert bad.returncode == 1 and "naming must be one of brats, submission" in bad.stderr
+
+
+def test_evaluate_says_when_it_falls_back_to_the_last_checkpoint(real_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(real_run, run_dir)
+    (run_dir / "checkpoints" / "best.keras").unlink()
+    result = run_cli("evaluate", f"run={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "evaluated last.keras" in result.stdout and "no best.keras" in result.stdout
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["evaluated_checkpoint"] == "last.keras"
+    assert "no best.keras" in status["checkpoint_note"]
+    assert "no best.keras" in json.loads((run_dir / "metrics.json").read_text())["checkpoint_note"]

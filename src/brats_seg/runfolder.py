@@ -150,8 +150,8 @@ class RunFolder:
         """``path/name``, or a one-line RunError saying this is not (yet) a usable run folder."""
         path = self.path / name
         if not path.exists():
-            hint = f" ({what})" if what else ""
-            raise RunError(f"{self.path}: no {name}{hint}; is this a brats-seg run folder?")
+            hint = f", {what}" if what else ""
+            raise RunError(f"{self.path}: not a brats-seg run folder (no {name}{hint})")
         return path
 
     def read_config(self):

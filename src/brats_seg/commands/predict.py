@@ -9,7 +9,8 @@ def _task(cfg) -> None:
     from brats_seg.inference.predict import predict_cases
 
     result = predict_cases(Path(cfg.run), Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
-                           montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule)
+                           montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule,
+                           naming=cfg.get("naming", "brats"))
     print(f"{len(result['cases'])} case(s) segmented into {result['output']}")
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():

@@ -11,9 +11,13 @@ Layout under ``data.cache_dir``::
         volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16, classes.npy (X, Y, Z)
     locks/<name>-<key>.lock        serialises builders of the same key (two sweep jobs)
 
-The key hashes, per case, its id, convention and every file's absolute path, size and mtime (no decoding
-needed to recognise a cache), plus the effective preprocessing and selection settings and the cache format.
+The key hashes, per case, its id, convention and every file's absolute path and the sha256 of
+its bytes (streamed, no decoding; a file edited with its size and mtime kept is noticed), plus the
+effective preprocessing, label and selection settings, the cache format and PREPROCESS_VERSION, the
+version of the code's output that tests/test_preprocess_version.py ties to a fixed case.
 A cache is built in a hidden temporary folder and renamed into place only when every case succeeded.
+Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
+full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.
 
 Worker processes import no TensorFlow themselves. They are forked (fast, inherits the imported modules) unless the
 parent has already imported TensorFlow, whose thread pools make ``fork`` unsafe; then ``forkserver`` is used
@@ -39,7 +43,7 @@ import numpy as np
 from brats_seg.atomic import atomic_dir, write_json
 from brats_seg.data import nifti
 from brats_seg.data.discovery import MODALITIES, CaseFiles
-from brats_seg.data.preprocess import preprocess_case
+from brats_seg.data.preprocess import PREPROCESS_VERSION, preprocess_case
 from brats_seg.data.selection import class_pixel_counts, select_slices
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.data.split import content_fingerprint
@@ -60,13 +64,16 @@ class Volume(NamedTuple):
 
 # ----------------------------------------------------------------------------------------------- key and index
 
-def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings, selection: SelectionSettings) -> str:
-    """16 hex digits identifying the data (file identities) and the settings that shape the cache."""
+def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings,
+              selection: SelectionSettings, resection_cavity: str = "error") -> str:
+    """16 hex digits identifying the data (file contents) and the settings that shape the cache."""
     payload = {
         "format": FORMAT_VERSION,
+        "preprocess_version": PREPROCESS_VERSION,
         "x_dtype": np.dtype(X_DTYPE).name,
         "preprocess": preprocess.as_dict(),
         "selection": selection.as_dict(),
+        "labels": {"resection_cavity": resection_cavity},
         "cases": [[c.case_id, c.convention, [_file_identity(p) for p in c.files]]
                   for c in sorted(cases, key=lambda c: c.case_id)],
     }
@@ -74,16 +81,63 @@ def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings, select
 
 
 def _file_identity(path: Path) -> list:
+    return [str(path.resolve()), file_sha256(path)]
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
     try:
-        stat = path.stat()
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror})") from None
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    return digest.hexdigest()
 
 
 def read_index(cache_path: Path) -> dict:
-    with open(cache_path / INDEX_FILE, encoding="utf-8") as fh:
-        return json.load(fh)
+    path = cache_path / INDEX_FILE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: damaged cache index ({type(err).__name__}); delete {cache_path} "
+                        "to rebuild it") from None
+
+
+def npy_damage(path: Path) -> str | None:
+    """Why a ``.npy`` file cannot be what its header says (missing, unreadable header, wrong
+    length), or None."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(fh)
+            offset = fh.tell()
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as err:
+        return f"unreadable header ({type(err).__name__})"
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if size != expected:
+        return f"{size} bytes where its header needs {expected}"
+    return None
+
+
+def damaged_entries(cache_path: Path, case_ids: Iterable[str]) -> dict[str, tuple[Path, str]]:
+    """``{case_id: (first damaged file, why)}`` over the slice arrays of ``case_ids``."""
+    damaged = {}
+    for case_id in case_ids:
+        for name in ("x.npy", "y.npy"):
+            path = case_dir(cache_path, case_id) / name
+            why = npy_damage(path)
+            if why:
+                damaged[case_id] = (path, why)
+                break
+    return damaged
 
 
 def is_complete(cache_path: Path) -> bool:
@@ -110,12 +164,14 @@ def write_index(cache_path: Path, index: dict) -> None:
 # ------------------------------------------------------------------------------------------------------- build
 
 def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], preprocess: PreprocessSettings,
-                selection: SelectionSettings, workers: int = 1) -> Path:
-    """Return the complete cache folder for these cases and settings, building it first if needed."""
+                selection: SelectionSettings, workers: int = 1,
+                resection_cavity: str = "error") -> Path:
+    """Return the complete cache folder for these cases and settings, building it first if needed
+    (and rebuilding any case entry whose arrays are damaged)."""
     cache_dir = Path(cache_dir).resolve()
-    key = cache_key(cases, preprocess, selection)
+    key = cache_key(cases, preprocess, selection, resection_cavity)
     final = cache_dir / f"{name}-{key}"
-    if is_complete(final):
+    if is_complete(final) and not damaged_entries(final, [c.case_id for c in cases]):
         return final
     from filelock import FileLock, Timeout
 
@@ -128,35 +184,59 @@ def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], 
         lock.acquire()
     try:
         if is_complete(final):
+            _repair_locked(final, cases, preprocess, selection, resection_cavity)
             return final
-        _build_locked(cache_dir, final, name, root, key, cases, preprocess, selection, workers)
+        _build_locked(cache_dir, final, name, root, key, cases, preprocess, selection, workers,
+                      resection_cavity)
     finally:
         lock.release()
     return final
 
 
+def _repair_locked(final: Path, cases: list[CaseFiles], preprocess: PreprocessSettings,
+                   selection: SelectionSettings, resection_cavity: str) -> None:
+    """Rebuild, one by one, the case entries whose arrays are damaged (the files behind the key are
+    unchanged, so each entry comes out as it was)."""
+    by_id = {c.case_id: c for c in cases}
+    for case_id, (path, why) in sorted(damaged_entries(final, list(by_id)).items()):
+        print(f"brats-seg: warning: {path}: damaged cache file ({why}); rebuilding case {case_id}",
+              file=sys.stderr)
+        with atomic_dir(case_dir(final, case_id), prefix=f".rebuild-{case_id}-") as tmp:
+            build_case_entry(by_id[case_id], preprocess, selection, str(tmp), resection_cavity)
+            # build_case_entry writes <out>/cases/<id>/: lift its files to the new folder's top
+            built = case_dir(tmp, case_id)
+            for item in built.iterdir():
+                os.replace(item, tmp / item.name)
+            shutil.rmtree(tmp / "cases")
+
+
 def _build_locked(cache_dir: Path, final: Path, name: str, root: Path, key: str, cases: list[CaseFiles],
-                  preprocess: PreprocessSettings, selection: SelectionSettings, workers: int) -> None:
+                  preprocess: PreprocessSettings, selection: SelectionSettings, workers: int,
+                  resection_cavity: str) -> None:
     # Holding the lock, any leftover temporary folder of this key belongs to a builder that died.
     for stale in cache_dir.glob(f".building-{final.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(final, prefix=f".building-{final.name}-") as tmp:
-        metas = _build_entries(cases, preprocess, selection, tmp, workers, desc=f"caching {name} slices")
+        metas = _build_entries(cases, preprocess, selection, tmp, workers, f"caching {name} slices",
+                               resection_cavity)
+        warn_cut_brain(metas)
         write_index(tmp, {
             "format": FORMAT_VERSION,
+            "preprocess_version": PREPROCESS_VERSION,
             "key": key,
             "name": name,
             "root": str(Path(root).resolve()),
             "x_dtype": np.dtype(X_DTYPE).name,
             "preprocess": preprocess.as_dict(),
             "selection": selection.as_dict(),
+            "labels": {"resection_cavity": resection_cavity},
             "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
         })
         # an existing folder without index.json is not a cache (e.g. emptied by hand) and is replaced
 
 
 def _build_entries(cases: list[CaseFiles], preprocess: PreprocessSettings, selection: SelectionSettings,
-                   out: Path, workers: int, desc: str) -> list[dict]:
+                   out: Path, workers: int, desc: str, resection_cavity: str) -> list[dict]:
     from tqdm import tqdm
 
     workers = max(1, min(workers, len(cases)))
@@ -164,16 +244,19 @@ def _build_entries(cases: list[CaseFiles], preprocess: PreprocessSettings, selec
         if workers == 1:
             metas = []
             for case in cases:
-                metas.append(build_case_entry(case, preprocess, selection, str(out))[0])
+                meta, _ = build_case_entry(case, preprocess, selection, str(out), resection_cavity)
+                metas.append(meta)
                 bar.update()
             return metas
-        return _build_in_pool(cases, preprocess, selection, out, workers, bar)
+        return _build_in_pool(cases, preprocess, selection, out, workers, bar, resection_cavity)
 
 
-def _build_in_pool(cases, preprocess, selection, out: Path, workers: int, bar) -> list[dict]:
+def _build_in_pool(cases, preprocess, selection, out: Path, workers: int, bar,
+                   resection_cavity: str) -> list[dict]:
     metas = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
-        pending = {pool.submit(build_case_entry, case, preprocess, selection, str(out)) for case in cases}
+        pending = {pool.submit(build_case_entry, case, preprocess, selection, str(out),
+                               resection_cavity) for case in cases}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -189,19 +272,34 @@ def _build_in_pool(cases, preprocess, selection, out: Path, workers: int, bar) -
     return metas
 
 
+def warn_cut_brain(metas: list[dict]) -> None:
+    """One warning line per case whose crop box leaves brain voxels out."""
+    for meta in sorted(metas, key=lambda m: m["case_id"]):
+        cut = (meta.get("crop_cut") or {}).get("brain")
+        if cut:
+            print(f"brats-seg: warning: case {meta['case_id']}: the crop box {meta['crop_box']} "
+                  f"cuts {cut} brain voxel(s) (no tumour)", file=sys.stderr)
+
+
 def worker_context() -> multiprocessing.context.BaseContext:
     """``fork`` while TensorFlow is not imported (cheap start); ``forkserver`` once it is (fork is unsafe then)."""
     return multiprocessing.get_context("forkserver" if "tensorflow" in sys.modules else "fork")
 
 
 def build_case_entry(case: CaseFiles, preprocess: PreprocessSettings, selection: SelectionSettings,
-                     out: str) -> tuple[dict, int]:
+                     out: str, resection_cavity: str = "error") -> tuple[dict, int]:
     """Decode, preprocess and select one case and write its entry; returns (meta, NIfTI decodes done)."""
     before = nifti.decode_count()
-    loaded = nifti.load_case(case)
+    loaded = nifti.load_case(case, resection_cavity)
     if loaded.seg is None:
         raise DataError(f"{case.folder}: case {case.case_id} has no segmentation; needed for training")
     prep = preprocess_case(loaded, preprocess)
+    if prep.cut_tumour:
+        height, width = preprocess.crop_size
+        raise DataError(f"case {case.case_id}: the crop {height}x{width} "
+                        f"(box {list(prep.crop_box)}) cuts {prep.cut_tumour} tumour voxel(s), "
+                        "which would be certain false "
+                        "negatives; set a larger data.preprocess.crop.size")
     selected = select_slices(prep.y, prep.brain_pixels, selection)
     y = prep.y[selected]
     meta = {
@@ -211,6 +309,8 @@ def build_case_entry(case: CaseFiles, preprocess: PreprocessSettings, selection:
         "files": case_file_map(case),
         "fingerprint": content_fingerprint(loaded.image),
         "crop_box": list(prep.crop_box) if prep.crop_box else None,
+        "crop_cut": {"brain": prep.cut_brain, "tumour": prep.cut_tumour},
+        "resection_cavity": resection_cavity,
         "full_shape": list(prep.full_shape),
         "slice_shape": list(prep.x.shape[1:]),
         "num_slices": int(prep.x.shape[0]),
@@ -303,6 +403,10 @@ def read_slices(cache_path: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def _load_npy(path: Path) -> np.ndarray:
+    why = npy_damage(path)
+    if why:
+        raise DataError(f"{path}: damaged cache file ({why}); run the command again to rebuild "
+                        f"it, or delete {path.parent.parent.parent}")
     try:
         return np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot memory-map an array with no elements
@@ -314,10 +418,17 @@ def _load_npy(path: Path) -> np.ndarray:
 def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) -> Volume:
     """A case's whole preprocessed volume; decoded from NIfTI on first use, then read from the cache."""
     folder = cache_path / "volumes" / meta["case_id"]
-    if (folder / "classes.npy").is_file():
-        x = np.load(folder / "x.npy").astype(np.float32)
-        return Volume(x, np.load(folder / "classes.npy"), meta)
-    loaded = nifti.load_case(case_from_meta(meta))
+    if folder.is_dir():
+        files = (folder / "x.npy", folder / "classes.npy")
+        damage = [(path, why) for path in files if (why := npy_damage(path))]
+        if not damage:
+            x = np.load(folder / "x.npy").astype(np.float32)
+            return Volume(x, np.load(folder / "classes.npy"), meta)
+        path, why = damage[0]
+        print(f"brats-seg: warning: {path}: damaged volume cache file ({why}); rebuilding it",
+              file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+    loaded = nifti.load_case(case_from_meta(meta), meta.get("resection_cavity", "error"))
     prep = preprocess_case(loaded, preprocess)
     x = prep.x.astype(X_DTYPE)
     _write_volume(folder, x, loaded.seg)
@@ -329,8 +440,13 @@ def _write_volume(folder: Path, x: np.ndarray, classes: np.ndarray) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        np.save(tmp / "x.npy", x)
-        np.save(tmp / "classes.npy", np.ascontiguousarray(classes, dtype=np.uint8))
+        try:
+            np.save(tmp / "x.npy", x)
+            np.save(tmp / "classes.npy", np.ascontiguousarray(classes, dtype=np.uint8))
+        except OSError as err:  # e.g. a full disk: the volume is only a cache, so carry on
+            print(f"brats-seg: warning: {folder}: volume not cached ({err.strerror or err})",
+                  file=sys.stderr)
+            return
         try:
             os.rename(tmp, folder)
         except OSError:

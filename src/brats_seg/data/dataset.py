@@ -11,7 +11,7 @@ import numpy as np
 
 from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
-from brats_seg.data.labels import NUM_CLASSES
+from brats_seg.data.labels import NUM_CLASSES, check_resection_cavity
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
 from brats_seg.data.split import split_cases, split_fractions
 from brats_seg.errors import ConfigError, DataError
@@ -102,7 +102,10 @@ def prepare_data(data_cfg: Any) -> PreparedData:
         raise ConfigError("data.cache_dir is not set")
     cases = _chosen_cases(find_cases(root), cfg.get("cases"), root)
     _require_segmentations(cases)
-    path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection, workers)
+    labels = cfg.get("labels") or {}
+    resection_cavity = check_resection_cavity(labels.get("resection_cavity", "error"))
+    path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection,
+                             workers, resection_cavity)
     return PreparedData.open(path, cfg.get("split"))
 
 

@@ -2,13 +2,16 @@
 
 Classes: 0 background, 1 NCR/NET (necrotic / non-enhancing core), 2 edema, 3 ET (enhancing tumour).
 BraTS 2017-2021 store ET as label 4 (convention ``brats2021``); BraTS 2023 and later as label 3 (``brats2023``).
+BraTS 2024 post-treatment glioma data keeps the 2023 names and adds label 4, the resection cavity
+(RC), which is not a tumour class: ``resection_cavity="background"`` maps it to class 0, ``"error"``
+(the default) refuses it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from brats_seg.errors import DataError
+from brats_seg.errors import ConfigError, DataError
 
 NUM_CLASSES = 4
 CLASS_NAMES: tuple[str, ...] = ("background", "NCR/NET", "edema", "ET")
@@ -23,9 +26,23 @@ LABEL_TO_CLASS: dict[str, dict[int, int]] = {
 }
 
 
-def labels_to_classes(labels: np.ndarray, convention: str, source: str) -> np.ndarray:
+RESECTION_CAVITY_LABEL = 4  # in brats2023 naming: BraTS 2024 post-treatment resection cavity
+RESECTION_CAVITY_RULES: tuple[str, ...] = ("error", "background")
+
+
+def check_resection_cavity(rule: object) -> str:
+    if rule not in RESECTION_CAVITY_RULES:
+        raise ConfigError("data.labels.resection_cavity must be one of "
+                          f"{', '.join(RESECTION_CAVITY_RULES)}, got {rule!r}")
+    return str(rule)
+
+
+def labels_to_classes(labels: np.ndarray, convention: str, source: str,
+                      resection_cavity: str = "error") -> np.ndarray:
     """Map a segmentation of any numeric dtype to uint8 classes 0..3; ``source`` names the file in errors."""
-    mapping = LABEL_TO_CLASS[convention]
+    mapping = dict(LABEL_TO_CLASS[convention])
+    if convention == "brats2023" and check_resection_cavity(resection_cavity) == "background":
+        mapping[RESECTION_CAVITY_LABEL] = 0
     if labels.dtype.kind == "f":
         if not np.isfinite(labels).all():
             raise DataError(f"{source}: segmentation holds non-finite values (NaN or inf)")
@@ -36,14 +53,25 @@ def labels_to_classes(labels: np.ndarray, convention: str, source: str) -> np.nd
     unexpected = [v for v in values.tolist() if v not in mapping]
     if unexpected:
         shown = ", ".join(_fmt(v) for v in unexpected[:10])
-        allowed = ", ".join(str(v) for v in mapping)
-        raise DataError(f"{source}: unexpected label value(s) {shown}; {convention} file names mean labels {allowed}"
-                        f" (ET is 4 in BraTS 2017-2021 naming and 3 in BraTS 2023 naming)")
+        raise DataError(f"{source}: unexpected label value(s) {shown}; "
+                        + _label_hint(convention, unexpected, mapping))
     classes = np.zeros(labels.shape, dtype=np.uint8)
     for label, cls in mapping.items():
         if cls:
             classes[labels == label] = cls
     return classes
+
+
+def _label_hint(convention: str, unexpected: list, mapping: dict[int, int]) -> str:
+    allowed = ", ".join(str(v) for v in mapping)
+    if convention == "brats2023" and RESECTION_CAVITY_LABEL in unexpected:
+        return (f"BraTS 2023 file names mean labels {allowed} (ET is 3); label 4 with these names "
+                "is the resection cavity of BraTS 2024 post-treatment data, not a tumour class: "
+                "set data.labels.resection_cavity=background to count it as background")
+    if convention == "brats2021" and 3 in unexpected:
+        return (f"BraTS 2017-2021 file names mean labels {allowed} (ET is 4, label 3 is unused); "
+                "a file with label 3 as ET should carry BraTS 2023 names (<case>-seg.nii.gz)")
+    return f"{convention} file names mean labels {allowed}"
 
 
 def to_convention(classes: np.ndarray, convention: str) -> np.ndarray:

@@ -18,6 +18,9 @@ from brats_seg.errors import DataError, first_line
 # Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ by ~1e-6.
 AFFINE_ATOL = 1e-3
 
+# BraTS' 1 mm LPS grid, the affine written when none is given.
+DEFAULT_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+
 _decodes = 0
 
 
@@ -74,8 +77,9 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     return data, img
 
 
-def load_case(case: CaseFiles) -> LoadedCase:
-    """Decode and check a case: four images of equal shape and affine, finite voxels, a valid segmentation."""
+def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
+    """Decode and check a case: four images of equal shape and affine, finite voxels, none of them
+    empty or constant, a valid segmentation (``resection_cavity``: see data/labels.py)."""
     first_path = case.images[MODALITIES[0]]
     channels = []
     first_img = None
@@ -88,6 +92,7 @@ def load_case(case: CaseFiles) -> LoadedCase:
                 raise DataError(f"{path}: {bad} non-finite voxel(s) (NaN or inf)")
         elif data.dtype.kind not in "iub":
             raise DataError(f"{path}: image has non-numeric dtype {data.dtype}")
+        check_not_blank(path, data)
         if first_img is None:
             first_img = img
         else:
@@ -98,7 +103,7 @@ def load_case(case: CaseFiles) -> LoadedCase:
     if case.seg is not None:
         labels, seg_img = read_nifti(case.seg)
         check_geometry(case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine)
-        seg = labels_to_classes(labels, case.convention, str(case.seg))
+        seg = labels_to_classes(labels, case.convention, str(case.seg), resection_cavity)
     zooms = first_img.header.get_zooms()[:3]
     return LoadedCase(
         case=case,
@@ -108,6 +113,22 @@ def load_case(case: CaseFiles) -> LoadedCase:
         header=first_img.header.copy(),
         spacing=tuple(float(z) for z in zooms),
     )
+
+
+def check_not_blank(path: Path, data: np.ndarray) -> None:
+    """Refuse an image with no non-zero voxel, or one value everywhere: nothing to learn from or
+    normalise."""
+    if data.size == 0:
+        raise DataError(f"{path}: image has no voxels")
+    low, high = data.min(), data.max()
+    if low == high:
+        what = ("no non-zero voxel (an empty scan)" if low == 0
+                else f"the same value {_number(low)} in every voxel")
+        raise DataError(f"{path}: image has {what}; a modality must show the brain")
+
+
+def _number(value) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
 
 
 def _stack_channels(channels: list[np.ndarray]) -> np.ndarray:
@@ -129,7 +150,7 @@ def check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path,
                         f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}")
 
 
-def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray,
+def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray = DEFAULT_AFFINE,
                 header: nib.Nifti1Header | None = None, description: str | None = None) -> Path:
     """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
 

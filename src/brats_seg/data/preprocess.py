@@ -19,6 +19,12 @@ from brats_seg.data.settings import PreprocessSettings
 
 FLAIR_CHANNEL = 3
 
+# The version of what load_case + preprocess_case + slice selection produce from given files and
+# settings; part of the cache key. Bump it with any change to their output:
+# tests/test_preprocess_version.py pins a fixed case's output hash to this number and fails when the
+# output changes and the number does not.
+PREPROCESS_VERSION = 1
+
 
 @dataclass
 class PreprocessedCase:
@@ -28,6 +34,8 @@ class PreprocessedCase:
     crop_box: CropBox | None      # None when cropping is off
     full_shape: tuple[int, int, int]  # (X, Y, Z) of the original volume
     brain_pixels: np.ndarray      # (Z,) int64: non-zero image pixels per (cropped) slice
+    cut_brain: int = 0            # brain voxels (non-zero in any modality) outside the crop box
+    cut_tumour: int | None = None  # tumour voxels (class > 0) outside the box; None without a seg
 
 
 def normalize(vol: np.ndarray, mask: np.ndarray, method: str,
@@ -91,7 +99,12 @@ def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | Prep
         x[..., c] = volume_to_slices(view(channel))
     y = volume_to_slices(view(loaded.seg)).copy() if loaded.seg is not None else None
     brain_pixels = np.count_nonzero(view(brain), axis=(0, 1)).astype(np.int64)
-    return PreprocessedCase(loaded.case_id, x, y, box, full_shape, brain_pixels)
+    cut_brain = int(np.count_nonzero(brain)) - int(brain_pixels.sum())
+    cut_tumour = None
+    if loaded.seg is not None:
+        cut_tumour = int(np.count_nonzero(loaded.seg)) - int(np.count_nonzero(y))
+    return PreprocessedCase(loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain,
+                            cut_tumour)
 
 
 def _normalized_channel(vol: np.ndarray, settings: PreprocessSettings) -> np.ndarray:

@@ -1,12 +1,18 @@
 """Train/val/test split by patient.
 
-Cases whose decoded images are identical (the same patient shipped under two names, e.g. BraTS2021_00000 and
-BraTS-GLI-00000-000) share a content fingerprint and form one group, and a group never straddles two splits.
+Two cases belong to one patient group when either
+- their decoded images are identical (the same scan shipped under two names, e.g.
+  BraTS2021_00000 and BraTS-GLI-00000-000): they share a content fingerprint; or
+- their BraTS 2023/2024 names carry the same patient: ``BraTS-GLI-00123-000`` and
+  ``BraTS-GLI-00123-001`` are two timepoints of patient 00123 of the GLI task (likewise MEN, MET,
+  PED, SSA, ...).
+Groups are closed under both relations, and a group never straddles two splits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -16,6 +22,15 @@ from brats_seg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 MIN_GROUPS = len(SPLITS)
+# BraTS 2023/2024 case ids: BraTS-<task>-<patient, 5 digits>-<timepoint, 3 digits>
+_PATIENT_ID = re.compile(r"^(BraTS-[A-Za-z]+-\d{5})-\d{3}$")
+
+
+def patient_id(case_id: str) -> str | None:
+    """``BraTS-GLI-00123`` for ``BraTS-GLI-00123-001`` (task and patient); None for names without
+    one."""
+    match = _PATIENT_ID.match(case_id)
+    return match.group(1) if match else None
 
 
 def content_fingerprint(image: np.ndarray) -> str:
@@ -46,11 +61,42 @@ def split_fractions(split_cfg: Mapping[str, Any] | None) -> tuple[tuple[float, f
 
 
 def group_cases(fingerprints: Mapping[str, str]) -> list[list[str]]:
-    """Cases with equal fingerprints grouped together; groups and their members sorted by case id."""
+    """Cases with equal fingerprints or one BraTS 2023 patient id grouped together; groups and their
+    members sorted by case id."""
+    parent = {case_id: case_id for case_id in fingerprints}
+
+    def root(case_id: str) -> str:
+        while parent[case_id] != case_id:
+            parent[case_id] = parent[parent[case_id]]
+            case_id = parent[case_id]
+        return case_id
+
+    first_of: dict[tuple[str, str], str] = {}
+    for case_id in sorted(fingerprints):
+        keys = [("content", fingerprints[case_id])]
+        patient = patient_id(case_id)
+        if patient is not None:
+            keys.append(("patient", patient))
+        for key in keys:
+            other = first_of.setdefault(key, case_id)
+            parent[root(case_id)] = root(other)
     groups: dict[str, list[str]] = {}
     for case_id in sorted(fingerprints):
-        groups.setdefault(fingerprints[case_id], []).append(case_id)
+        groups.setdefault(root(case_id), []).append(case_id)
     return sorted(groups.values())
+
+
+def distinct_scans(case_ids: list[str],
+                   fingerprints: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """``case_ids`` with byte-identical duplicates dropped (the first id in sorted order is kept),
+    and ``{dropped: kept}``; a patient shipped twice is scored once."""
+    kept: dict[str, str] = {}
+    duplicates = {}
+    for case_id in sorted(case_ids):
+        first = kept.setdefault(fingerprints[case_id], case_id)
+        if first != case_id:
+            duplicates[case_id] = first
+    return [c for c in case_ids if c not in duplicates], duplicates
 
 
 def split_counts(n_groups: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:

@@ -9,9 +9,7 @@ import numpy as np
 
 from brats_seg.data.discovery import MODALITIES, CaseFiles, file_name
 from brats_seg.data.labels import to_convention
-from brats_seg.data.nifti import write_nifti
-
-DEFAULT_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+from brats_seg.data.nifti import DEFAULT_AFFINE, write_nifti
 
 
 def write_case(folder: str | os.PathLike, case_id: str, image: np.ndarray, classes: np.ndarray | None = None, *,

@@ -18,23 +18,35 @@ from brats_seg.atomic import write_json, write_text
 from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import restore_prediction
+from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
 from brats_seg.inference.slices import predict_slices
-from brats_seg.metrics.confusion import METRIC_NAMES, ConfusionAccumulator, per_class_metrics
+from brats_seg.metrics.confusion import (METRIC_NAMES, ConfusionAccumulator, collapse_note,
+                                         per_class_metrics)
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
-from brats_seg.runfolder import HISTORY_FILE, METRICS_FILE, METRICS_MD_FILE, RunFolder
+from brats_seg.runfolder import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
+                                 METRICS_MD_FILE, RunFolder)
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
                    n_overlays: int = 5) -> tuple[dict[str, Any], list[tuple]]:
-    """Metrics for ``case_ids`` and the slices with the most tumour, for overlays."""
+    """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
+
+    A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
+    the per-patient means and in the pooled matrix alike; ``duplicates`` names the dropped copies.
+    """
     confusion = ConfusionAccumulator(NUM_CLASSES)
     per_patient = []
     candidates: list[list[tuple]] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
-    for case_id in case_ids:
+    fingerprints = {c: prepared.case_meta(c)["fingerprint"] for c in case_ids}
+    scored, duplicates = distinct_scans(list(case_ids), fingerprints)
+    for case_id in duplicates:
+        log.warning("%s holds the same images as %s: scored once, as %s", case_id,
+                    duplicates[case_id], duplicates[case_id])
+    for case_id in scored:
         x, y_full, meta = prepared.load_volume(case_id)
         pred = predict_slices(model, x, batch_size)
         selected = np.asarray(meta["selected"], dtype=int)
@@ -49,15 +61,21 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         candidates.append(_tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta))
     cm = confusion.matrix
     per_class = per_class_metrics(cm)
+    if per_class["never_predicted"]:
+        log.warning("%s", collapse_note(per_class["never_predicted"]))
     metrics = {
         "per_class": {"labels": list(CLASS_NAMES), **{m: per_class[m] for m in METRIC_NAMES}},
         "col_ave": per_class["col_ave"],
         "col_ave_tumour": per_class["col_ave_tumour"],
+        "col_ave_study": per_class["col_ave_study"],
+        "never_predicted": per_class["never_predicted"],
+        "collapsed": collapse_note(per_class["never_predicted"]),
         "regions": summarise(per_patient),
         "per_patient": per_patient,
         "confusion_matrix": np.asarray(cm).tolist(),
         "empty_rule": empty_rule,
         "test_cases": list(case_ids),
+        "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
     }
     return metrics, _pick_overlays(candidates, n_overlays)
@@ -118,7 +136,11 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
     split = folder.read_split()
     if not split.get("test"):
         raise RunError(f"{run_dir}: the split has no test patients")
-    model = model if model is not None else folder.load_best_model()
+    checkpoint_note = None
+    if model is None:
+        checkpoint = folder.checkpoint_path()
+        model = folder.load_best_model()
+        checkpoint_note = fallback_note(folder, checkpoint)
     prepared = prepared if prepared is not None else prepare_data(cfg.data)
     ev = cfg.get("evaluate", {}) or {}
     metrics, overlays = evaluate_model(
@@ -126,6 +148,22 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
         empty_rule=ev.get("empty_rule", "brats"), batch_size=int(ev.get("batch_size", 16)),
         n_overlays=int(ev.get("overlays", 5)),
     )
+    if checkpoint_note:
+        metrics["checkpoint_note"] = checkpoint_note
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
+    if folder.status_path.exists():
+        folder.update(evaluated_checkpoint=LAST_CHECKPOINT if checkpoint_note else BEST_CHECKPOINT,
+                      checkpoint_note=checkpoint_note)
     return metrics
+
+
+def fallback_note(folder: RunFolder, checkpoint: Path | None) -> str | None:
+    """A line saying that the run is evaluated with its last checkpoint, having no best one; None
+    otherwise."""
+    if checkpoint is None or checkpoint.name != LAST_CHECKPOINT:
+        return None
+    note = (f"no {BEST_CHECKPOINT} in {folder.checkpoint_dir}: evaluated {LAST_CHECKPOINT}, the "
+            "model of the last epoch trained, not the best one")
+    log.warning("%s", note)
+    return note

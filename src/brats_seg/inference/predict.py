@@ -11,7 +11,7 @@ import numpy as np
 from brats_seg.atomic import write_json
 from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import REGIONS
-from brats_seg.errors import DataError
+from brats_seg.errors import ConfigError, DataError
 from brats_seg.runfolder import METRICS_FILE, RunFolder
 
 log = logging.getLogger(__name__)
@@ -29,18 +29,27 @@ def input_cases(path: Path):
         return find_cases(path)
 
 
-def output_path(case, out_dir: Path) -> Path:
-    """Where a case's predicted segmentation goes: ``<case>_seg.nii.gz``, or ``<case>-seg.nii.gz`` for 2023 names."""
+NAMINGS = ("brats", "submission")
+
+
+def output_path(case, out_dir: Path, naming: str = "brats") -> Path:
+    """Where a case's predicted segmentation goes. ``brats``: ``<case>_seg.nii.gz``, or
+    ``<case>-seg.nii.gz`` for 2023 names; ``submission``: ``<case-id>.nii.gz``, the name BraTS
+    submissions and brats-evaluate expect."""
     from brats_seg.data.discovery import file_name
 
+    if naming == "submission":
+        return out_dir / f"{case.case_id}.nii.gz"
+    if naming != "brats":
+        raise ConfigError(f"naming must be one of {', '.join(NAMINGS)}, got {naming!r}")
     return out_dir / file_name(case.case_id, "seg", case.convention)
 
 
-def check_outputs(cases, out_dir: Path) -> None:
+def check_outputs(cases, out_dir: Path, naming: str = "brats") -> None:
     """Refuse, before anything is written, an output folder where a prediction would replace an input file."""
     inputs = {p.resolve() for case in cases for p in case.files}
     for case in cases:
-        target = output_path(case, out_dir).resolve()
+        target = output_path(case, out_dir, naming).resolve()
         if target in inputs:
             raise DataError(f"output={out_dir}: writing {target.name} there would overwrite the input file {target}; "
                             "choose another output folder")
@@ -55,17 +64,19 @@ def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None
                         f"was trained on {fmt(expected)}; predict cases of the size the run was trained on")
 
 
-def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path) -> Path:
+def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path,
+                       naming: str = "brats") -> Path:
     """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
     from brats_seg.data.labels import to_convention
     from brats_seg.data.nifti import write_nifti
 
     labels = to_convention(classes_xyz, loaded.convention).astype(np.uint8)
-    return write_nifti(output_path(loaded, out_dir), labels, loaded.affine, header=loaded.header)
+    return write_nifti(output_path(loaded, out_dir, naming), labels, loaded.affine,
+                       header=loaded.header)
 
 
 def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size: int = 16, montage_slices: int = 6,
-                  empty_rule: str = "brats") -> dict[str, Any]:
+                  empty_rule: str = "brats", naming: str = "brats") -> dict[str, Any]:
     """Predict every case under ``input_path``; score those that have a segmentation."""
     from tqdm import tqdm
 
@@ -76,19 +87,24 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
     from brats_seg.viz import plots
 
     run = RunFolder(run_dir)
-    preprocess_cfg = run.read_config().data.preprocess
+    run_cfg = run.read_config()
+    preprocess_cfg = run_cfg.data.preprocess
+    resection_cavity = (run_cfg.data.get("labels") or {}).get("resection_cavity", "error")
     cases = input_cases(input_path)
-    check_outputs(cases, out_dir)
+    check_outputs(cases, out_dir, naming)
     model = run.load_best_model()
     out_dir.mkdir(parents=True, exist_ok=True)
     per_patient = []
     for case in tqdm(cases, desc="predict", unit="case"):
-        loaded = load_case(case)
+        loaded = load_case(case, resection_cavity)
         prepared = preprocess_case(loaded, preprocess_cfg)
+        if prepared.cut_brain:
+            tqdm.write(f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
+                       f"{prepared.cut_brain} brain voxel(s), predicted as background")
         check_slice_shape(case.case_id, prepared.x, model, run_dir)
         pred = predict_slices(model, prepared.x, batch_size)
         classes = restore_prediction(pred, prepared.crop_box, prepared.full_shape)
-        path = write_segmentation(classes, loaded, out_dir)
+        path = write_segmentation(classes, loaded, out_dir, naming)
         if montage_slices:
             _montage(plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png")
         line = f"{case.case_id}: wrote {path}"

@@ -41,7 +41,20 @@ def prediction_classes(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return labels_to_classes(labels, convention, str(path)), np.asarray(image.affine)
 
 
-def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty_rule: str = "brats") -> dict[str, Any]:
+def missing_scores() -> dict[str, dict[str, float]]:
+    """What BraTS and the brats-evaluation package give a case with no prediction: Dice 0 and
+    HD95 373.13 in every region."""
+    from brats_seg.data.labels import REGIONS
+    from brats_seg.metrics.regions import HD95_EMPTY
+
+    return {region: {"dice": 0.0, "hd95": HD95_EMPTY} for region in REGIONS}
+
+
+def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
+                            empty_rule: str = "brats",
+                            allow_missing: bool = True) -> dict[str, Any]:
+    """Score every reference case; one without a prediction scores Dice 0 / HD95 373.13 and is
+    listed in ``missing`` (with ``allow_missing=False``, an error before anything is written)."""
     from brats_seg.data.discovery import find_cases
     from brats_seg.data.labels import labels_to_classes
     from brats_seg.data.nifti import check_geometry, read_nifti
@@ -52,8 +65,16 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty
     matched = sorted(set(predictions) & set(references))
     if not matched:
         raise DataError(f"no case id is both predicted in {pred_dir} and has a reference seg under {ref_root}")
+    missing = sorted(set(references) - set(predictions))
+    if missing and not allow_missing:
+        raise DataError(f"{len(missing)} of {len(references)} reference case(s) under {ref_root} "
+                        f"have no prediction in {pred_dir} ({', '.join(missing)}); "
+                        "evaluate.allow_missing=false")
     per_patient = []
-    for case_id in matched:
+    for case_id in sorted(references):
+        if case_id in missing:
+            per_patient.append({"case": case_id, "missing": True, **missing_scores()})
+            continue
         case = references[case_id]
         labels, image = read_nifti(case.seg)
         ref = labels_to_classes(labels, case.convention, str(case.seg))
@@ -65,6 +86,7 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty
         "per_patient": per_patient,
         "regions": summarise(per_patient),
         "empty_rule": empty_rule,
+        "missing": missing,
         "unmatched_predictions": sorted(set(predictions) - set(references)),
     }
     write_json(out_dir / METRICS_FILE, metrics)

@@ -5,6 +5,10 @@ one-vs-rest: sensitivity TP/(TP+FN), specificity TN/(TN+FP), F1 2TP/(2TP+FP+FN),
 A ratio whose denominator is 0 (for example precision of a class never predicted) is NaN, and the column
 averages skip NaN entries (``col_ave`` over all classes as the study printed it, background included;
 ``col_ave_tumour`` over classes 1..3 only); a column with no defined entry averages to NaN.
+``col_ave_study`` is the study's own arithmetic, a plain mean in which one NaN makes the average
+NaN: a model that never predicts some class gets a good-looking ``col_ave`` but a NaN
+``col_ave_study``. Such a model is flagged: ``never_predicted`` lists the classes present in the
+truth that no pixel was predicted as.
 """
 
 from __future__ import annotations
@@ -118,4 +122,21 @@ def per_class_metrics(cm: np.ndarray) -> dict:
     result.update({name: [float(v) for v in values[name]] for name in METRIC_NAMES})
     result["col_ave"] = {name: _nanmean(values[name]) for name in METRIC_NAMES}
     result["col_ave_tumour"] = {name: _nanmean(values[name][1:]) for name in METRIC_NAMES}
+    result["col_ave_study"] = {name: float(np.mean(values[name])) for name in METRIC_NAMES}
+    result["never_predicted"] = never_predicted(cm)
     return result
+
+
+def never_predicted(cm: np.ndarray) -> list[int]:
+    """Classes with truth pixels but not one predicted pixel (a collapsed model)."""
+    cm = np.asarray(cm)
+    return [int(c) for c in np.flatnonzero((cm.sum(axis=1) > 0) & (cm.sum(axis=0) == 0))]
+
+
+def collapse_note(classes: list[int]) -> str | None:
+    """``"collapsed: classes 1, 3 never predicted"``, or None when every class in the truth was
+    predicted."""
+    if not classes:
+        return None
+    noun = "class" if len(classes) == 1 else "classes"
+    return f"collapsed: {noun} {', '.join(map(str, classes))} never predicted"

@@ -18,6 +18,9 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
     per_class = metrics["per_class"]
     lines = [f"# {title}".rstrip(), ""] if title else []
+    if metrics.get("collapsed"):
+        lines += [f"**{metrics['collapsed']}**: the NaN-skipping Col Ave flatters this model; see "
+                  "the NaN-propagating row.", ""]
     lines += [
         "Pooled over every test pixel of the selected slices (the study's format; background included in Col Ave).",
         "",
@@ -27,7 +30,12 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
     for i, label in enumerate(per_class["labels"]):
         cells = " | ".join(_fmt(per_class[m][i]) for m in METRIC_NAMES)
         lines.append(f"| {i} {label} | {cells} |")
-    for key, name in (("col_ave", "Col Ave"), ("col_ave_tumour", "Col Ave (tumour classes)")):
+    averages = (("col_ave", "Col Ave (NaN skipped)"),
+                ("col_ave_study", "Col Ave (study: NaN propagates)"),
+                ("col_ave_tumour", "Col Ave (tumour classes)"))
+    for key, name in averages:
+        if key not in metrics:  # written before the study's arithmetic was recorded
+            continue
         cells = " | ".join(_fmt(metrics[key][m]) for m in METRIC_NAMES)
         lines.append(f"| {name} | {cells} |")
     regions = metrics.get("regions")

@@ -41,6 +41,9 @@ class ResultRow:
     base_model: str = ""
     preprocessing: str = ""
     measured: dict[str, float] = field(default_factory=dict)
+    # the study's arithmetic (NaN propagates); None where undefined, absent in older metrics.json
+    measured_study: dict[str, float | None] = field(default_factory=dict)
+    collapsed: str = ""
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
     printed: dict[str, Any] = field(default_factory=dict)
     error: str = ""
@@ -114,6 +117,9 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
         metrics = json.loads((run_dir / "metrics.json").read_text())
         result.params = metrics.get("params", result.params)
         result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}
+        if "col_ave_study" in metrics:
+            result.measured_study = {k: metrics["col_ave_study"][_METRIC_KEY[k]] for k in MEASURED}
+        result.collapsed = metrics.get("collapsed") or ""
         result.regions = metrics.get("regions", {})
     return result
 
@@ -206,6 +212,14 @@ def _num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _nan_propagated(row: ResultRow, key: str) -> str:
+    """The study's Col Ave: "nan" where one class's ratio is undefined; blank if not recorded."""
+    if key not in row.measured_study:
+        return ""
+    value = row.measured_study[key]
+    return "nan" if value is None or math.isnan(value) else _num(value)
+
+
 def _params(value: int | None) -> str:
     return "" if value is None else f"{value} ({value * 4 / 2**20:.2f} MB)"
 
@@ -222,12 +236,15 @@ def table_records(rows: list[ResultRow], printed: bool) -> list[dict[str, str]]:
         }
         for k in MEASURED:
             rec[k] = _num(r.measured.get(k))
+        for k in MEASURED:
+            rec[f"{k} (NaN propagates)"] = _nan_propagated(r, k)
         rec["base model"] = r.base_model
         rec["preprocessing"] = r.preprocessing
         for region in REGIONS:
             rec[f"{region} Dice"] = _num(r.regions.get(region, {}).get("dice_mean"))
         for region in REGIONS:
             rec[f"{region} HD95"] = _num(r.regions.get(region, {}).get("hd95_mean"), 2)
+        rec["flags"] = r.collapsed
         rec["status"] = r.status
         if printed:
             rec["study parameters"] = "" if not r.printed else _params(r.printed.get("params"))
