@@ -1,9 +1,12 @@
 """One SGD step of every registered loss, on one device or mirrored over logical CPUs.
 
-Run by tests/test_replicas.py in a fresh process per strategy (logical devices must be configured before
+Run by tests/test_replicas.py in a fresh process per strategy (logical devices must be configured
+before
 TensorFlow initialises):  python tests/replica_step.py DEVICES OUT.npz
-It writes, per loss, the weights after one fit step, the loss and tumour_dice fit logged, and model.evaluate's loss and
-tumour_dice on seven samples (batches of 4 and 3, so the last batch splits unevenly across two replicas).
+It writes, per loss, the weights after one fit step, the loss and tumour_dice fit logged, and
+model.evaluate's loss and
+tumour_dice on seven samples (batches of 4 and 3, so the last batch splits unevenly across two
+replicas).
 """
 
 from __future__ import annotations
@@ -61,10 +64,15 @@ def main(devices: int, out: str) -> None:
             initial = fixed_weights(model)
             model.set_weights(initial)
             loss = build_loss({"name": name}, class_counts=np.array(CLASS_COUNTS))
-            model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=loss, metrics=[TumourDice()])
-        evaluated = model.evaluate(tf.data.Dataset.from_tensor_slices((x, y)).batch(4), verbose=0,
-                                   return_dict=True)
-        history = model.fit(tf.data.Dataset.from_tensor_slices((x[:4], y[:4])).batch(4), epochs=1, verbose=0)
+            model.compile(
+                optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=loss, metrics=[TumourDice()]
+            )
+        evaluated = model.evaluate(
+            tf.data.Dataset.from_tensor_slices((x, y)).batch(4), verbose=0, return_dict=True
+        )
+        history = model.fit(
+            tf.data.Dataset.from_tensor_slices((x[:4], y[:4])).batch(4), epochs=1, verbose=0
+        )
         results[f"{name}/fit_loss"] = np.float64(history.history["loss"][0])
         results[f"{name}/fit_tumour_dice"] = np.float64(history.history["tumour_dice"][0])
         results[f"{name}/eval_loss"] = np.float64(evaluated["loss"])

@@ -1,4 +1,5 @@
-"""scripts/check_gpu.py: the config it trains is the one `brats-seg train` composes; without a GPU it says so."""
+"""scripts/check_gpu.py: the config it trains is the one `brats-seg train` composes; without a GPU
+it says so."""
 
 from __future__ import annotations
 
@@ -25,8 +26,13 @@ def _script():
 def test_its_config_is_what_brats_seg_train_composes(tmp_path, real_data_root):
     check = _script()
     ours = OmegaConf.to_container(check.compose_check(real_data_root, tmp_path, 300, 16))
-    result = run_cli("train", *check.check_overrides(real_data_root, tmp_path, 300, 16), "--cfg", "job",
-                     cwd=tmp_path)
+    result = run_cli(
+        "train",
+        *check.check_overrides(real_data_root, tmp_path, 300, 16),
+        "--cfg",
+        "job",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert yaml.safe_load(result.stdout) == ours
     assert ours["model"]["name"] == "unet" and ours["trainer"]["precision"] == "auto"
@@ -34,8 +40,12 @@ def test_its_config_is_what_brats_seg_train_composes(tmp_path, real_data_root):
 
 
 def test_without_a_gpu_it_says_so_and_exits_0(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path)], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no GPU visible to TensorFlow" in result.stdout
     assert "brats-seg train" in result.stdout and "model=unet" in result.stdout

@@ -64,18 +64,24 @@ def test_freed_memory_is_kept_unless_the_user_tuned_malloc():
     assert _keeps_freed_memory({"MALLOC_ARENA_MAX": "2"}) == "False"
 
 
-# --------------------------------------------------------------------------- multi-worker roles, SLURM
+# --------------------------------------------------------------------------- multi-worker roles,
+# SLURM
 
 def test_the_chief_is_worker_0_unless_the_cluster_has_a_chief():
     from brats_seg.training.cluster import role_from_tf_config
 
     workers = {"worker": ["a:1", "b:1"]}
-    assert role_from_tf_config({"cluster": workers, "task": {"type": "worker", "index": 0}}).is_chief
-    second = role_from_tf_config({"cluster": workers, "task": {"type": "worker", "index": 1}})
-    assert not second.is_chief and second.workers == 2 and second.scratch_dir("/r").name == ".worker-1"
+    def role(cluster, task_type, index):
+        task = {"type": task_type, "index": index}
+        return role_from_tf_config({"cluster": cluster, "task": task})
+
+    assert role(workers, "worker", 0).is_chief
+    second = role(workers, "worker", 1)
+    assert not second.is_chief and second.workers == 2
+    assert second.scratch_dir("/r").name == ".worker-1"
     with_chief = {"chief": ["c:1"], **workers}
-    assert role_from_tf_config({"cluster": with_chief, "task": {"type": "chief", "index": 0}}).is_chief
-    assert not role_from_tf_config({"cluster": with_chief, "task": {"type": "worker", "index": 0}}).is_chief
+    assert role(with_chief, "chief", 0).is_chief
+    assert not role(with_chief, "worker", 0).is_chief
     with pytest.raises(ConfigError, match="TF_CONFIG: task 'worker' 2"):
         role_from_tf_config({"cluster": workers, "task": {"type": "worker", "index": 2}})
 
@@ -83,7 +89,8 @@ def test_the_chief_is_worker_0_unless_the_cluster_has_a_chief():
 def test_only_multiworker_reads_the_cluster():
     from brats_seg.training.cluster import worker_role
 
-    env = {"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}})}
+    cluster = {"worker": ["a:1", "b:1"]}
+    env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})}
     assert worker_role("auto", env).is_chief
     assert not worker_role("multiworker", env).is_chief
     with pytest.raises(ConfigError, match="TF_CONFIG: not valid JSON"):
@@ -98,19 +105,21 @@ def test_slurm_hostlists_and_task_counts_expand():
     assert expand_tasks_per_node("2(x3),1") == [2, 2, 2, 1]
 
 
-SRUN_ENV = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "gpu[01-02]", "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
-            "SLURM_STEP_NUM_TASKS": "4"}
+SRUN_ENV = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "gpu[01-02]",
+            "SLURM_STEP_TASKS_PER_NODE": "2(x2)", "SLURM_STEP_NUM_TASKS": "4"}
 
 
 def test_srun_tasks_become_tf_config():
     from brats_seg.training.cluster import slurm_tf_config, worker_role
 
-    config = slurm_tf_config({**SRUN_ENV, "SLURM_PROCID": "3", "SLURM_NODEID": "1", "SLURM_LOCALID": "1"})
+    task3 = {"SLURM_PROCID": "3", "SLURM_NODEID": "1", "SLURM_LOCALID": "1"}
+    config = slurm_tf_config({**SRUN_ENV, **task3})
     base = 15000 + 4242
     assert config == {"cluster": {"worker": [f"gpu01:{base}", f"gpu01:{base + 1}", f"gpu02:{base}",
                                              f"gpu02:{base + 1}"]},
                       "task": {"type": "worker", "index": 3}}
-    reserved = slurm_tf_config({**SRUN_ENV, "SLURM_PROCID": "0", "SLURM_STEP_RESV_PORTS": "12000-12001"})
+    ports = {"SLURM_PROCID": "0", "SLURM_STEP_RESV_PORTS": "12000-12001"}
+    reserved = slurm_tf_config({**SRUN_ENV, **ports})
     assert reserved["cluster"]["worker"][:2] == ["gpu01:12000", "gpu01:12001"]
     assert worker_role("multiworker", {**SRUN_ENV, "SLURM_PROCID": "0"}).is_chief
     assert not worker_role("multiworker", {**SRUN_ENV, "SLURM_PROCID": "2"}).is_chief
@@ -121,7 +130,8 @@ def test_cyclic_srun_layout_is_refused():
     from brats_seg.training.cluster import slurm_tf_config
 
     with pytest.raises(ConfigError, match="distribution=block"):
-        slurm_tf_config({**SRUN_ENV, "SLURM_PROCID": "1", "SLURM_NODEID": "1", "SLURM_LOCALID": "0"})
+        cyclic = {"SLURM_PROCID": "1", "SLURM_NODEID": "1", "SLURM_LOCALID": "0"}
+        slurm_tf_config({**SRUN_ENV, **cyclic})
 
 
 def test_export_writes_tf_config_under_srun_only_for_multiworker(monkeypatch):
@@ -154,7 +164,8 @@ def test_parallel_jobs_take_distinct_gpus_then_share_round_robin(tmp_path):
 def test_asking_for_a_gpu_without_one_is_a_one_line_error():
     from brats_seg.training.gpus import check_options, configure_gpus
 
-    with pytest.raises(ConfigError, match=r"trainer.device=gpu: TensorFlow sees no GPU .*brats-seg\[gpu\]") as err:
+    expected = r"trainer.device=gpu: TensorFlow sees no GPU .*brats-seg\[gpu\]"
+    with pytest.raises(ConfigError, match=expected) as err:
         configure_gpus("gpu")
     assert "\n" not in str(err.value)
     assert configure_gpus("auto") == []  # this machine has none: CPU

@@ -1,6 +1,8 @@
-"""Two workers on 127.0.0.1 train one tiny run with MultiWorkerMirroredStrategy (TF_CONFIG), the real CLI.
+"""Two workers on 127.0.0.1 train one tiny run with MultiWorkerMirroredStrategy (TF_CONFIG), the
+real CLI.
 
-The chief (worker 0) writes the one run folder; worker 1 trains beside it, writes only a scratch folder that it
+The chief (worker 0) writes the one run folder; worker 1 trains beside it, writes only a scratch
+folder that it
 removes, and logs the fingerprint of its final weights, which must equal the chief's.
 """
 
@@ -39,13 +41,33 @@ def _start(out: Path, logs: Path, *overrides: str) -> list[subprocess.Popen]:
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                                  "index": index}})}
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
         log = (logs / f"worker{index}.log").open("a")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "brats_seg", "train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET,
-             "trainer.strategy=multiworker", *overrides],
-            cwd=out.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "brats_seg",
+                    "train",
+                    "debug=tiny",
+                    f"paths.output_root={out}",
+                    *SMALL_UNET,
+                    "trainer.strategy=multiworker",
+                    *overrides,
+                ],
+                cwd=out.parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     return procs
 
 
@@ -74,9 +96,17 @@ def _check_one_complete_folder(out: Path, epochs: int) -> tuple[Path, dict]:
     status = json.loads((run_dir / "run.json").read_text())
     assert status["status"] == "completed" and status["workers"] == 2 and status["replicas"] == 2
     assert sorted(history_epochs(run_dir)) == list(range(epochs))  # one row per epoch: the chief's
-    for name in ("config.yaml", "split.json", "metrics.json", "checkpoints/best.keras", "checkpoints/last.keras"):
+    for name in (
+        "config.yaml",
+        "split.json",
+        "metrics.json",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+    ):
         assert (run_dir / name).exists(), name
-    leftovers = [p.name for p in run_dir.iterdir() if p.name.startswith(".worker-") or p.name == "backup"]
+    leftovers = [
+        p.name for p in run_dir.iterdir() if p.name.startswith(".worker-") or p.name == "backup"
+    ]
     assert not leftovers, leftovers
     with (out / "experiments.csv").open(newline="") as f:
         assert len(list(csv.DictReader(f))) == 1
@@ -115,7 +145,9 @@ def test_kill_9_one_worker_then_both_resume_from_the_backup(tmp_path):
             time.sleep(0.2)
         os.killpg(procs[1].pid, signal.SIGKILL)  # worker 1 dies mid-training...
     finally:
-        for proc in procs:  # ...and the chief, stuck on its collectives, is stopped as a scheduler would
+        for (
+            proc
+        ) in procs:  # ...and the chief, stuck on its collectives, is stopped as a scheduler would
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -128,10 +160,12 @@ def test_kill_9_one_worker_then_both_resume_from_the_backup(tmp_path):
     codes = _wait(_start(out, logs, *overrides))
     assert codes == [0, 0], [(logs / f"worker{i}.log").read_text()[-3000:] for i in range(2)]
     _, status = _check_one_complete_folder(out, epochs=6)
-    resumed = history_epochs(run_dir)[len(done_before):]
+    resumed = history_epochs(run_dir)[len(done_before) :]
     assert resumed and 2 <= resumed[0] <= max(done_before) + 1, (done_before, resumed)
     assert status["attempts"] == 2
     for index in range(2):
-        assert "resuming from the backup after epoch" in (logs / f"worker{index}.log").read_text(), index
+        assert (
+            "resuming from the backup after epoch" in (logs / f"worker{index}.log").read_text()
+        ), index
     prints = _fingerprints(logs)
     assert set(prints) == {0, 1} and prints[0] == prints[1] == status["weights_fingerprint"]

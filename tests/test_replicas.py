@@ -1,8 +1,11 @@
 """Every registered loss trains the same on one device and mirrored over two logical CPUs.
 
-Keras divides its own losses by the replica count (it sums the replicas' gradients); a loss that returns a
-scalar skips that division, so without care the loss and the gradients come out N times too large. Each
-strategy runs in its own process (tests/replica_step.py), since logical CPUs must be set before TensorFlow
+Keras divides its own losses by the replica count (it sums the replicas' gradients); a loss that
+returns a
+scalar skips that division, so without care the loss and the gradients come out N times too large.
+Each
+strategy runs in its own process (tests/replica_step.py), since logical CPUs must be set before
+TensorFlow
 starts.
 """
 
@@ -22,8 +25,12 @@ TOLERANCE = 1e-5
 
 
 def _one_step(devices: int, out: Path) -> dict[str, np.ndarray]:
-    result = subprocess.run([sys.executable, str(STEP_SCRIPT), str(devices), str(out)], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(STEP_SCRIPT), str(devices), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with np.load(out) as saved:
         return {key: saved[key] for key in saved.files}
@@ -46,7 +53,9 @@ def test_one_sgd_step_is_the_same_on_two_replicas(steps, name):
     for key in weights:
         np.testing.assert_allclose(two[key], one[key], atol=TOLERANCE, rtol=0, err_msg=key)
     for measure in ("fit_loss", "eval_loss"):
-        assert abs(float(two[f"{name}/{measure}"]) - float(one[f"{name}/{measure}"])) < TOLERANCE, measure
+        assert abs(float(two[f"{name}/{measure}"]) - float(one[f"{name}/{measure}"])) < TOLERANCE, (
+            measure
+        )
 
 
 @pytest.mark.slow

@@ -6,12 +6,18 @@ batch: the sums and means run over every pixel of every sample at once, as the s
 reduction leaves a scalar unchanged (``sum_over_batch_size`` divides by the size of a 0-d tensor, 1), so
 ``loss(y_true, y_pred)`` returns exactly what ``call`` computes.
 
-Under tf.distribute (mirrored, multi-worker) each replica sees only its part of the global batch. Every loss is
-therefore written as sums over pixels (``batch_sums``) and a function of those sums (``from_sums``): the sums
-are added across replicas first, so each replica computes the loss of the whole global batch (a pooled Dice
-is not the mean of the replicas' Dice). Keras scales its own losses by 1 / replicas because it sums the
-replicas' gradients and multiplies the logged loss back by the replica count; it skips that scaling for a
-scalar, so these losses apply it themselves. The result: the same loss, gradients and logged values as on one
+Under tf.distribute (mirrored, multi-worker) each replica sees only its part of the global batch.
+Every loss is
+therefore written as sums over pixels (``batch_sums``) and a function of those sums
+(``from_sums``): the sums
+are added across replicas first, so each replica computes the loss of the whole global batch (a
+pooled Dice
+is not the mean of the replicas' Dice). Keras scales its own losses by 1 / replicas because it sums
+the
+replicas' gradients and multiplies the logged loss back by the replica count; it skips that scaling
+for a
+scalar, so these losses apply it themselves. The result: the same loss, gradients and logged values
+as on one
 device, whatever the number of replicas and however unevenly a last batch splits.
 
 Names follow the study's table: dice_loss, bce_dice_loss, ell_loss (alpha), soft_dice_loss, weighted; plus
@@ -55,7 +61,7 @@ def _clip(p):
 
 
 def _count(x):
-    """Number of elements of ``x`` as a float32 scalar (summed across replicas like any other sum)."""
+    """Number of elements of ``x`` as a float32 scalar (summed across replicas like any sum)."""
     return ops.cast(ops.size(x), "float32")
 
 
@@ -66,8 +72,10 @@ def _pixel_count(y):
 def sum_over_replicas(sums: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Add ``sums`` across the replicas of the current tf.distribute replica context.
 
-    Returns the summed values and the number of replicas (1, and ``sums`` unchanged, outside a multi-replica
-    context, e.g. a plain call, one device, or Keras building the model symbolically). The all-reduce is
+    Returns the summed values and the number of replicas (1, and ``sums`` unchanged, outside a
+    multi-replica
+    context, e.g. a plain call, one device, or Keras building the model symbolically). The
+    all-reduce is
     differentiable: its gradient is the all-reduce of the replicas' gradients.
     """
     if keras.backend.backend() != "tensorflow":
@@ -81,7 +89,7 @@ def sum_over_replicas(sums: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
 
 def bce_sums(y_true, y_pred) -> dict[str, Any]:
-    """Sums behind the mean binary cross-entropy over every element of the one-hot tensor (clipped)."""
+    """Sums behind the mean binary cross-entropy over every element of the one-hot tensor."""
     p = _clip(y_pred)
     bce = y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)
     return {"bce": -ops.sum(bce), "elements": _count(y_pred)}
@@ -92,7 +100,7 @@ def bce_from_sums(sums) -> Any:
 
 
 def global_dice_sums(y_true, y_pred) -> dict[str, Any]:
-    """Sums behind the study's dice_loss: one soft Dice over the whole flattened tensor, background included."""
+    """Sums behind the study's dice_loss: one soft Dice over the whole tensor, background too."""
     return {"intersection": ops.sum(y_true * y_pred), "total": ops.sum(y_true) + ops.sum(y_pred)}
 
 
@@ -136,7 +144,8 @@ def counts_to_exp_log_weights(class_counts: Sequence[float]) -> list[float]:
 class _BatchLoss(keras.losses.Loss):
     """Base: always computes in float32 and returns one scalar for the (global) batch.
 
-    Subclasses give the sums over pixels the loss needs (``batch_sums``) and the loss as a function of those
+    Subclasses give the sums over pixels the loss needs (``batch_sums``) and the loss as a function
+    of those
     sums (``from_sums``); the base adds the sums across replicas and scales for Keras' gradient sum.
     """
 
@@ -252,7 +261,8 @@ class WeightedCrossEntropy(_BatchLoss):
 
     def batch_sums(self, y_true, y_pred):
         weights = ops.convert_to_tensor(self.class_weights, dtype="float32")
-        return {"nll": -ops.sum(weights * y_true * ops.log(_clip(y_pred))), "pixels": _pixel_count(y_pred)}
+        nll = -ops.sum(weights * y_true * ops.log(_clip(y_pred)))
+        return {"nll": nll, "pixels": _pixel_count(y_pred)}
 
     def from_sums(self, sums):
         return sums["nll"] / sums["pixels"]
@@ -335,7 +345,8 @@ class TverskyLoss(_BatchLoss):
 
     def batch_sums(self, y_true, y_pred):
         axes = _pixel_axes(y_pred)
-        return {"tp": ops.sum(y_true * y_pred, axis=axes), "fp": ops.sum((1.0 - y_true) * y_pred, axis=axes),
+        return {"tp": ops.sum(y_true * y_pred, axis=axes),
+                "fp": ops.sum((1.0 - y_true) * y_pred, axis=axes),
                 "fn": ops.sum(y_true * (1.0 - y_pred), axis=axes)}
 
     def from_sums(self, sums):

@@ -48,7 +48,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train and evaluate one configuration in ``run_dir``; resume it if it was interrupted.
 
     A completed run of the same configuration is not trained again (``trainer.force=true`` retrains); a run folder
-    holding a different configuration is refused rather than mixed. In a multi-worker run only the chief writes
+    holding a different configuration is refused rather than mixed. In a multi-worker run only the
+    chief writes
     the run folder; the other workers train beside it and return an empty dict.
     """
     from brats_seg.training.cluster import worker_role
@@ -115,7 +116,7 @@ def _launched_in_parallel() -> bool:
 
 
 def _set_up_devices(cfg: DictConfig) -> tuple[str, Any, list[str]]:
-    """Devices, seed, precision and strategy, before TensorFlow starts: (policy, strategy, GPU models)."""
+    """Devices, seed, precision and strategy, before TensorFlow starts: (policy, strategy, GPUs)."""
     import keras
 
     from brats_seg.training import gpus, hardware
@@ -124,7 +125,8 @@ def _set_up_devices(cfg: DictConfig) -> tuple[str, Any, list[str]]:
     hardware.configure_cpu_devices(trainer.get("cpu_devices"))
     gpu_models = gpus.configure_gpus(trainer.get("device", "auto"), trainer.get("job_gpus", "auto"),
                                      parallel=_launched_in_parallel())
-    # MultiWorkerMirroredStrategy must configure TensorFlow's collectives before anything runs an op.
+    # MultiWorkerMirroredStrategy must configure TensorFlow's collectives before anything runs an
+    # op.
     strategy = hardware.make_strategy(trainer.strategy)
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(cfg.seed))
@@ -138,7 +140,7 @@ def _trained_before(folder: RunFolder) -> bool:
 
 
 def _run_worker(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, Any]:
-    """A non-chief worker of a multi-worker run: train beside the chief, write nothing into the run folder."""
+    """A non-chief worker of a multi-worker run: train beside the chief, write no run file."""
     import shutil
 
     from brats_seg.data.dataset import prepare_data
@@ -151,7 +153,8 @@ def _run_worker(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict
         prepared = prepare_data(cfg.data)
         split = _load_or_make_split(run_dir, prepared, write=False)
         if _trained_before(folder):
-            log.info("%s: training finished in an earlier attempt; the chief evaluates it", role.name)
+            log.info("%s: training finished in an earlier attempt; the chief evaluates it",
+                     role.name)
             return {}
         fit_model(cfg, run_dir, prepared, split, strategy, folder, role=role)
         log.info("%s: training done; the chief writes the results to %s", role.name, run_dir)
@@ -169,8 +172,9 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
     from brats_seg.training.fit import epochs_logged, fit_model
 
     precision, strategy, gpu_models = _set_up_devices(cfg)
-    folder.update(precision=precision, device=hardware.device_description(), gpu_count=len(gpu_models),
-                  gpu_models=gpu_models, workers=role.workers, replicas=strategy.num_replicas_in_sync,
+    folder.update(precision=precision, device=hardware.device_description(),
+                  gpu_count=len(gpu_models), gpu_models=gpu_models, workers=role.workers,
+                  replicas=strategy.num_replicas_in_sync,
                   versions=_versions(), malloc_keeps_freed=memory.applied)
 
     prepared = prepare_data(cfg.data)
@@ -207,7 +211,7 @@ def _versions() -> dict[str, str]:
 
 
 def _load_or_make_split(run_dir: Path, prepared, write: bool = True) -> dict[str, list[str]]:
-    """The run's split.json, or a new split (deterministic: every worker of a run makes the same one)."""
+    """The run's split.json, or a new split (deterministic: every worker makes the same one)."""
     path = run_dir / SPLIT_FILE
     if path.exists():
         split = json.loads(path.read_text())

@@ -1,8 +1,12 @@
-"""Keras callbacks that keep a run's work safe: atomic best/last checkpoints, a kill-safe backup, a NaN guard.
+"""Keras callbacks that keep a run's work safe: atomic best/last checkpoints, a kill-safe backup, a
+NaN guard.
 
-In a multi-worker run every worker saves (saving may read variables collectively, so all must take part),
-but only the chief saves into the run folder: the others write into a scratch folder of their own and
-remove what they wrote (Keras' multi-worker pattern). Every worker reads its state from the chief's files.
+In a multi-worker run every worker saves (saving may read variables collectively, so all must take
+part),
+but only the chief saves into the run folder: the others write into a scratch folder of their own
+and
+remove what they wrote (Keras' multi-worker pattern). Every worker reads its state from the chief's
+files.
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
     so far lives in ``best.json``, so a resumed run keeps comparing against the epochs before the interruption.
     """
 
-    def __init__(self, folder: str | Path, monitor: str = "val_loss", mode: str = "min", save_last: bool = True,
-                 write_folder: str | Path | None = None):
+    def __init__(self, folder: str | Path, monitor: str = "val_loss", mode: str = "min",
+                 save_last: bool = True, write_folder: str | Path | None = None):
         super().__init__()
         self.save_last = save_last
         self.folder = Path(folder)
-        # A non-chief worker: reads the chief's best.json in ``folder``, saves into ``write_folder`` and removes it.
+        # A non-chief worker: reads the chief's best.json in ``folder``, saves into
+        # ``write_folder`` and removes it.
         self.write_folder = Path(write_folder) if write_folder is not None else None
         self.monitor = monitor
         self.mode = mode
@@ -103,16 +108,20 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
             self._save(self.best_path)
             self.best_is_latest = True
             if self.write_folder is None:
-                write_json(self._state_path, {"monitor": self.monitor, "value": self.best, "epoch": epoch + 1})
+                state = {"monitor": self.monitor, "value": self.best, "epoch": epoch + 1}
+                write_json(self._state_path, state)
         if self.save_last:
             self._save(self.last_path)
 
 
 class RunBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, safe against a kill at any moment and shared by the workers of a run.
+    """Keras' BackupAndRestore, safe against a kill at any moment and shared by the workers of a
+    run.
 
-    Each epoch's state is a weights file named after the epoch; ``backup.json`` then names it and is swapped
-    in atomically, so the backup is always one complete state. Every worker restores from ``backup_dir`` (the
+    Each epoch's state is a weights file named after the epoch; ``backup.json`` then names it and
+    is swapped
+    in atomically, so the backup is always one complete state. Every worker restores from
+    ``backup_dir`` (the
     chief's); a non-chief worker writes its state into ``write_dir`` and removes it again.
     """
 
@@ -157,7 +166,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
 
 class Throughput(keras.callbacks.Callback):
-    """Training slices per second of each epoch, validation excluded (``last`` is the latest epoch's)."""
+    """Training slices per second of each epoch, validation excluded (``last``: the latest)."""
 
     def __init__(self, global_batch: int):
         super().__init__()
@@ -184,6 +193,8 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import time
 
-        seconds = self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._start
+        seconds = self._train_seconds
+        if seconds is None:
+            seconds = time.perf_counter() - self._start
         if seconds > 0 and self._batches:
             self.last = self._batches * self.global_batch / seconds

@@ -1,7 +1,10 @@
-"""Which worker of a multi-worker run this process is, read from TF_CONFIG or from SLURM's variables.
+"""Which worker of a multi-worker run this process is, read from TF_CONFIG or from SLURM's
+variables.
 
-TensorFlow-free, so the CLI can ask before any TensorFlow import. Keras' multi-worker pattern: the chief
-(task ``chief``, or ``worker`` 0 when the cluster has no chief) writes the run folder; every other worker
+TensorFlow-free, so the CLI can ask before any TensorFlow import. Keras' multi-worker pattern: the
+chief
+(task ``chief``, or ``worker`` 0 when the cluster has no chief) writes the run folder; every other
+worker
 writes what it must (checkpoints, backups) to a scratch folder of its own and removes it.
 """
 
@@ -16,7 +19,8 @@ from pathlib import Path
 
 from brats_seg.errors import ConfigError
 
-# Ports for the workers of a SLURM step when srun reserved none (--resv-ports): a base spread by job id, so two
+# Ports for the workers of a SLURM step when srun reserved none (--resv-ports): a base spread by
+# job id, so two
 # jobs sharing a node rarely collide; each task on a node adds its local id.
 _SLURM_PORT_BASE = 15000
 _SLURM_PORT_SPREAD = 20000
@@ -24,7 +28,8 @@ _SLURM_PORT_SPREAD = 20000
 
 @dataclass(frozen=True)
 class WorkerRole:
-    """This process's place in the cluster (a single process is the chief of a one-worker cluster)."""
+    """This process's place in the cluster (a single process is the chief of a one-worker
+    cluster)."""
 
     task_type: str | None = None
     index: int = 0
@@ -69,18 +74,29 @@ def role_from_tf_config(config: Mapping) -> WorkerRole:
     if not isinstance(cluster, Mapping) or not isinstance(task, Mapping):
         raise ConfigError("TF_CONFIG: 'cluster' and 'task' must be JSON objects")
     if set(cluster) - {"chief", "worker", "evaluator"}:
-        raise ConfigError(f"TF_CONFIG: task types {sorted(set(cluster) - {'chief', 'worker', 'evaluator'})} "
-                          "are not supported (MultiWorkerMirroredStrategy takes 'chief' and 'worker')")
+        raise ConfigError(
+            f"TF_CONFIG: task types {sorted(set(cluster) - {'chief', 'worker', 'evaluator'})} "
+            "are not supported (MultiWorkerMirroredStrategy takes 'chief' and 'worker')"
+        )
     task_type = task.get("type")
     index = task.get("index", 0)
-    if task_type not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
-        raise ConfigError(f"TF_CONFIG: task {task_type!r} {index!r} is not in the cluster {dict(cluster)}")
+    if (
+        task_type not in cluster
+        or not isinstance(index, int)
+        or not 0 <= index < len(cluster[task_type])
+    ):
+        raise ConfigError(
+            f"TF_CONFIG: task {task_type!r} {index!r} is not in the cluster {dict(cluster)}"
+        )
     workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-    return WorkerRole(task_type=task_type, index=index, workers=workers, has_chief_task="chief" in cluster)
+    return WorkerRole(
+        task_type=task_type, index=index, workers=workers, has_chief_task="chief" in cluster
+    )
 
 
 def expand_hostlist(hostlist: str) -> list[str]:
-    """SLURM's compact host list to host names: ``gpu[01-03,07],login1`` -> gpu01 gpu02 gpu03 gpu07 login1."""
+    """SLURM's compact host list to host names: ``gpu[01-03,07],login1`` -> gpu01 gpu02 gpu03 gpu07
+    login1."""
     hosts: list[str] = []
     for match in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?([^,\[]*)", hostlist):
         prefix, ranges, suffix = match.groups()
@@ -117,9 +133,11 @@ def _slurm_ports(environ: Mapping[str, str], per_node: int) -> list[int]:
 
 
 def slurm_tf_config(environ: Mapping[str, str] | None = None) -> dict | None:
-    """TF_CONFIG for the tasks of the current ``srun`` step, one worker per task; None outside a SLURM step.
+    """TF_CONFIG for the tasks of the current ``srun`` step, one worker per task; None outside a
+    SLURM step.
 
-    Ranks are laid out in blocks (SLURM's default distribution): node 0 holds ranks 0..n0-1, and so on.
+    Ranks are laid out in blocks (SLURM's default distribution): node 0 holds ranks 0..n0-1, and so
+    on.
     """
     environ = os.environ if environ is None else environ
     if "SLURM_PROCID" not in environ or "SLURM_STEP_NODELIST" not in environ:
@@ -127,25 +145,31 @@ def slurm_tf_config(environ: Mapping[str, str] | None = None) -> dict | None:
     hosts = expand_hostlist(environ["SLURM_STEP_NODELIST"])
     per_node = expand_tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))
     if len(per_node) != len(hosts):
-        raise ConfigError(f"SLURM_STEP_TASKS_PER_NODE={environ.get('SLURM_STEP_TASKS_PER_NODE')!r} does not "
-                          f"match the {len(hosts)} nodes of SLURM_STEP_NODELIST")
+        raise ConfigError(
+            f"SLURM_STEP_TASKS_PER_NODE={environ.get('SLURM_STEP_TASKS_PER_NODE')!r} does not "
+            f"match the {len(hosts)} nodes of SLURM_STEP_NODELIST"
+        )
     ports = _slurm_ports(environ, max(per_node))
     addresses = [f"{host}:{ports[k]}" for host, count in zip(hosts, per_node) for k in range(count)]
     rank = int(environ["SLURM_PROCID"])
     node, local = environ.get("SLURM_NODEID"), environ.get("SLURM_LOCALID")
     if node is not None and local is not None and rank != sum(per_node[: int(node)]) + int(local):
-        raise ConfigError(f"SLURM task {rank} is not laid out in blocks over the nodes; launch with "
-                          "srun --distribution=block for trainer.strategy=multiworker")
+        raise ConfigError(
+            f"SLURM task {rank} is not laid out in blocks over the nodes; launch with "
+            "srun --distribution=block for trainer.strategy=multiworker"
+        )
     return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": rank}}
 
 
 def cluster_config(environ: Mapping[str, str] | None = None) -> dict | None:
-    """The cluster of a multi-worker run: TF_CONFIG if set, else the SLURM step's tasks, else None."""
+    """The cluster of a multi-worker run: TF_CONFIG if set, else the SLURM step's tasks, else
+    None."""
     return read_tf_config(environ) or slurm_tf_config(environ)
 
 
 def worker_role(strategy: str, environ: Mapping[str, str] | None = None) -> WorkerRole:
-    """This process's role for ``trainer.strategy``; every strategy but multiworker runs as one chief."""
+    """This process's role for ``trainer.strategy``; every strategy but multiworker runs as one
+    chief."""
     if strategy != "multiworker":
         return SINGLE
     config = cluster_config(environ)
@@ -153,7 +177,8 @@ def worker_role(strategy: str, environ: Mapping[str, str] | None = None) -> Work
 
 
 def export_tf_config(strategy: str) -> None:
-    """Under ``srun`` without TF_CONFIG, describe the step's tasks in TF_CONFIG for MultiWorkerMirroredStrategy."""
+    """Under ``srun`` without TF_CONFIG, describe the step's tasks in TF_CONFIG for
+    MultiWorkerMirroredStrategy."""
     if strategy != "multiworker" or os.environ.get("TF_CONFIG"):
         return
     config = slurm_tf_config()
@@ -162,7 +187,8 @@ def export_tf_config(strategy: str) -> None:
 
 
 def launched_as_non_chief(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the environment makes this process a non-chief worker, read before any config is composed."""
+    """Whether the environment makes this process a non-chief worker, read before any config is
+    composed."""
     try:
         config = cluster_config(environ)
         return bool(config) and not role_from_tf_config(config).is_chief

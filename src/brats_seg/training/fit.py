@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 
 def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunFolder,
               role: WorkerRole = SINGLE):
-    """Train with resume and checkpoints; return the model if its final weights are the best checkpoint's.
+    """Train with resume and checkpoints; return the model if its final weights are the best
+    checkpoint's.
 
-    Only the chief writes into ``run_dir``; another worker of a multi-worker run saves into its scratch folder
+    Only the chief writes into ``run_dir``; another worker of a multi-worker run saves into its
+    scratch folder
     (and removes it), restores from the chief's backup, and gets None back.
     """
     import keras
@@ -55,11 +57,13 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
                           repeat=val_steps is not None, split_name="val")
     if replicas > 1:
-        for name, repeated in (("train", trainer.steps_per_epoch is not None), ("val", val_steps is not None)):
+        passes = (("train", trainer.steps_per_epoch is not None), ("val", val_steps is not None))
+        for name, repeated in passes:
             if not repeated and prepared.slice_count(split[name]) < batch:
                 option = "steps_per_epoch" if name == "train" else "validation_steps"
-                raise ConfigError(f"trainer.batch_size={batch}: the {name} split has fewer slices, and a run on "
-                                  f"{replicas} replicas uses full batches only; set trainer.{option}")
+                raise ConfigError(f"trainer.batch_size={batch}: the {name} split has fewer slices; "
+                                  f"a run on {replicas} replicas uses full batches only, "
+                                  f"set trainer.{option}")
         train_ds = whole_batches(train_ds, batch, repeated=trainer.steps_per_epoch is not None)
         val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
     if role.workers > 1:
@@ -87,7 +91,8 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     monitor = trainer.checkpoint_monitor
     nan_guard = NanGuard()
     checkpoints = BestAndLastCheckpoint(run_dir / CHECKPOINT_DIR, monitor=monitor,
-                                        mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last),
+                                        mode="max" if "dice" in monitor else "min",
+                                        save_last=bool(trainer.save_last),
                                         write_folder=None if chief else scratch / CHECKPOINT_DIR)
     throughput = Throughput(batch)
     callbacks = [checkpoints, nan_guard, throughput, *extra_callbacks]
@@ -95,7 +100,8 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
         callbacks.insert(1, keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True))
     if int(trainer.epochs) > 1:
         # Restores at epoch boundaries only, so a one-epoch run has nothing to resume and skips the write.
-        callbacks.insert(0, RunBackup(run_dir / BACKUP_DIR, write_dir=None if chief else scratch / BACKUP_DIR))
+        backup_scratch = None if chief else scratch / BACKUP_DIR
+        callbacks.insert(0, RunBackup(run_dir / BACKUP_DIR, write_dir=backup_scratch))
     if trainer.tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False))
     if trainer.early_stopping.enabled:
@@ -114,15 +120,17 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     fingerprint = weights_fingerprint(model)
     log.info("%s: weights after training: %s", role.name, fingerprint)
     if chief:
-        # Slices per second of the last epoch's training steps (the first epoch also builds the graph).
+        # Slices per second of the last epoch's training steps (the first epoch also builds the
+        # graph).
         folder.update(weights_fingerprint=fingerprint, train_slices_per_s=throughput.last)
-    # A model of a multi-worker strategy predicts collectively, with every worker; the chief evaluates alone,
+    # A model of a multi-worker strategy predicts collectively, with every worker; the chief
+    # evaluates alone,
     # from the checkpoint.
     return model if checkpoints.best_is_latest and role.workers == 1 else None
 
 
 def resolve_verbose(verbose) -> int:
-    """``trainer.verbose``: 0, 1 (progress bar), 2 (a line per epoch), or auto (1 on a terminal, else 2)."""
+    """``trainer.verbose``: 0, 1 (progress bar), 2 (a line per epoch), auto (1 on a tty, else 2)."""
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     if verbose in (0, 1, 2) and not isinstance(verbose, bool):
@@ -131,7 +139,7 @@ def resolve_verbose(verbose) -> int:
 
 
 def weights_fingerprint(model) -> str:
-    """A short hash of the model's weights: equal on every worker of a synchronous multi-worker run."""
+    """A short hash of the model's weights: equal on every worker of a synchronous run."""
     digest = hashlib.sha256()
     for weight in model.get_weights():
         digest.update(weight.tobytes())
@@ -141,8 +149,10 @@ def weights_fingerprint(model) -> str:
 def whole_batches(dataset, batch: int, repeated: bool):
     """Only full batches, so that no replica gets an empty share of one.
 
-    TensorFlow 2.21's CPU convolution fails on an empty batch ("input depth must be evenly divisible by filter
-    depth"), and a last batch of 1 slice split over 2 replicas leaves one empty. A repeated stream is cut into
+    TensorFlow 2.21's CPU convolution fails on an empty batch ("input depth must be evenly
+    divisible by filter
+    depth"), and a last batch of 1 slice split over 2 replicas leaves one empty. A repeated stream
+    is cut into
     full batches across its passes (no slice is lost); a single pass drops its last, partial batch.
     """
     import tensorflow as tf

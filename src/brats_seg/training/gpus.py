@@ -1,9 +1,14 @@
-"""Which GPUs a job uses: ``trainer.device``, one GPU per parallel job, memory growth, and their names.
+"""Which GPUs a job uses: ``trainer.device``, one GPU per parallel job, memory growth, and their
+names.
 
-Runs before TensorFlow initialises its devices. Memory growth is always on, so two jobs can share a GPU
-(TensorFlow would otherwise take nearly all of its memory at the first op). Jobs that share a machine through
-the joblib launcher each take a GPU of their own: a file lock per GPU in the machine's temporary folder marks
-it as taken for the life of the process; when every GPU is taken, the next job shares one, round-robin.
+Runs before TensorFlow initialises its devices. Memory growth is always on, so two jobs can share a
+GPU
+(TensorFlow would otherwise take nearly all of its memory at the first op). Jobs that share a
+machine through
+the joblib launcher each take a GPU of their own: a file lock per GPU in the machine's temporary
+folder marks
+it as taken for the life of the process; when every GPU is taken, the next job shares one,
+round-robin.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from brats_seg.errors import ConfigError
 DEVICES = ("auto", "cpu", "gpu")
 JOB_GPUS = ("auto", "all", "one")
 
-# The slot this process claimed (its lock stays held until the process exits), so a reused joblib worker
+# The slot this process claimed (its lock stays held until the process exits), so a reused joblib
+# worker
 # keeps the GPU it started with.
 _claimed: dict[str, object] = {}
 
 
 class GpuSlots:
-    """One lock file per GPU under ``lock_dir``; ``claim`` returns the index of a GPU no other process holds."""
+    """A lock file per GPU under ``lock_dir``; ``claim`` returns a GPU no other process holds."""
 
     def __init__(self, names: list[str], lock_dir: str | Path | None = None):
         self.names = names
@@ -61,8 +67,12 @@ def _safe(name: str) -> str:
 
 
 def _visible_names(count: int) -> list[str]:
-    """Stable names of the visible GPUs for the lock files: CUDA_VISIBLE_DEVICES entries, else indices."""
-    listed = [entry.strip() for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if entry.strip()]
+    """Stable names of the visible GPUs for the lock files: CUDA_VISIBLE_DEVICES, else indices."""
+    listed = [
+        entry.strip()
+        for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+        if entry.strip()
+    ]
     return listed if len(listed) == count else [str(i) for i in range(count)]
 
 
@@ -73,11 +83,16 @@ def check_options(device: str, job_gpus: str) -> None:
         raise ConfigError(f"trainer.job_gpus={job_gpus!r} is not one of {', '.join(JOB_GPUS)}")
 
 
-def configure_gpus(device: str = "auto", job_gpus: str = "auto", parallel: bool = False) -> list[str]:
-    """Set which GPUs TensorFlow uses, with memory growth; return their model names (empty: CPU only).
+def configure_gpus(
+    device: str = "auto", job_gpus: str = "auto", parallel: bool = False
+) -> list[str]:
+    """Set which GPUs TensorFlow uses, with memory growth; return their model names (empty: CPU
+    only).
 
-    ``device``: auto (GPUs if any), cpu (hide them), gpu (a one-line ConfigError when none is visible).
-    ``job_gpus``: all (every visible GPU), one (a GPU of its own), auto (one when ``parallel``: several jobs
+    ``device``: auto (GPUs if any), cpu (hide them), gpu (a one-line ConfigError when none is
+    visible).
+    ``job_gpus``: all (every visible GPU), one (a GPU of its own), auto (one when ``parallel``:
+    several jobs
     share this machine through the joblib launcher).
     """
     import tensorflow as tf
@@ -96,14 +111,22 @@ def configure_gpus(device: str = "auto", job_gpus: str = "auto", parallel: bool 
         for gpu in tf.config.get_visible_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError:
-        pass  # devices already initialised in this process (an earlier job of a reused worker): that choice stands
+        # Devices already initialised in this process (an earlier job of a reused worker): that
+        # choice stands.
+        pass
     visible = tf.config.get_visible_devices("GPU")
     if device == "gpu" and not visible:
         shown = os.environ.get("CUDA_VISIBLE_DEVICES")
-        where = f"CUDA_VISIBLE_DEVICES={shown!r}" if shown is not None else "no CUDA_VISIBLE_DEVICES set"
-        raise ConfigError(f"trainer.device=gpu: TensorFlow sees no GPU ({where}; TensorFlow "
-                          f"{tf.__version__} built with CUDA: {tf.test.is_built_with_cuda()}); install the "
-                          "CUDA libraries with pip install 'brats-seg[gpu]', or use trainer.device=auto")
+        where = (
+            f"CUDA_VISIBLE_DEVICES={shown!r}"
+            if shown is not None
+            else "no CUDA_VISIBLE_DEVICES set"
+        )
+        raise ConfigError(
+            f"trainer.device=gpu: TensorFlow sees no GPU ({where}; TensorFlow "
+            f"{tf.__version__} built with CUDA: {tf.test.is_built_with_cuda()}); install the "
+            "CUDA libraries with pip install 'brats-seg[gpu]', or use trainer.device=auto"
+        )
     return gpu_models(visible)
 
 

@@ -70,8 +70,10 @@ def make_strategy(name: str):
     if name not in STRATEGIES:
         raise ConfigError(f"trainer.strategy={name!r} is not one of {', '.join(STRATEGIES)}")
     if name == "multiworker":
-        # Before anything initialises TensorFlow's runtime: the strategy configures its collectives first.
-        # The cluster comes from TF_CONFIG (export_tf_config writes it from SLURM's variables under srun).
+        # Before anything initialises TensorFlow's runtime: the strategy configures its collectives
+        # first.
+        # The cluster comes from TF_CONFIG (export_tf_config writes it from SLURM's variables under
+        # srun).
         from brats_seg.training.cluster import export_tf_config
 
         export_tf_config(name)
@@ -93,5 +95,7 @@ def device_description() -> str:
     gpus = gpu_models()
     if gpus:
         names = sorted(set(gpus))
-        return f"{len(gpus)} x {names[0]}" if len(names) == 1 else f"{len(gpus)} GPUs: {', '.join(gpus)}"
+        if len(names) == 1:
+            return f"{len(gpus)} x {names[0]}"
+        return f"{len(gpus)} GPUs: {', '.join(gpus)}"
     return f"CPU ({os.cpu_count()} cores{', bf16' if cpu_supports_bf16() else ''})"

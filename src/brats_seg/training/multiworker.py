@@ -1,14 +1,22 @@
-"""What Keras 3's fit() needs to train under MultiWorkerMirroredStrategy (tested with Keras 3.15, TF 2.21).
+"""What Keras 3's fit() needs to train under MultiWorkerMirroredStrategy (tested with Keras 3.15,
+TF 2.21).
 
-Two steps of Keras' TensorFlow trainer fail when the strategy spans workers (keras-team/keras#20585):
-- before the first epoch it averages one distributed (x, y) batch with ``strategy.reduce`` to build the metrics
-  and the optimizer, which the multi-worker strategy refuses for a tuple ("Attempt to convert a value
+Two steps of Keras' TensorFlow trainer fail when the strategy spans workers
+(keras-team/keras#20585):
+- before the first epoch it averages one distributed (x, y) batch with ``strategy.reduce`` to build
+the metrics
+  and the optimizer, which the multi-worker strategy refuses for a tuple ("Attempt to convert a
+  value
   (PerReplica...)");
-- after each step it averages the replicas' logs with ``strategy.reduce("MEAN", value, axis=0)``, which fails
+- after each step it averages the replicas' logs with ``strategy.reduce("MEAN", value, axis=0)``,
+which fails
   on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions").
-``fit_across_workers`` changes one model instance only: the build uses the first local replica's part of the
-batch (only its shapes matter), and each step hands back its scalar logs as vectors of one value. The epoch's
-logs are unaffected: Keras reads them from the metrics' variables, summed over every replica of every worker.
+``fit_across_workers`` changes one model instance only: the build uses the first local replica's
+part of the
+batch (only its shapes matter), and each step hands back its scalar logs as vectors of one value.
+The epoch's
+logs are unaffected: Keras reads them from the metrics' variables, summed over every replica of
+every worker.
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ def fit_across_workers(model, strategy) -> None:
     def vector_logs(step):
         def run(data):
             logs = step(data)
-            return {name: tf.reshape(value, [1]) if value.shape.rank == 0 else value
-                    for name, value in logs.items()}
+            return {
+                name: tf.reshape(value, [1]) if value.shape.rank == 0 else value
+                for name, value in logs.items()
+            }
 
         return run
 
