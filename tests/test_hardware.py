@@ -139,7 +139,8 @@ def test_export_writes_tf_config_under_srun_only_for_multiworker(monkeypatch):
 
     from brats_seg.training.cluster import export_tf_config
 
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("TF_CONFIG", "")  # so that the test's TF_CONFIG is removed again afterwards
+    monkeypatch.delenv("TF_CONFIG")
     for key, value in {**SRUN_ENV, "SLURM_PROCID": "1"}.items():
         monkeypatch.setenv(key, value)
     export_tf_config("mirrored")
@@ -191,3 +192,18 @@ def test_verbose_auto_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise(monk
     assert [resolve_verbose(v) for v in (0, 1, 2)] == [0, 1, 2]
     with pytest.raises(ConfigError, match="trainer.verbose=3"):
         resolve_verbose(3)
+
+
+def test_a_non_chief_worker_writes_no_hydra_files(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                              "index": 1}})}
+    for args in (["--cfg", "hydra", "trainer=tiny"], ["trainer=tiny", "--cfg", "hydra"], ["--cfg", "hydra"]):
+        result = subprocess.run([sys.executable, "-m", "brats_seg", "train", *args], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (args, result.stderr[-2000:])
+        assert "output_subdir: null" in result.stdout, args

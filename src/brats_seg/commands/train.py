@@ -18,7 +18,9 @@ def main(argv: list[str]) -> int:
     from brats_seg.training.cluster import launched_as_non_chief
 
     if launched_as_non_chief():
-        # Only the chief writes the run folder, Hydra's own files (.hydra/, train.log) included.
-        argv = [*argv, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+        # Only the chief writes the run folder, Hydra's own files (.hydra/, train.log) included. Hydra's
+        # parser takes its overrides in one run, so these join the user's (or come first).
+        at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
+        argv = [*argv[:at], "hydra.output_subdir=null", "hydra/job_logging=stdout", *argv[at:]]
     run_hydra_app(_task, "train", "brats-seg train", argv)
     return 0
