@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from brats_seg.data.labels import to_convention
+from brats_seg.data.nifti import write_nifti
+from brats_seg.data.writer import write_case
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -45,3 +51,74 @@ def blob_case(shape: tuple[int, int, int] = (32, 32, 16), seed: int = 0) -> tupl
     classes[dist <= 0.4 * radius] = 1
     image[..., 3] += np.where(classes > 0, 80.0, 0.0)  # tumour is bright on FLAIR
     return image, classes
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
+    over pytest's captured streams)."""
+    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+# A small BraTS-like data set on disk, and ways of damaging one of its cases (each returns the
+# damaged file or folder).
+SHAPE = (32, 32, 16)
+CASES = ["Brats18_A_1", "Brats18_B_1", "Brats18_C_1", "Brats18_D_1"]
+
+
+def make_root(root: Path, shape=SHAPE) -> Path:
+    """Four patients plus a 2023-named copy of the first one."""
+    for i, case_id in enumerate(CASES):
+        image, classes = blob_case(shape, seed=i)
+        write_case(root / case_id, case_id, image, classes)
+    image, classes = blob_case(shape, seed=0)
+    write_case(root / "BraTS-GLI-00009-000", "BraTS-GLI-00009-000", image, classes, convention="brats2023",
+               seg_dtype=np.float32)
+    return root
+
+
+def leftovers(cache_dir: Path) -> list[Path]:
+    """Anything a failed build may have left: cache folders, temporary folders, arrays, metas."""
+    if not cache_dir.exists():
+        return []
+    return [p for p in cache_dir.rglob("*") if p.parent.name != "locks" and p.name != "locks"]
+
+
+def break_truncate(root: Path) -> Path:
+    path = root / "Brats18_C_1" / "Brats18_C_1_t1ce.nii.gz"
+    path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
+def break_label5(root: Path) -> Path:
+    path = root / "Brats18_D_1" / "Brats18_D_1_seg.nii.gz"
+    labels = to_convention(blob_case(SHAPE, seed=3)[1], "brats2021")
+    labels[3, 3, 3] = 5
+    write_nifti(path, labels)
+    return path
+
+
+def break_shape(root: Path) -> Path:
+    path = root / "Brats18_B_1" / "Brats18_B_1_t2.nii.gz"
+    write_nifti(path, np.ones((32, 30, 16), np.int16))
+    return path
+
+
+def break_nan(root: Path) -> Path:
+    path = root / "Brats18_B_1" / "Brats18_B_1_flair.nii.gz"
+    flair = blob_case(SHAPE, seed=1)[0][..., 3]
+    flair[1, 2, 3] = np.nan
+    write_nifti(path, flair)
+    return path
+
+
+def break_affine(root: Path) -> Path:
+    path = root / "Brats18_A_1" / "Brats18_A_1_t2.nii.gz"
+    write_nifti(path, blob_case(SHAPE, seed=0)[0][..., 2].astype(np.int16), affine=np.diag([2.0, 1, 1, 1]))
+    return path
+
+
+def break_missing_t2(root: Path) -> Path:
+    path = root / "Brats18_C_1" / "Brats18_C_1_t2.nii.gz"
+    path.unlink()
+    return root / "Brats18_C_1"

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Benchmarks, even in their tiny mode.
+pytestmark = pytest.mark.slow
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 

@@ -12,28 +12,12 @@ import pytest
 from brats_seg.data import nifti
 from brats_seg.data.dataset import PreparedData, prepare_data
 from brats_seg.data.discovery import find_cases
-from brats_seg.data.labels import to_convention
 from brats_seg.data.preprocess import preprocess_case
 from brats_seg.data.selection import select_slices
 from brats_seg.data.settings import SelectionSettings
-from brats_seg.data.nifti import write_nifti
-from brats_seg.data.writer import write_case
-from conftest import blob_case
+from conftest import (CASES, SHAPE, break_affine, break_label5, break_missing_t2, break_nan,
+                      break_shape, break_truncate, leftovers, make_root)
 from brats_seg.errors import ConfigError, DataError
-
-SHAPE = (32, 32, 16)
-CASES = ["Brats18_A_1", "Brats18_B_1", "Brats18_C_1", "Brats18_D_1"]
-
-
-def make_root(root: Path, shape=SHAPE) -> Path:
-    """Four patients plus a 2023-named copy of the first one."""
-    for i, case_id in enumerate(CASES):
-        image, classes = blob_case(shape, seed=i)
-        write_case(root / case_id, case_id, image, classes)
-    image, classes = blob_case(shape, seed=0)
-    write_case(root / "BraTS-GLI-00009-000", "BraTS-GLI-00009-000", image, classes, convention="brats2023",
-               seg_dtype=np.float32)
-    return root
 
 
 def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
@@ -51,13 +35,6 @@ def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
             node = node[parent]
         node[last] = value
     return cfg
-
-
-def leftovers(cache_dir: Path) -> list[Path]:
-    """Anything a failed build may have left: cache folders, temporary folders, arrays, metas."""
-    if not cache_dir.exists():
-        return []
-    return [p for p in cache_dir.rglob("*") if p.parent.name != "locks" and p.name != "locks"]
 
 
 @pytest.fixture()
@@ -136,46 +113,6 @@ def test_split_keeps_identical_cases_together(root, tmp_path):
         where = {c: name for name, cases in split.items() for c in cases}
         assert where["Brats18_A_1"] == where["BraTS-GLI-00009-000"]
         assert sorted(where) == prepared.case_ids and all(split.values())
-
-
-def break_truncate(root: Path) -> Path:
-    path = root / "Brats18_C_1" / "Brats18_C_1_t1ce.nii.gz"
-    path.write_bytes(path.read_bytes()[:300])
-    return path
-
-
-def break_label5(root: Path) -> Path:
-    path = root / "Brats18_D_1" / "Brats18_D_1_seg.nii.gz"
-    labels = to_convention(blob_case(SHAPE, seed=3)[1], "brats2021")
-    labels[3, 3, 3] = 5
-    write_nifti(path, labels)
-    return path
-
-
-def break_shape(root: Path) -> Path:
-    path = root / "Brats18_B_1" / "Brats18_B_1_t2.nii.gz"
-    write_nifti(path, np.ones((32, 30, 16), np.int16))
-    return path
-
-
-def break_nan(root: Path) -> Path:
-    path = root / "Brats18_B_1" / "Brats18_B_1_flair.nii.gz"
-    flair = blob_case(SHAPE, seed=1)[0][..., 3]
-    flair[1, 2, 3] = np.nan
-    write_nifti(path, flair)
-    return path
-
-
-def break_affine(root: Path) -> Path:
-    path = root / "Brats18_A_1" / "Brats18_A_1_t2.nii.gz"
-    write_nifti(path, blob_case(SHAPE, seed=0)[0][..., 2].astype(np.int16), affine=np.diag([2.0, 1, 1, 1]))
-    return path
-
-
-def break_missing_t2(root: Path) -> Path:
-    path = root / "Brats18_C_1" / "Brats18_C_1_t2.nii.gz"
-    path.unlink()
-    return root / "Brats18_C_1"
 
 
 @pytest.mark.parametrize("workers", [1, 2])

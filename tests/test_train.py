@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import run_cli
+from conftest import run_cli
 
 # A narrow U-Net keeps these runs to seconds; the full-size models are checked in test_models.py.
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
@@ -127,6 +127,7 @@ def test_a_crash_after_training_resumes_with_evaluation_only(tiny_run):
     assert (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow  # trains six epochs and kills the process
 def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
@@ -178,6 +179,7 @@ def test_nan_loss_marks_the_run_failed_and_appends_nothing(tmp_path):
     assert not (out / "experiments.csv").exists()
 
 
+@pytest.mark.slow  # two replicas on two logical CPUs
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()

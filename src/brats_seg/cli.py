@@ -35,11 +35,40 @@ def _help() -> str:
     return "\n".join(lines)
 
 
+def _shell_completion(args: list[str]) -> int:
+    """`brats-seg -sc query=bash`: what the script of `brats-seg CMD -sc install=bash` runs on TAB.
+
+    The first word completes to a command; after it, the command's own Hydra app completes the rest
+    of the line (config groups, keys, values) with the command word taken out, as if it were the
+    program.
+    """
+    import os
+    import re
+
+    if not (args and args[0].startswith("query=")):
+        # install=bash, uninstall=bash: the same script for every command
+        return int(importlib.import_module("brats_seg.commands.train").main(["-sc", *args]) or 0)
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if len(words) < 2 or (len(words) == 2 and not line.endswith(" ")):
+        typed = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in COMMANDS if name.startswith(typed)))
+        return 0
+    command = words[1]
+    if command not in COMMANDS or command == "table":  # table takes folders: the shell does those
+        return 0
+    rest = re.match(r"\s*\S+\s+\S+(.*)$", line, re.DOTALL).group(1)
+    os.environ["COMP_LINE"] = words[0] + rest
+    return int(importlib.import_module(f"brats_seg.commands.{command}").main(["-sc", *args]) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_help())
         return 0
+    if argv[0] in ("-sc", "--shell-completion"):
+        return _shell_completion(argv[1:])
     if argv[0] == "--version":
         from brats_seg import __version__
 
@@ -70,6 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"brats-seg {command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went to a pager or `head` that stopped reading
+        sys.stderr.close()
+        return 1
+    except Exception as err:  # not ours, not the user's: still one line, the traceback on request
+        from brats_seg.config import FULL_ERROR_ENV, one_line, user_wants_traces
+
+        if user_wants_traces():
+            raise
+        print(f"brats-seg {command}: error: {type(err).__name__}: {one_line(err)} "
+              f"({FULL_ERROR_ENV}=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:

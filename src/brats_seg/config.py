@@ -1,9 +1,11 @@
-"""Hydra glue: where the configs live, how a subcommand becomes a Hydra app, and the resolvers they use."""
+"""Hydra glue: where the configs live, how a subcommand becomes a Hydra app, and the resolvers they
+use."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import sys
 from typing import Any, Callable
@@ -18,10 +20,12 @@ _MAX_NAME = 80
 def run_id(override_dirname: str = "", experiment_id: Any = None, seed: Any = None) -> str:
     """Deterministic, file-system-safe folder name for one job.
 
-    An experiment job is named after its experiment and seed (``e05_3cnn_block_unet-s42``) plus any other
-    overrides; a plain run after its command-line overrides and seed (``loss-ell__model-unet3pp-s42``, or
+    An experiment job is named after its experiment and seed (``e05_3cnn_block_unet-s42``) plus any
+    other overrides; a plain run after its command-line overrides and seed
+    (``loss-ell__model-unet3pp-s42``, or
     ``default-s42``).
-    The same command therefore always lands in the same folder, which is what makes resume and skip work.
+    The same command therefore always lands in the same folder, which is what makes resume and skip
+    work.
     """
     if experiment_id not in (None, "", "None"):
         name = f"{experiment_id}-s{seed}" + (f"__{override_dirname}" if override_dirname else "")
@@ -36,52 +40,203 @@ def run_id(override_dirname: str = "", experiment_id: Any = None, seed: Any = No
 
 
 def register_resolvers() -> None:
+    """The resolvers and the typed schemas (brats_seg.config_schema) that the configs use."""
     from omegaconf import OmegaConf
+
+    from brats_seg.config_schema import register_schemas
 
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", run_id)
+    register_schemas()
 
 
-def _one_line_errors(task: Callable[[Any], Any], prog: str) -> Callable[[Any], Any]:
-    """A user error in a single run becomes one line on stderr and exit code 1.
+FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
+SHELL_COMPLETION_FLAGS = {"-sc", "--shell-completion"}
+# Printed after Hydra's --hydra-help, which lists every launcher it can find.
+LAUNCHER_NOTE = (
+    "The launchers parallel (joblib) and slurm (submitit) need the cluster extra: "
+    "pip install '.[cluster]'\n(or pip install 'brats-seg[cluster]'); without it "
+    "hydra/launcher=parallel or =slurm cannot be found."
+)
+# OmegaConf's detail lines that repeat what the first lines say.
+_DETAIL_PREFIXES = ("object_type=", "reference_type=", "full_key:", "Set the environment variable")
 
-    In a multirun the error propagates instead: Hydra records that job as failed and runs the others.
+
+# The user's HYDRA_FULL_ERROR, saved while run_hydra_app sets it for Hydra (None: not saved, read
+# the env).
+_user_full_error: bool | None = None
+
+
+def user_wants_traces() -> bool:
+    """HYDRA_FULL_ERROR=1 from the user: show Python tracebacks instead of one-line reports."""
+    if _user_full_error is not None:
+        return _user_full_error
+    return os.environ.get(FULL_ERROR_ENV) == "1"
+
+
+def one_line(err: BaseException) -> str:
+    """A (Hydra or OmegaConf) error message on one line, with the cause Hydra wraps it around.
+
+    ``Error merging override trainer.epochs=abc (Value 'abc' of type 'str' could not be converted to
+    Integer)``
+    """
+
+    def flat(exc: BaseException) -> str:
+        lines = [line.strip() for line in str(exc).split("Config search path:")[0].splitlines()]
+        lines = [line for line in lines if line and not line.startswith(_DETAIL_PREFIXES)]
+        text, listing = "", False
+        for line in lines:
+            if listing:  # one option per line after "Available options in 'model':"
+                text += ", " + line
+            else:
+                listing = text.endswith(":")
+                text += (" " if text else "") + line
+        return text
+
+    text = flat(err) or type(err).__name__
+    cause = err.__cause__
+    if cause is not None and str(cause) and str(cause).splitlines()[0] not in str(err):
+        text += f" ({flat(cause)})"
+    return text
+
+
+def _log_files() -> list[str]:
+    import logging
+
+    return [
+        h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)
+    ]
+
+
+def _trace_to_log_files(err: BaseException) -> list[str]:
+    """Write the traceback of ``err`` into the job's log file(s) only (not the console); their
+    paths."""
+    import logging
+
+    files = []
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            record = logging.LogRecord(
+                "brats_seg",
+                logging.ERROR,
+                __file__,
+                0,
+                "uncaught error",
+                None,
+                (type(err), err, err.__traceback__),
+            )
+            handler.handle(record)
+            files.append(handler.baseFilename)
+    return files
+
+
+def _one_line_errors(
+    task: Callable[[Any], Any], prog: str, example: str | None
+) -> Callable[[Any], Any]:
+    """Errors in a single run become one line on stderr and exit code 1.
+
+    A missing mandatory option (``???``) is refused before the task starts, naming it and an
+    example. Any other uncaught error is reported as its type and message with the path of the run's
+    log, which holds the traceback (HYDRA_FULL_ERROR=1 shows it on the console instead). In a
+    multirun the error propagates: Hydra records that job as failed and runs the others.
     """
 
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
+        from omegaconf import OmegaConf
 
-        from brats_seg.errors import BratsSegError
+        from brats_seg.errors import BratsSegError, ConfigError
 
+        multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         try:
+            missing = sorted(OmegaConf.missing_keys(cfg))
+            if missing:
+                hint = f", e.g. {example}" if example else ""
+                raise ConfigError(
+                    f"missing mandatory option{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(missing)}: give {' '.join(k + '=...' for k in missing)}{hint}"
+                )
             return task(cfg)
         except BratsSegError as err:
-            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            if multirun:
                 raise
             print(f"{prog}: error: {err}", file=sys.stderr)
+            sys.exit(1)
+        except Exception as err:
+            if multirun or user_wants_traces():
+                raise
+            logs = _trace_to_log_files(err)
+            where = f"traceback in {logs[0]}" if logs else f"{FULL_ERROR_ENV}=1 shows the traceback"
+            print(
+                f"{prog}: error: {type(err).__name__}: {one_line(err)} ({where})", file=sys.stderr
+            )
             sys.exit(1)
 
     return guarded
 
 
-def run_hydra_app(task: Callable[[Any], Any], config_name: str, prog: str, argv: list[str]) -> Any:
-    """Run ``task`` as a Hydra app on ``argv`` (``key=value`` overrides and Hydra flags such as ``-m``)."""
+def run_hydra_app(
+    task: Callable[[Any], Any],
+    config_name: str,
+    prog: str,
+    argv: list[str],
+    example: str | None = None,
+) -> Any:
+    """Run ``task`` as a Hydra app on ``argv`` (``key=value`` overrides and Hydra flags such as
+    ``-m``).
+
+    ``example`` is a command line that works, shown when a mandatory option is missing. Hydra's own
+    errors (a bad override, a value of the wrong type, an unknown choice) become one ConfigError
+    line.
+    """
     import hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    from brats_seg.errors import ConfigError
+
+    global _user_full_error
     register_resolvers()
-    saved = sys.argv
-    sys.argv = [prog, *argv]
+    wants_traces = user_wants_traces()
+    saved_argv, saved_env, saved_choice = sys.argv, os.environ.get(FULL_ERROR_ENV), _user_full_error
+    _user_full_error = wants_traces
+    # Shell completion: the script Hydra installs completes the program named in argv[0], and a
+    # query comes back through the dispatcher (brats_seg.cli), so both name the program without its
+    # subcommand.
+    completing = bool(SHELL_COMPLETION_FLAGS & set(argv))
+    sys.argv = [prog.split()[0] if completing else prog, *argv]
+    # Hydra prints its errors as tracebacks unless HYDRA_FULL_ERROR is set, in which case it raises
+    # them: set, they reach the handler below, which prints one line (or the traceback, if the user
+    # had set it).
+    os.environ[FULL_ERROR_ENV] = "1"
     try:
-        main = hydra.main(version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name)
-        return main(_one_line_errors(task, prog))()
+        main = hydra.main(
+            version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name
+        )
+        try:
+            return main(_one_line_errors(task, prog, example))()
+        finally:
+            if "--hydra-help" in argv:
+                print(LAUNCHER_NOTE)
+    except (HydraException, OmegaConfBaseException) as err:
+        if wants_traces:
+            raise
+        raise ConfigError(one_line(err)) from err
     finally:
-        sys.argv = saved
+        sys.argv, _user_full_error = saved_argv, saved_choice
+        if saved_env is None:
+            os.environ.pop(FULL_ERROR_ENV, None)
+        else:
+            os.environ[FULL_ERROR_ENV] = saved_env
 
 
-def compose(config_name: str, overrides: list[str] | None = None, return_hydra_config: bool = False):
-    """Compose a config the way the CLI does, without running anything (used by tests and by `table`)."""
+def compose(
+    config_name: str, overrides: list[str] | None = None, return_hydra_config: bool = False
+):
+    """Compose a config the way the CLI does, without running anything (used by tests and by
+    `table`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -89,4 +244,24 @@ def compose(config_name: str, overrides: list[str] | None = None, return_hydra_c
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
-        return hydra_compose(config_name, overrides=overrides or [], return_hydra_config=return_hydra_config)
+        return hydra_compose(
+            config_name, overrides=overrides or [], return_hydra_config=return_hydra_config
+        )
+
+
+def compose_group(group: str, name: str) -> Any:
+    """One group config (``model/unet.yaml``) with its defaults list applied, as a DictConfig.
+
+    Works inside a running brats-seg app (which has initialised Hydra on the same configs) and
+    outside one.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    overrides = [f"+{group}={name}"]
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(overrides=overrides)[group]
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
+        return hydra_compose(overrides=overrides)[group]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from brats_seg.errors import ConfigError
 
+# A command line that works, shown when a mandatory option is missing.
+EXAMPLE = "brats-seg eda data=brats data.root=/path/to/BraTS2021"
+
 
 def _task(cfg) -> None:
     from pathlib import Path
@@ -27,5 +30,5 @@ def _task(cfg) -> None:
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
 
-    run_hydra_app(_task, "eda", "brats-seg eda", argv)
+    run_hydra_app(_task, "eda", "brats-seg eda", argv, example=EXAMPLE)
     return 0

@@ -8,6 +8,9 @@ from pathlib import Path
 from brats_seg.errors import ConfigError
 from brats_seg.runfolder import METRICS_FILE, RunFolder
 
+# A command line that works, shown when a mandatory option is missing.
+EXAMPLE = "brats-seg evaluate run=outputs/runs/default-s42"
+
 
 def _task(cfg) -> None:
     if cfg.run:
@@ -33,6 +36,9 @@ def _task(cfg) -> None:
 
 def _evaluate_run(cfg) -> None:
     from brats_seg.inference.evaluate import evaluate_run
+    from brats_seg.tf_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     run_dir = Path(cfg.run)
     run_cfg = RunFolder(run_dir).read_config()
@@ -71,5 +77,5 @@ def _print_regions(metrics: dict, where: Path) -> None:
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
 
-    run_hydra_app(_task, "evaluate", "brats-seg evaluate", argv)
+    run_hydra_app(_task, "evaluate", "brats-seg evaluate", argv, example=EXAMPLE)
     return 0

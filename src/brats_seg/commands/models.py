@@ -26,6 +26,9 @@ def main(argv: list[str]) -> int:
 
 def run(cfg) -> int:
     from brats_seg.models.summary import format_table, measure, selected_names
+    from brats_seg.tf_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     names = selected_names(cfg.names)
     shape = (cfg.height, cfg.width, cfg.in_channels)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# A command line that works, shown when a mandatory option is missing.
+EXAMPLE = ("brats-seg predict run=outputs/runs/default-s42 input=/path/to/BraTS2021_00001 "
+           "output=outputs/predictions")
+
 
 def _task(cfg) -> None:
     from brats_seg.inference.predict import predict_cases
+    from brats_seg.tf_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     result = predict_cases(Path(cfg.run), Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
                            montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule,
@@ -21,5 +28,5 @@ def _task(cfg) -> None:
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
 
-    run_hydra_app(_task, "predict", "brats-seg predict", argv)
+    run_hydra_app(_task, "predict", "brats-seg predict", argv, example=EXAMPLE)
     return 0

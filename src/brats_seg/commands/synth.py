@@ -8,6 +8,9 @@ from typing import Any
 
 from brats_seg.errors import ConfigError
 
+# A command line that works, shown when a mandatory option is missing.
+EXAMPLE = "brats-seg synth out=outputs/synthetic cases=10"
+
 
 def _positive_workers(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -38,5 +41,5 @@ def _task(cfg) -> None:
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
 
-    run_hydra_app(_task, "synth", "brats-seg synth", argv)
+    run_hydra_app(_task, "synth", "brats-seg synth", argv, example=EXAMPLE)
     return 0

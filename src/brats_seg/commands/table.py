@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from brats_seg.errors import ConfigError, first_line
+from brats_seg.config import one_line
+from brats_seg.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
@@ -18,11 +19,13 @@ def main(argv: list[str]) -> int:
     dirs = [Path(a) for a in argv if "=" not in a]
     overrides = [a for a in argv if "=" in a]
     if not dirs:
-        raise ConfigError("table: name at least one run or sweep folder (brats-seg table outputs/sweeps/study)")
+        raise ConfigError(
+            "name at least one run or sweep folder (brats-seg table outputs/sweeps/study)"
+        )
     try:
         cfg = compose("table", overrides)
-    except Exception as err:  # Hydra's override errors are already one readable sentence
-        raise ConfigError(f"table: {first_line(err)}") from err
+    except Exception as err:  # Hydra's override errors, with the OmegaConf cause they wrap
+        raise ConfigError(one_line(err)) from err
     out = Path(cfg.out) if cfg.out else dirs[0]
     rows = write_table(dirs, out, printed=bool(cfg.printed))
     counts = Counter(r.status for r in rows)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+# A command line that works, shown when a mandatory option is missing.
+EXAMPLE = "brats-seg train data=brats data.root=/path/to/BraTS2021"
+
 
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from brats_seg.jobs.train import train_and_evaluate
+    from brats_seg.tf_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
     # A non-chief worker of a multi-worker run returns no metrics: the chief evaluates.
@@ -22,5 +28,5 @@ def main(argv: list[str]) -> int:
         # parser takes its overrides in one run, so these join the user's (or come first).
         at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
         argv = [*argv[:at], "hydra.output_subdir=null", "hydra/job_logging=stdout", *argv[at:]]
-    run_hydra_app(_task, "train", "brats-seg train", argv)
+    run_hydra_app(_task, "train", "brats-seg train", argv, example=EXAMPLE)
     return 0

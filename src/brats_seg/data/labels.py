@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from brats_seg.config_schema import ResectionCavity, choices
 from brats_seg.errors import ConfigError, DataError
 
 NUM_CLASSES = 4
@@ -27,7 +28,7 @@ LABEL_TO_CLASS: dict[str, dict[int, int]] = {
 
 
 RESECTION_CAVITY_LABEL = 4  # in brats2023 naming: BraTS 2024 post-treatment resection cavity
-RESECTION_CAVITY_RULES: tuple[str, ...] = ("error", "background")
+RESECTION_CAVITY_RULES: tuple[str, ...] = choices(ResectionCavity)  # declared in the config schema
 
 
 def check_resection_cavity(rule: object) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from brats_seg.config_schema import FifthChannel, Normalization, SelectionRule, choices
 from brats_seg.errors import ConfigError
 
-NORMALIZATIONS = ("zscore", "minmax", "percentile")
-FIFTH_CHANNELS = ("flair_edges",)
-SELECTION_RULES = ("threshold", "tumour", "brain")
+# The choices are declared once, in the config schema.
+NORMALIZATIONS = choices(Normalization)
+FIFTH_CHANNELS = choices(FifthChannel)
+SELECTION_RULES = choices(SelectionRule)
 # The U-Nets halve the image four times, so a crop must keep both sides divisible by 2**4.
 CROP_MULTIPLE = 16
 

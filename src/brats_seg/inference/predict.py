@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from brats_seg.atomic import write_json
+from brats_seg.config_schema import PredictNaming, choices
 from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError, DataError
@@ -29,7 +30,7 @@ def input_cases(path: Path):
         return find_cases(path)
 
 
-NAMINGS = ("brats", "submission")
+NAMINGS = choices(PredictNaming)  # declared in the config schema
 
 
 def output_path(case, out_dir: Path, naming: str = "brats") -> Path:

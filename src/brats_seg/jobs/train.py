@@ -57,7 +57,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(run_dir)
-    resolved = absolute_paths(OmegaConf.to_container(cfg, resolve=True))
+    resolved = absolute_paths(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     cfg = OmegaConf.create(resolved)
     chash = config_hash(resolved)
     role = worker_role(cfg.trainer.strategy)

@@ -29,10 +29,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from brats_seg.config_schema import EmptyRule, choices
 from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError, DataError
 
-EMPTY_RULES: tuple[str, ...] = ("brats", "nan")
+EMPTY_RULES: tuple[str, ...] = choices(EmptyRule)  # declared in the config schema
 # sqrt(240^2 + 240^2 + 155^2) = 373.129...
 HD95_EMPTY = 373.13
 _MARGIN = 2

@@ -1,8 +1,10 @@
-"""The options of each model family: defaults (the study's widths), validation and the input-size divisor.
+"""The options of each model family: their fields, validation and the input-size divisor.
 
 No TensorFlow here: the data layer asks for `divisor()` and a bad option fails before any graph is built.
-The fields of each class are exactly the keys a `configs/model/<name>.yaml` file may hold besides `name` and
-`family`.
+The fields of each class are exactly the keys a model config holds besides `name` and `family`.
+Their defaults live in one place, the family base `configs/base/model/<family>.yaml` that every
+`configs/model/*.yaml` extends, so the classes here have none: a config missing a key is refused,
+naming it.
 """
 
 from __future__ import annotations
@@ -13,26 +15,24 @@ from typing import Any, ClassVar
 
 from brats_seg.errors import ConfigError
 
-_UNET_WIDTHS = (64, 128, 256, 512)
-
 
 @dataclass(frozen=True)
 class UNetOptions:
     """Plain U-Net family (architectures A-F of architectures.md)."""
 
-    filters: tuple[int, ...] = _UNET_WIDTHS
-    bridge: bool = True
-    bridge_filters: int = 1024
-    convs_per_block: int = 2
-    batch_norm: bool = False
-    upsample: str = "transpose"
+    filters: tuple[int, ...]
+    bridge: bool
+    bridge_filters: int
+    convs_per_block: int
+    batch_norm: bool
+    upsample: str
     # Overrides `upsample` for the deepest decoder step only (architecture F: transpose, then nearest).
-    first_upsample: str | None = None
+    first_upsample: str | None
     # One rate for every encoder conv, or one per encoder level followed by one for the bridge.
-    encoder_dilation: int | tuple[int, ...] = 1
-    dropout_rate: float = 0.2
+    encoder_dilation: int | tuple[int, ...]
+    dropout_rate: float
     # Unit names ("enc3_conv1") or block names ("enc3", "bridge", "dec4") followed by Dropout(dropout_rate).
-    dropout_after: tuple[str, ...] = ()
+    dropout_after: tuple[str, ...]
 
     family: ClassVar[str] = "unet"
     upsample_modes: ClassVar[tuple[str, ...]] = ("transpose", "nearest")
@@ -71,17 +71,17 @@ class UNet3PlusOptions:
     five scales) and len(filters) without (the study's models: every level gets a fusion stage).
     """
 
-    filters: tuple[int, ...] = _UNET_WIDTHS
-    bridge: bool = False
-    bridge_filters: int = 1024
-    convs_per_block: int = 2
-    cat_channels: int = 64
+    filters: tuple[int, ...]
+    bridge: bool
+    bridge_filters: int
+    convs_per_block: int
+    cat_channels: int
     # One rate for every 3x3 conv: encoder units, skip branches and fusion units.
-    dilation: int = 1
-    upsample: str = "bilinear"
-    deep_supervision: bool = False
-    dropout_rate: float = 0.2
-    dropout_after: tuple[str, ...] = ()
+    dilation: int
+    upsample: str
+    deep_supervision: bool
+    dropout_rate: float
+    dropout_after: tuple[str, ...]
 
     family: ClassVar[str] = "unet3plus"
 
@@ -110,14 +110,14 @@ class ResUNetPPOptions:
     """ResUNet++ (architecture I): residual units with squeeze-and-excitation, ASPP and attention."""
 
     # The stem's width, then one width per strided residual level.
-    filters: tuple[int, ...] = (16, 32, 64, 128)
+    filters: tuple[int, ...]
     # ASPP bridge; off feeds the deepest residual level straight into the decoder.
-    bridge: bool = True
-    bridge_filters: int = 256
-    aspp_rates: tuple[int, ...] = (6, 12, 18, 1)
-    se_ratio: int = 8
-    dropout_rate: float = 0.2
-    dropout_after: tuple[str, ...] = ()
+    bridge: bool
+    bridge_filters: int
+    aspp_rates: tuple[int, ...]
+    se_ratio: int
+    dropout_rate: float
+    dropout_after: tuple[str, ...]
 
     family: ClassVar[str] = "resunetpp"
 
@@ -146,13 +146,13 @@ class ResUNetPPOptions:
 class AttentionUNetOptions:
     """Attention U-Net (Oktay et al. 2018 style; see attention_unet.py for the design)."""
 
-    filters: tuple[int, ...] = _UNET_WIDTHS
-    bridge_filters: int = 1024
-    convs_per_block: int = 2
-    batch_norm: bool = True
-    upsample: str = "transpose"
-    dropout_rate: float = 0.2
-    dropout_after: tuple[str, ...] = ()
+    filters: tuple[int, ...]
+    bridge_filters: int
+    convs_per_block: int
+    batch_norm: bool
+    upsample: str
+    dropout_rate: float
+    dropout_after: tuple[str, ...]
 
     family: ClassVar[str] = "attention_unet"
 
@@ -187,8 +187,14 @@ def parse_options(model: str, family: str, raw: dict[str, Any]) -> Any:
             f"model {model}: unknown option(s) {', '.join('model.' + key for key in unknown)} for family "
             f"{family} (valid: {', '.join(known)})"
         )
+    missing = [key for key in known if key not in raw]
+    if missing:
+        raise ConfigError(
+            f"model {model}: missing option(s) {', '.join('model.' + key for key in missing)} "
+            f"(a model config extends configs/base/model/{family}.yaml, which sets them all)"
+        )
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
-    if values.get("dropout_after", ()) is None:
+    if values["dropout_after"] is None:
         values["dropout_after"] = ()
     options = cls(**values)
     options.validate(model)

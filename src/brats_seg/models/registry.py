@@ -25,20 +25,23 @@ BUILDERS: dict[str, str] = {
 
 
 def model_config_names() -> list[str]:
-    """Names of the model configs shipped in brats_seg.configs/model, sorted."""
+    """Names of the model configs shipped in brats_seg.configs/model, sorted.
+
+    The family bases they extend live in configs/base/model and are not models."""
     folder = importlib.resources.files(CONFIG_PACKAGE).joinpath(CONFIG_GROUP)
     return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
 
 
 def load_model_config(name: str) -> dict[str, Any]:
-    """The content of configs/model/<name>.yaml as a plain dict."""
+    """configs/model/<name>.yaml, with the family base it extends, as a plain dict."""
     from omegaconf import OmegaConf
+
+    from brats_seg.config import compose_group
 
     names = model_config_names()
     if name not in names:
         raise ConfigError(f"unknown model '{name}' (available: {', '.join(names)})")
-    text = importlib.resources.files(CONFIG_PACKAGE).joinpath(CONFIG_GROUP, f"{name}.yaml").read_text("utf-8")
-    return OmegaConf.to_container(OmegaConf.create(text), resolve=True)
+    return OmegaConf.to_container(compose_group(CONFIG_GROUP, name), resolve=True)
 
 
 def parse_model_config(model_cfg: Any) -> tuple[str, str, Any]:

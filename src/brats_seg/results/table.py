@@ -55,7 +55,7 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
     found: set[Path] = set()
     for root in paths:
         if not root.is_dir():
-            raise ConfigError(f"table: {root} is not a folder")
+            raise ConfigError(f"{root} is not a folder")
         for marker in ("run.json", "config.yaml", ".hydra/config.yaml"):
             for hit in root.rglob(marker):
                 run_dir = hit.parent.parent if marker.startswith(".hydra") else hit.parent
@@ -202,7 +202,7 @@ def collect(paths: list[Path]) -> list[ResultRow]:
     rows = [read_run(d) for d in find_run_dirs(paths)]
     rows += not_started_rows(paths, rows)
     if not rows:
-        raise ConfigError(f"table: no run folders under {', '.join(map(str, paths))}")
+        raise ConfigError(f"no run folders under {', '.join(map(str, paths))}")
     return sorted(rows, key=lambda r: (r.row is None, r.row or 0, str(r.run_dir)))
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from brats_seg.config_schema import Precision, Strategy, choices
 from brats_seg.errors import ConfigError
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+# The choices are declared once, in the config schema.
+PRECISIONS = choices(Precision)
+STRATEGIES = choices(Strategy)
 
 
 def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
