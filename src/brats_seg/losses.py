@@ -6,6 +6,20 @@ batch: the sums and means run over every pixel of every sample at once, as the s
 reduction leaves a scalar unchanged (``sum_over_batch_size`` divides by the size of a 0-d tensor, 1), so
 ``loss(y_true, y_pred)`` returns exactly what ``call`` computes.
 
+Under tf.distribute (mirrored, multi-worker) each replica sees only its part of the global batch.
+Every loss is
+therefore written as sums over pixels (``batch_sums``) and a function of those sums
+(``from_sums``): the sums
+are added across replicas first, so each replica computes the loss of the whole global batch (a
+pooled Dice
+is not the mean of the replicas' Dice). Keras scales its own losses by 1 / replicas because it sums
+the
+replicas' gradients and multiplies the logged loss back by the replica count; it skips that scaling
+for a
+scalar, so these losses apply it themselves. The result: the same loss, gradients and logged values
+as on one
+device, whatever the number of replicas and however unevenly a last batch splits.
+
 Names follow the study's table: dice_loss, bce_dice_loss, ell_loss (alpha), soft_dice_loss, weighted; plus
 exp_log (Wong et al., MICCAI 2018), focal (Lin et al., 2017) and tversky (Salehi et al., 2017).
 
@@ -46,26 +60,78 @@ def _clip(p):
     return ops.clip(p, EPSILON, 1.0 - EPSILON)
 
 
-def binary_crossentropy(y_true, y_pred):
-    """Mean binary cross-entropy over every element of the one-hot tensor (probabilities clipped)."""
+def _count(x):
+    """Number of elements of ``x`` as a float32 scalar (summed across replicas like any sum)."""
+    return ops.cast(ops.size(x), "float32")
+
+
+def _pixel_count(y):
+    return _count(y[..., 0])
+
+
+def sum_over_replicas(sums: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Add ``sums`` across the replicas of the current tf.distribute replica context.
+
+    Returns the summed values and the number of replicas (1, and ``sums`` unchanged, outside a
+    multi-replica
+    context, e.g. a plain call, one device, or Keras building the model symbolically). The
+    all-reduce is
+    differentiable: its gradient is the all-reduce of the replicas' gradients.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return sums, 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return sums, 1
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, sums), context.num_replicas_in_sync
+
+
+def bce_sums(y_true, y_pred) -> dict[str, Any]:
+    """Sums behind the mean binary cross-entropy over every element of the one-hot tensor."""
     p = _clip(y_pred)
     bce = y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)
-    return -ops.mean(bce)
+    return {"bce": -ops.sum(bce), "elements": _count(y_pred)}
+
+
+def bce_from_sums(sums) -> Any:
+    return sums["bce"] / sums["elements"]
+
+
+def binary_crossentropy(y_true, y_pred):
+    """Mean binary cross-entropy over every element of the one-hot tensor (probabilities clipped)."""
+    return bce_from_sums(bce_sums(y_true, y_pred))
 
 
 def global_dice_loss(y_true, y_pred, smooth: float):
     """The study's dice_loss: one soft Dice over the whole flattened tensor, background included."""
-    intersection = ops.sum(y_true * y_pred)
-    total = ops.sum(y_true) + ops.sum(y_pred)
-    return 1.0 - (2.0 * intersection + smooth) / (total + smooth)
+    return global_dice_loss_from_sums(global_dice_sums(y_true, y_pred), smooth)
 
 
 def per_class_dice(y_true, y_pred, smooth: float):
     """Soft Dice of each class, pooled over the batch: shape (C,)."""
+    return class_dice_from_sums(class_dice_sums(y_true, y_pred), smooth)
+
+
+def global_dice_sums(y_true, y_pred) -> dict[str, Any]:
+    """Sums behind the study's dice_loss: one soft Dice over the whole tensor, background too."""
+    return {"intersection": ops.sum(y_true * y_pred), "total": ops.sum(y_true) + ops.sum(y_pred)}
+
+
+def global_dice_loss_from_sums(sums, smooth: float) -> Any:
+    return 1.0 - (2.0 * sums["intersection"] + smooth) / (sums["total"] + smooth)
+
+
+def class_dice_sums(y_true, y_pred) -> dict[str, Any]:
+    """Sums behind the soft Dice of each class pooled over the batch: shape (C,) each."""
     axes = _pixel_axes(y_pred)
-    intersection = ops.sum(y_true * y_pred, axis=axes)
-    total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
-    return (2.0 * intersection + smooth) / (total + smooth)
+    return {"class_intersection": ops.sum(y_true * y_pred, axis=axes),
+            "class_total": ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)}
+
+
+def class_dice_from_sums(sums, smooth: float) -> Any:
+    return (2.0 * sums["class_intersection"] + smooth) / (sums["class_total"] + smooth)
 
 
 def counts_to_weights(class_counts: Sequence[float], power: float = 1.0) -> list[float]:
@@ -91,16 +157,27 @@ def counts_to_exp_log_weights(class_counts: Sequence[float]) -> list[float]:
 
 
 class _BatchLoss(keras.losses.Loss):
-    """Base: always computes in float32 and returns one scalar per batch."""
+    """Base: always computes in float32 and returns one scalar for the (global) batch.
+
+    Subclasses give the sums over pixels the loss needs (``batch_sums``) and the loss as a function
+    of those
+    sums (``from_sums``); the base adds the sums across replicas and scales for Keras' gradient sum.
+    """
 
     def __init__(self, name: str, reduction: str | None = "sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction, dtype="float32")
 
     def call(self, y_true, y_pred):
         y_true, y_pred = _float32(y_true, y_pred)
-        return self.batch_loss(y_true, y_pred)
+        sums, replicas = sum_over_replicas(self.batch_sums(y_true, y_pred))
+        loss = self.from_sums(sums)
+        # Keras adds the replicas' gradients and multiplies the tracked loss by the replica count.
+        return loss / float(replicas) if replicas > 1 else loss
 
-    def batch_loss(self, y_true, y_pred):
+    def batch_sums(self, y_true, y_pred) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def from_sums(self, sums: dict[str, Any]):
         raise NotImplementedError
 
     def params(self) -> dict[str, Any]:
@@ -118,8 +195,11 @@ class DiceLoss(_BatchLoss):
         super().__init__(name=name, reduction=reduction)
         self.smooth = float(smooth)
 
-    def batch_loss(self, y_true, y_pred):
-        return global_dice_loss(y_true, y_pred, self.smooth)
+    def batch_sums(self, y_true, y_pred):
+        return global_dice_sums(y_true, y_pred)
+
+    def from_sums(self, sums):
+        return global_dice_loss_from_sums(sums, self.smooth)
 
     def params(self):
         return {"smooth": self.smooth}
@@ -135,10 +215,12 @@ class ELLLoss(_BatchLoss):
         self.alpha = float(alpha)
         self.smooth = float(smooth)
 
-    def batch_loss(self, y_true, y_pred):
-        bce = binary_crossentropy(y_true, y_pred)
-        dice = global_dice_loss(y_true, y_pred, self.smooth)
-        return self.alpha * bce + (1.0 - self.alpha) * dice
+    def batch_sums(self, y_true, y_pred):
+        return {**bce_sums(y_true, y_pred), **global_dice_sums(y_true, y_pred)}
+
+    def from_sums(self, sums):
+        dice = global_dice_loss_from_sums(sums, self.smooth)
+        return self.alpha * bce_from_sums(sums) + (1.0 - self.alpha) * dice
 
     def params(self):
         return {"alpha": self.alpha, "smooth": self.smooth}
@@ -152,8 +234,11 @@ class BCEDiceLoss(_BatchLoss):
         super().__init__(name=name, reduction=reduction)
         self.smooth = float(smooth)
 
-    def batch_loss(self, y_true, y_pred):
-        return binary_crossentropy(y_true, y_pred) + global_dice_loss(y_true, y_pred, self.smooth)
+    def batch_sums(self, y_true, y_pred):
+        return {**bce_sums(y_true, y_pred), **global_dice_sums(y_true, y_pred)}
+
+    def from_sums(self, sums):
+        return bce_from_sums(sums) + global_dice_loss_from_sums(sums, self.smooth)
 
     def params(self):
         return {"smooth": self.smooth}
@@ -167,8 +252,11 @@ class SoftDiceLoss(_BatchLoss):
         super().__init__(name=name, reduction=reduction)
         self.smooth = float(smooth)
 
-    def batch_loss(self, y_true, y_pred):
-        return 1.0 - ops.mean(per_class_dice(y_true, y_pred, self.smooth))
+    def batch_sums(self, y_true, y_pred):
+        return class_dice_sums(y_true, y_pred)
+
+    def from_sums(self, sums):
+        return 1.0 - ops.mean(class_dice_from_sums(sums, self.smooth))
 
     def params(self):
         return {"smooth": self.smooth}
@@ -186,10 +274,13 @@ class WeightedCrossEntropy(_BatchLoss):
         super().__init__(name=name, reduction=reduction)
         self.class_weights = [float(w) for w in class_weights]
 
-    def batch_loss(self, y_true, y_pred):
+    def batch_sums(self, y_true, y_pred):
         weights = ops.convert_to_tensor(self.class_weights, dtype="float32")
-        per_pixel = -ops.sum(weights * y_true * ops.log(_clip(y_pred)), axis=-1)
-        return ops.mean(per_pixel)
+        nll = -ops.sum(weights * y_true * ops.log(_clip(y_pred)))
+        return {"nll": nll, "pixels": _pixel_count(y_pred)}
+
+    def from_sums(self, sums):
+        return sums["nll"] / sums["pixels"]
 
     def params(self):
         return {"class_weights": list(self.class_weights)}
@@ -215,15 +306,18 @@ class ExpLogLoss(_BatchLoss):
         self.gamma_cross = float(gamma_cross)
         self.smooth = float(smooth)
 
-    def batch_loss(self, y_true, y_pred):
-        dice = per_class_dice(y_true, y_pred, self.smooth)
-        dice_term = ops.mean(ops.power(ops.maximum(-ops.log(dice), _POW_FLOOR), self.gamma_dice))
-
+    def batch_sums(self, y_true, y_pred):
         weights = ops.convert_to_tensor(self.label_weights, dtype="float32")
         p_true = ops.sum(y_true * _clip(y_pred), axis=-1)
         w_true = ops.sum(y_true * weights, axis=-1)
         neg_log = ops.maximum(-ops.log(p_true), _POW_FLOOR)
-        cross_term = ops.mean(w_true * ops.power(neg_log, self.gamma_cross))
+        cross = ops.sum(w_true * ops.power(neg_log, self.gamma_cross))
+        return {**class_dice_sums(y_true, y_pred), "cross": cross, "pixels": _pixel_count(y_pred)}
+
+    def from_sums(self, sums):
+        dice = class_dice_from_sums(sums, self.smooth)
+        dice_term = ops.mean(ops.power(ops.maximum(-ops.log(dice), _POW_FLOOR), self.gamma_dice))
+        cross_term = sums["cross"] / sums["pixels"]
         return self.w_dice * dice_term + self.w_cross * cross_term
 
     def params(self):
@@ -241,10 +335,13 @@ class FocalLoss(_BatchLoss):
         self.gamma = float(gamma)
         self.alpha = float(alpha)
 
-    def batch_loss(self, y_true, y_pred):
+    def batch_sums(self, y_true, y_pred):
         p = _clip(y_pred)
         per_class = -self.alpha * y_true * ops.power(1.0 - p, self.gamma) * ops.log(p)
-        return ops.mean(ops.sum(per_class, axis=-1))
+        return {"focal": ops.sum(per_class), "pixels": _pixel_count(y_pred)}
+
+    def from_sums(self, sums):
+        return sums["focal"] / sums["pixels"]
 
     def params(self):
         return {"gamma": self.gamma, "alpha": self.alpha}
@@ -261,11 +358,14 @@ class TverskyLoss(_BatchLoss):
         self.beta = float(beta)
         self.smooth = float(smooth)
 
-    def batch_loss(self, y_true, y_pred):
+    def batch_sums(self, y_true, y_pred):
         axes = _pixel_axes(y_pred)
-        tp = ops.sum(y_true * y_pred, axis=axes)
-        fp = ops.sum((1.0 - y_true) * y_pred, axis=axes)
-        fn = ops.sum(y_true * (1.0 - y_pred), axis=axes)
+        return {"tp": ops.sum(y_true * y_pred, axis=axes),
+                "fp": ops.sum((1.0 - y_true) * y_pred, axis=axes),
+                "fn": ops.sum(y_true * (1.0 - y_pred), axis=axes)}
+
+    def from_sums(self, sums):
+        tp, fp, fn = sums["tp"], sums["fp"], sums["fn"]
         index = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
         return 1.0 - ops.mean(index)
 

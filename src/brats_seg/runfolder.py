@@ -41,8 +41,8 @@ RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR)
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
 # Keys that change how a run is shown or where it is written, not what it computes.
-_HASH_EXCLUDED = ("paths", "trainer.verbose", "trainer.force", "data.workers", "evaluate.overlays",
-                  "run_group", "sweep_name")
+_HASH_EXCLUDED = ("paths", "trainer.verbose", "trainer.force", "trainer.device", "trainer.job_gpus",
+                  "data.workers", "evaluate.overlays", "run_group", "sweep_name")
 
 
 def now() -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 EXAMPLE = "brats-seg train data=brats data.root=/path/to/BraTS2021"
 
 
-def _task(cfg) -> float:
+def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from brats_seg.jobs.train import train_and_evaluate
@@ -15,11 +15,18 @@ def _task(cfg) -> float:
     import_tensorflow_quietly()
 
     metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
-    return metrics["col_ave"]["f1"]
+    # A non-chief worker of a multi-worker run returns no metrics: the chief evaluates.
+    return metrics["col_ave"]["f1"] if metrics else None
 
 
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
+    from brats_seg.training.cluster import launched_as_non_chief
 
+    if launched_as_non_chief():
+        # Only the chief writes the run folder, Hydra's own files (.hydra/, train.log) included. Hydra's
+        # parser takes its overrides in one run, so these join the user's (or come first).
+        at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
+        argv = [*argv[:at], "hydra.output_subdir=null", "hydra/job_logging=stdout", *argv[at:]]
     run_hydra_app(_task, "train", "brats-seg train", argv, example=EXAMPLE)
     return 0

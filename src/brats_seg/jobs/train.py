@@ -48,14 +48,19 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train and evaluate one configuration in ``run_dir``; resume it if it was interrupted.
 
     A completed run of the same configuration is not trained again (``trainer.force=true`` retrains); a run folder
-    holding a different configuration is refused rather than mixed.
+    holding a different configuration is refused rather than mixed. In a multi-worker run only the
+    chief writes
+    the run folder; the other workers train beside it and return an empty dict.
     """
+    from brats_seg.training.cluster import worker_role
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(run_dir)
     resolved = absolute_paths(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     cfg = OmegaConf.create(resolved)
     chash = config_hash(resolved)
+    role = worker_role(cfg.trainer.strategy)
     previous = folder.read() or {}
     if previous.get("config_hash") not in (None, chash) and not cfg.trainer.force:
         raise RunError(
@@ -64,7 +69,9 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         )
     if previous.get("status") == COMPLETED and not cfg.trainer.force:
         log.info("%s: already completed, skipping (trainer.force=true trains it again)", run_dir)
-        return folder.read_metrics()
+        return folder.read_metrics() if role.is_chief else {}
+    if not role.is_chief:
+        return _run_worker(cfg, run_dir, folder, role)
     lock = FileLock(str(run_dir / LOCK_FILE))
     try:
         lock.acquire(timeout=0)
@@ -76,7 +83,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(resolved))
         folder.start(config_hash=chash, experiment_id=cfg.get("experiment_id"), model=cfg.model.name, seed=cfg.seed)
         try:
-            return _run(cfg, run_dir, folder)
+            return _run(cfg, run_dir, folder, role)
         except KeyboardInterrupt:
             folder.fail("interrupted")
             raise
@@ -92,38 +99,92 @@ def _clear_previous(run_dir: Path) -> None:
 
     for name in RESULT_DIRS:
         shutil.rmtree(run_dir / name, ignore_errors=True)
+    for scratch in run_dir.glob(".worker-*"):
+        shutil.rmtree(scratch, ignore_errors=True)
     for name in RESULT_FILES:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
+def _launched_in_parallel() -> bool:
+    """Whether this job shares its machine with others of a sweep (Hydra's joblib launcher)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    launcher = HydraConfig.get().launcher
+    return "joblib" in str(launcher.get("_target_", "")).lower() if launcher is not None else False
+
+
+def _set_up_devices(cfg: DictConfig) -> tuple[str, Any, list[str]]:
+    """Devices, seed, precision and strategy, before TensorFlow starts: (policy, strategy, GPUs)."""
     import keras
 
-    from brats_seg import memory
-    from brats_seg.data.dataset import prepare_data
-    from brats_seg.training import hardware
-    from brats_seg.inference.evaluate import evaluate_model, write_evaluation
-    from brats_seg.results.experiments_table import append_row, row_from_metrics
-    from brats_seg.training.fit import epochs_logged, fit_model
+    from brats_seg.training import gpus, hardware
 
     trainer = cfg.trainer
     hardware.configure_cpu_devices(trainer.get("cpu_devices"))
+    gpu_models = gpus.configure_gpus(trainer.get("device", "auto"), trainer.get("job_gpus", "auto"),
+                                     parallel=_launched_in_parallel())
+    # MultiWorkerMirroredStrategy must configure TensorFlow's collectives before anything runs an
+    # op.
+    strategy = hardware.make_strategy(trainer.strategy)
     keras.backend.clear_session()
     keras.utils.set_random_seed(int(cfg.seed))
     precision = hardware.resolve_precision(trainer.precision)
     keras.mixed_precision.set_global_policy(precision)
-    strategy = hardware.make_strategy(trainer.strategy)
+    return precision, strategy, gpu_models
+
+
+def _trained_before(folder: RunFolder) -> bool:
+    return bool((folder.read() or {}).get("trained")) and folder.checkpoint_path() is not None
+
+
+def _run_worker(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, Any]:
+    """A non-chief worker of a multi-worker run: train beside the chief, write no run file."""
+    import shutil
+
+    from brats_seg.data.dataset import prepare_data
+    from brats_seg.training.fit import fit_model
+
+    scratch = role.scratch_dir(run_dir)
+    shutil.rmtree(scratch, ignore_errors=True)  # left by a killed attempt
+    try:
+        _, strategy, _ = _set_up_devices(cfg)
+        prepared = prepare_data(cfg.data)
+        split = _load_or_make_split(run_dir, prepared, write=False)
+        if _trained_before(folder):
+            log.info("%s: training finished in an earlier attempt; the chief evaluates it",
+                     role.name)
+            return {}
+        fit_model(cfg, run_dir, prepared, split, strategy, folder, role=role)
+        log.info("%s: training done; the chief writes the results to %s", role.name, run_dir)
+        return {}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, Any]:
+    from brats_seg import memory
+    from brats_seg.data.dataset import prepare_data
+    from brats_seg.inference.evaluate import evaluate_model, write_evaluation
+    from brats_seg.results.experiments_table import append_row, row_from_metrics
+    from brats_seg.training import hardware
+    from brats_seg.training.fit import epochs_logged, fit_model
+
+    precision, strategy, gpu_models = _set_up_devices(cfg)
     folder.update(precision=precision, device=hardware.device_description(),
-                  replicas=strategy.num_replicas_in_sync, versions=_versions(), malloc_keeps_freed=memory.applied)
+                  gpu_count=len(gpu_models), gpu_models=gpu_models, workers=role.workers,
+                  replicas=strategy.num_replicas_in_sync,
+                  versions=_versions(), malloc_keeps_freed=memory.applied)
 
     prepared = prepare_data(cfg.data)
     split = _load_or_make_split(run_dir, prepared)
-    if folder.read().get("trained") and folder.checkpoint_path() is not None:
+    if _trained_before(folder):
         # An earlier attempt finished training and stopped during evaluation: evaluate, do not train again.
         log.info("%s: training finished in an earlier attempt; evaluating its checkpoint", run_dir)
         model = None
     else:
-        model = fit_model(cfg, run_dir, prepared, split, strategy, folder)
+        model = fit_model(cfg, run_dir, prepared, split, strategy, folder, role=role)
         folder.update(trained=True, epochs_done=epochs_logged(run_dir))
     # Both here and in `brats-seg evaluate`, the result is the best checkpoint's (the last one's without it);
     # fit_model hands back its model only when that is the best checkpoint, which spares reading it back.
@@ -150,7 +211,8 @@ def _versions() -> dict[str, str]:
     return versions()
 
 
-def _load_or_make_split(run_dir: Path, prepared) -> dict[str, list[str]]:
+def _load_or_make_split(run_dir: Path, prepared, write: bool = True) -> dict[str, list[str]]:
+    """The run's split.json, or a new split (deterministic: every worker makes the same one)."""
     path = run_dir / SPLIT_FILE
     if path.exists():
         split = json.loads(path.read_text())
@@ -159,7 +221,8 @@ def _load_or_make_split(run_dir: Path, prepared) -> dict[str, list[str]]:
             raise RunError(f"{path}: cases {', '.join(missing[:5])} are no longer in the data set")
         return split
     split = prepared.split()
-    write_json(path, split)
+    if write:
+        write_json(path, split)
     return split
 
 

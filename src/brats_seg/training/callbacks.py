@@ -1,13 +1,28 @@
-"""Keras callbacks that keep a run's work safe: atomic best/last checkpoints and a NaN guard."""
+"""Keras callbacks that keep a run's work safe: atomic best/last checkpoints, a kill-safe backup, a
+NaN guard.
+
+In a multi-worker run every worker saves (saving may read variables collectively, so all must take
+part),
+but only the chief saves into the run folder: the others write into a scratch folder of their own
+and
+remove what they wrote (Keras' multi-worker pattern). Every worker reads its state from the chief's
+files.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 from pathlib import Path
 
 import keras
+
+from brats_seg.atomic import write_json
+
+log = logging.getLogger(__name__)
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -35,10 +50,14 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
     so far lives in ``best.json``, so a resumed run keeps comparing against the epochs before the interruption.
     """
 
-    def __init__(self, folder: str | Path, monitor: str = "val_loss", mode: str = "min", save_last: bool = True):
+    def __init__(self, folder: str | Path, monitor: str = "val_loss", mode: str = "min",
+                 save_last: bool = True, write_folder: str | Path | None = None):
         super().__init__()
         self.save_last = save_last
         self.folder = Path(folder)
+        # A non-chief worker: reads the chief's best.json in ``folder``, saves into
+        # ``write_folder`` and removes it.
+        self.write_folder = Path(write_folder) if write_folder is not None else None
         self.monitor = monitor
         self.mode = mode
         self.best: float | None = None
@@ -58,7 +77,8 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         return self.folder / "best.json"
 
     def on_train_begin(self, logs=None):
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.write_folder is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
         if self._state_path.exists() and self.best_path.exists():
             self.best = json.loads(self._state_path.read_text()).get("value")
 
@@ -70,6 +90,11 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         return value < self.best if self.mode == "min" else value > self.best
 
     def _save(self, path: Path) -> None:
+        if self.write_folder is not None:
+            self.write_folder.mkdir(parents=True, exist_ok=True)
+            self.model.save(self.write_folder / path.name)
+            shutil.rmtree(self.write_folder, ignore_errors=True)
+            return
         tmp = path.with_name(f".{path.stem}.tmp.keras")
         self.model.save(tmp)
         os.replace(tmp, path)
@@ -82,8 +107,94 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
             self.best = float(value)
             self._save(self.best_path)
             self.best_is_latest = True
-            tmp = self._state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"monitor": self.monitor, "value": self.best, "epoch": epoch + 1}))
-            os.replace(tmp, self._state_path)
+            if self.write_folder is None:
+                state = {"monitor": self.monitor, "value": self.best, "epoch": epoch + 1}
+                write_json(self._state_path, state)
         if self.save_last:
             self._save(self.last_path)
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, safe against a kill at any moment and shared by the workers of a
+    run.
+
+    Each epoch's state is a weights file named after the epoch; ``backup.json`` then names it and
+    is swapped
+    in atomically, so the backup is always one complete state. Every worker restores from
+    ``backup_dir`` (the
+    chief's); a non-chief worker writes its state into ``write_dir`` and removes it again.
+    """
+
+    STATE_FILE = "backup.json"
+
+    def __init__(self, backup_dir: str | Path, write_dir: str | Path | None = None):
+        super().__init__(str(backup_dir))
+        self.folder = Path(backup_dir)
+        self.write_dir = Path(write_dir) if write_dir is not None else None
+        self.restored_epoch: int | None = None
+
+    def _load_model(self):
+        state_path = self.folder / self.STATE_FILE
+        if not state_path.exists():
+            super()._load_model()  # a backup in Keras' own layout (or none at all)
+            return
+        state = json.loads(state_path.read_text())
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.folder / state["weights"])
+        self.model._initial_epoch = int(state["epoch"])  # how Keras' own callback resumes fit()
+        self.restored_epoch = int(state["epoch"])
+        log.info("resuming from the backup after epoch %d (%s)", self.restored_epoch, self.folder)
+
+    def _save_model(self):
+        target = self.write_dir or self.folder
+        target.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        tmp = target / f".tmp-{name}"
+        self.model.save_weights(str(tmp), overwrite=True)
+        os.replace(tmp, target / name)
+        write_json(target / self.STATE_FILE, {"epoch": self._current_epoch, "weights": name})
+        for old in target.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        if self.write_dir is not None:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+
+    def on_train_end(self, logs=None):
+        if self.write_dir is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Training slices per second of each epoch, validation excluded (``last``: the latest)."""
+
+    def __init__(self, global_batch: int):
+        super().__init__()
+        self.global_batch = global_batch
+        self.last: float | None = None
+        self._start = 0.0
+        self._batches = 0
+        self._train_seconds: float | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._start, self._batches, self._train_seconds = time.perf_counter(), 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+
+    def on_test_begin(self, logs=None):
+        import time
+
+        if self._train_seconds is None:
+            self._train_seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        seconds = self._train_seconds
+        if seconds is None:
+            seconds = time.perf_counter() - self._start
+        if seconds > 0 and self._batches:
+            self.last = self._batches * self.global_batch / seconds

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -18,18 +20,27 @@ from brats_seg.runfolder import (
     TENSORBOARD_DIR,
     RunFolder,
 )
+from brats_seg.training.cluster import SINGLE, WorkerRole
+from brats_seg.training.multiworker import fit_across_workers
 
 log = logging.getLogger(__name__)
 
 
-def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunFolder):
-    """Train with resume and checkpoints; return the model if its final weights are the best checkpoint's."""
+def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunFolder,
+              role: WorkerRole = SINGLE):
+    """Train with resume and checkpoints; return the model if its final weights are the best
+    checkpoint's.
+
+    Only the chief writes into ``run_dir``; another worker of a multi-worker run saves into its
+    scratch folder
+    (and removes it), restores from the chief's backup, and gets None back.
+    """
     import keras
 
     from brats_seg.data.pipeline import make_dataset
     from brats_seg.losses import TumourDice, build_loss
     from brats_seg.models import build_model
-    from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard
+    from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard, RunBackup, Throughput
     from brats_seg.training.optimizers import build_optimizer
 
     trainer = cfg.trainer
@@ -45,6 +56,18 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
                             split_name="train")
     val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
                           repeat=val_steps is not None, split_name="val")
+    if replicas > 1:
+        passes = (("train", trainer.steps_per_epoch is not None), ("val", val_steps is not None))
+        for name, repeated in passes:
+            if not repeated and prepared.slice_count(split[name]) < batch:
+                option = "steps_per_epoch" if name == "train" else "validation_steps"
+                raise ConfigError(f"trainer.batch_size={batch}: the {name} split has fewer slices; "
+                                  f"a run on {replicas} replicas uses full batches only, "
+                                  f"set trainer.{option}")
+        train_ds = whole_batches(train_ds, batch, repeated=trainer.steps_per_epoch is not None)
+        val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
+    if role.workers > 1:
+        train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
 
     with strategy.scope():
         model = build_model(cfg.model, prepared.input_shape, prepared.num_classes)
@@ -54,26 +77,32 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
         model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
                       metrics=[TumourDice()] if n_outputs == 1 else None,
                       run_eagerly=bool(trainer.get("run_eagerly", False)))
-    folder.update(params=int(model.count_params()))
+    if role.workers > 1:
+        fit_across_workers(model, strategy)
     if n_outputs > 1:  # deep supervision: every output learns the same target
         train_ds = train_ds.map(lambda x, y: (x, (y,) * n_outputs))
         val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
-    write_text(run_dir / SUMMARY_FILE, model_summary(model))
+    chief = role.is_chief
+    scratch = None if chief else role.scratch_dir(run_dir)
+    if chief:
+        folder.update(params=int(model.count_params()))
+        write_text(run_dir / SUMMARY_FILE, model_summary(model))
 
     monitor = trainer.checkpoint_monitor
     nan_guard = NanGuard()
     checkpoints = BestAndLastCheckpoint(run_dir / CHECKPOINT_DIR, monitor=monitor,
-                                        mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last))
-    callbacks = [
-        checkpoints,
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        nan_guard,
-        *extra_callbacks,
-    ]
+                                        mode="max" if "dice" in monitor else "min",
+                                        save_last=bool(trainer.save_last),
+                                        write_folder=None if chief else scratch / CHECKPOINT_DIR)
+    throughput = Throughput(batch)
+    callbacks = [checkpoints, nan_guard, throughput, *extra_callbacks]
+    if chief:
+        callbacks.insert(1, keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True))
     if int(trainer.epochs) > 1:
         # Restores at epoch boundaries only, so a one-epoch run has nothing to resume and skips the write.
-        callbacks.insert(0, keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), double_checkpoint=True))
-    if trainer.tensorboard:
+        backup_scratch = None if chief else scratch / BACKUP_DIR
+        callbacks.insert(0, RunBackup(run_dir / BACKUP_DIR, write_dir=backup_scratch))
+    if trainer.tensorboard and chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False))
     if trainer.early_stopping.enabled:
         es = trainer.early_stopping
@@ -82,12 +111,64 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
              cfg.model.name, f"{model.count_params():,}", n_train, len(split["train"]), steps)
     model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs), steps_per_epoch=trainer.steps_per_epoch,
-              validation_steps=val_steps, callbacks=callbacks, verbose=int(trainer.verbose))
+              validation_steps=val_steps, callbacks=callbacks,
+              verbose=resolve_verbose(trainer.verbose) if chief else 0)
     if nan_guard.nan_at is not None:
         epoch, batch_index = nan_guard.nan_at
         raise TrainingFailed(f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
                              "or try trainer.precision=float32")
-    return model if checkpoints.best_is_latest else None
+    fingerprint = weights_fingerprint(model)
+    log.info("%s: weights after training: %s", role.name, fingerprint)
+    if chief:
+        # Slices per second of the last epoch's training steps (the first epoch also builds the
+        # graph).
+        folder.update(weights_fingerprint=fingerprint, train_slices_per_s=throughput.last)
+    # A model of a multi-worker strategy predicts collectively, with every worker; the chief
+    # evaluates alone,
+    # from the checkpoint.
+    return model if checkpoints.best_is_latest and role.workers == 1 else None
+
+
+def resolve_verbose(verbose) -> int:
+    """``trainer.verbose``: 0, 1 (progress bar), 2 (a line per epoch), auto (1 on a tty, else 2)."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return int(verbose)
+    raise ConfigError(f"trainer.verbose={verbose!r}: expected auto, 0, 1 or 2")
+
+
+def weights_fingerprint(model) -> str:
+    """A short hash of the model's weights: equal on every worker of a synchronous run."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def whole_batches(dataset, batch: int, repeated: bool):
+    """Only full batches, so that no replica gets an empty share of one.
+
+    TensorFlow 2.21's CPU convolution fails on an empty batch ("input depth must be evenly
+    divisible by filter
+    depth"), and a last batch of 1 slice split over 2 replicas leaves one empty. A repeated stream
+    is cut into
+    full batches across its passes (no slice is lost); a single pass drops its last, partial batch.
+    """
+    import tensorflow as tf
+
+    if repeated:
+        return dataset.rebatch(batch, drop_remainder=True)
+    return dataset.filter(lambda x, y: tf.shape(x)[0] == batch)
+
+
+def shard_by_data(dataset):
+    """Split a generator-fed dataset across workers by element (it has no files to split by)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def model_summary(model) -> str:

@@ -71,27 +71,33 @@ def make_strategy(name: str):
 
     if name not in STRATEGIES:
         raise ConfigError(f"trainer.strategy={name!r} is not one of {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
+    if name == "multiworker":
+        # Before anything initialises TensorFlow's runtime: the strategy configures its collectives
+        # first.
+        # The cluster comes from TF_CONFIG (export_tf_config writes it from SLURM's variables under
+        # srun).
+        from brats_seg.training.cluster import export_tf_config
+
+        export_tf_config(name)
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.get_visible_devices("GPU")
     if name == "auto":
         name = "mirrored" if len(gpus) > 1 else "none"
     if name == "none":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        if gpus:
-            return tf.distribute.MirroredStrategy()
-        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=cpus)
-    # multiworker: TF_CONFIG from the environment, or SLURM's variables when launched by srun.
-    if "TF_CONFIG" not in os.environ and "SLURM_JOB_ID" in os.environ:
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    if gpus:
+        return tf.distribute.MirroredStrategy()
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus)
 
 
 def device_description() -> str:
-    import tensorflow as tf
+    from brats_seg.training.gpus import gpu_models
 
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = gpu_models()
     if gpus:
-        return f"{len(gpus)} GPU(s)"
+        names = sorted(set(gpus))
+        if len(names) == 1:
+            return f"{len(gpus)} x {names[0]}"
+        return f"{len(gpus)} GPUs: {', '.join(gpus)}"
     return f"CPU ({os.cpu_count()} cores{', bf16' if cpu_supports_bf16() else ''})"
