@@ -13,7 +13,8 @@ from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
 from brats_seg.data.labels import NUM_CLASSES
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
-from brats_seg.data.split import split_cases, split_fractions
+from brats_seg.data.folds import fold_settings, kfold_split, val_fraction_and_seed
+from brats_seg.data.split import group_cases, split_cases, split_fractions
 from brats_seg.errors import ConfigError, DataError
 
 
@@ -57,9 +58,14 @@ class PreparedData:
         return shapes.pop()
 
     def split(self) -> dict[str, list[str]]:
-        """Case ids per split (train/val/test), by patient, from ``data.split``."""
+        """Case ids per split (train/val/test), by patient, from ``data.split`` (fractions, or one fold)."""
+        fingerprints = {c: m["fingerprint"] for c, m in self.metas.items()}
+        kfold = fold_settings(self.split_cfg)
+        if kfold is not None:
+            val, seed = val_fraction_and_seed(self.split_cfg)
+            return kfold_split(group_cases(fingerprints), *kfold, val_fraction=val, seed=seed)
         fractions, seed = split_fractions(self.split_cfg)
-        return split_cases({c: m["fingerprint"] for c, m in self.metas.items()}, fractions, seed)
+        return split_cases(fingerprints, fractions, seed)
 
     def case_meta(self, case_id: str) -> dict:
         try:
@@ -95,7 +101,7 @@ def prepare_data(data_cfg: Any) -> PreparedData:
     name = str(cfg.get("name") or "data")
     preprocess = PreprocessSettings.from_cfg(cfg.get("preprocess"))
     selection = SelectionSettings.from_cfg(cfg.get("selection"))
-    split_fractions(cfg.get("split"))  # fail on a bad option before any decoding
+    _check_split(cfg.get("split"))  # fail on a bad option before any decoding
     workers = _workers(cfg.get("workers", 1))
     cache_dir = cfg.get("cache_dir")
     if not cache_dir:
@@ -104,6 +110,13 @@ def prepare_data(data_cfg: Any) -> PreparedData:
     _require_segmentations(cases)
     path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection, workers)
     return PreparedData.open(path, cfg.get("split"))
+
+
+def _check_split(split_cfg: Any) -> None:
+    if fold_settings(split_cfg) is not None:
+        val_fraction_and_seed(split_cfg)
+    else:
+        split_fractions(split_cfg)
 
 
 def _data_root(data_cfg: Any) -> Path:
@@ -168,4 +181,5 @@ def _preprocess_cfg(stored: dict) -> dict:
         "fifth_channel": stored.get("fifth_channel"),
         "fifth_channel_sigma": stored.get("fifth_channel_sigma", 1.0),
         "crop": {"enabled": crop is not None, "size": crop},
+        "context_slices": stored.get("context_slices", 0),
     }

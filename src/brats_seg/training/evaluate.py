@@ -18,7 +18,8 @@ import numpy as np
 from brats_seg.atomic import write_json, write_text
 from brats_seg.errors import RunError
 from brats_seg.data.preprocess import restore_prediction
-from brats_seg.inference import predict_slices
+from brats_seg.inference import predict_probabilities
+from brats_seg.postprocess import postprocess as apply_postprocess
 from brats_seg.metrics.confusion import ConfusionAccumulator, per_class_metrics
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.training.report import CLASS_LABELS, metrics_markdown
@@ -26,6 +27,13 @@ from brats_seg.training.report import CLASS_LABELS, metrics_markdown
 log = logging.getLogger(__name__)
 
 FLAIR = 3  # channel order t1, t1ce, t2, flair
+
+
+def model_divisor(cfg) -> int:
+    """What a run's model needs its input sides divisible by (from the run's model config)."""
+    from brats_seg.models.registry import divisor
+
+    return divisor(cfg.model)
 
 
 def load_split(run_dir: Path) -> dict[str, list[str]]:
@@ -58,19 +66,33 @@ def load_best_model(run_dir: Path):
 
 
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
-                   n_overlays: int = 5) -> tuple[dict[str, Any], list[tuple]]:
-    """Metrics for ``case_ids`` and the slices with the most tumour, for overlays."""
+                   n_overlays: int = 5, divisor: int = 1, tta: bool = False,
+                   postprocess: Any = None) -> tuple[dict[str, Any], list[tuple]]:
+    """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
+
+    ``model`` may be a list of models (an ensemble over one preprocessing: their softmax is averaged).
+    ``tta`` and ``postprocess`` (see inference.py and postprocess.py) are applied and recorded in the metrics.
+    """
+    from brats_seg.postprocess import PostprocessSettings
+
+    post = PostprocessSettings.from_cfg(postprocess, "evaluate.postprocess")
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
     confusion = ConfusionAccumulator(len(CLASS_LABELS))
     per_patient = []
     candidates: list[list[tuple]] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
     for case_id in case_ids:
         x, y_full, meta = prepared.load_volume(case_id)
-        pred = predict_slices(model, x, batch_size)
+        probs = sum(predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta) for m in models)
+        pred = np.argmax(probs, axis=-1).astype(np.uint8)
+        del probs
+        pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
+        if post.enabled:
+            pred_full = apply_postprocess(pred_full, post)
+            pred = _on_cached_grid(pred_full, meta.get("crop_box"))
         selected = np.asarray(meta["selected"], dtype=int)
         if len(selected):
             _, y_sel = prepared.read_slices(case_id)
             confusion.add(np.asarray(y_sel), pred[selected])
-        pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
         scores = region_scores(pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule)
         per_patient.append({"case": case_id, **scores})
         log.info("%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f", case_id,
@@ -88,8 +110,19 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         "empty_rule": empty_rule,
         "test_cases": list(case_ids),
         "test_pixels": int(np.asarray(cm).sum()),
+        "inference": {"models": len(models), "tta": bool(tta), "postprocess": post.as_dict()},
     }
     return metrics, _pick_overlays(candidates, n_overlays)
+
+
+def _on_cached_grid(pred_full: np.ndarray, crop_box) -> np.ndarray:
+    """A full (X, Y, Z) class volume as (Z, H, W) slices of the cached (possibly cropped) grid."""
+    from brats_seg.data.preprocess import volume_to_slices
+
+    if crop_box is not None:
+        x0, x1, y0, y1 = (int(v) for v in crop_box)
+        pred_full = pred_full[x0:x1, y0:y1]
+    return np.ascontiguousarray(volume_to_slices(pred_full))
 
 
 def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> list[tuple]:
@@ -156,7 +189,8 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
     metrics, overlays = evaluate_model(
         model, prepared, split["test"],
         empty_rule=ev.get("empty_rule", "brats"), batch_size=int(ev.get("batch_size", 16)),
-        n_overlays=int(ev.get("overlays", 5)),
+        n_overlays=int(ev.get("overlays", 5)), divisor=model_divisor(cfg),
+        tta=bool(ev.get("tta", False)), postprocess=ev.get("postprocess"),
     )
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,20 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder) -> dict[str, Any]:
         model = load_best_model(run_dir)
 
     ev = cfg.evaluate
+    if not split["test"]:
+        # data.split.test=0: every patient trained the model; score it on other patients with predict/evaluate.
+        metrics = {"test_cases": [], "params": int(model.count_params()),
+                   "note": "no test patients (data.split.test=0); score with brats-seg predict or evaluate"}
+        write_json(run_dir / "metrics.json", metrics)
+        folder.complete()
+        log.info("%s: completed; no test patients to evaluate", run_dir)
+        return metrics
+    from brats_seg.models.registry import divisor
+
     metrics, overlays = evaluate_model(model, prepared, split["test"], empty_rule=ev.empty_rule,
-                                       batch_size=int(ev.batch_size), n_overlays=int(ev.overlays))
+                                       batch_size=int(ev.batch_size), n_overlays=int(ev.overlays),
+                                       divisor=divisor(cfg.model), tta=bool(ev.get("tta", False)),
+                                       postprocess=ev.get("postprocess"))
     metrics["params"] = int(model.count_params())
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
@@ -164,8 +177,10 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunF
     import keras
 
     from brats_seg.data.pipeline import make_dataset
+    from brats_seg.data.sampling import SamplingSettings
     from brats_seg.losses import TumourDice, build_loss
     from brats_seg.models import build_model
+    from brats_seg.models.registry import divisor
     from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard
     from brats_seg.training.optimizers import build_optimizer
 
@@ -174,17 +189,32 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunF
     replicas = strategy.num_replicas_in_sync
     if batch % replicas:
         raise ConfigError(f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync")
+    sampling = SamplingSettings.from_data_cfg(cfg.data)
+    fully_convolutional = sampling.patch_size is not None or bool(trainer.get("fully_convolutional", False))
+    div = divisor(cfg.model)
+    if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
+        raise ConfigError(f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
+                          f"divisible by {div}")
     n_train = prepared.slice_count(split["train"])
     steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
-    val_steps = trainer.validation_steps
+    has_val = bool(split["val"])
+    val_steps = trainer.validation_steps if has_val else None
+    if not has_val and trainer.early_stopping.enabled and str(trainer.early_stopping.monitor).startswith("val"):
+        raise ConfigError(f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation "
+                          "patients, and data.split.val leaves none")
     train_ds = make_dataset(prepared, split["train"], batch, shuffle=True, seed=int(cfg.seed),
                             augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None,
-                            split_name="train")
-    val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
-                          repeat=val_steps is not None, split_name="val")
+                            split_name="train", sampling=sampling)
+    val_ds = None
+    if has_val:
+        val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
+                              repeat=val_steps is not None, split_name="val",
+                              pad_multiple=div if fully_convolutional else 1)
+    height, width, channels = prepared.input_shape
+    input_shape = (None, None, channels) if fully_convolutional else (height, width, channels)
 
     with strategy.scope():
-        model = build_model(cfg.model, prepared.input_shape, prepared.num_classes)
+        model = build_model(cfg.model, input_shape, prepared.num_classes)
         loss = build_loss(cfg.loss, class_counts=prepared.class_counts(split["train"]))
         optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
         n_outputs = len(model.outputs)
@@ -194,13 +224,16 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunF
     folder.update(params=int(model.count_params()))
     if n_outputs > 1:  # deep supervision: every output learns the same target
         train_ds = train_ds.map(lambda x, y: (x, (y,) * n_outputs))
-        val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
+        if val_ds is not None:
+            val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
     write_text(run_dir / "model.txt", _summary(model))
 
-    monitor = trainer.checkpoint_monitor
+    # Without validation patients the latest epoch's model is the one kept as best.keras.
+    monitor = trainer.checkpoint_monitor if has_val else None
     nan_guard = NanGuard()
     checkpoints = BestAndLastCheckpoint(run_dir / "checkpoints", monitor=monitor,
-                                        mode="max" if "dice" in monitor else "min", save_last=bool(trainer.save_last))
+                                        mode="max" if monitor and "dice" in monitor else "min",
+                                        save_last=bool(trainer.save_last))
     callbacks = [
         checkpoints,
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -218,8 +251,14 @@ def _fit(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunF
                                                        mode="max" if "dice" in es.monitor else "min"))
     log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
              cfg.model.name, f"{model.count_params():,}", n_train, len(split["train"]), steps)
+    wall, cpu = time.perf_counter(), time.process_time()
     model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs), steps_per_epoch=trainer.steps_per_epoch,
               validation_steps=val_steps, callbacks=callbacks, verbose=int(trainer.verbose))
+    # Added up over the attempts that got through fit (time of an attempt killed mid-training is lost). CPU
+    # time is the process's (every thread); it stays meaningful when other work shares the cores.
+    before = folder.read() or {}
+    folder.update(train_seconds=round(before.get("train_seconds", 0.0) + time.perf_counter() - wall, 1),
+                  train_cpu_seconds=round(before.get("train_cpu_seconds", 0.0) + time.process_time() - cpu, 1))
     if nan_guard.nan_at is not None:
         epoch, batch_index = nan_guard.nan_at
         raise TrainingFailed(f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
