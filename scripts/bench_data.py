@@ -135,7 +135,7 @@ def bench_memory(work: Path, sizes: dict, with_unet: bool) -> tuple[list[tuple],
 def make_nifti_cases(root: Path, count: int, shape: tuple[int, int, int]) -> str:
     """``count`` NIfTI cases: copies of the real cases under new ids if available and full-size, else generated."""
     from brats_seg.data.discovery import MODALITIES, find_cases, file_name
-    from brats_seg.data.writer import blob_case, write_case
+    from brats_seg.data import synthetic
 
     if shape == (240, 240, 155) and (REAL_DATA / "BraTS2021_00000").is_dir():
         sources = [c for c in find_cases(REAL_DATA) if c.convention == "brats2021"]
@@ -149,9 +149,8 @@ def make_nifti_cases(root: Path, count: int, shape: tuple[int, int, int]) -> str
                 shutil.copyfile(path, folder / file_name(case_id, key, "brats2021"))
         return f"real BraTS cases copied ({len(sources)} distinct)"
     for i in range(count):
-        image, classes = blob_case(shape, seed=i)
-        write_case(root / f"Bench_{i:04d}", f"Bench_{i:04d}", image, classes)
-    return "generated"
+        synthetic.write_case(root, f"BraTS2021_8{i:04d}", shape, seed=i)
+    return "generated (synthetic)"
 
 
 def bench_build(work: Path, sizes: dict, enforce: bool) -> tuple[list[tuple], bool]:

@@ -16,7 +16,9 @@ from brats_seg.data.labels import to_convention
 from brats_seg.data.preprocess import preprocess_case
 from brats_seg.data.selection import select_slices
 from brats_seg.data.settings import SelectionSettings
-from brats_seg.data.writer import blob_case, write_case, write_nifti
+from brats_seg.data.nifti import write_nifti
+from brats_seg.data.writer import write_case
+from conftest import blob_case
 from brats_seg.errors import ConfigError, DataError
 
 SHAPE = (32, 32, 16)

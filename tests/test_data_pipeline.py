@@ -11,7 +11,8 @@ import pytest
 from brats_seg.data import cache
 from brats_seg.data.dataset import PreparedData, prepare_data
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
-from brats_seg.data.writer import blob_case, write_case
+from brats_seg.data.writer import write_case
+from conftest import blob_case
 from brats_seg.errors import DataError
 
 tf = pytest.importorskip("tensorflow")

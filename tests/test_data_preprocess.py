@@ -15,7 +15,7 @@ from brats_seg.data.preprocess import (flair_edges, normalize, preprocess_case, 
                                        slices_to_volume, volume_to_slices)
 from brats_seg.data.selection import class_pixel_counts, select_slices
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
-from brats_seg.data.writer import blob_case
+from conftest import blob_case
 from brats_seg.errors import ConfigError
 
 

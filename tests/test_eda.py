@@ -13,7 +13,7 @@ import pytest
 
 from brats_seg.config import compose
 from brats_seg.data.dataset import prepare_data
-from brats_seg.data.eda import run_eda
+from brats_seg.viz.eda import run_eda
 from brats_seg.errors import ConfigError
 
 THRESHOLD = 20
@@ -100,14 +100,14 @@ def test_report_folder_holds_json_and_valid_figures(prepared, tmp_path):
     with Image.open(out / "volume.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == slices_with_brain
     # two overlays: the seeded draw over every selected slice, in case order
-    from brats_seg.data.eda import overlay_picks
+    from brats_seg.viz.eda import overlay_picks
 
     table = [(c, z) for c in prepared.case_ids for z in prepared.case_meta(c)["selected"]]
     assert stored["overlay_slices"] == [list(table[i]) for i in overlay_picks(len(table), 2, seed=3)]
 
 
 def test_overlay_draw_is_seeded_and_distinct():
-    from brats_seg.data.eda import overlay_picks
+    from brats_seg.viz.eda import overlay_picks
 
     a, b, c = overlay_picks(40, 6, seed=7), overlay_picks(40, 6, seed=7), overlay_picks(40, 6, seed=8)
     assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
@@ -142,7 +142,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_report(prepared, tmp_path):
 def test_montage_of_a_cropped_data_set(tmp_path):
     cfg = _eda_cfg(tmp_path, "data.preprocess.crop.enabled=true", "data.preprocess.crop.size=[32,32]")
     prepared = prepare_data(cfg.data)
-    from brats_seg.data.eda import volume_frames
+    from brats_seg.viz.eda import volume_frames
 
     frames, zs, selected = volume_frames(prepared, prepared.case_ids[0])
     assert frames[0].shape == (32, 32, 3)
@@ -169,7 +169,7 @@ def test_eda_command_prints_a_summary_and_writes_only_the_report(tmp_path):
 
 
 def test_overlay_rgb_blends_class_colours_over_a_windowed_image(tmp_path):
-    from brats_seg.overlay import label_colours, overlay_rgb, save_montage, to_display
+    from brats_seg.viz.overlay import label_colours, overlay_rgb, save_montage, to_display
 
     image = np.full((10, 10), 10.0)
     image[5:] = 50.0  # the 1st and 99th percentiles of the brain are 10 and 50: grey 0 and 1

@@ -52,7 +52,7 @@ def test_experiment_builds_its_rows_parameter_count(built_counts, name):
 
 
 def test_experiment_selects_its_rows_loss_and_optimizer():
-    from brats_seg.naming import loss_label, optimizer_label
+    from brats_seg.results.naming import loss_label, optimizer_label
 
     for name in EXPERIMENTS:
         cfg = compose("train", [f"experiment={name}"])

@@ -6,7 +6,7 @@ import csv
 import multiprocessing as mp
 from pathlib import Path
 
-from brats_seg.training.experiments_table import COLUMNS, append_row
+from brats_seg.results.experiments_table import COLUMNS, append_row
 
 WRITERS = 6
 ROWS_EACH = 25

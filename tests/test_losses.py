@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from brats_seg import losses as L
+from brats_seg.results.naming import loss_label
 from brats_seg.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
@@ -292,7 +293,7 @@ def test_build_loss_parameters():
 
 
 @pytest.mark.parametrize("cfg,counts,message", [
-    ({"name": "nope"}, None, "loss=nope: unknown loss (valid: bce_dice, dice, ell, exp_log, focal, soft_dice"),
+    ({"name": "nope"}, None, "loss=nope: unknown loss (valid: bce_dice, dice, dice_ce, ell, exp_log, focal, soft_dice"),
     ({"name": "weighted", "class_weights": None}, None, "loss=weighted: needs the training label counts"),
     ({"name": "exp_log"}, None, "loss=exp_log: needs the training label counts"),
     ({"name": "weighted"}, np.array([1, 2, 3]), "loss=weighted: class counts must be 4"),
@@ -310,9 +311,9 @@ def test_build_loss_errors(cfg, counts, message):
 
 
 def test_loss_labels():
-    assert L.loss_label(load("ell")) == "ell_loss (0.2)"
-    assert L.loss_label(load("ell", alpha=0.7)) == "ell_loss (0.7)"
+    assert loss_label(load("ell")) == "ell_loss (0.2)"
+    assert loss_label(load("ell", alpha=0.7)) == "ell_loss (0.7)"
     expected = {"dice": "dice_loss", "bce_dice": "bce_dice_loss", "soft_dice": "soft_dice_loss",
                 "weighted": "weighted", "exp_log": "exp_log", "focal": "focal", "tversky": "tversky"}
     for name, label in expected.items():
-        assert L.loss_label(load(name)) == label
+        assert loss_label(load(name)) == label

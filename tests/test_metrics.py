@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
+from brats_seg.data.labels import CLASS_NAMES
 from brats_seg.errors import ConfigError, DataError
 from brats_seg.metrics import (
     HD95_EMPTY,
-    LABEL_NAMES,
     ConfusionAccumulator,
     confusion_matrix,
     dice,
@@ -60,7 +60,7 @@ def test_per_class_metrics_hand_example():
     specificity = [6 / 7, 9 / 10, 8 / 9, 9 / 10]
     f1 = [8 / 10, 2 / 4, 4 / 6, 2 / 4]
     precision = [4 / 5, 1 / 2, 2 / 3, 1 / 2]
-    assert m["labels"] == list(LABEL_NAMES) == ["background", "NCR/NET", "edema", "ET"]
+    assert m["labels"] == list(CLASS_NAMES) == ["background", "NCR/NET", "edema", "ET"]
     assert m["sensitivity"] == pytest.approx(sensitivity)
     assert m["specificity"] == pytest.approx(specificity)
     assert m["f1"] == pytest.approx(f1)

@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from brats_seg.errors import ConfigError
-from brats_seg.training.optimizers import OPTIMIZER_NAMES, build_optimizer, optimizer_label
+from brats_seg.results.naming import optimizer_label
+from brats_seg.training.optimizers import OPTIMIZER_NAMES, build_optimizer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
 
@@ -113,4 +114,4 @@ def test_labels():
     assert optimizer_label(load("adamw")) == "adamw"
     assert optimizer_label(load("adam", ["schedule.name=cosine"])) == "adam"
     with pytest.raises(ConfigError, match="optimizer=nadam: unknown optimizer"):
-        optimizer_label({"name": "nadam"})
+        build_optimizer({"name": "nadam"}, 10)

@@ -463,13 +463,3 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
         gamma_cross=_number(cfg, "gamma_cross", 0.3, low=0.0, low_open=True),
         smooth=smooth,
     )
-
-
-def loss_label(loss_cfg: Any) -> str:
-    """The study's name for a loss, for tables: 'bce_dice_loss', 'ell_loss (0.7)', 'weighted', ..."""
-    from brats_seg.naming import loss_label as label
-
-    cfg = _as_dict(loss_cfg)
-    if _loss_name(cfg) == "ell":
-        _number(cfg, "alpha", 0.2, 0.0, 1.0)  # validates alpha
-    return label(cfg)

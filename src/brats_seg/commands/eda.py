@@ -9,7 +9,7 @@ def _task(cfg) -> None:
     from pathlib import Path
 
     from brats_seg.data.dataset import prepare_data
-    from brats_seg.data.eda import check_report_target, format_summary, run_eda
+    from brats_seg.viz.eda import check_report_target, format_summary, run_eda
 
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
         raise ConfigError(f"seed={cfg.seed!r}: must be a whole number")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from brats_seg.errors import ConfigError
+from brats_seg.runfolder import METRICS_FILE, RunFolder
 
 
 def _task(cfg) -> None:
@@ -14,25 +14,20 @@ def _task(cfg) -> None:
     elif cfg.pred or cfg.ref:
         if not (cfg.pred and cfg.ref):
             raise ConfigError("score predictions with both pred=DIR and ref=ROOT (and out=DIR)")
-        from brats_seg.scoring import score_prediction_folder
+        from brats_seg.inference.scoring import score_prediction_folder
 
         out = Path(cfg.out) if cfg.out else Path(cfg.pred)
         metrics = score_prediction_folder(Path(cfg.pred), Path(cfg.ref), out, empty_rule=cfg.empty_rule or "brats")
-        _print_regions(metrics, out / "metrics.json")
+        _print_regions(metrics, out / METRICS_FILE)
     else:
         raise ConfigError("give run=RUN_DIR, or pred=DIR ref=ROOT out=DIR")
 
 
 def _evaluate_run(cfg) -> None:
-    from omegaconf import OmegaConf
-
-    from brats_seg.errors import RunError
-    from brats_seg.training.evaluate import evaluate_run
+    from brats_seg.inference.evaluate import evaluate_run
 
     run_dir = Path(cfg.run)
-    if not (run_dir / "config.yaml").exists():
-        raise RunError(f"{run_dir}: not a brats-seg run folder (no config.yaml)")
-    run_cfg = OmegaConf.load(run_dir / "config.yaml")
+    run_cfg = RunFolder(run_dir).read_config()
     if cfg.empty_rule:
         run_cfg.evaluate.empty_rule = cfg.empty_rule
     run_cfg.evaluate.batch_size = int(cfg.batch_size)
@@ -40,7 +35,7 @@ def _evaluate_run(cfg) -> None:
     ca = metrics["col_ave"]
     print(f"{run_dir}: Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
           f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}")
-    _print_regions(metrics, run_dir / "metrics.json")
+    _print_regions(metrics, run_dir / METRICS_FILE)
 
 
 def _print_regions(metrics: dict, where: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def _task(cfg) -> None:
-    from brats_seg.predict import predict_cases
+    from brats_seg.inference.predict import predict_cases
 
     result = predict_cases(Path(cfg.run), Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
                            montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule)

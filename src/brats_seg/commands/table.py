@@ -10,7 +10,7 @@ from brats_seg.errors import ConfigError, first_line
 
 def main(argv: list[str]) -> int:
     from brats_seg.config import compose
-    from brats_seg.table import write_table
+    from brats_seg.results.table import write_table
 
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())

@@ -6,7 +6,7 @@ from __future__ import annotations
 def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
 
-    from brats_seg.training.run import train_and_evaluate
+    from brats_seg.jobs.train import train_and_evaluate
 
     metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
     return metrics["col_ave"]["f1"]

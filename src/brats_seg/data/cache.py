@@ -36,7 +36,7 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
-from brats_seg.atomic import write_json
+from brats_seg.atomic import atomic_dir, write_json
 from brats_seg.data import nifti
 from brats_seg.data.discovery import MODALITIES, CaseFiles
 from brats_seg.data.preprocess import preprocess_case
@@ -140,8 +140,7 @@ def _build_locked(cache_dir: Path, final: Path, name: str, root: Path, key: str,
     # Holding the lock, any leftover temporary folder of this key belongs to a builder that died.
     for stale in cache_dir.glob(f".building-{final.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".building-{final.name}-", dir=cache_dir))
-    try:
+    with atomic_dir(final, prefix=f".building-{final.name}-") as tmp:
         metas = _build_entries(cases, preprocess, selection, tmp, workers, desc=f"caching {name} slices")
         write_index(tmp, {
             "format": FORMAT_VERSION,
@@ -153,12 +152,7 @@ def _build_locked(cache_dir: Path, final: Path, name: str, root: Path, key: str,
             "selection": selection.as_dict(),
             "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
         })
-        if final.exists():  # a folder without index.json is not a cache (e.g. emptied by hand)
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        # an existing folder without index.json is not a cache (e.g. emptied by hand) and is replaced
 
 
 def _build_entries(cases: list[CaseFiles], preprocess: PreprocessSettings, selection: SelectionSettings,
@@ -331,6 +325,7 @@ def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) ->
 
 
 def _write_volume(folder: Path, x: np.ndarray, classes: np.ndarray) -> None:
+    # Not atomic_dir: concurrent jobs may write the same volume, and the first complete one wins.
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:

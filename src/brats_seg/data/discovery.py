@@ -19,6 +19,7 @@ from brats_seg.errors import DataError
 
 # Channel order of every image stack this project builds.
 MODALITIES: tuple[str, ...] = ("t1", "t1ce", "t2", "flair")
+FLAIR_CHANNEL = MODALITIES.index("flair")  # the input channel shown under overlays
 CONVENTIONS: tuple[str, ...] = ("brats2021", "brats2023")
 
 # File-name suffix (as written on disk) -> canonical key, per convention.

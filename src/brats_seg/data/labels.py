@@ -13,6 +13,9 @@ from brats_seg.errors import DataError
 NUM_CLASSES = 4
 CLASS_NAMES: tuple[str, ...] = ("background", "NCR/NET", "edema", "ET")
 
+# The BraTS evaluation regions, as sets of classes: whole tumour, tumour core, enhancing tumour.
+REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+
 # label value on disk -> class, per convention
 LABEL_TO_CLASS: dict[str, dict[int, int]] = {
     "brats2021": {0: 0, 1: 1, 2: 2, 4: 3},

@@ -1,19 +1,25 @@
-"""Read one BraTS case from NIfTI with validation; every problem becomes a one-line DataError naming the file."""
+"""NIfTI in and out: read one BraTS case with validation (every problem a one-line DataError naming the file), and
+the one NIfTI writer (atomic) that images, synthetic cases and predictions all go through."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from brats_seg.atomic import atomic_path
 from brats_seg.data.discovery import MODALITIES, CaseFiles
 from brats_seg.data.labels import labels_to_classes
 from brats_seg.errors import DataError, first_line
 
 # Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ by ~1e-6.
 AFFINE_ATOL = 1e-3
+
+# BraTS' 1 mm LPS grid, the affine written when none is given.
+DEFAULT_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
 
 _decodes = 0
 
@@ -124,3 +130,38 @@ def check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path,
     if not np.allclose(affine, ref_affine, rtol=0.0, atol=AFFINE_ATOL):
         raise DataError(f"{path}: affine differs from {Path(ref_path).name} (files compared voxel by voxel must share one grid)"
                         f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}")
+
+
+def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray = DEFAULT_AFFINE,
+                header: nib.Nifti1Header | None = None, description: str | None = None) -> Path:
+    """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
+
+    With ``header`` (a source image's), its fields are kept and only the data type changes; the qform and sform
+    are set to ``affine`` with the source's codes (1, scanner, when it has none). Without it, a fresh header in mm.
+    """
+    path = Path(path)
+    data = np.asarray(data)
+    affine = np.asarray(affine, dtype=np.float64)
+    header = header.copy() if header is not None else None
+    image = nib.Nifti1Image(data, affine, header)
+    image.header.set_data_dtype(data.dtype)
+    qform_code = int(header["qform_code"]) if header is not None else 0
+    sform_code = int(header["sform_code"]) if header is not None else 0
+    image.set_qform(affine, code=qform_code or 1)
+    image.set_sform(affine, code=sform_code or 1)
+    image.header["scl_slope"], image.header["scl_inter"] = 1.0, 0.0
+    if header is None:
+        image.header.set_xyzt_units("mm")
+    if description is not None:
+        image.header["descrip"] = description.encode("ascii")[:80]
+    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+    with atomic_path(path) as tmp:
+        # nibabel picks compression from the file name, so give the temporary file the right ending
+        named = tmp.with_name(tmp.name + suffix)
+        try:
+            nib.save(image, str(named))
+            os.replace(named, tmp)
+        finally:
+            if named.exists():
+                named.unlink()
+    return path

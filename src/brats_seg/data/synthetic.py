@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from brats_seg.atomic import atomic_dir
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 REFERENCE_FOV_MM = (240.0, 240.0, 155.0)
@@ -302,18 +302,6 @@ def provenance(seed: Any) -> str:
     return f"brats_seg synthetic v{GENERATOR_VERSION} seed={seed_text}"[:80]
 
 
-def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray, description: str) -> None:
-    import nibabel as nib
-
-    image = nib.Nifti1Image(data, affine)
-    image.header["descrip"] = description.encode("ascii")
-    image.header.set_data_dtype(data.dtype)
-    image.header.set_xyzt_units("mm")
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    nib.save(image, path)
-
-
 def write_case(out_dir: str | os.PathLike, case_id: str, shape: Sequence[int], seed: Any) -> Path:
     """Write ``<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair,seg}.nii.gz`` from ``make_case(shape, seed)``.
 
@@ -324,19 +312,13 @@ def write_case(out_dir: str | os.PathLike, case_id: str, shape: Sequence[int], s
     final = out_dir / case_id
     images, seg = make_case(shape, np.random.default_rng(seed))
     affine = brats_affine(shape)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{case_id}.", suffix=".tmp", dir=out_dir))
-    try:
+    from brats_seg.data.nifti import write_nifti
+
+    with atomic_dir(final, prefix=f".{case_id}.") as tmp:
         files = case_files(tmp, case_id)
         for name, volume in images.items():
-            _save_nifti(files[name], volume, affine, provenance(seed))
-        _save_nifti(files["seg"], seg, affine, provenance(seed))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the data set is meant to be shared like any other
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            write_nifti(files[name], volume, affine, description=provenance(seed))
+        write_nifti(files["seg"], seg, affine, description=provenance(seed))
     return final
 
 

@@ -2,7 +2,6 @@
 BraTS per-patient region metrics."""
 
 from brats_seg.metrics.confusion import (
-    LABEL_NAMES,
     METRIC_NAMES,
     ConfusionAccumulator,
     confusion_matrix,
@@ -13,7 +12,6 @@ from brats_seg.metrics.regions import EMPTY_RULES, HD95_EMPTY, REGIONS, dice, hd
 __all__ = [
     "EMPTY_RULES",
     "HD95_EMPTY",
-    "LABEL_NAMES",
     "METRIC_NAMES",
     "REGIONS",
     "ConfusionAccumulator",

@@ -13,10 +13,9 @@ import warnings
 
 import numpy as np
 
+from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.errors import DataError
 
-NUM_CLASSES = 4
-LABEL_NAMES: tuple[str, ...] = ("background", "NCR/NET", "edema", "ET")
 METRIC_NAMES: tuple[str, ...] = ("sensitivity", "specificity", "f1", "precision")
 
 # Pixels per bincount call: small enough to stay in cache, large enough to amortise the call.
@@ -114,7 +113,7 @@ def per_class_metrics(cm: np.ndarray) -> dict:
         "precision": _ratio(tp, tp + fp),
     }
     k = cm.shape[0]
-    labels = list(LABEL_NAMES) if k == len(LABEL_NAMES) else [str(c) for c in range(k)]
+    labels = list(CLASS_NAMES) if k == len(CLASS_NAMES) else [str(c) for c in range(k)]
     result: dict = {"labels": labels}
     result.update({name: [float(v) for v in values[name]] for name in METRIC_NAMES})
     result["col_ave"] = {name: _nanmean(values[name]) for name in METRIC_NAMES}

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError, DataError
 
-REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 EMPTY_RULES: tuple[str, ...] = ("brats", "nan")
 # sqrt(240^2 + 240^2 + 155^2) = 373.129...
 HD95_EMPTY = 373.13

@@ -135,12 +135,3 @@ def build_optimizer(opt_cfg: Any, steps_total: int | None
         optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
                                          weight_decay=weight_decay)
     return optimizer, _callbacks(lr, schedule)
-
-
-def optimizer_label(opt_cfg: Any) -> str:
-    """Name for tables, as the study's opt column writes it: 'adam', 'Adagrad', 'sgd', 'adamw'."""
-    from brats_seg.naming import optimizer_label as label
-
-    cfg = _as_dict(opt_cfg)
-    _optimizer_name(cfg)  # validates the name
-    return label(cfg)

@@ -13,19 +13,20 @@ from typing import Any
 
 from filelock import FileLock
 
-from brats_seg.training.report import CLASS_LABELS, MEASURES, REGIONS
+from brats_seg.data.labels import NUM_CLASSES, REGIONS
+from brats_seg.metrics.confusion import METRIC_NAMES
 
 COLUMNS = (
     ["finished", "run_dir", "experiment_id", "model", "loss", "optimizer", "preprocessing", "params"]
-    + [f"{m}_{i}" for m in MEASURES for i in range(len(CLASS_LABELS))]
-    + [f"{m}_col_ave" for m in MEASURES]
+    + [f"{m}_{i}" for m in METRIC_NAMES for i in range(NUM_CLASSES)]
+    + [f"{m}_col_ave" for m in METRIC_NAMES]
     + [f"{r}_dice_mean" for r in REGIONS]
 )
 
 
 def row_from_metrics(metrics: dict[str, Any], **fields: Any) -> dict[str, Any]:
     row = dict(fields)
-    for m in MEASURES:
+    for m in METRIC_NAMES:
         for i, value in enumerate(metrics["per_class"][m]):
             row[f"{m}_{i}"] = value
         row[f"{m}_col_ave"] = metrics["col_ave"][m]

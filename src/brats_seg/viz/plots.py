@@ -84,7 +84,7 @@ def confusion_matrix(cm: np.ndarray, labels: list[str], out: str | Path) -> None
 
 def label_rgb(image: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Windowed grey image with the class colours blended in, turned for display (anterior up)."""
-    from brats_seg.overlay import overlay_rgb, to_display
+    from brats_seg.viz.overlay import overlay_rgb, to_display
 
     return to_display(overlay_rgb(image, classes, alpha=0.45))
 

@@ -184,7 +184,7 @@ def not_started_rows(paths: list[Path], rows: list[ResultRow]) -> list[ResultRow
 
 
 def _labels(cfg: dict[str, Any]) -> tuple[str, str, str]:
-    from brats_seg.naming import loss_label, optimizer_label, preprocessing_label
+    from brats_seg.results.naming import loss_label, optimizer_label, preprocessing_label
 
     try:
         return optimizer_label(cfg["optimizer"]), loss_label(cfg["loss"]), preprocessing_label(cfg["data"])

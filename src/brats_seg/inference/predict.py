@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from brats_seg.atomic import atomic_path, write_json
-from brats_seg.errors import DataError, RunError
+from brats_seg.atomic import write_json
+from brats_seg.data.discovery import FLAIR_CHANNEL
+from brats_seg.data.labels import REGIONS
+from brats_seg.errors import DataError
+from brats_seg.runfolder import METRICS_FILE, RunFolder
 
 log = logging.getLogger(__name__)
-
-FLAIR = 3
 
 
 def input_cases(path: Path):
@@ -56,45 +57,29 @@ def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None
 
 def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path) -> Path:
     """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
-    import nibabel as nib
-
     from brats_seg.data.labels import to_convention
+    from brats_seg.data.nifti import write_nifti
 
-    labels = to_convention(classes_xyz, loaded.convention)
-    header = loaded.header.copy()
-    header.set_data_dtype(np.uint8)
-    image = nib.Nifti1Image(labels, loaded.affine, header)
-    image.set_qform(loaded.affine, code=int(loaded.header["qform_code"]) or 1)
-    image.set_sform(loaded.affine, code=int(loaded.header["sform_code"]) or 1)
-    image.header["scl_slope"], image.header["scl_inter"] = 1.0, 0.0
-    path = output_path(loaded, out_dir)
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp) + ".nii.gz")
-        Path(str(tmp) + ".nii.gz").replace(tmp)
-    return path
+    labels = to_convention(classes_xyz, loaded.convention).astype(np.uint8)
+    return write_nifti(output_path(loaded, out_dir), labels, loaded.affine, header=loaded.header)
 
 
 def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size: int = 16, montage_slices: int = 6,
                   empty_rule: str = "brats") -> dict[str, Any]:
     """Predict every case under ``input_path``; score those that have a segmentation."""
-    from omegaconf import OmegaConf
     from tqdm import tqdm
 
-    from brats_seg import plots
     from brats_seg.data.nifti import load_case
-    from brats_seg.data.preprocess import preprocess_case
-    from brats_seg.data.preprocess import restore_prediction
-    from brats_seg.inference import predict_slices
+    from brats_seg.data.preprocess import preprocess_case, restore_prediction
+    from brats_seg.inference.slices import predict_slices
     from brats_seg.metrics.regions import region_scores, summarise
-    from brats_seg.training.evaluate import load_best_model
+    from brats_seg.viz import plots
 
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise RunError(f"{run_dir}: not a brats-seg run folder (no config.yaml)")
-    preprocess_cfg = OmegaConf.load(cfg_path).data.preprocess
+    run = RunFolder(run_dir)
+    preprocess_cfg = run.read_config().data.preprocess
     cases = input_cases(input_path)
     check_outputs(cases, out_dir)
-    model = load_best_model(run_dir)
+    model = run.load_best_model()
     out_dir.mkdir(parents=True, exist_ok=True)
     per_patient = []
     for case in tqdm(cases, desc="predict", unit="case"):
@@ -111,12 +96,12 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
             scores = region_scores(classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule)
             per_patient.append({"case": case.case_id, **scores})
             line += "; " + ", ".join(f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
-                                      for r in ("WT", "TC", "ET"))
+                                      for r in REGIONS)
         tqdm.write(line)
     result: dict[str, Any] = {"cases": [c.case_id for c in cases], "output": str(out_dir)}
     if per_patient:
         metrics = {"per_patient": per_patient, "regions": summarise(per_patient), "empty_rule": empty_rule}
-        write_json(out_dir / "metrics.json", metrics)
+        write_json(out_dir / METRICS_FILE, metrics)
         result["metrics"] = metrics
     return result
 
@@ -125,5 +110,5 @@ def _montage(plots, x: np.ndarray, pred: np.ndarray, n: int, out: Path) -> None:
     areas = (pred > 0).reshape(pred.shape[0], -1).sum(axis=1)
     order = [int(z) for z in np.argsort(areas)[::-1][:n] if areas[z] > 0] or [int(pred.shape[0] // 2)]
     order.sort()
-    plots.montage([x[z, ..., FLAIR] for z in order], [pred[z] for z in order],
+    plots.montage([x[z, ..., FLAIR_CHANNEL] for z in order], [pred[z] for z in order],
                   [f"slice {z}: {int(areas[z])} px" for z in order], out)

@@ -10,6 +10,7 @@ import numpy as np
 
 from brats_seg.atomic import write_json
 from brats_seg.errors import DataError
+from brats_seg.runfolder import METRICS_FILE
 
 _PRED_SUFFIX = re.compile(r"([_-]seg|[_-]pred)?\.nii(\.gz)?$")
 
@@ -66,5 +67,5 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path, empty
         "empty_rule": empty_rule,
         "unmatched_predictions": sorted(set(predictions) - set(references)),
     }
-    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / METRICS_FILE, metrics)
     return metrics

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-CLASS_LABELS = ["background", "NCR/NET", "edema", "ET"]
-MEASURES = ("sensitivity", "specificity", "f1", "precision")
-REGIONS = ("WT", "TC", "ET")
+from brats_seg.data.labels import REGIONS
+from brats_seg.metrics.confusion import METRIC_NAMES
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -26,10 +25,10 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for i, label in enumerate(per_class["labels"]):
-        cells = " | ".join(_fmt(per_class[m][i]) for m in MEASURES)
+        cells = " | ".join(_fmt(per_class[m][i]) for m in METRIC_NAMES)
         lines.append(f"| {i} {label} | {cells} |")
     for key, name in (("col_ave", "Col Ave"), ("col_ave_tumour", "Col Ave (tumour classes)")):
-        cells = " | ".join(_fmt(metrics[key][m]) for m in MEASURES)
+        cells = " | ".join(_fmt(metrics[key][m]) for m in METRIC_NAMES)
         lines.append(f"| {name} | {cells} |")
     regions = metrics.get("regions")
     if regions:

@@ -8,19 +8,17 @@ montage of one volume, optionally a GIF). The folder is built beside its destina
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from brats_seg.data.discovery import MODALITIES
+from brats_seg.atomic import atomic_dir, write_json
+from brats_seg.data.discovery import FLAIR_CHANNEL, MODALITIES
 from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.errors import ConfigError
 
-FLAIR = MODALITIES.index("flair")
 HISTOGRAM_BINS = 20
 MONTAGE_PANELS = 24
 REPORT_FILE = "eda.json"
@@ -106,7 +104,7 @@ def _channel_names(prepared) -> list[str]:
 
 
 def plot_class_totals(stats: dict, path: Path) -> None:
-    from brats_seg.overlay import label_colours, new_figure, save_png
+    from brats_seg.viz.overlay import label_colours, new_figure, save_png
 
     colours = [(0.6, 0.6, 0.6), *label_colours()[1:]]
     fig = new_figure(9, 3.2)
@@ -123,7 +121,7 @@ def plot_class_totals(stats: dict, path: Path) -> None:
 
 
 def plot_area_histograms(stats: dict, path: Path) -> None:
-    from brats_seg.overlay import label_colours, new_figure, save_png
+    from brats_seg.viz.overlay import label_colours, new_figure, save_png
 
     fig = new_figure(10, 3.0)
     axes = fig.subplots(1, NUM_CLASSES - 1, sharex=True)
@@ -142,7 +140,7 @@ def plot_area_histograms(stats: dict, path: Path) -> None:
 
 def plot_overlays(prepared, table: SliceTable, picks: np.ndarray, path: Path) -> list[list]:
     """One row per picked slice: every input channel, then the labels over FLAIR. Returns [[case, z], ...]."""
-    from brats_seg.overlay import class_legend, grey, new_figure, overlay_rgb, save_png, to_display
+    from brats_seg.viz.overlay import class_legend, grey, new_figure, overlay_rgb, save_png, to_display
 
     names = _channel_names(prepared)
     cols = len(names) + 1
@@ -161,7 +159,7 @@ def plot_overlays(prepared, table: SliceTable, picks: np.ndarray, path: Path) ->
             if col < len(names):
                 ax.imshow(to_display(grey(image[..., col])), cmap="gray", vmin=0, vmax=1)
             else:
-                ax.imshow(to_display(overlay_rgb(image[..., FLAIR], classes)))
+                ax.imshow(to_display(overlay_rgb(image[..., FLAIR_CHANNEL], classes)))
             if row == 0:
                 ax.set_title(names[col] if col < len(names) else "labels on flair", fontsize=8)
         axes[row, 0].text(-0.05, 0.5, f"{table.case_ids[case]}\nz={int(table.z[pick])}", fontsize=7,
@@ -175,14 +173,14 @@ def plot_overlays(prepared, table: SliceTable, picks: np.ndarray, path: Path) ->
 
 def volume_frames(prepared, case_id: str) -> tuple[list[np.ndarray], list[int], set[int]]:
     """Labels over FLAIR for every axial slice with brain of one case (display orientation)."""
-    from brats_seg.overlay import overlay_rgb, to_display
+    from brats_seg.viz.overlay import overlay_rgb, to_display
 
     x, classes, meta = prepared.load_volume(case_id)
     box = meta.get("crop_box")
     if box:
         x0, x1, y0, y1 = box
         classes = classes[x0:x1, y0:y1]
-    flair = np.asarray(x[..., FLAIR], dtype=np.float32)
+    flair = np.asarray(x[..., FLAIR_CHANNEL], dtype=np.float32)
     with_brain = [z for z in range(flair.shape[0]) if np.any(flair[z] != 0)] or list(range(flair.shape[0]))
     frames = [to_display(overlay_rgb(flair[z], classes[:, :, z])) for z in with_brain]
     return frames, with_brain, set(int(z) for z in meta["selected"])
@@ -190,7 +188,7 @@ def volume_frames(prepared, case_id: str) -> tuple[list[np.ndarray], list[int], 
 
 def plot_montage(frames: list[np.ndarray], zs: list[int], selected: set[int], case_id: str, path: Path) -> list[int]:
     """Up to MONTAGE_PANELS evenly spaced slices through the volume; returns the axial indices shown."""
-    from brats_seg.overlay import save_montage
+    from brats_seg.viz.overlay import save_montage
 
     picks = np.unique(np.linspace(0, len(frames) - 1, min(MONTAGE_PANELS, len(frames))).round().astype(int))
     titles = [f"z={zs[i]}" + (" *" if zs[i] in selected else "") for i in picks]
@@ -200,7 +198,7 @@ def plot_montage(frames: list[np.ndarray], zs: list[int], selected: set[int], ca
 
 
 def save_volume_gif(frames: list[np.ndarray], zs: list[int], selected: set[int], case_id: str, path: Path) -> None:
-    from brats_seg.overlay import save_gif
+    from brats_seg.viz.overlay import save_gif
 
     titles = [f"{case_id} z={z}" + (" (selected)" if z in selected else "") for z in zs]
     save_gif(path, frames, titles)
@@ -220,18 +218,9 @@ def run_eda(prepared, out: str | os.PathLike, overlays: int = 6, montage_case: s
     stats = label_statistics(table)
     report: dict[str, Any] = {"data": _data_description(prepared, table), **stats, "figures": {}}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         _write_figures(prepared, table, stats, report, tmp, overlays, montage_case, gif, seed)
-        from brats_seg.atomic import write_json
-
         write_json(tmp / REPORT_FILE, report)
-        os.chmod(tmp, 0o755)
-        _replace_folder(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     report["out"] = str(out)
     return report
 
@@ -305,23 +294,6 @@ def _montage_case(prepared, montage_case: Any) -> str | None:
         shown = ", ".join(cases[:5]) + (" ..." if len(cases) > 5 else "")
         raise ConfigError(f"montage_case={montage_case}: no such case in the data ({shown})")
     return montage_case
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Rename ``new`` over ``target``; an old ``target`` is moved aside first and removed afterwards."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.rmdir(old)
-        os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        if old is not None and not target.exists():
-            os.rename(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------- summary

@@ -8,7 +8,6 @@ Two views, as the study and the BraTS challenge report them:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,19 @@ from typing import Any
 import numpy as np
 
 from brats_seg.atomic import write_json, write_text
-from brats_seg.errors import RunError
+from brats_seg.data.discovery import FLAIR_CHANNEL
+from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import restore_prediction
-from brats_seg.inference import predict_probabilities
-from brats_seg.postprocess import postprocess as apply_postprocess
-from brats_seg.metrics.confusion import ConfusionAccumulator, per_class_metrics
+from brats_seg.errors import RunError
+from brats_seg.inference.postprocess import PostprocessSettings
+from brats_seg.inference.postprocess import postprocess as apply_postprocess
+from brats_seg.inference.slices import predict_probabilities
+from brats_seg.metrics.confusion import METRIC_NAMES, ConfusionAccumulator, per_class_metrics
 from brats_seg.metrics.regions import region_scores, summarise
-from brats_seg.training.report import CLASS_LABELS, metrics_markdown
+from brats_seg.metrics.report import metrics_markdown
+from brats_seg.runfolder import HISTORY_FILE, METRICS_FILE, METRICS_MD_FILE, RunFolder
 
 log = logging.getLogger(__name__)
-
-FLAIR = 3  # channel order t1, t1ce, t2, flair
 
 
 def model_divisor(cfg) -> int:
@@ -36,48 +37,17 @@ def model_divisor(cfg) -> int:
     return divisor(cfg.model)
 
 
-def load_split(run_dir: Path) -> dict[str, list[str]]:
-    path = run_dir / "split.json"
-    if not path.exists():
-        raise RunError(f"{run_dir}: no split.json; is this a brats-seg run folder?")
-    return json.loads(path.read_text())
-
-
-def checkpoint_path(run_dir: Path) -> Path | None:
-    """The run's best checkpoint, or its last one, or None."""
-    for name in ("best.keras", "last.keras"):
-        path = run_dir / "checkpoints" / name
-        if path.exists():
-            return path
-    return None
-
-
-def load_best_model(run_dir: Path):
-    """The run's best checkpoint (or its last one), loaded without custom_objects."""
-    import keras
-
-    import brats_seg.losses  # noqa: F401  (registers the loss and metric classes)
-    import brats_seg.models  # noqa: F401  (registers custom layers, if any)
-
-    path = checkpoint_path(run_dir)
-    if path is None:
-        raise RunError(f"{run_dir}: no model checkpoint in {run_dir / 'checkpoints'}; the run never finished an epoch")
-    return keras.models.load_model(path)
-
-
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
                    n_overlays: int = 5, divisor: int = 1, tta: bool = False,
                    postprocess: Any = None) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
     ``model`` may be a list of models (an ensemble over one preprocessing: their softmax is averaged).
-    ``tta`` and ``postprocess`` (see inference.py and postprocess.py) are applied and recorded in the metrics.
+    ``tta`` and ``postprocess`` (see slices.py and postprocess.py) are applied and recorded in the metrics.
     """
-    from brats_seg.postprocess import PostprocessSettings
-
     post = PostprocessSettings.from_cfg(postprocess, "evaluate.postprocess")
     models = list(model) if isinstance(model, (list, tuple)) else [model]
-    confusion = ConfusionAccumulator(len(CLASS_LABELS))
+    confusion = ConfusionAccumulator(NUM_CLASSES)
     per_patient = []
     candidates: list[list[tuple]] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
     for case_id in case_ids:
@@ -88,7 +58,7 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
         if post.enabled:
             pred_full = apply_postprocess(pred_full, post)
-            pred = _on_cached_grid(pred_full, meta.get("crop_box"))
+            pred = on_cached_grid(pred_full, meta.get("crop_box"))
         selected = np.asarray(meta["selected"], dtype=int)
         if len(selected):
             _, y_sel = prepared.read_slices(case_id)
@@ -101,7 +71,7 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
     cm = confusion.matrix
     per_class = per_class_metrics(cm)
     metrics = {
-        "per_class": {"labels": CLASS_LABELS, **{m: per_class[m] for m in ("sensitivity", "specificity", "f1", "precision")}},
+        "per_class": {"labels": list(CLASS_NAMES), **{m: per_class[m] for m in METRIC_NAMES}},
         "col_ave": per_class["col_ave"],
         "col_ave_tumour": per_class["col_ave_tumour"],
         "regions": summarise(per_patient),
@@ -115,7 +85,7 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
     return metrics, _pick_overlays(candidates, n_overlays)
 
 
-def _on_cached_grid(pred_full: np.ndarray, crop_box) -> np.ndarray:
+def on_cached_grid(pred_full: np.ndarray, crop_box) -> np.ndarray:
     """A full (X, Y, Z) class volume as (Z, H, W) slices of the cached (possibly cropped) grid."""
     from brats_seg.data.preprocess import volume_to_slices
 
@@ -142,7 +112,7 @@ def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> lis
             break
         if all(abs(int(z) - c) >= gap for c in chosen):
             chosen.append(int(z))
-    return [(int(areas[z]), case_id, z, np.array(x[z, ..., FLAIR]), np.array(truth_slices[z]), np.array(pred[z]))
+    return [(int(areas[z]), case_id, z, np.array(x[z, ..., FLAIR_CHANNEL]), np.array(truth_slices[z]), np.array(pred[z]))
             for z in chosen]
 
 
@@ -154,36 +124,33 @@ def _pick_overlays(candidates: list[list[tuple]], n: int) -> list[tuple]:
 
 def write_evaluation(run_dir: Path, metrics: dict[str, Any], overlays: list[tuple], title: str = "") -> None:
     """metrics.json, metrics.md and the plots; each file written atomically."""
-    from brats_seg import plots
+    from brats_seg.viz import plots
 
-    plot_dir = run_dir / "plots"
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), CLASS_LABELS, plot_dir / "confusion_matrix.png")
-    plots.learning_curves(run_dir / "history.csv", plot_dir / "learning_curves.png")
+    plot_dir = RunFolder(run_dir).plot_dir
+    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), list(CLASS_NAMES),
+                           plot_dir / "confusion_matrix.png")
+    plots.learning_curves(run_dir / HISTORY_FILE, plot_dir / "learning_curves.png")
     for i, (area, case_id, z, image, truth, pred) in enumerate(overlays, start=1):
         plots.overlay(image, truth, pred, plot_dir / f"overlay_{i}.png", title=f"{case_id}, slice {z} ({area} tumour px)")
     for stale in plot_dir.glob("overlay_*.png"):  # left by an earlier evaluation that drew more of them
         if stale.stem.split("_")[-1].isdigit() and int(stale.stem.split("_")[-1]) > len(overlays):
             stale.unlink()
-    write_text(run_dir / "metrics.md", metrics_markdown(metrics, title))
-    write_json(run_dir / "metrics.json", metrics)
+    write_text(run_dir / METRICS_MD_FILE, metrics_markdown(metrics, title))
+    write_json(run_dir / METRICS_FILE, metrics)
 
 
 def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> dict[str, Any]:
     """Evaluate a run folder's model on its test patients and write the results into the folder."""
-    from omegaconf import OmegaConf
-
     from brats_seg.data.dataset import prepare_data
 
     run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     if cfg is None:
-        cfg_path = run_dir / "config.yaml"
-        if not cfg_path.exists():
-            raise RunError(f"{run_dir}: no config.yaml; is this a brats-seg run folder?")
-        cfg = OmegaConf.load(cfg_path)
-    split = load_split(run_dir)
+        cfg = folder.read_config()
+    split = folder.read_split()
     if not split.get("test"):
         raise RunError(f"{run_dir}: the split has no test patients")
-    model = model if model is not None else load_best_model(run_dir)
+    model = model if model is not None else folder.load_best_model()
     prepared = prepared if prepared is not None else prepare_data(cfg.data)
     ev = cfg.get("evaluate", {}) or {}
     metrics, overlays = evaluate_model(

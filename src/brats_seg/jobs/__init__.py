@@ -1,0 +1,1 @@
+"""Jobs that span the stages: a training run (train, evaluate, record). Commands call these."""
