@@ -10,6 +10,7 @@ COMMANDS = {
     "evaluate": "re-evaluate a run folder, or score a folder of predicted segmentations",
     "predict": "segment new patients: NIfTI in, NIfTI out",
     "table": "rebuild the study's results table from run or sweep folders",
+    "cv-summary": "per-fold scores of a cross-validation sweep, with mean and sd over folds",
     "eda": "explore a data set: label statistics, histograms, overlays, a montage",
     "synth": "write a synthetic BraTS-like data set as .nii.gz",
     "models": "list every model config with its parameter count and GFLOPs",
@@ -23,7 +24,7 @@ USAGE = "usage: brats-seg {" + ",".join(COMMANDS) + "} [key=value ...]"
 
 def _help() -> str:
     lines = [USAGE, "", "2D brain-tumour segmentation of BraTS MRI: an experiment runner.", "", "commands:"]
-    lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     lines += [
         "",
         "Options use Hydra's key=value form, e.g.",
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()
     # Keras warns that fit(shuffle=True) is ignored for tf.data; the pipeline shuffles by itself.
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
-    module = importlib.import_module(f"brats_seg.commands.{command}")
+    module = importlib.import_module(f"brats_seg.commands.{command.replace('-', '_')}")
     try:
         return int(module.main(rest) or 0)
     except BratsSegError as err:

@@ -73,6 +73,18 @@ class PreparedData:
         except KeyError:
             raise DataError(f"case {case_id} is not in the prepared data ({self.cache_dir})") from None
 
+    def one_case_per_patient(self, case_ids: list[str]) -> list[str]:
+        """``case_ids`` without the second name of identical images (the same scan shipped twice), so that
+        training does not draw such a patient twice as often as the others."""
+        seen: set[str] = set()
+        kept = []
+        for case_id in case_ids:
+            fingerprint = self.case_meta(case_id)["fingerprint"]
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                kept.append(case_id)
+        return kept
+
     def slice_count(self, case_ids: list[str]) -> int:
         """Selected slices over ``case_ids``."""
         return sum(len(self.case_meta(c)["selected"]) for c in case_ids)

@@ -162,3 +162,44 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
     return metrics
+
+
+def evaluate_ensemble(run_dirs: list[Path], out: Path, cfgs: list, *, batch_size: int = 16) -> dict[str, Any]:
+    """Evaluate the averaged softmax of several runs on their common test patients; write into ``out``.
+
+    The runs must share their data settings and their test patients (seeds or models of one split); folds of a
+    cross-validation do not, and are scored on new patients with ``brats-seg predict`` instead. TTA,
+    post-processing and the empty-region rule are the first run's (``cfgs`` carry any overrides).
+    """
+    import math
+
+    from omegaconf import OmegaConf
+
+    from brats_seg.data.dataset import prepare_data
+
+    folders = [RunFolder(r) for r in run_dirs]
+    tests = [sorted(f.read_split().get("test") or []) for f in folders]
+    if not tests[0]:
+        raise RunError(f"{run_dirs[0]}: the split has no test patients")
+    for run_dir, test in zip(run_dirs[1:], tests[1:]):
+        if test != tests[0]:
+            raise RunError(f"{run_dir}: its test patients differ from those of {run_dirs[0]}; an ensemble of "
+                           "runs is evaluated on common test patients (score other runs with brats-seg predict)")
+    data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
+    for run_dir, other in zip(run_dirs[1:], data[1:]):
+        if {k: v for k, v in other.items() if k != "workers"} != {k: v for k, v in data[0].items()
+                                                                   if k != "workers"}:
+            raise RunError(f"{run_dir}: its data settings differ from those of {run_dirs[0]}; evaluate an ensemble "
+                           "of runs over one data set and preprocessing, or score it with brats-seg predict")
+    models = [f.load_best_model() for f in folders]
+    prepared = prepare_data(cfgs[0].data)
+    ev = cfgs[0].get("evaluate", {}) or {}
+    divisor = math.lcm(*(model_divisor(c) for c in cfgs))
+    metrics, overlays = evaluate_model(
+        models, prepared, tests[0], empty_rule=ev.get("empty_rule", "brats"), batch_size=batch_size,
+        n_overlays=int(ev.get("overlays", 5)), divisor=divisor, tta=bool(ev.get("tta", False)),
+        postprocess=ev.get("postprocess"))
+    metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
+    out.mkdir(parents=True, exist_ok=True)
+    write_evaluation(out, metrics, overlays, title=f"ensemble of {len(run_dirs)} runs")
+    return metrics

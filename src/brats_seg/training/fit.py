@@ -46,14 +46,15 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
         raise ConfigError(f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
                           f"divisible by {div}")
-    n_train = prepared.slice_count(split["train"])
+    train_cases = prepared.one_case_per_patient(split["train"])
+    n_train = prepared.slice_count(train_cases)
     steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
     has_val = bool(split["val"])
     val_steps = trainer.validation_steps if has_val else None
     if not has_val and trainer.early_stopping.enabled and str(trainer.early_stopping.monitor).startswith("val"):
         raise ConfigError(f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation "
                           "patients, and data.split.val leaves none")
-    train_ds = make_dataset(prepared, split["train"], batch, shuffle=True, seed=int(cfg.seed),
+    train_ds = make_dataset(prepared, train_cases, batch, shuffle=True, seed=int(cfg.seed),
                             augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None,
                             split_name="train", sampling=sampling)
     val_ds = None
@@ -66,7 +67,7 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
 
     with strategy.scope():
         model = build_model(cfg.model, input_shape, prepared.num_classes)
-        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(split["train"]))
+        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(train_cases))
         optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
         n_outputs = len(model.outputs)
         model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
@@ -101,7 +102,7 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=int(es.patience),
                                                        mode="max" if "dice" in es.monitor else "min"))
     log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
-             cfg.model.name, f"{model.count_params():,}", n_train, len(split["train"]), steps)
+             cfg.model.name, f"{model.count_params():,}", n_train, len(train_cases), steps)
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs), steps_per_epoch=trainer.steps_per_epoch,
               validation_steps=val_steps, callbacks=callbacks, verbose=int(trainer.verbose))
