@@ -133,6 +133,8 @@ def test_test_zero_trains_on_every_patient_then_predicts(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(segmentations(tmp_path / "p")) == 6
+    result = run_cli("table", str(run_dir), f"out={tmp_path / 'table'}", cwd=tmp_path)
+    assert result.returncode == 0 and "1 completed" in result.stdout, result.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ channels still combine.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +95,19 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
     from brats_seg.data.preprocess import preprocess_case, slices_to_volume
     from brats_seg.inference.slices import predict_probabilities
 
+    from brats_seg.inference.slices import is_fully_convolutional
+
     prepared: dict[str, Any] = {}
     total = None
     for member in members:
-        key = json.dumps(member.preprocess.as_dict(), sort_keys=True)
+        settings = member.preprocess
+        if is_fully_convolutional(member.model):
+            # It takes any size, and only the brain's box is predicted: the training crop is not needed, and
+            # dropping it keeps the whole brain of a patient whose head is larger than the crop.
+            settings = replace(settings, crop_size=None)
+        key = json.dumps(settings.as_dict(), sort_keys=True)
         if key not in prepared:
-            prepared[key] = preprocess_case(loaded, member.preprocess)
+            prepared[key] = preprocess_case(loaded, settings)
         case = prepared[key]
         check_slice_shape(loaded.case_id, case.x, member.model, member.run_dir)
         probs = predict_probabilities(member.model, case.x, batch_size, divisor=member.divisor, tta=tta)
