@@ -161,8 +161,8 @@ class _BatchLoss(keras.losses.Loss):
     """Base: always computes in float32 and returns one scalar for the (global) batch.
 
     Subclasses give the sums over pixels the loss needs (``batch_sums``) and the loss as a function
-    of those
-    sums (``from_sums``); the base adds the sums across replicas and scales for Keras' gradient sum.
+    of those sums (``from_sums``); the base adds the sums across replicas and scales for Keras'
+    gradient sum.
     """
 
     def __init__(self, name: str, reduction: str | None = "sum_over_batch_size"):
@@ -281,13 +281,17 @@ class DiceCELoss(_BatchLoss):
         self.regions = bool(regions)
         self.smooth = float(smooth)
 
-    def batch_loss(self, y_true, y_pred):
-        cross_entropy = -ops.mean(ops.sum(y_true * ops.log(_clip(y_pred)), axis=-1))
+    def batch_sums(self, y_true, y_pred):
+        nll = -ops.sum(y_true * ops.log(_clip(y_pred)))
         if self.regions:
             truth, pred = brats_regions(y_true), brats_regions(y_pred)
         else:
             truth, pred = y_true[..., 1:], y_pred[..., 1:]
-        return cross_entropy + 1.0 - ops.mean(per_class_dice(truth, pred, self.smooth))
+        return {"nll": nll, "pixels": _pixel_count(y_pred), **class_dice_sums(truth, pred)}
+
+    def from_sums(self, sums):
+        cross_entropy = sums["nll"] / sums["pixels"]
+        return cross_entropy + 1.0 - ops.mean(class_dice_from_sums(sums, self.smooth))
 
     def params(self):
         return {"regions": self.regions, "smooth": self.smooth}
