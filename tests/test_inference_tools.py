@@ -21,7 +21,18 @@ from brats_seg.inference.slices import (  # noqa: E402  (Keras first)
 )
 from brats_seg.models import build_model  # noqa: E402
 
-TINY_UNET = {"name": "tiny", "family": "unet", "filters": [4, 8], "bridge_filters": 16, "batch_norm": False}
+
+
+def _tiny_unet() -> dict:
+    """The base U-Net config (configs/model/unet.yaml) made tiny."""
+    from brats_seg.models import load_model_config
+
+    cfg = dict(load_model_config("unet"))
+    cfg.update(name="tiny", filters=[4, 8], bridge_filters=16, batch_norm=False)
+    return cfg
+
+
+TINY_UNET = _tiny_unet()
 
 
 def tiny_model(shape=(None, None, 4), seed=0):
