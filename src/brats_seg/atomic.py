@@ -20,7 +20,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results should be readable like any other file
+    os.chmod(
+        tmp_path, 0o666 & ~_umask()
+    )  # mkstemp makes 0600; results should be readable like any other file
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -36,7 +38,9 @@ def atomic_dir(path: str | os.PathLike, prefix: str | None = None) -> Iterator[P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; results are shared like any other folder
+    os.chmod(
+        tmp, 0o777 & ~_umask()
+    )  # mkdtemp makes it private; results are shared like any other folder
     try:
         yield tmp
         replace_dir(tmp, path)

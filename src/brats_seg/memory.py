@@ -32,7 +32,9 @@ def keep_freed_memory() -> bool:
     global applied
     if applied:
         return True
-    if not sys.platform.startswith("linux") or any(name.startswith("MALLOC_") for name in os.environ):
+    if not sys.platform.startswith("linux") or any(
+        name.startswith("MALLOC_") for name in os.environ
+    ):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -41,8 +41,17 @@ RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR)
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
 # Keys that change how a run is shown or where it is written, not what it computes.
-_HASH_EXCLUDED = ("paths", "trainer.verbose", "trainer.force", "trainer.device", "trainer.job_gpus",
-                  "data.workers", "evaluate.overlays", "run_group", "sweep_name")
+_HASH_EXCLUDED = (
+    "paths",
+    "trainer.verbose",
+    "trainer.force",
+    "trainer.device",
+    "trainer.job_gpus",
+    "data.workers",
+    "evaluate.overlays",
+    "run_group",
+    "sweep_name",
+)
 
 
 def now() -> str:
@@ -136,8 +145,9 @@ class RunFolder:
     def start(self, **fields: Any) -> dict[str, Any]:
         previous = self.read() or {}
         attempts = int(previous.get("attempts", 0)) + 1
-        return self.update(status=RUNNING, started=now(), ended=None, error=None, attempts=attempts,
-                           **fields)
+        return self.update(
+            status=RUNNING, started=now(), ended=None, error=None, attempts=attempts, **fields
+        )
 
     def complete(self, **fields: Any) -> dict[str, Any]:
         return self.update(status=COMPLETED, ended=now(), **fields)
@@ -183,6 +193,8 @@ class RunFolder:
 
         path = self.checkpoint_path()
         if path is None:
-            raise RunError(f"{self.path}: no model checkpoint in {self.checkpoint_dir}; "
-                           "the run never finished an epoch")
+            raise RunError(
+                f"{self.path}: no model checkpoint in {self.checkpoint_dir}; "
+                "the run never finished an epoch"
+            )
         return keras.models.load_model(path)

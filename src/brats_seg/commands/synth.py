@@ -34,8 +34,10 @@ def _task(cfg) -> None:
     write_synthetic_dataset(out, cases, shape, seed=cfg.seed, workers=workers)
     seconds = time.perf_counter() - started
     size = "x".join(str(s) for s in shape)
-    print(f"wrote {cases} synthetic case{'s' if cases != 1 else ''} of {size} voxels (seed {cfg.seed}) "
-          f"to {out} in {seconds:.1f} s")
+    print(
+        f"wrote {cases} synthetic case{'s' if cases != 1 else ''} of {size} voxels (seed {cfg.seed}) "
+        f"to {out} in {seconds:.1f} s"
+    )
 
 
 def main(argv: list[str]) -> int:

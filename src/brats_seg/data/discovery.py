@@ -80,7 +80,9 @@ def cases_in_folder(folder: Path, names: list[str]) -> list[CaseFiles]:
         case_id, key, convention = parsed
         group = groups.setdefault((case_id, convention), {})
         if key in group:
-            raise DataError(f"{folder}: two files for {key} of case {case_id}: {group[key].name} and {name}")
+            raise DataError(
+                f"{folder}: two files for {key} of case {case_id}: {group[key].name} and {name}"
+            )
         group[key] = folder / name
     cases = []
     for (case_id, convention), group in sorted(groups.items()):
@@ -88,8 +90,10 @@ def cases_in_folder(folder: Path, names: list[str]) -> list[CaseFiles]:
             continue  # a lone segmentation (for example a prediction) is not a case
         missing = [m for m in MODALITIES if m not in group]
         if missing:
-            raise DataError(f"{folder}: case {case_id} has no {', '.join(missing)} image (expected "
-                            f"{file_name(case_id, missing[0], convention, '.nii[.gz]')})")
+            raise DataError(
+                f"{folder}: case {case_id} has no {', '.join(missing)} image (expected "
+                f"{file_name(case_id, missing[0], convention, '.nii[.gz]')})"
+            )
         images = {m: group[m] for m in MODALITIES}
         cases.append(CaseFiles(case_id, folder, images, group.get("seg"), convention))
     return cases
@@ -105,8 +109,10 @@ def find_cases(root: str | os.PathLike) -> list[CaseFiles]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         cases.extend(cases_in_folder(Path(dirpath), filenames))
     if not cases:
-        raise DataError(f"{root}: no BraTS case found (expected files such as <case>_t1.nii.gz ... <case>_seg.nii.gz "
-                        "or <case>-t1n.nii.gz ... <case>-seg.nii.gz)")
+        raise DataError(
+            f"{root}: no BraTS case found (expected files such as <case>_t1.nii.gz ... <case>_seg.nii.gz "
+            "or <case>-t1n.nii.gz ... <case>-seg.nii.gz)"
+        )
     _check_unique_ids(cases)
     return sorted(cases, key=lambda c: c.case_id)
 
@@ -118,9 +124,13 @@ def find_case(folder: str | os.PathLike) -> CaseFiles:
         raise DataError(f"{folder}: no such folder")
     cases = cases_in_folder(folder, [p.name for p in folder.iterdir() if p.is_file()])
     if not cases:
-        raise DataError(f"{folder}: no BraTS case in this folder (expected <case>_t1.nii.gz ... or <case>-t1n.nii.gz ...)")
+        raise DataError(
+            f"{folder}: no BraTS case in this folder (expected <case>_t1.nii.gz ... or <case>-t1n.nii.gz ...)"
+        )
     if len(cases) > 1:
-        raise DataError(f"{folder}: holds {len(cases)} cases ({', '.join(c.case_id for c in cases)}); expected one")
+        raise DataError(
+            f"{folder}: holds {len(cases)} cases ({', '.join(c.case_id for c in cases)}); expected one"
+        )
     return cases[0]
 
 
@@ -128,5 +138,7 @@ def _check_unique_ids(cases: list[CaseFiles]) -> None:
     seen: dict[str, Path] = {}
     for case in cases:
         if case.case_id in seen:
-            raise DataError(f"case id {case.case_id} occurs twice: in {seen[case.case_id]} and in {case.folder}")
+            raise DataError(
+                f"case id {case.case_id} occurs twice: in {seen[case.case_id]} and in {case.folder}"
+            )
         seen[case.case_id] = case.folder

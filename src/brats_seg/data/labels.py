@@ -33,13 +33,16 @@ RESECTION_CAVITY_RULES: tuple[str, ...] = choices(ResectionCavity)  # declared i
 
 def check_resection_cavity(rule: object) -> str:
     if rule not in RESECTION_CAVITY_RULES:
-        raise ConfigError("data.labels.resection_cavity must be one of "
-                          f"{', '.join(RESECTION_CAVITY_RULES)}, got {rule!r}")
+        raise ConfigError(
+            "data.labels.resection_cavity must be one of "
+            f"{', '.join(RESECTION_CAVITY_RULES)}, got {rule!r}"
+        )
     return str(rule)
 
 
-def labels_to_classes(labels: np.ndarray, convention: str, source: str,
-                      resection_cavity: str = "error") -> np.ndarray:
+def labels_to_classes(
+    labels: np.ndarray, convention: str, source: str, resection_cavity: str = "error"
+) -> np.ndarray:
     """Map a segmentation of any numeric dtype to uint8 classes 0..3; ``source`` names the file in errors."""
     mapping = dict(LABEL_TO_CLASS[convention])
     if convention == "brats2023" and check_resection_cavity(resection_cavity) == "background":
@@ -54,8 +57,10 @@ def labels_to_classes(labels: np.ndarray, convention: str, source: str,
     unexpected = [v for v in values.tolist() if v not in mapping]
     if unexpected:
         shown = ", ".join(_fmt(v) for v in unexpected[:10])
-        raise DataError(f"{source}: unexpected label value(s) {shown}; "
-                        + _label_hint(convention, unexpected, mapping))
+        raise DataError(
+            f"{source}: unexpected label value(s) {shown}; "
+            + _label_hint(convention, unexpected, mapping)
+        )
     classes = np.zeros(labels.shape, dtype=np.uint8)
     for label, cls in mapping.items():
         if cls:
@@ -66,12 +71,16 @@ def labels_to_classes(labels: np.ndarray, convention: str, source: str,
 def _label_hint(convention: str, unexpected: list, mapping: dict[int, int]) -> str:
     allowed = ", ".join(str(v) for v in mapping)
     if convention == "brats2023" and RESECTION_CAVITY_LABEL in unexpected:
-        return (f"BraTS 2023 file names mean labels {allowed} (ET is 3); label 4 with these names "
-                "is the resection cavity of BraTS 2024 post-treatment data, not a tumour class: "
-                "set data.labels.resection_cavity=background to count it as background")
+        return (
+            f"BraTS 2023 file names mean labels {allowed} (ET is 3); label 4 with these names "
+            "is the resection cavity of BraTS 2024 post-treatment data, not a tumour class: "
+            "set data.labels.resection_cavity=background to count it as background"
+        )
     if convention == "brats2021" and 3 in unexpected:
-        return (f"BraTS 2017-2021 file names mean labels {allowed} (ET is 4, label 3 is unused); "
-                "a file with label 3 as ET should carry BraTS 2023 names (<case>-seg.nii.gz)")
+        return (
+            f"BraTS 2017-2021 file names mean labels {allowed} (ET is 4, label 3 is unused); "
+            "a file with label 3 as ET should carry BraTS 2023 names (<case>-seg.nii.gz)"
+        )
     return f"{convention} file names mean labels {allowed}"
 
 

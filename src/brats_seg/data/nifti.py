@@ -40,10 +40,10 @@ class LoadedCase:
     """One decoded, validated case: images stacked in channel order t1, t1ce, t2, flair."""
 
     case: CaseFiles
-    image: np.ndarray            # (X, Y, Z, 4) float32, as stored (not normalised)
-    seg: np.ndarray | None       # (X, Y, Z) uint8 classes 0..3
-    affine: np.ndarray           # (4, 4) of the t1 image
-    header: nib.Nifti1Header     # of the t1 image, for writing predictions
+    image: np.ndarray  # (X, Y, Z, 4) float32, as stored (not normalised)
+    seg: np.ndarray | None  # (X, Y, Z) uint8 classes 0..3
+    affine: np.ndarray  # (4, 4) of the t1 image
+    header: nib.Nifti1Header  # of the t1 image, for writing predictions
     spacing: tuple[float, float, float]
 
     @property
@@ -67,8 +67,12 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
         data = np.asanyarray(img.dataobj)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except Exception as err:  # zlib.error, EOFError, OSError, ValueError, ImageFileError, ...: all mean a bad file
-        raise DataError(f"{path}: corrupt or truncated NIfTI ({type(err).__name__}: {first_line(err)})") from None
+    except (
+        Exception
+    ) as err:  # zlib.error, EOFError, OSError, ValueError, ImageFileError, ...: all mean a bad file
+        raise DataError(
+            f"{path}: corrupt or truncated NIfTI ({type(err).__name__}: {first_line(err)})"
+        ) from None
     _decodes += 1
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -96,13 +100,17 @@ def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
         if first_img is None:
             first_img = img
         else:
-            check_geometry(path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine)
+            check_geometry(
+                path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine
+            )
         channels.append(data)
     image = _stack_channels(channels)
     seg = None
     if case.seg is not None:
         labels, seg_img = read_nifti(case.seg)
-        check_geometry(case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine)
+        check_geometry(
+            case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine
+        )
         seg = labels_to_classes(labels, case.convention, str(case.seg), resection_cavity)
     zooms = first_img.header.get_zooms()[:3]
     return LoadedCase(
@@ -122,8 +130,11 @@ def check_not_blank(path: Path, data: np.ndarray) -> None:
         raise DataError(f"{path}: image has no voxels")
     low, high = data.min(), data.max()
     if low == high:
-        what = ("no non-zero voxel (an empty scan)" if low == 0
-                else f"the same value {_number(low)} in every voxel")
+        what = (
+            "no non-zero voxel (an empty scan)"
+            if low == 0
+            else f"the same value {_number(low)} in every voxel"
+        )
         raise DataError(f"{path}: image has {what}; a modality must show the brain")
 
 
@@ -140,18 +151,33 @@ def _stack_channels(channels: list[np.ndarray]) -> np.ndarray:
     return image
 
 
-def check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path, ref_shape: tuple,
-                   ref_affine: np.ndarray) -> None:
+def check_geometry(
+    path: Path,
+    shape: tuple,
+    affine: np.ndarray,
+    ref_path: Path,
+    ref_shape: tuple,
+    ref_affine: np.ndarray,
+) -> None:
     """Refuse a file whose voxel grid (shape and affine) is not that of ``ref_path``."""
     if tuple(shape) != tuple(ref_shape):
-        raise DataError(f"{path}: shape {tuple(shape)} differs from {Path(ref_path).name} {tuple(ref_shape)}")
+        raise DataError(
+            f"{path}: shape {tuple(shape)} differs from {Path(ref_path).name} {tuple(ref_shape)}"
+        )
     if not np.allclose(affine, ref_affine, rtol=0.0, atol=AFFINE_ATOL):
-        raise DataError(f"{path}: affine differs from {Path(ref_path).name} (files compared voxel by voxel must share one grid)"
-                        f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}")
+        raise DataError(
+            f"{path}: affine differs from {Path(ref_path).name} (files compared voxel by voxel must share one grid)"
+            f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}"
+        )
 
 
-def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray = DEFAULT_AFFINE,
-                header: nib.Nifti1Header | None = None, description: str | None = None) -> Path:
+def write_nifti(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    affine: np.ndarray = DEFAULT_AFFINE,
+    header: nib.Nifti1Header | None = None,
+    description: str | None = None,
+) -> Path:
     """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
 
     With ``header`` (a source image's), its fields are kept and only the data type changes; the qform and sform

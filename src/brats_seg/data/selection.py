@@ -16,10 +16,14 @@ from brats_seg.data.settings import SelectionSettings
 
 def class_pixel_counts(y: np.ndarray) -> np.ndarray:
     """(Z, 4) int64: pixels of each class on each slice of a (Z, H, W) class stack."""
-    return np.stack([np.count_nonzero(y == c, axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1).astype(np.int64)
+    return np.stack(
+        [np.count_nonzero(y == c, axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1
+    ).astype(np.int64)
 
 
-def select_slices(y: np.ndarray, brain_pixels: np.ndarray, selection: SelectionSettings) -> np.ndarray:
+def select_slices(
+    y: np.ndarray, brain_pixels: np.ndarray, selection: SelectionSettings
+) -> np.ndarray:
     """Indices (ascending, int64) of the slices of a (Z, H, W) class stack that ``selection`` keeps.
 
     ``brain_pixels`` (Z,) counts the non-zero image pixels of each slice (used by the ``brain`` rule).

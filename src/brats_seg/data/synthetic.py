@@ -37,7 +37,16 @@ MIN_EDEMA_SECTION_MM2 = 2600.0
 
 # Tissue codes of the phantom (not the BraTS labels).
 BACKGROUND, CSF, GM, WM, EDEMA, NECROSIS, ENHANCING, VESSEL = range(8)
-TISSUE_NAMES = ("background", "csf", "grey_matter", "white_matter", "edema", "necrosis", "enhancing", "vessel")
+TISSUE_NAMES = (
+    "background",
+    "csf",
+    "grey_matter",
+    "white_matter",
+    "edema",
+    "necrosis",
+    "enhancing",
+    "vessel",
+)
 # BraTS 2017-2021 labels of the tumour tissues; everything else is 0.
 BRATS_LABEL = {NECROSIS: 1, EDEMA: 2, ENHANCING: 4}
 
@@ -49,7 +58,12 @@ CONTRAST = {
     "flair": (0.0, 0.12, 0.62, 0.48, 1.00, 0.55, 0.80, 0.60),
 }
 # Intensity of relative level 1.0, drawn log-uniformly per case and modality (real cases span these).
-LEVEL_RANGE = {"t1": (500.0, 1200.0), "t1ce": (350.0, 2400.0), "t2": (380.0, 750.0), "flair": (350.0, 1400.0)}
+LEVEL_RANGE = {
+    "t1": (500.0, 1200.0),
+    "t1ce": (350.0, 2400.0),
+    "t2": (380.0, 750.0),
+    "flair": (350.0, 1400.0),
+}
 
 
 @dataclass
@@ -76,7 +90,10 @@ class Anatomy:
 
 def _axes_mm(shape: Sequence[int]) -> list[np.ndarray]:
     """Voxel-centre coordinates (mm, centred on the field of view) along each axis."""
-    return [((np.arange(n) + 0.5) * fov / n - fov / 2).astype(np.float32) for n, fov in zip(shape, REFERENCE_FOV_MM)]
+    return [
+        ((np.arange(n) + 0.5) * fov / n - fov / 2).astype(np.float32)
+        for n, fov in zip(shape, REFERENCE_FOV_MM)
+    ]
 
 
 def _open_grid(axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,7 +106,9 @@ def smooth_field(axes: list[np.ndarray], rng: np.random.Generator, spacing_mm: f
     for coords in axes:
         start, stop = float(coords.min()) - spacing_mm, float(coords.max()) + spacing_mm
         nodes = np.arange(start, stop + spacing_mm, spacing_mm, dtype=np.float32)
-        bases.append(np.exp(-0.5 * ((coords[:, None] - nodes[None, :]) / spacing_mm) ** 2).astype(np.float32))
+        bases.append(
+            np.exp(-0.5 * ((coords[:, None] - nodes[None, :]) / spacing_mm) ** 2).astype(np.float32)
+        )
     coeffs = rng.standard_normal([b.shape[1] for b in bases]).astype(np.float32)
     field = np.tensordot(bases[0], coeffs, axes=(1, 0))  # (X, ny, nz)
     field = np.matmul(bases[1], field)  # (X, Y, nz)
@@ -101,9 +120,11 @@ def smooth_field(axes: list[np.ndarray], rng: np.random.Generator, spacing_mm: f
 def _ellipsoid_radius(grid, centre, semi_axes) -> np.ndarray:
     """Normalised ellipsoidal radius: < 1 inside the ellipsoid."""
     x, y, z = grid
-    return np.sqrt(((x - centre[0]) / semi_axes[0]) ** 2
-                   + ((y - centre[1]) / semi_axes[1]) ** 2
-                   + ((z - centre[2]) / semi_axes[2]) ** 2)
+    return np.sqrt(
+        ((x - centre[0]) / semi_axes[0]) ** 2
+        + ((y - centre[1]) / semi_axes[1]) ** 2
+        + ((z - centre[2]) / semi_axes[2]) ** 2
+    )
 
 
 # ----------------------------------------------------------------------------------------------- anatomy
@@ -153,7 +174,9 @@ def _tumour_lobes(rng: np.random.Generator, centre, brain_axes, radius_mm: float
     for _ in range(rng.integers(2, 5)):
         offset = rng.standard_normal(3)
         offset *= radius_mm * rng.uniform(0.4, 0.75) / np.linalg.norm(offset)
-        lobes.append((core + offset, radius_mm * rng.uniform(0.45, 0.75) * rng.uniform(0.8, 1.2, size=3)))
+        lobes.append(
+            (core + offset, radius_mm * rng.uniform(0.45, 0.75) * rng.uniform(0.8, 1.2, size=3))
+        )
     return lobes
 
 
@@ -168,7 +191,9 @@ def _box(axes, lobes, reach: float) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def _paint_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, lobes) -> tuple[tuple[slice, ...], np.ndarray]:
+def _paint_tumour(
+    tissue: np.ndarray, axes, rng: np.random.Generator, lobes
+) -> tuple[tuple[slice, ...], np.ndarray]:
     """Tissue codes of the tumour's bounding box with oedema, enhancing rim and necrotic core painted in.
 
     The lobes' normalised distance (< 1 inside) is made irregular by a smooth multiplicative wobble; the core
@@ -182,11 +207,15 @@ def _paint_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, lobes) -> 
         return box, region
     grid = _open_grid(sub_axes)
     distance = np.minimum.reduce([_ellipsoid_radius(grid, c, a) for c, a in lobes])
-    distance *= np.clip(1 + 0.18 * smooth_field(sub_axes, rng, 10.0), 1 - max_wobble, 1 + max_wobble)
+    distance *= np.clip(
+        1 + 0.18 * smooth_field(sub_axes, rng, 10.0), 1 - max_wobble, 1 + max_wobble
+    )
     core_fraction = rng.uniform(0.5, 0.68)
     necrosis_fraction = rng.uniform(0.55, 0.8)
     core = distance < core_fraction * (1 + 0.08 * smooth_field(sub_axes, rng, 8.0))
-    necrosis = distance < core_fraction * necrosis_fraction * (1 + 0.12 * smooth_field(sub_axes, rng, 6.0))
+    necrosis = distance < core_fraction * necrosis_fraction * (
+        1 + 0.12 * smooth_field(sub_axes, rng, 6.0)
+    )
     brain = region != BACKGROUND
     region[(distance < 1) & brain] = EDEMA
     region[core & brain] = ENHANCING
@@ -204,7 +233,9 @@ def _add_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, centre, brai
     pixel_mm2 = REFERENCE_FOV_MM[0] / len(axes[0]) * REFERENCE_FOV_MM[1] / len(axes[1])
     radius = rng.uniform(28.0, 42.0)
     for attempt in range(4):
-        box, region = _paint_tumour(tissue, axes, rng, _tumour_lobes(rng, centre, brain_axes, radius))
+        box, region = _paint_tumour(
+            tissue, axes, rng, _tumour_lobes(rng, centre, brain_axes, radius)
+        )
         section = np.count_nonzero(region == EDEMA, axis=(0, 1)).max(initial=0) * pixel_mm2
         if section >= MIN_EDEMA_SECTION_MM2 or attempt == 3:
             break
@@ -214,7 +245,9 @@ def _add_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, centre, brai
 
 def _add_vessels(tissue: np.ndarray, axes, rng: np.random.Generator) -> None:
     """Thin tubes (where two smooth fields both cross zero) in healthy tissue: bright on T1ce."""
-    tubes = (np.abs(smooth_field(axes, rng, 18.0)) < 0.05) & (np.abs(smooth_field(axes, rng, 18.0)) < 0.05)
+    tubes = (np.abs(smooth_field(axes, rng, 18.0)) < 0.05) & (
+        np.abs(smooth_field(axes, rng, 18.0)) < 0.05
+    )
     tissue[tubes & ((tissue == GM) | (tissue == WM) | (tissue == CSF))] = VESSEL
 
 
@@ -251,7 +284,9 @@ def render_images(anatomy: Anatomy, rng: Any = None) -> dict[str, np.ndarray]:
     axes = _axes_mm(anatomy.tissue.shape)
     brain = anatomy.brain
     tumour = np.isin(anatomy.tissue, list(BRATS_LABEL))
-    texture = 1 + 0.035 * smooth_field(axes, rng, 5.0) + 0.08 * tumour * smooth_field(axes, rng, 7.0)
+    texture = (
+        1 + 0.035 * smooth_field(axes, rng, 5.0) + 0.08 * tumour * smooth_field(axes, rng, 7.0)
+    )
     images = {}
     for name in MODALITIES:
         relative = np.asarray(CONTRAST[name], dtype=np.float32)[anatomy.tissue] * texture
@@ -259,15 +294,19 @@ def render_images(anatomy: Anatomy, rng: Any = None) -> dict[str, np.ndarray]:
         level = np.exp(rng.uniform(*np.log(LEVEL_RANGE[name])))
         sigma = rng.uniform(0.015, 0.035)
         inside = relative[brain]
-        noisy = np.hypot(inside + sigma * rng.standard_normal(inside.shape, dtype=np.float32),
-                         sigma * rng.standard_normal(inside.shape, dtype=np.float32))
+        noisy = np.hypot(
+            inside + sigma * rng.standard_normal(inside.shape, dtype=np.float32),
+            sigma * rng.standard_normal(inside.shape, dtype=np.float32),
+        )
         image = np.zeros(anatomy.tissue.shape, dtype=np.int16)
         image[brain] = np.clip(np.rint(noisy * level), 1, np.iinfo(np.int16).max).astype(np.int16)
         images[name] = image
     return images
 
 
-def make_case(shape: Sequence[int] = (240, 240, 155), rng: Any = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def make_case(
+    shape: Sequence[int] = (240, 240, 155), rng: Any = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One synthetic case: ``({modality: int16 volume}, uint8 seg with labels 0, 1, 2, 4)``.
 
     ``rng`` is a numpy Generator, a seed, or None (fresh entropy). Anatomy and images draw from the same stream.
@@ -326,8 +365,9 @@ def case_id(index: int) -> str:
     return f"{CASE_PREFIX}{index:05d}"
 
 
-def validate_options(cases: Any, shape: Any, cases_option: str = "cases",
-                     shape_option: str = "shape") -> tuple[int, tuple[int, int, int]]:
+def validate_options(
+    cases: Any, shape: Any, cases_option: str = "cases", shape_option: str = "shape"
+) -> tuple[int, tuple[int, int, int]]:
     """Check the generator options; raise ConfigError naming the option. Returns (cases, shape) as ints."""
     from brats_seg.errors import ConfigError
 
@@ -337,8 +377,12 @@ def validate_options(cases: Any, shape: Any, cases_option: str = "cases",
         sides = [s for s in shape]
     except TypeError:
         sides = []
-    if len(sides) != 3 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in sides):
-        raise ConfigError(f"{shape_option}={_show(shape)}: must be three whole numbers, e.g. [240,240,155]")
+    if len(sides) != 3 or any(
+        isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in sides
+    ):
+        raise ConfigError(
+            f"{shape_option}={_show(shape)}: must be three whole numbers, e.g. [240,240,155]"
+        )
     low_plane, low_depth = MIN_SIDE["in_plane"], MIN_SIDE["depth"]
     if min(sides[:2]) < low_plane or sides[2] < low_depth:
         raise ConfigError(
@@ -360,8 +404,13 @@ def _write_indexed_case(args: tuple) -> str:
     return case_id(index)
 
 
-def write_synthetic_dataset(out: str | os.PathLike, cases: int, shape: Sequence[int] = (240, 240, 155),
-                            seed: int = 0, workers: int = 1) -> Path:
+def write_synthetic_dataset(
+    out: str | os.PathLike,
+    cases: int,
+    shape: Sequence[int] = (240, 240, 155),
+    seed: int = 0,
+    workers: int = 1,
+) -> Path:
     """Write ``cases`` cases named SynBraTS_00000... under ``out`` and a ``dataset.json`` describing them.
 
     Case i is drawn from the seed sequence (seed, i), so any subset can be (re)generated in any order or in
@@ -371,7 +420,9 @@ def write_synthetic_dataset(out: str | os.PathLike, cases: int, shape: Sequence[
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_existing_cases(out, cases, shape, seed)
-    todo = [(out, i, shape, seed) for i in range(cases) if not is_complete(out / case_id(i), case_id(i))]
+    todo = [
+        (out, i, shape, seed) for i in range(cases) if not is_complete(out / case_id(i), case_id(i))
+    ]
     if workers > 1 and len(todo) > 1 and len(todo) * int(np.prod(shape)) >= POOL_MIN_VOXELS:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -396,8 +447,10 @@ def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], se
     present = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(CASE_PREFIX))
     extra = [name for name in present if name not in {case_id(i) for i in range(cases)}]
     if extra:
-        raise ConfigError(f"out={out}: already holds {len(present)} synthetic cases (e.g. {extra[0]}), more than "
-                          f"cases={cases}; pass cases>={len(present)} or choose another folder")
+        raise ConfigError(
+            f"out={out}: already holds {len(present)} synthetic cases (e.g. {extra[0]}), more than "
+            f"cases={cases}; pass cases>={len(present)} or choose another folder"
+        )
     for i in range(cases):
         name = case_id(i)
         if name not in present or not is_complete(out / name, name):
@@ -406,27 +459,37 @@ def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], se
         found = header["descrip"].tobytes().decode("ascii", "replace").rstrip("\x00")
         if tuple(header.get_data_shape()) != shape or found != provenance([seed, i]):
             size = "x".join(str(s) for s in header.get_data_shape())
-            raise ConfigError(f"out={out}: {name} was generated with other settings ({size}, '{found}'); "
-                              f"choose another folder or delete it")
+            raise ConfigError(
+                f"out={out}: {name} was generated with other settings ({size}, '{found}'); "
+                f"choose another folder or delete it"
+            )
 
 
 def _write_description(out: Path, cases: int, shape: tuple[int, int, int], seed: int) -> None:
     from brats_seg.atomic import write_json
 
-    write_json(out / "dataset.json", {
-        "name": "synthetic",
-        "generator": "brats_seg.data.synthetic",
-        "generator_version": GENERATOR_VERSION,
-        "cases": cases,
-        "shape": list(shape),
-        "seed": int(seed),
-        "case_ids": [case_id(i) for i in range(cases)],
-        "modalities": list(MODALITIES),
-        "labels": {"0": "background", "1": "necrotic core (NCR)", "2": "edema (ED)", "4": "enhancing tumour (ET)"},
-        "convention": "BraTS 2017-2021 (ET = 4)",
-        "affine": brats_affine(shape).tolist(),
-        "field_of_view_mm": list(REFERENCE_FOV_MM),
-    })
+    write_json(
+        out / "dataset.json",
+        {
+            "name": "synthetic",
+            "generator": "brats_seg.data.synthetic",
+            "generator_version": GENERATOR_VERSION,
+            "cases": cases,
+            "shape": list(shape),
+            "seed": int(seed),
+            "case_ids": [case_id(i) for i in range(cases)],
+            "modalities": list(MODALITIES),
+            "labels": {
+                "0": "background",
+                "1": "necrotic core (NCR)",
+                "2": "edema (ED)",
+                "4": "enhancing tumour (ET)",
+            },
+            "convention": "BraTS 2017-2021 (ET = 4)",
+            "affine": brats_affine(shape).tolist(),
+            "field_of_view_mm": list(REFERENCE_FOV_MM),
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------------- cache
@@ -442,8 +505,12 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 def _synth_options(data_cfg: Any) -> tuple[int, list[int], int]:
     """Number of cases, volume shape and seed of ``data_cfg.synth``, checked."""
     synth = _get(data_cfg, "synth") or {}
-    cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [64, 64, 48])),
-                                    "data.synth.cases", "data.synth.shape")
+    cases, shape = validate_options(
+        _get(synth, "cases", 20),
+        list(_get(synth, "shape", [64, 64, 48])),
+        "data.synth.cases",
+        "data.synth.shape",
+    )
     return cases, shape, int(_get(synth, "seed", 0))
 
 

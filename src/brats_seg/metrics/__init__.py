@@ -7,7 +7,15 @@ from brats_seg.metrics.confusion import (
     confusion_matrix,
     per_class_metrics,
 )
-from brats_seg.metrics.regions import EMPTY_RULES, HD95_EMPTY, REGIONS, dice, hd95, region_scores, summarise
+from brats_seg.metrics.regions import (
+    EMPTY_RULES,
+    HD95_EMPTY,
+    REGIONS,
+    dice,
+    hd95,
+    region_scores,
+    summarise,
+)
 
 __all__ = [
     "EMPTY_RULES",

@@ -40,14 +40,18 @@ def _labels_u8(labels: np.ndarray, num_classes: int, what: str) -> np.ndarray:
     return flat if flat.dtype == np.uint8 else flat.astype(np.uint8)
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
     """(K, K) int64 matrix of pixel counts, rows = true class, columns = predicted class.
 
     Arrays of any (equal) shape holding integer labels 0..K-1; uint8 input avoids a conversion copy.
     One pass: the pair code ``true * K + pred`` (uint8 when K*K <= 256) is histogrammed chunk by chunk.
     """
     if np.shape(y_true) != np.shape(y_pred):
-        raise DataError(f"confusion matrix: truth shape {np.shape(y_true)} != prediction shape {np.shape(y_pred)}")
+        raise DataError(
+            f"confusion matrix: truth shape {np.shape(y_true)} != prediction shape {np.shape(y_pred)}"
+        )
     truth = _labels_u8(y_true, num_classes, "truth")
     pred = _labels_u8(y_pred, num_classes, "prediction")
     bins = num_classes * num_classes

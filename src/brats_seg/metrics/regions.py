@@ -42,12 +42,19 @@ _SURFACE_STRUCTURE = ndimage.generate_binary_structure(3, 1)
 
 def check_empty_rule(empty_rule: str) -> str:
     if empty_rule not in EMPTY_RULES:
-        raise ConfigError(f"evaluate.empty_rule: must be one of {', '.join(EMPTY_RULES)}, got {empty_rule!r}")
+        raise ConfigError(
+            f"evaluate.empty_rule: must be one of {', '.join(EMPTY_RULES)}, got {empty_rule!r}"
+        )
     return empty_rule
 
 
-def _empty_case(pred_mask: np.ndarray, ref_mask: np.ndarray, empty_rule: str,
-                both_empty_brats: float, one_empty: float) -> float | None:
+def _empty_case(
+    pred_mask: np.ndarray,
+    ref_mask: np.ndarray,
+    empty_rule: str,
+    both_empty_brats: float,
+    one_empty: float,
+) -> float | None:
     """The value fixed by the empty-region rule, or None when both masks are non-empty."""
     check_empty_rule(empty_rule)
     pred_any, ref_any = bool(pred_mask.any()), bool(ref_mask.any())
@@ -68,8 +75,12 @@ def dice(pred_mask: np.ndarray, ref_mask: np.ndarray, empty_rule: str = "brats")
     return 2.0 * overlap / (np.count_nonzero(pred_mask) + np.count_nonzero(ref_mask))
 
 
-def hd95(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-         empty_rule: str = "brats") -> float:
+def hd95(
+    pred_mask: np.ndarray,
+    ref_mask: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    empty_rule: str = "brats",
+) -> float:
     """95th-percentile symmetric surface distance in mm (see the module docstring for the definition).
 
     ``spacing`` is the voxel size along each array axis. Both masks empty: 0 ("brats") or NaN ("nan");
@@ -88,8 +99,12 @@ def hd95(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float] =
     return float(np.percentile(np.concatenate([to_ref, to_pred]), 95))
 
 
-def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                  empty_rule: str = "brats") -> dict[str, dict[str, float]]:
+def region_scores(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    empty_rule: str = "brats",
+) -> dict[str, dict[str, float]]:
     """Dice and HD95 of WT, TC and ET for one patient: ``{"WT": {"dice": x, "hd95": x}, "TC": ..., "ET": ...}``.
 
     ``pred`` and ``ref`` are 3D label volumes (0..3, ET = 3) of the same shape.
@@ -97,16 +112,22 @@ def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = 
     check_empty_rule(empty_rule)
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape or pred.ndim != 3:
-        raise DataError(f"region scores: need two 3D volumes of one shape, got {pred.shape} and {ref.shape}")
+        raise DataError(
+            f"region scores: need two 3D volumes of one shape, got {pred.shape} and {ref.shape}"
+        )
     for volume, what in ((pred, "prediction"), (ref, "reference")):
         if volume.size and (volume.min() < 0 or volume.max() > 3):
-            raise DataError(f"region scores: {what} labels must be in 0..3 (ET = 3), found "
-                            f"{volume.min()}..{volume.max()}")
+            raise DataError(
+                f"region scores: {what} labels must be in 0..3 (ET = 3), found "
+                f"{volume.min()}..{volume.max()}"
+            )
     scores = {}
     for region, labels in REGIONS.items():
         pred_mask, ref_mask = np.isin(pred, labels), np.isin(ref, labels)
-        scores[region] = {"dice": float(dice(pred_mask, ref_mask, empty_rule)),
-                          "hd95": float(hd95(pred_mask, ref_mask, spacing, empty_rule))}
+        scores[region] = {
+            "dice": float(dice(pred_mask, ref_mask, empty_rule)),
+            "hd95": float(hd95(pred_mask, ref_mask, spacing, empty_rule)),
+        }
     return scores
 
 
@@ -122,9 +143,15 @@ def summarise(per_patient: list[dict]) -> dict[str, dict[str, float]]:
         for region in REGIONS:
             summary[region] = {}
             for metric in ("dice", "hd95"):
-                values = np.array([patient[region][metric] for patient in per_patient], dtype=np.float64)
-                summary[region][f"{metric}_mean"] = float(np.nanmean(values)) if values.size else math.nan
-                summary[region][f"{metric}_median"] = float(np.nanmedian(values)) if values.size else math.nan
+                values = np.array(
+                    [patient[region][metric] for patient in per_patient], dtype=np.float64
+                )
+                summary[region][f"{metric}_mean"] = (
+                    float(np.nanmean(values)) if values.size else math.nan
+                )
+                summary[region][f"{metric}_median"] = (
+                    float(np.nanmedian(values)) if values.size else math.nan
+                )
     return summary
 
 
@@ -153,5 +180,7 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 
 def _surface(mask: np.ndarray) -> np.ndarray:
     """Voxels of the mask with at least one 6-neighbour outside it (outside the array counts as outside)."""
-    structure = _SURFACE_STRUCTURE if mask.ndim == 3 else ndimage.generate_binary_structure(mask.ndim, 1)
+    structure = (
+        _SURFACE_STRUCTURE if mask.ndim == 3 else ndimage.generate_binary_structure(mask.ndim, 1)
+    )
     return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)

@@ -19,8 +19,11 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
     per_class = metrics["per_class"]
     lines = [f"# {title}".rstrip(), ""] if title else []
     if metrics.get("collapsed"):
-        lines += [f"**{metrics['collapsed']}**: the NaN-skipping Col Ave flatters this model; see "
-                  "the NaN-propagating row.", ""]
+        lines += [
+            f"**{metrics['collapsed']}**: the NaN-skipping Col Ave flatters this model; see "
+            "the NaN-propagating row.",
+            "",
+        ]
     lines += [
         "Pooled over every test pixel of the selected slices (the study's format; background included in Col Ave).",
         "",
@@ -30,9 +33,11 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
     for i, label in enumerate(per_class["labels"]):
         cells = " | ".join(_fmt(per_class[m][i]) for m in METRIC_NAMES)
         lines.append(f"| {i} {label} | {cells} |")
-    averages = (("col_ave", "Col Ave (NaN skipped)"),
-                ("col_ave_study", "Col Ave (study: NaN propagates)"),
-                ("col_ave_tumour", "Col Ave (tumour classes)"))
+    averages = (
+        ("col_ave", "Col Ave (NaN skipped)"),
+        ("col_ave_study", "Col Ave (study: NaN propagates)"),
+        ("col_ave_tumour", "Col Ave (tumour classes)"),
+    )
     for key, name in averages:
         if key not in metrics:  # written before the study's arithmetic was recorded
             continue
@@ -77,8 +82,10 @@ def lesionwise_markdown(metrics: dict[str, Any]) -> list[str]:
         for region in REGIONS:
             r = regions[region]
             dice = r.get("dsc_mean", r.get("dice_mean"))
-            lines.append(f"| {convention} | {region} | {_fmt(dice)} | {_fmt(r['hd95_mean'], 2)} | "
-                         f"{r['tp']} | {r['fp']} | {r['fn']} |")
+            lines.append(
+                f"| {convention} | {region} | {_fmt(dice)} | {_fmt(r['hd95_mean'], 2)} | "
+                f"{r['tp']} | {r['fp']} | {r['fn']} |"
+            )
     lines.append("")
     lines += [f"- {convention}: {names.get(convention, '')}" for convention in lesionwise]
     return lines

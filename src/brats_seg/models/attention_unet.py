@@ -25,20 +25,35 @@ from brats_seg.models.options import AttentionUNetOptions
 from brats_seg.models.unet import encode, up_step
 
 
-def build_attention_unet(options: AttentionUNetOptions, *, name: str, input_shape: tuple[int, int, int],
-                         num_classes: int):
+def build_attention_unet(
+    options: AttentionUNetOptions, *, name: str, input_shape: tuple[int, int, int], num_classes: int
+):
     dropout = DropoutPlan(name, options.dropout_rate, options.dropout_after)
     inputs = keras.Input(shape=input_shape, name="image")
     skips, x = encode(inputs, options.filters, (1,) * len(options.filters), options, dropout)
-    x = conv_block(x, options.bridge_filters, "bridge", convs=options.convs_per_block,
-                   batch_norm=options.batch_norm, dilation=1, dropout=dropout)
+    x = conv_block(
+        x,
+        options.bridge_filters,
+        "bridge",
+        convs=options.convs_per_block,
+        batch_norm=options.batch_norm,
+        dilation=1,
+        dropout=dropout,
+    )
     for level in range(len(skips), 0, -1):
         width = options.filters[level - 1]
         gated = attention_gate(skips[level - 1], x, f"dec{level}_att")
         up = up_step(x, width, options.upsample, f"dec{level}_up")
         x = layers.Concatenate(name=f"dec{level}_concat")([up, gated])
-        x = conv_block(x, width, f"dec{level}", convs=options.convs_per_block, batch_norm=options.batch_norm,
-                       dilation=1, dropout=dropout)
+        x = conv_block(
+            x,
+            width,
+            f"dec{level}",
+            convs=options.convs_per_block,
+            batch_norm=options.batch_norm,
+            dilation=1,
+            dropout=dropout,
+        )
     outputs = softmax_head(x, num_classes)
     dropout.check()
     return keras.Model(inputs, outputs, name=name)

@@ -37,20 +37,44 @@ class DropoutPlan:
             )
 
 
-def conv_unit(x, filters: int, prefix: str, suffix: str = "", *, batch_norm: bool, dilation: int = 1,
-              kernel_size: int = 3):
+def conv_unit(
+    x,
+    filters: int,
+    prefix: str,
+    suffix: str = "",
+    *,
+    batch_norm: bool,
+    dilation: int = 1,
+    kernel_size: int = 3,
+):
     """Conv(k x k, same, bias) -> [BatchNorm] -> ReLU. Without batch norm the ReLU is the conv's activation."""
     conv_name = f"{prefix}_conv{suffix}"
     if not batch_norm:
-        return layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation, activation="relu",
-                             name=conv_name)(x)
-    x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation, name=conv_name)(x)
+        return layers.Conv2D(
+            filters,
+            kernel_size,
+            padding="same",
+            dilation_rate=dilation,
+            activation="relu",
+            name=conv_name,
+        )(x)
+    x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation, name=conv_name)(
+        x
+    )
     x = layers.BatchNormalization(name=f"{prefix}_bn{suffix}")(x)
     return layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
 
 
-def conv_block(x, filters: int, prefix: str, *, convs: int, batch_norm: bool, dilation: int,
-               dropout: DropoutPlan):
+def conv_block(
+    x,
+    filters: int,
+    prefix: str,
+    *,
+    convs: int,
+    batch_norm: bool,
+    dilation: int,
+    dropout: DropoutPlan,
+):
     """`convs` conv units; Dropout may follow any unit ("enc3_conv1") or the whole block ("enc3")."""
     for index in range(1, convs + 1):
         x = conv_unit(x, filters, prefix, str(index), batch_norm=batch_norm, dilation=dilation)

@@ -101,7 +101,9 @@ class UNet3PlusOptions:
         _check_choice(model, "upsample", self.upsample, ("bilinear", "nearest"))
         _check_bool(model, "deep_supervision", self.deep_supervision)
         if self.scales() < 2:
-            raise ConfigError(f"model {model}: U-Net 3+ needs at least two scales (filters plus bridge)")
+            raise ConfigError(
+                f"model {model}: U-Net 3+ needs at least two scales (filters plus bridge)"
+            )
         _check_dropout(model, self.dropout_rate, self.dropout_after)
 
 
@@ -127,7 +129,9 @@ class ResUNetPPOptions:
     def validate(self, model: str) -> None:
         _check_widths(model, "filters", self.filters)
         if len(self.filters) < 2:
-            raise ConfigError(f"model {model}: model.filters needs a stem width and at least one level")
+            raise ConfigError(
+                f"model {model}: model.filters needs a stem width and at least one level"
+            )
         _check_bool(model, "bridge", self.bridge)
         _check_positive_int(model, "bridge_filters", self.bridge_filters)
         _check_widths(model, "aspp_rates", self.aspp_rates)
@@ -166,12 +170,15 @@ class AttentionUNetOptions:
         _check_bool(model, "batch_norm", self.batch_norm)
         _check_choice(model, "upsample", self.upsample, UNetOptions.upsample_modes)
         if min(self.filters) < 2:
-            raise ConfigError(f"model {model}: model.filters must be at least 2 (the gates use half of each width)")
+            raise ConfigError(
+                f"model {model}: model.filters must be at least 2 (the gates use half of each width)"
+            )
         _check_dropout(model, self.dropout_rate, self.dropout_after)
 
 
 OPTION_CLASSES: dict[str, type] = {
-    cls.family: cls for cls in (UNetOptions, UNet3PlusOptions, ResUNetPPOptions, AttentionUNetOptions)
+    cls.family: cls
+    for cls in (UNetOptions, UNet3PlusOptions, ResUNetPPOptions, AttentionUNetOptions)
 }
 
 
@@ -179,7 +186,9 @@ def parse_options(model: str, family: str, raw: dict[str, Any]) -> Any:
     """Turn the keys of a model config (without `name` and `family`) into a validated options object."""
     cls = OPTION_CLASSES.get(family)
     if cls is None:
-        raise ConfigError(f"model {model}: unknown model.family '{family}' (known: {', '.join(OPTION_CLASSES)})")
+        raise ConfigError(
+            f"model {model}: unknown model.family '{family}' (known: {', '.join(OPTION_CLASSES)})"
+        )
     known = [field.name for field in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(known))
     if unknown:
@@ -235,9 +244,18 @@ def _check_level_rates(model: str, rates: Any, levels: int, bridge: bool) -> Non
         return
     lengths = (levels, levels + 1) if not bridge else (levels + 1,)
     shape = " or ".join(str(n) for n in lengths)
-    if not (isinstance(rates, tuple) and len(rates) in lengths and all(_is_int(r) and r > 0 for r in rates)):
+    if not (
+        isinstance(rates, tuple)
+        and len(rates) in lengths
+        and all(_is_int(r) and r > 0 for r in rates)
+    ):
         shown = list(rates) if isinstance(rates, tuple) else rates
-        raise _fail(model, "encoder_dilation", f"a positive integer or a list of {shape} (levels, then bridge)", shown)
+        raise _fail(
+            model,
+            "encoder_dilation",
+            f"a positive integer or a list of {shape} (levels, then bridge)",
+            shown,
+        )
 
 
 def _check_dropout(model: str, rate: Any, names: Any) -> None:

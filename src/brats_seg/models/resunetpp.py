@@ -15,8 +15,9 @@ from brats_seg.models.blocks import DropoutPlan, max_pool, softmax_head, upsampl
 from brats_seg.models.options import ResUNetPPOptions
 
 
-def build_resunetpp(options: ResUNetPPOptions, *, name: str, input_shape: tuple[int, int, int],
-                    num_classes: int):
+def build_resunetpp(
+    options: ResUNetPPOptions, *, name: str, input_shape: tuple[int, int, int], num_classes: int
+):
     dropout = DropoutPlan(name, options.dropout_rate, options.dropout_after)
     inputs = keras.Input(shape=input_shape, name="image")
     skips = [dropout.after(stem(inputs, options.filters[0], "enc1"), "enc1")]
@@ -43,7 +44,9 @@ def bn_relu_conv(x, filters: int, prefix: str, suffix: str, strides: int = 1):
     """Pre-activation conv: BN -> ReLU -> Conv3x3."""
     x = layers.BatchNormalization(name=f"{prefix}_bn{suffix}")(x)
     x = layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
-    return layers.Conv2D(filters, 3, strides=strides, padding="same", name=f"{prefix}_conv{suffix}")(x)
+    return layers.Conv2D(
+        filters, 3, strides=strides, padding="same", name=f"{prefix}_conv{suffix}"
+    )(x)
 
 
 def stem(x, filters: int, prefix: str):
@@ -60,7 +63,9 @@ def squeeze_excite(x, ratio: int, prefix: str):
     """Channel attention: global average -> Dense(C/ratio, ReLU) -> Dense(C, sigmoid) -> scale x."""
     channels = x.shape[-1]
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{prefix}_pool")(x)
-    s = layers.Dense(channels // ratio, activation="relu", use_bias=False, name=f"{prefix}_reduce")(s)
+    s = layers.Dense(channels // ratio, activation="relu", use_bias=False, name=f"{prefix}_reduce")(
+        s
+    )
     s = layers.Dense(channels, activation="sigmoid", use_bias=False, name=f"{prefix}_expand")(s)
     return layers.Multiply(name=f"{prefix}_scale")([x, s])
 
@@ -78,7 +83,9 @@ def aspp(x, filters: int, rates, prefix: str):
     """Atrous spatial pyramid pooling: one Conv3x3 + BN per rate, summed, then Conv1x1."""
     branches = []
     for rate in rates:
-        branch = layers.Conv2D(filters, 3, padding="same", dilation_rate=rate, name=f"{prefix}_rate{rate}_conv")(x)
+        branch = layers.Conv2D(
+            filters, 3, padding="same", dilation_rate=rate, name=f"{prefix}_rate{rate}_conv"
+        )(x)
         branches.append(layers.BatchNormalization(name=f"{prefix}_rate{rate}_bn")(branch))
     x = layers.Add(name=f"{prefix}_sum")(branches) if len(branches) > 1 else branches[0]
     return layers.Conv2D(filters, 1, name=f"{prefix}_project")(x)

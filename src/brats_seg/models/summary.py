@@ -53,16 +53,26 @@ def measure(name: str, input_shape: tuple[int, int, int], num_classes: int) -> M
     keras.backend.clear_session()
     model = build_model(cfg, input_shape, num_classes)
     trainable = sum(_size(w) for w in model.trainable_weights)
-    row = ModelRow(name, family, model.count_params(), trainable, count_flops(model) / 1e9, options.divisor())
+    row = ModelRow(
+        name, family, model.count_params(), trainable, count_flops(model) / 1e9, options.divisor()
+    )
     keras.backend.clear_session()
     return row
 
 
 def format_table(rows: list[ModelRow], input_shape: tuple[int, int, int]) -> str:
     height, width, channels = input_shape
-    header = ("model", "family", "params", "trainable", f"GFLOPs/{height}x{width}x{channels}", "divisor")
+    header = (
+        "model",
+        "family",
+        "params",
+        "trainable",
+        f"GFLOPs/{height}x{width}x{channels}",
+        "divisor",
+    )
     cells = [header] + [
-        (r.name, r.family, f"{r.params:,}", f"{r.trainable:,}", f"{r.gflops:.2f}", str(r.divisor)) for r in rows
+        (r.name, r.family, f"{r.params:,}", f"{r.trainable:,}", f"{r.gflops:.2f}", str(r.divisor))
+        for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []

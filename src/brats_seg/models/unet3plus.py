@@ -20,12 +20,20 @@ from __future__ import annotations
 
 import keras
 
-from brats_seg.models.blocks import DropoutPlan, conv_block, conv_unit, max_pool, softmax_head, upsample
+from brats_seg.models.blocks import (
+    DropoutPlan,
+    conv_block,
+    conv_unit,
+    max_pool,
+    softmax_head,
+    upsample,
+)
 from brats_seg.models.options import UNet3PlusOptions
 
 
-def build_unet3plus(options: UNet3PlusOptions, *, name: str, input_shape: tuple[int, int, int],
-                    num_classes: int):
+def build_unet3plus(
+    options: UNet3PlusOptions, *, name: str, input_shape: tuple[int, int, int], num_classes: int
+):
     dropout = DropoutPlan(name, options.dropout_rate, options.dropout_after)
     inputs = keras.Input(shape=input_shape, name="image")
     encoders = encode(inputs, options, dropout)
@@ -33,13 +41,23 @@ def build_unet3plus(options: UNet3PlusOptions, *, name: str, input_shape: tuple[
     decoders: dict[int, object] = {}
     if options.bridge:
         pooled = max_pool(encoders[-1], 2, f"enc{len(encoders)}_pool")
-        decoders[scales] = conv_block(pooled, options.bridge_filters, "bridge", convs=options.convs_per_block,
-                                      batch_norm=True, dilation=options.dilation, dropout=dropout)
+        decoders[scales] = conv_block(
+            pooled,
+            options.bridge_filters,
+            "bridge",
+            convs=options.convs_per_block,
+            batch_norm=True,
+            dilation=options.dilation,
+            dropout=dropout,
+        )
     for stage in range(len(encoders), 0, -1):
         decoders[stage] = fuse_stage(stage, encoders, decoders, options, dropout)
     outputs = [softmax_head(decoders[1], num_classes)]
     if options.deep_supervision:
-        outputs += [side_output(decoders[i], i, node_name(i, options), num_classes) for i in range(2, scales + 1)]
+        outputs += [
+            side_output(decoders[i], i, node_name(i, options), num_classes)
+            for i in range(2, scales + 1)
+        ]
     dropout.check()
     return keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0], name=name)
 
@@ -50,8 +68,15 @@ def encode(x, options: UNet3PlusOptions, dropout: DropoutPlan) -> list:
     for level, width in enumerate(options.filters, start=1):
         if encoders:
             x = max_pool(x, 2, f"enc{level - 1}_pool")
-        x = conv_block(x, width, f"enc{level}", convs=options.convs_per_block, batch_norm=True,
-                       dilation=options.dilation, dropout=dropout)
+        x = conv_block(
+            x,
+            width,
+            f"enc{level}",
+            convs=options.convs_per_block,
+            batch_norm=True,
+            dilation=options.dilation,
+            dropout=dropout,
+        )
         encoders.append(x)
     return encoders
 
@@ -60,7 +85,9 @@ def node_name(scale: int, options: UNet3PlusOptions) -> str:
     return "bridge" if options.bridge and scale == options.scales() else f"dec{scale}"
 
 
-def fuse_stage(stage: int, encoders: list, decoders: dict, options: UNet3PlusOptions, dropout: DropoutPlan):
+def fuse_stage(
+    stage: int, encoders: list, decoders: dict, options: UNet3PlusOptions, dropout: DropoutPlan
+):
     """Decoder stage `stage`: one branch per scale, concatenated, then one fusion unit."""
     branches = []
     for scale in range(1, options.scales() + 1):
@@ -70,12 +97,29 @@ def fuse_stage(stage: int, encoders: list, decoders: dict, options: UNet3PlusOpt
                 x = max_pool(x, 2 ** (stage - scale), f"dec{stage}_from_{source}_pool")
         else:
             source = node_name(scale, options)
-            x = upsample(decoders[scale], 2 ** (scale - stage), options.upsample, f"dec{stage}_from_{source}_up")
-        branches.append(conv_unit(x, options.cat_channels, f"dec{stage}_from_{source}", batch_norm=True,
-                                  dilation=options.dilation))
+            x = upsample(
+                decoders[scale],
+                2 ** (scale - stage),
+                options.upsample,
+                f"dec{stage}_from_{source}_up",
+            )
+        branches.append(
+            conv_unit(
+                x,
+                options.cat_channels,
+                f"dec{stage}_from_{source}",
+                batch_norm=True,
+                dilation=options.dilation,
+            )
+        )
     x = keras.layers.Concatenate(name=f"dec{stage}_concat")(branches)
-    x = conv_unit(x, options.cat_channels * options.scales(), f"dec{stage}_fuse", batch_norm=True,
-                  dilation=options.dilation)
+    x = conv_unit(
+        x,
+        options.cat_channels * options.scales(),
+        f"dec{stage}_fuse",
+        batch_norm=True,
+        dilation=options.dilation,
+    )
     return dropout.after(x, f"dec{stage}")
 
 

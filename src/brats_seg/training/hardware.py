@@ -60,9 +60,13 @@ def configure_cpu_devices(count: int | None) -> None:
     if current and len(current) == count:
         return
     try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
     except RuntimeError as err:
-        raise ConfigError(f"trainer.cpu_devices={count}: TensorFlow devices were already initialised ({err})") from err
+        raise ConfigError(
+            f"trainer.cpu_devices={count}: TensorFlow devices were already initialised ({err})"
+        ) from err
 
 
 def make_strategy(name: str):

@@ -50,7 +50,9 @@ def overlay_rgb(image2d: np.ndarray, classes2d: np.ndarray, alpha: float = 0.5) 
     rgb = np.repeat(grey(image)[..., None], 3, axis=-1)
     painted = classes > 0
     colours = label_colours()
-    rgb[painted] = (1 - alpha) * rgb[painted] + alpha * colours[np.clip(classes[painted], 0, len(colours) - 1)]
+    rgb[painted] = (1 - alpha) * rgb[painted] + alpha * colours[
+        np.clip(classes[painted], 0, len(colours) - 1)
+    ]
     return rgb
 
 
@@ -82,9 +84,16 @@ def class_legend(fig) -> None:
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
 
 
-def save_montage(path: str | os.PathLike, panels: Sequence[np.ndarray], titles: Sequence[str] | None = None,
-                 ncols: int | None = None, title: str = "", panel_inches: float = 2.0, legend: bool = True,
-                 dpi: int = 90) -> Path:
+def save_montage(
+    path: str | os.PathLike,
+    panels: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    title: str = "",
+    panel_inches: float = 2.0,
+    legend: bool = True,
+    dpi: int = 90,
+) -> Path:
     """Tile images (H x W grey or H x W x 3 RGB, already in display orientation) into a grid and save a PNG."""
     if not panels:
         raise ValueError("a montage needs at least one panel")
@@ -98,7 +107,9 @@ def save_montage(path: str | os.PathLike, panels: Sequence[np.ndarray], titles: 
         if i >= len(panels):
             continue
         panel = np.asarray(panels[i])
-        ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(
+            panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
+        )
         if titles:
             ax.set_title(titles[i], fontsize=8)
     if title:
@@ -109,8 +120,14 @@ def save_montage(path: str | os.PathLike, panels: Sequence[np.ndarray], titles: 
     return save_png(fig, path, dpi=dpi)
 
 
-def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], titles: Sequence[str] | None = None,
-             fps: int = 8, inches: float = 3.0, dpi: int = 80) -> Path:
+def save_gif(
+    path: str | os.PathLike,
+    frames: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    fps: int = 8,
+    inches: float = 3.0,
+    dpi: int = 80,
+) -> Path:
     """An animated GIF of RGB frames (display orientation) through matplotlib's PillowWriter.
 
     Written directly to ``path`` (Pillow picks the format from the suffix): call it inside a folder that is
