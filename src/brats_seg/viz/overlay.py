@@ -8,8 +8,8 @@ patient's left is on the image's right (the radiological view); overlay_rgb itse
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
