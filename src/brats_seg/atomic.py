@@ -15,7 +15,8 @@ from typing import Any
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block
+    succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -34,8 +35,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike, prefix: str | None = None) -> Iterator[Path]:
-    """Yield a new temporary folder beside ``path``; if the block succeeds, it replaces ``path`` (see
-    ``replace_dir``). On failure the temporary folder is removed and ``path`` is left as it was."""
+    """Yield a new temporary folder beside ``path``; if the block succeeds, it replaces ``path``
+    (see ``replace_dir``). On failure the temporary folder is removed and ``path`` is left as it
+    was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -51,8 +53,9 @@ def atomic_dir(path: str | os.PathLike, prefix: str | None = None) -> Iterator[P
 
 
 def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Rename folder ``new`` over ``target``. An old ``target`` is moved aside first and removed afterwards,
-    so at every moment ``target`` is either the whole old folder or the whole new one (or briefly absent)."""
+    """Rename folder ``new`` over ``target``. An old ``target`` is moved aside first and removed
+    afterwards, so at every moment ``target`` is either the whole old folder or the whole new one
+    (or briefly absent)."""
     new, target = Path(new), Path(target)
     old = None
     if target.exists():
@@ -81,7 +84,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Strict JSON: NaN and infinities (an undefined metric) are written as null, which every JSON reader accepts."""
+    """Strict JSON: NaN and infinities (an undefined metric) are written as null, which every JSON
+    reader accepts."""
     write_text(path, json.dumps(_plain(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""brats-seg synth: write a synthetic BraTS-like data set as .nii.gz (BraTS 2021 names and labels)."""
+"""brats-seg synth: write a synthetic BraTS-like data set as .nii.gz (BraTS 2021 names and
+labels)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def _task(cfg) -> None:
     seconds = time.perf_counter() - started
     size = "x".join(str(s) for s in shape)
     print(
-        f"wrote {cases} synthetic case{'s' if cases != 1 else ''} of {size} voxels (seed {cfg.seed}) "
+        f"wrote {cases} synthetic case{'s' if cases != 1 else ''} of {size} voxels "
+        f"(seed {cfg.seed}) "
         f"to {out} in {seconds:.1f} s"
     )
 

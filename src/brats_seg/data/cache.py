@@ -1,14 +1,19 @@
-"""On-disk cache of preprocessed, selected axial slices (for training) and of whole volumes (for evaluation).
+"""On-disk cache of preprocessed, selected axial slices (for training) and of whole volumes (for
+evaluation).
 
 Layout under ``data.cache_dir``::
 
     <name>-<key>/                  one data set + one set of preprocessing/selection settings
-        index.json                 settings, root, every case's meta (written last: its presence marks a complete cache)
+        index.json                 settings, root, every case's meta (written last: its presence
+                                   marks a complete cache)
         cases/<case_id>/x.npy      (N_selected, H, W, C) float16, memory-mappable
         cases/<case_id>/y.npy      (N_selected, H, W) uint8 classes
-        cases/<case_id>/meta.json  case id, convention, files, fingerprint, crop box, shapes, spacing, affine,
-                                   selected slice indices, class pixel counts over the selected slices
-        volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16, classes.npy (X, Y, Z)
+        cases/<case_id>/meta.json  case id, convention, files, fingerprint, crop box, shapes,
+        spacing,
+                                   affine, selected slice indices, class pixel counts over the
+                                   selected slices
+        volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16,
+                                   classes.npy (X, Y, Z)
     locks/<name>-<key>.lock        serialises builders of the same key (two sweep jobs)
 
 The key hashes, per case, its id, convention and every file's absolute path and the sha256 of
@@ -19,10 +24,10 @@ A cache is built in a hidden temporary folder and renamed into place only when e
 Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
 full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.
 
-Worker processes import no TensorFlow themselves. They are forked (fast, inherits the imported modules) unless the
-parent has already imported TensorFlow, whose thread pools make ``fork`` unsafe; then ``forkserver`` is used
-(its children re-import the main module, so a main script should not import TensorFlow at top level; the
-``brats-seg`` entry point does not).
+Worker processes import no TensorFlow themselves. They are forked (fast, inherits the imported
+modules) unless the parent has already imported TensorFlow, whose thread pools make ``fork`` unsafe;
+then ``forkserver`` is used (its children re-import the main module, so a main script should not
+import TensorFlow at top level; the ``brats-seg`` entry point does not).
 """
 
 from __future__ import annotations
@@ -51,8 +56,9 @@ from brats_seg.data.split import content_fingerprint
 from brats_seg.errors import DataError
 
 FORMAT_VERSION = 1
-# float16 halves disk and read traffic; normalised intensities need no more precision. Volumes read back for
-# evaluation go through the same rounding, so a rerun sees exactly the same input as the first run.
+# float16 halves disk and read traffic; normalised intensities need no more precision. Volumes read
+# back for evaluation go through the same rounding, so a rerun sees exactly the same input as the
+# first run.
 X_DTYPE = np.float16
 INDEX_FILE = "index.json"
 
@@ -63,7 +69,7 @@ class Volume(NamedTuple):
     meta: dict
 
 
-# ----------------------------------------------------------------------------------------------- key and index
+# ------------------------------------------------------------------------------------ key and index
 
 
 def cache_key(
@@ -161,7 +167,8 @@ def case_dir(cache_path: Path, case_id: str) -> Path:
 
 
 def write_case_entry(cache_path: Path, meta: dict, x: np.ndarray, y: np.ndarray) -> None:
-    """Write one case's selected slices and meta (into a folder that is not yet visible to readers)."""
+    """Write one case's selected slices and meta (into a folder that is not yet visible to
+    readers)."""
     folder = case_dir(cache_path, meta["case_id"])
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "x.npy", np.ascontiguousarray(x, dtype=X_DTYPE))
@@ -173,7 +180,7 @@ def write_index(cache_path: Path, index: dict) -> None:
     write_json(cache_path / INDEX_FILE, index)
 
 
-# ------------------------------------------------------------------------------------------------------- build
+# -------------------------------------------------------------------------------------------- build
 
 
 def build_cache(
@@ -282,7 +289,8 @@ def _build_locked(
                 "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
             },
         )
-        # an existing folder without index.json is not a cache (e.g. emptied by hand) and is replaced
+        # an existing folder without index.json is not a cache (e.g. emptied by hand) and is
+        # replaced
 
 
 def _build_entries(
@@ -345,7 +353,8 @@ def warn_cut_brain(metas: list[dict]) -> None:
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """``fork`` while TensorFlow is not imported (cheap start); ``forkserver`` once it is (fork is unsafe then)."""
+    """``fork`` while TensorFlow is not imported (cheap start); ``forkserver`` once it is (fork is
+    unsafe then)."""
     return multiprocessing.get_context("forkserver" if "tensorflow" in sys.modules else "fork")
 
 
@@ -356,7 +365,8 @@ def build_case_entry(
     out: str,
     resection_cavity: str = "error",
 ) -> tuple[dict, int]:
-    """Decode, preprocess and select one case and write its entry; returns (meta, NIfTI decodes done)."""
+    """Decode, preprocess and select one case and write its entry; returns (meta, NIfTI decodes
+    done)."""
     before = nifti.decode_count()
     loaded = nifti.load_case(case, resection_cavity)
     if loaded.seg is None:
@@ -408,14 +418,15 @@ def case_from_meta(meta: dict) -> CaseFiles:
     return CaseFiles(meta["case_id"], Path(meta["folder"]), images, seg, meta["convention"])
 
 
-# ----------------------------------------------------------------------------------------------------- reading
+# ------------------------------------------------------------------------------------------ reading
 
 
 class NpyRows:
     """Row access to a ``.npy`` file through ``os.pread``.
 
-    Unlike a memory map, reading every row of a large split does not leave the file's pages mapped into the
-    process, so streaming an epoch keeps the resident memory flat whatever the data set's size.
+    Unlike a memory map, reading every row of a large split does not leave the file's pages mapped
+    into the process, so streaming an epoch keeps the resident memory flat whatever the data set's
+    size.
     """
 
     def __init__(self, path: Path):
@@ -456,7 +467,8 @@ class SliceReader:
         self._y = [NpyRows(case_dir(cache_path, c) / "y.npy") for c in self.case_ids]
 
     def read(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``pairs`` (B, 2) of (position in case_ids, row) -> x (B, H, W, C) float32, y (B, H, W) uint8."""
+        """``pairs`` (B, 2) of (position in case_ids, row) -> x (B, H, W, C) float32, y (B, H, W)
+        uint8."""
         pairs = np.asarray(pairs)
         x = np.empty((len(pairs),) + self._x[0].shape[1:], dtype=np.float32)
         y = np.empty((len(pairs),) + self._y[0].shape[1:], dtype=np.uint8)
@@ -472,7 +484,8 @@ class SliceReader:
 
 
 def read_slices(cache_path: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """A case's selected slices as read-only memory maps: x (N, H, W, C) float16, y (N, H, W) uint8."""
+    """A case's selected slices as read-only memory maps: x (N, H, W, C) float16, y (N, H, W)
+    uint8."""
     folder = case_dir(cache_path, case_id)
     return _load_npy(folder / "x.npy"), _load_npy(folder / "y.npy")
 
@@ -490,11 +503,12 @@ def _load_npy(path: Path) -> np.ndarray:
         return np.load(path)
 
 
-# ----------------------------------------------------------------------------------------------------- volumes
+# ------------------------------------------------------------------------------------------ volumes
 
 
 def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) -> Volume:
-    """A case's whole preprocessed volume; decoded from NIfTI on first use, then read from the cache."""
+    """A case's whole preprocessed volume; decoded from NIfTI on first use, then read from the
+    cache."""
     folder = cache_path / "volumes" / meta["case_id"]
     if folder.is_dir():
         files = (folder / "x.npy", folder / "classes.npy")

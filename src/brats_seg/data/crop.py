@@ -1,7 +1,8 @@
-"""Fixed-size axial crop centred on the brain, and pasting a cropped prediction back into the full volume.
+"""Fixed-size axial crop centred on the brain, and pasting a cropped prediction back into the full
+volume.
 
-A crop box is ``(x0, x1, y0, y1)``: rows ``x0:x1`` (array axis 0) and columns ``y0:y1`` (axis 1) of every axial
-slice ``vol[:, :, z]``.
+A crop box is ``(x0, x1, y0, y1)``: rows ``x0:x1`` (array axis 0) and columns ``y0:y1`` (axis 1) of
+every axial slice ``vol[:, :, z]``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ CropBox = tuple[int, int, int, int]
 
 
 def brain_bbox(mask: np.ndarray) -> CropBox | None:
-    """Bounding box ``(x0, x1, y0, y1)`` (ends exclusive) of a 3D mask over all slices; None if it is empty."""
+    """Bounding box ``(x0, x1, y0, y1)`` (ends exclusive) of a 3D mask over all slices; None if it
+    is empty."""
     rows = np.flatnonzero(mask.any(axis=(1, 2)))
     cols = np.flatnonzero(mask.any(axis=(0, 2)))
     if rows.size == 0:

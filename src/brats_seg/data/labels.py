@@ -1,10 +1,10 @@
 """BraTS label values <-> the four classes the models predict.
 
 Classes: 0 background, 1 NCR/NET (necrotic / non-enhancing core), 2 edema, 3 ET (enhancing tumour).
-BraTS 2017-2021 store ET as label 4 (convention ``brats2021``); BraTS 2023 and later as label 3 (``brats2023``).
-BraTS 2024 post-treatment glioma data keeps the 2023 names and adds label 4, the resection cavity
-(RC), which is not a tumour class: ``resection_cavity="background"`` maps it to class 0, ``"error"``
-(the default) refuses it.
+BraTS 2017-2021 store ET as label 4 (convention ``brats2021``); BraTS 2023 and later as label 3
+(``brats2023``). BraTS 2024 post-treatment glioma data keeps the 2023 names and adds label 4, the
+resection cavity (RC), which is not a tumour class: ``resection_cavity="background"`` maps it to
+class 0, ``"error"`` (the default) refuses it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def check_resection_cavity(rule: object) -> str:
 def labels_to_classes(
     labels: np.ndarray, convention: str, source: str, resection_cavity: str = "error"
 ) -> np.ndarray:
-    """Map a segmentation of any numeric dtype to uint8 classes 0..3; ``source`` names the file in errors."""
+    """Map a segmentation of any numeric dtype to uint8 classes 0..3; ``source`` names the file in
+    errors."""
     mapping = dict(LABEL_TO_CLASS[convention])
     if convention == "brats2023" and check_resection_cavity(resection_cavity) == "background":
         mapping[RESECTION_CAVITY_LABEL] = 0
@@ -85,7 +86,8 @@ def _label_hint(convention: str, unexpected: list, mapping: dict[int, int]) -> s
 
 
 def to_convention(classes: np.ndarray, convention: str) -> np.ndarray:
-    """Map classes 0..3 back to the label values of ``convention`` (uint8), e.g. to write a prediction."""
+    """Map classes 0..3 back to the label values of ``convention`` (uint8), e.g. to write a
+    prediction."""
     lut = np.zeros(NUM_CLASSES, dtype=np.uint8)
     for label, cls in LABEL_TO_CLASS[convention].items():
         lut[cls] = label

@@ -1,5 +1,6 @@
-"""NIfTI in and out: read one BraTS case with validation (every problem a one-line DataError naming the file), and
-the one NIfTI writer (atomic) that images, synthetic cases and predictions all go through."""
+"""NIfTI in and out: read one BraTS case with validation (every problem a one-line DataError naming
+the file), and the one NIfTI writer (atomic) that images, synthetic cases and predictions all go
+through."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from brats_seg.data.discovery import MODALITIES, CaseFiles
 from brats_seg.data.labels import labels_to_classes
 from brats_seg.errors import DataError, first_line
 
-# Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ by ~1e-6.
+# Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ
+# by ~1e-6.
 AFFINE_ATOL = 1e-3
 
 # BraTS' 1 mm LPS grid, the affine written when none is given.
@@ -25,7 +27,8 @@ _decodes = 0
 
 
 def decode_count() -> int:
-    """How many NIfTI arrays this process has decoded so far (tests use it to prove a cache was reused)."""
+    """How many NIfTI arrays this process has decoded so far (tests use it to prove a cache was
+    reused)."""
     return _decodes
 
 
@@ -58,8 +61,8 @@ class LoadedCase:
 def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     """Decode one NIfTI file into an array (its stored dtype, scaling applied) and its image object.
 
-    nibabel reads lazily: a truncated or corrupt ``.nii.gz`` may only fail when the voxels are read, so both the
-    header load and the data access are guarded.
+    nibabel reads lazily: a truncated or corrupt ``.nii.gz`` may only fail when the voxels are read,
+    so both the header load and the data access are guarded.
     """
     global _decodes
     try:
@@ -143,8 +146,9 @@ def _number(value) -> str:
 
 
 def _stack_channels(channels: list[np.ndarray]) -> np.ndarray:
-    """(X, Y, Z, 4) float32 in Fortran order: nibabel decodes Fortran-ordered arrays, so the copy is linear and
-    every channel ``image[..., c]`` stays contiguous for the per-channel preprocessing."""
+    """(X, Y, Z, 4) float32 in Fortran order: nibabel decodes Fortran-ordered arrays, so the copy is
+    linear and every channel ``image[..., c]`` stays contiguous for the per-channel
+    preprocessing."""
     image = np.empty(channels[0].shape + (len(channels),), dtype=np.float32, order="F")
     for c, data in enumerate(channels):
         image[..., c] = data
@@ -166,7 +170,8 @@ def check_geometry(
         )
     if not np.allclose(affine, ref_affine, rtol=0.0, atol=AFFINE_ATOL):
         raise DataError(
-            f"{path}: affine differs from {Path(ref_path).name} (files compared voxel by voxel must share one grid)"
+            f"{path}: affine differs from {Path(ref_path).name} "
+            "(files compared voxel by voxel must share one grid)"
             f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}"
         )
 
@@ -180,8 +185,9 @@ def write_nifti(
 ) -> Path:
     """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
 
-    With ``header`` (a source image's), its fields are kept and only the data type changes; the qform and sform
-    are set to ``affine`` with the source's codes (1, scanner, when it has none). Without it, a fresh header in mm.
+    With ``header`` (a source image's), its fields are kept and only the data type changes; the
+    qform and sform are set to ``affine`` with the source's codes (1, scanner, when it has none).
+    Without it, a fresh header in mm.
     """
     path = Path(path)
     data = np.asarray(data)

@@ -1,7 +1,7 @@
 """Which axial slices to train on.
 
-* ``threshold``: keep a slice when any single tumour class (1, 2 or 3) covers more than ``threshold`` pixels
-  (the study's rule, 3000 px on 240x240 slices);
+* ``threshold``: keep a slice when any single tumour class (1, 2 or 3) covers more than
+  ``threshold`` pixels (the study's rule, 3000 px on 240x240 slices);
 * ``tumour``: keep every slice with at least one tumour pixel;
 * ``brain``: keep every slice with at least one non-zero image pixel.
 """
@@ -26,7 +26,8 @@ def select_slices(
 ) -> np.ndarray:
     """Indices (ascending, int64) of the slices of a (Z, H, W) class stack that ``selection`` keeps.
 
-    ``brain_pixels`` (Z,) counts the non-zero image pixels of each slice (used by the ``brain`` rule).
+    ``brain_pixels`` (Z,) counts the non-zero image pixels of each slice (used by the ``brain``
+    rule).
     """
     if selection.rule == "brain":
         keep = np.asarray(brain_pixels) > 0

@@ -1,14 +1,16 @@
-"""Synthetic BraTS-like glioma cases: four MRI modalities and a BraTS-2021 segmentation, written as .nii.gz.
+"""Synthetic BraTS-like glioma cases: four MRI modalities and a BraTS-2021 segmentation, written as
+.nii.gz.
 
-Every case is a phantom in a 240 x 240 x 155 mm field of view (the BraTS one), sampled on whatever voxel grid
-is asked for, so that a 96 x 96 x 64 volume looks like a downsampled 240 x 240 x 155 one. The anatomy is a
-skull-stripped brain (exactly 0 outside it) with grey matter, white matter, cortical CSF and ventricles, and a
-lobulated tumour: an enhancing rim (label 4) around a necrotic core (label 1) inside oedema (label 2). The
-images get per-modality contrasts, a smooth multiplicative bias field, Rician noise and a per-case intensity
-scale (BraTS is not intensity-normalised).
+Every case is a phantom in a 240 x 240 x 155 mm field of view (the BraTS one), sampled on whatever
+voxel grid is asked for, so that a 96 x 96 x 64 volume looks like a downsampled 240 x 240 x 155 one.
+The anatomy is a skull-stripped brain (exactly 0 outside it) with grey matter, white matter,
+cortical CSF and ventricles, and a lobulated tumour: an enhancing rim (label 4) around a necrotic
+core (label 1) inside oedema (label 2). The images get per-modality contrasts, a smooth
+multiplicative bias field, Rician noise and a per-case intensity scale (BraTS is not
+intensity-normalised).
 
-Smooth random fields are sums of Gaussian bumps on a coarse lattice, evaluated separably with three small
-matrix products, which keeps a full 240 x 240 x 155 case at a few seconds.
+Smooth random fields are sums of Gaussian bumps on a coarse lattice, evaluated separably with three
+small matrix products, which keeps a full 240 x 240 x 155 case at a few seconds.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ CASE_PREFIX = "SynBraTS_"
 MIN_SIDE = {"in_plane": 32, "depth": 16}
 # Below this many voxels to write, starting worker processes costs more than it saves.
 POOL_MIN_VOXELS = 4_000_000
-# Smallest acceptable largest axial oedema section of a tumour (mm^2 of the 240 x 240 mm field of view). The
-# study kept slices where a class covers > 3000 px (mm^2); configs/data/synthetic.yaml's 300 px at 96 x 96 is
-# 1875 mm^2.
+# Smallest acceptable largest axial oedema section of a tumour (mm^2 of the 240 x 240 mm field of
+# view). The study kept slices where a class covers > 3000 px (mm^2); configs/data/synthetic.yaml's
+# 300 px at 96 x 96 is 1875 mm^2.
 MIN_EDEMA_SECTION_MM2 = 2600.0
 
 # Tissue codes of the phantom (not the BraTS labels).
@@ -58,7 +60,8 @@ CONTRAST = {
     "t2": (0.0, 1.00, 0.62, 0.45, 0.90, 0.95, 0.70, 0.40),
     "flair": (0.0, 0.12, 0.62, 0.48, 1.00, 0.55, 0.80, 0.60),
 }
-# Intensity of relative level 1.0, drawn log-uniformly per case and modality (real cases span these).
+# Intensity of relative level 1.0, drawn log-uniformly per case and modality (real cases span
+# these).
 LEVEL_RANGE = {
     "t1": (500.0, 1200.0),
     "t1ce": (350.0, 2400.0),
@@ -86,14 +89,14 @@ class Anatomy:
         return lut[self.tissue]
 
 
-# ----------------------------------------------------------------------------------------------- fields
+# ------------------------------------------------------------------------------------------- fields
 
 
 def _axes_mm(shape: Sequence[int]) -> list[np.ndarray]:
     """Voxel-centre coordinates (mm, centred on the field of view) along each axis."""
     return [
         ((np.arange(n) + 0.5) * fov / n - fov / 2).astype(np.float32)
-        for n, fov in zip(shape, REFERENCE_FOV_MM)
+        for n, fov in zip(shape, REFERENCE_FOV_MM, strict=False)
     ]
 
 
@@ -102,7 +105,8 @@ def _open_grid(axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def smooth_field(axes: list[np.ndarray], rng: np.random.Generator, spacing_mm: float) -> np.ndarray:
-    """A smooth random field with roughly unit standard deviation and features about ``spacing_mm`` wide."""
+    """A smooth random field with roughly unit standard deviation and features about ``spacing_mm``
+    wide."""
     bases = []
     for coords in axes:
         start, stop = float(coords.min()) - spacing_mm, float(coords.max()) + spacing_mm
@@ -128,7 +132,7 @@ def _ellipsoid_radius(grid, centre, semi_axes) -> np.ndarray:
     )
 
 
-# ----------------------------------------------------------------------------------------------- anatomy
+# ------------------------------------------------------------------------------------------ anatomy
 
 
 def _brain_tissue(axes, rng: np.random.Generator) -> tuple[np.ndarray, tuple, tuple]:
@@ -136,7 +140,8 @@ def _brain_tissue(axes, rng: np.random.Generator) -> tuple[np.ndarray, tuple, tu
     grid = _open_grid(axes)
     centre = (rng.uniform(-3, 3), rng.uniform(-4, 4), rng.uniform(-2, 2))
     semi_axes = (rng.uniform(62, 72), rng.uniform(80, 92), rng.uniform(54, 62))
-    # A bounded wobble keeps the whole brain inside the field of view (as in skull-stripped BraTS volumes).
+    # A bounded wobble keeps the whole brain inside the field of view (as in skull-stripped BraTS
+    # volumes).
     wobble = np.clip(1 + 0.035 * smooth_field(axes, rng, 35.0), 0.93, 1.07)
     radius = _ellipsoid_radius(grid, centre, semi_axes) * wobble
     brain = radius < 1.0
@@ -186,7 +191,7 @@ def _box(axes, lobes, reach: float) -> tuple[slice, ...]:
     low = np.min([c - reach * a for c, a in lobes], axis=0)
     high = np.max([c + reach * a for c, a in lobes], axis=0)
     box = []
-    for coords, lo, hi in zip(axes, low, high):
+    for coords, lo, hi in zip(axes, low, high, strict=True):
         inside = np.flatnonzero((coords >= lo) & (coords <= hi))
         box.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
     return tuple(box)
@@ -195,14 +200,16 @@ def _box(axes, lobes, reach: float) -> tuple[slice, ...]:
 def _paint_tumour(
     tissue: np.ndarray, axes, rng: np.random.Generator, lobes
 ) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Tissue codes of the tumour's bounding box with oedema, enhancing rim and necrotic core painted in.
+    """Tissue codes of the tumour's bounding box with oedema, enhancing rim and necrotic core
+    painted in.
 
-    The lobes' normalised distance (< 1 inside) is made irregular by a smooth multiplicative wobble; the core
-    and the necrosis are lower levels of that distance with wobbles of their own. Only brain voxels change.
+    The lobes' normalised distance (< 1 inside) is made irregular by a smooth multiplicative wobble;
+    the core and the necrosis are lower levels of that distance with wobbles of their own. Only
+    brain voxels change.
     """
     max_wobble = 0.3
     box = _box(axes, lobes, reach=1.0 / (1.0 - max_wobble))
-    sub_axes = [coords[s] for coords, s in zip(axes, box)]
+    sub_axes = [coords[s] for coords, s in zip(axes, box, strict=True)]
     region = tissue[box].copy()
     if region.size == 0:
         return box, region
@@ -227,9 +234,9 @@ def _paint_tumour(
 def _add_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, centre, brain_axes) -> None:
     """Paint a lobulated tumour into ``tissue``.
 
-    A draw whose largest axial oedema section is under MIN_EDEMA_SECTION_MM2 (a small tumour, or one mostly
-    cut off by the brain's edge) is redrawn larger, so that every case has slices passing the study-like
-    selection threshold whatever the voxel grid.
+    A draw whose largest axial oedema section is under MIN_EDEMA_SECTION_MM2 (a small tumour, or one
+    mostly cut off by the brain's edge) is redrawn larger, so that every case has slices passing the
+    study-like selection threshold whatever the voxel grid.
     """
     pixel_mm2 = REFERENCE_FOV_MM[0] / len(axes[0]) * REFERENCE_FOV_MM[1] / len(axes[1])
     radius = rng.uniform(28.0, 42.0)
@@ -260,11 +267,11 @@ def make_anatomy(shape: Sequence[int] = (240, 240, 155), rng: Any = None) -> Ana
     tissue, centre, brain_axes = _brain_tissue(axes, rng)
     _add_tumour(tissue, axes, rng, centre, brain_axes)
     _add_vessels(tissue, axes, rng)
-    voxel = tuple(fov / n for fov, n in zip(REFERENCE_FOV_MM, shape))
+    voxel = tuple(fov / n for fov, n in zip(REFERENCE_FOV_MM, shape, strict=False))
     return Anatomy(tissue=tissue, voxel_mm=voxel)
 
 
-# ----------------------------------------------------------------------------------------------- images
+# ------------------------------------------------------------------------------------------- images
 
 
 def _bias_field(axes, rng: np.random.Generator) -> np.ndarray:
@@ -272,7 +279,8 @@ def _bias_field(axes, rng: np.random.Generator) -> np.ndarray:
 
 
 def _partial_volume(image: np.ndarray, voxel_mm: Sequence[float]) -> np.ndarray:
-    """Blur by about 0.8 mm (never more than 0.6 voxel) so edges look acquired rather than painted."""
+    """Blur by about 0.8 mm (never more than 0.6 voxel) so edges look acquired rather than
+    painted."""
     from scipy.ndimage import gaussian_filter
 
     sigma = [min(0.6, 0.8 / v) for v in voxel_mm]
@@ -280,7 +288,8 @@ def _partial_volume(image: np.ndarray, voxel_mm: Sequence[float]) -> np.ndarray:
 
 
 def render_images(anatomy: Anatomy, rng: Any = None) -> dict[str, np.ndarray]:
-    """Render int16 t1, t1ce, t2 and flair volumes of ``anatomy``; 0 exactly outside the brain, >= 1 inside."""
+    """Render int16 t1, t1ce, t2 and flair volumes of ``anatomy``; 0 exactly outside the brain, >= 1
+    inside."""
     rng = np.random.default_rng(rng)
     axes = _axes_mm(anatomy.tissue.shape)
     brain = anatomy.brain
@@ -310,14 +319,15 @@ def make_case(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One synthetic case: ``({modality: int16 volume}, uint8 seg with labels 0, 1, 2, 4)``.
 
-    ``rng`` is a numpy Generator, a seed, or None (fresh entropy). Anatomy and images draw from the same stream.
+    ``rng`` is a numpy Generator, a seed, or None (fresh entropy). Anatomy and images draw from the
+    same stream.
     """
     rng = np.random.default_rng(rng)
     anatomy = make_anatomy(shape, rng)
     return render_images(anatomy, rng), anatomy.seg()
 
 
-# ----------------------------------------------------------------------------------------------- files
+# -------------------------------------------------------------------------------------------- files
 
 
 def brats_affine(shape: Sequence[int]) -> np.ndarray:
@@ -337,15 +347,18 @@ def is_complete(case_dir: Path, case_id: str) -> bool:
 
 
 def provenance(seed: Any) -> str:
-    """The header description of a synthetic file: generator version and seed (at most 80 characters)."""
+    """The header description of a synthetic file: generator version and seed (at most 80
+    characters)."""
     seed_text = ",".join(str(int(s)) for s in np.atleast_1d(np.asarray(seed, dtype=object)))
     return f"brats_seg synthetic v{GENERATOR_VERSION} seed={seed_text}"[:80]
 
 
 def write_case(out_dir: str | os.PathLike, case_id: str, shape: Sequence[int], seed: Any) -> Path:
-    """Write ``<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair,seg}.nii.gz`` from ``make_case(shape, seed)``.
+    """Write ``<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair,seg}.nii.gz`` from ``make_case(shape,
+    seed)``.
 
-    The files are written into a temporary folder renamed into place: the case appears complete or not at all.
+    The files are written into a temporary folder renamed into place: the case appears complete or
+    not at all.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -369,7 +382,8 @@ def case_id(index: int) -> str:
 def validate_options(
     cases: Any, shape: Any, cases_option: str = "cases", shape_option: str = "shape"
 ) -> tuple[int, tuple[int, int, int]]:
-    """Check the generator options; raise ConfigError naming the option. Returns (cases, shape) as ints."""
+    """Check the generator options; raise ConfigError naming the option. Returns (cases, shape) as
+    ints."""
     from brats_seg.errors import ConfigError
 
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
@@ -387,7 +401,8 @@ def validate_options(
     low_plane, low_depth = MIN_SIDE["in_plane"], MIN_SIDE["depth"]
     if min(sides[:2]) < low_plane or sides[2] < low_depth:
         raise ConfigError(
-            f"{shape_option}={_show(shape)}: sides must be at least {low_plane} in-plane and {low_depth} slices deep"
+            f"{shape_option}={_show(shape)}: sides must be at least {low_plane} in-plane "
+            f"and {low_depth} slices deep"
         )
     return int(cases), (int(sides[0]), int(sides[1]), int(sides[2]))
 
@@ -412,10 +427,12 @@ def write_synthetic_dataset(
     seed: int = 0,
     workers: int = 1,
 ) -> Path:
-    """Write ``cases`` cases named SynBraTS_00000... under ``out`` and a ``dataset.json`` describing them.
+    """Write ``cases`` cases named SynBraTS_00000... under ``out`` and a ``dataset.json`` describing
+    them.
 
-    Case i is drawn from the seed sequence (seed, i), so any subset can be (re)generated in any order or in
-    parallel with the same result. Cases already complete are skipped, which makes an interrupted run resumable.
+    Case i is drawn from the seed sequence (seed, i), so any subset can be (re)generated in any
+    order or in parallel with the same result. Cases already complete are skipped, which makes an
+    interrupted run resumable.
     """
     cases, shape = validate_options(cases, shape)
     out = Path(out)
@@ -440,7 +457,8 @@ def write_synthetic_dataset(
 
 
 def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], seed: int) -> None:
-    """Refuse to mix cases of other settings (shape, seed, generator version) or a larger set into one folder."""
+    """Refuse to mix cases of other settings (shape, seed, generator version) or a larger set into
+    one folder."""
     import nibabel as nib
 
     from brats_seg.errors import ConfigError
@@ -493,7 +511,7 @@ def _write_description(out: Path, cases: int, shape: tuple[int, int, int], seed:
     )
 
 
-# ----------------------------------------------------------------------------------------------- cache
+# -------------------------------------------------------------------------------------------- cache
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -530,8 +548,9 @@ def synthetic_root(data_cfg: Any) -> Path:
 def ensure_synthetic_dataset(data_cfg: Any) -> Path:
     """Return the root of the synthetic data set, generating it into the cache first if needed.
 
-    ``data_cfg`` is the ``data`` config (DictConfig or dict). When ``data.root`` is set it is returned as is.
-    A lock file keeps two processes (sweep jobs) from generating the same set at once.
+    ``data_cfg`` is the ``data`` config (DictConfig or dict). When ``data.root`` is set it is
+    returned as is. A lock file keeps two processes (sweep jobs) from generating the same set at
+    once.
     """
     root = _get(data_cfg, "root")
     if root not in (None, ""):

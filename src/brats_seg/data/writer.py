@@ -24,8 +24,8 @@ def write_case(
     seg_dtype=np.uint8,
     ext: str = ".nii.gz",
 ) -> CaseFiles:
-    """Write ``image`` (X, Y, Z, 4) in channel order t1, t1ce, t2, flair, and ``classes`` (0..3) mapped to the
-    labels of ``convention``; returns the written files."""
+    """Write ``image`` (X, Y, Z, 4) in channel order t1, t1ce, t2, flair, and ``classes`` (0..3)
+    mapped to the labels of ``convention``; returns the written files."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images = {}

@@ -1,4 +1,5 @@
-"""Score a folder of predicted segmentations from any tool against the reference segs of a BraTS root."""
+"""Score a folder of predicted segmentations from any tool against the reference segs of a BraTS
+root."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def _prediction_files(pred_dir: Path) -> dict[str, Path]:
 
 
 def prediction_classes(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from 2023), and the
-    file's affine."""
+    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from
+    2023), and the file's affine."""
     from brats_seg.data.labels import labels_to_classes
     from brats_seg.data.nifti import read_nifti
 

@@ -1,5 +1,5 @@
-"""Evaluation metrics in plain numpy/scipy (no TensorFlow): the study's pooled confusion matrix and the
-BraTS per-patient region metrics."""
+"""Evaluation metrics in plain numpy/scipy (no TensorFlow): the study's pooled confusion matrix and
+the BraTS per-patient region metrics."""
 
 from brats_seg.metrics.confusion import (
     METRIC_NAMES,

@@ -5,17 +5,18 @@ WT = {1, 2, 3}, TC = {1, 3}, ET = {3}.
 
 Dice = 2|A and B| / (|A| + |B|).
 
-HD95 (mm) follows the usual symmetric surface-distance definition (medpy / nnU-Net): the surface of a mask is
-the mask minus its binary erosion (6-connected structuring element, outside the volume counts as background);
-for every surface voxel of A the Euclidean distance to the nearest surface voxel of B, and vice versa, in mm
-via ``distance_transform_edt(sampling=spacing)``; HD95 is the 95th percentile of the union of both sets.
-The distance transforms run on the bounding box of both masks plus a margin, which gives the same distances
-as the full volume (every surface voxel lies inside the box) at a fraction of the cost.
+HD95 (mm) follows the usual symmetric surface-distance definition (medpy / nnU-Net): the surface of
+a mask is the mask minus its binary erosion (6-connected structuring element, outside the volume
+counts as background); for every surface voxel of A the Euclidean distance to the nearest surface
+voxel of B, and vice versa, in mm via ``distance_transform_edt(sampling=spacing)``; HD95 is the 95th
+percentile of the union of both sets. The distance transforms run on the bounding box of both masks
+plus a margin, which gives the same distances as the full volume (every surface voxel lies inside
+the box) at a fraction of the cost.
 
 Empty regions (a region absent from prediction and/or reference), ``empty_rule``:
   - "brats" (default; BraTS 2017-2021 and nnU-Net): both empty -> Dice 1, HD95 0;
-    exactly one empty -> Dice 0, HD95 373.13 (the diagonal of a 240x240x155 volume at 1 mm, whatever the
-    spacing).
+    exactly one empty -> Dice 0, HD95 373.13 (the diagonal of a 240x240x155 volume at 1 mm, whatever
+    the spacing).
   - "nan" (the official brats-evaluation package): both empty -> Dice NaN, HD95 NaN (skipped by
     ``summarise``); exactly one empty -> Dice 0, HD95 373.13.
 """
@@ -81,10 +82,11 @@ def hd95(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     empty_rule: str = "brats",
 ) -> float:
-    """95th-percentile symmetric surface distance in mm (see the module docstring for the definition).
+    """95th-percentile symmetric surface distance in mm (see the module docstring for the
+    definition).
 
-    ``spacing`` is the voxel size along each array axis. Both masks empty: 0 ("brats") or NaN ("nan");
-    exactly one empty: 373.13.
+    ``spacing`` is the voxel size along each array axis. Both masks empty: 0 ("brats") or NaN
+    ("nan"); exactly one empty: 373.13.
     """
     pred_mask, ref_mask = _bool_pair(pred_mask, ref_mask)
     spacing = _checked_spacing(spacing, pred_mask.ndim)
@@ -105,7 +107,8 @@ def region_scores(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     empty_rule: str = "brats",
 ) -> dict[str, dict[str, float]]:
-    """Dice and HD95 of WT, TC and ET for one patient: ``{"WT": {"dice": x, "hd95": x}, "TC": ..., "ET": ...}``.
+    """Dice and HD95 of WT, TC and ET for one patient: ``{"WT": {"dice": x, "hd95": x}, "TC": ...,
+    "ET": ...}``.
 
     ``pred`` and ``ref`` are 3D label volumes (0..3, ET = 3) of the same shape.
     """
@@ -134,8 +137,8 @@ def region_scores(
 def summarise(per_patient: list[dict]) -> dict[str, dict[str, float]]:
     """Mean and median over patients of each region's Dice and HD95, NaN entries skipped.
 
-    Returns ``{"WT": {"dice_mean", "dice_median", "hd95_mean", "hd95_median"}, "TC": ..., "ET": ...}``;
-    a statistic with no non-NaN value (or no patients) is NaN.
+    Returns ``{"WT": {"dice_mean", "dice_median", "hd95_mean", "hd95_median"}, "TC": ..., "ET":
+    ...}``; a statistic with no non-NaN value (or no patients) is NaN.
     """
     summary = {}
     with warnings.catch_warnings():
@@ -179,7 +182,8 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    """Voxels of the mask with at least one 6-neighbour outside it (outside the array counts as outside)."""
+    """Voxels of the mask with at least one 6-neighbour outside it (outside the array counts as
+    outside)."""
     structure = (
         _SURFACE_STRUCTURE if mask.ndim == 3 else ndimage.generate_binary_structure(mask.ndim, 1)
     )

@@ -1,4 +1,5 @@
-"""Turn evaluation numbers into the run folder's metrics.json and the study's per-class table (metrics.md)."""
+"""Turn evaluation numbers into the run folder's metrics.json and the study's per-class table
+(metrics.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
             "",
         ]
     lines += [
-        "Pooled over every test pixel of the selected slices (the study's format; background included in Col Ave).",
+        (
+            "Pooled over every test pixel of the selected slices "
+            "(the study's format; background included in Col Ave)."
+        ),
         "",
         "|  | Sensitivity | Specificity | F1 | Precision |",
         "| --- | --- | --- | --- | --- |",
@@ -48,7 +52,10 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
         n = len(metrics.get("per_patient", []))
         lines += [
             "",
-            f"BraTS regions on whole test volumes ({n} patients; empty-region rule: {metrics.get('empty_rule', 'brats')}).",
+            (
+                f"BraTS regions on whole test volumes ({n} patients; "
+                f"empty-region rule: {metrics.get('empty_rule', 'brats')})."
+            ),
             "",
             "| region | Dice mean | Dice median | HD95 mean (mm) | HD95 median (mm) |",
             "| --- | --- | --- | --- | --- |",

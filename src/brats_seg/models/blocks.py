@@ -1,4 +1,5 @@
-"""Building blocks shared by the model families. Built-in Keras layers only, so `.keras` files reload as is.
+"""Building blocks shared by the model families. Built-in Keras layers only, so `.keras` files
+reload as is.
 
 Naming: a unit with prefix "enc1" and suffix "1" creates "enc1_conv1", "enc1_bn1" and "enc1_relu1".
 """
@@ -13,7 +14,8 @@ from brats_seg.errors import ConfigError
 
 
 class DropoutPlan:
-    """Inserts Dropout after the units and blocks named in `dropout_after`, and checks every name was used."""
+    """Inserts Dropout after the units and blocks named in `dropout_after`, and checks every name
+    was used."""
 
     def __init__(self, model: str, rate: float, names: Iterable[str]) -> None:
         self.model = model
@@ -32,7 +34,8 @@ class DropoutPlan:
         unused = [name for name in self.wanted if name not in self.offered]
         if unused:
             raise ConfigError(
-                f"model {self.model}: model.dropout_after names {', '.join(unused)}, which this model does not "
+                f"model {self.model}: model.dropout_after names {', '.join(unused)}, "
+                "which this model does not "
                 f"have (valid: {', '.join(self.offered)})"
             )
 
@@ -47,7 +50,8 @@ def conv_unit(
     dilation: int = 1,
     kernel_size: int = 3,
 ):
-    """Conv(k x k, same, bias) -> [BatchNorm] -> ReLU. Without batch norm the ReLU is the conv's activation."""
+    """Conv(k x k, same, bias) -> [BatchNorm] -> ReLU. Without batch norm the ReLU is the conv's
+    activation."""
     conv_name = f"{prefix}_conv{suffix}"
     if not batch_norm:
         return layers.Conv2D(
@@ -75,7 +79,8 @@ def conv_block(
     dilation: int,
     dropout: DropoutPlan,
 ):
-    """`convs` conv units; Dropout may follow any unit ("enc3_conv1") or the whole block ("enc3")."""
+    """`convs` conv units; Dropout may follow any unit ("enc3_conv1") or the whole block
+    ("enc3")."""
     for index in range(1, convs + 1):
         x = conv_unit(x, filters, prefix, str(index), batch_norm=batch_norm, dilation=dilation)
         x = dropout.after(x, f"{prefix}_conv{index}")
@@ -91,6 +96,7 @@ def upsample(x, factor: int, interpolation: str, name: str):
 
 
 def softmax_head(x, num_classes: int, conv_name: str = "head", output_name: str = "softmax"):
-    """Conv1x1(num_classes) -> softmax computed in float32 (so mixed precision never yields bf16 outputs)."""
+    """Conv1x1(num_classes) -> softmax computed in float32 (so mixed precision never yields bf16
+    outputs)."""
     x = layers.Conv2D(num_classes, 1, name=conv_name)(x)
     return layers.Activation("softmax", dtype="float32", name=output_name)(x)

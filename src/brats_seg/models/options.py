@@ -1,10 +1,10 @@
 """The options of each model family: their fields, validation and the input-size divisor.
 
-No TensorFlow here: the data layer asks for `divisor()` and a bad option fails before any graph is built.
-The fields of each class are exactly the keys a model config holds besides `name` and `family`.
-Their defaults live in one place, the family base `configs/base/model/<family>.yaml` that every
-`configs/model/*.yaml` extends, so the classes here have none: a config missing a key is refused,
-naming it.
+No TensorFlow here: the data layer asks for `divisor()` and a bad option fails before any graph is
+built. The fields of each class are exactly the keys a model config holds besides `name` and
+`family`. Their defaults live in one place, the family base `configs/base/model/<family>.yaml` that
+every `configs/model/*.yaml` extends, so the classes here have none: a config missing a key is
+refused, naming it.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ class UNetOptions:
     convs_per_block: int
     batch_norm: bool
     upsample: str
-    # Overrides `upsample` for the deepest decoder step only (architecture F: transpose, then nearest).
+    # Overrides `upsample` for the deepest decoder step only (architecture F: transpose, then
+    # nearest).
     first_upsample: str | None
     # One rate for every encoder conv, or one per encoder level followed by one for the bridge.
     encoder_dilation: int | tuple[int, ...]
     dropout_rate: float
-    # Unit names ("enc3_conv1") or block names ("enc3", "bridge", "dec4") followed by Dropout(dropout_rate).
+    # Unit names ("enc3_conv1") or block names ("enc3", "bridge", "dec4") followed by
+    # Dropout(dropout_rate).
     dropout_after: tuple[str, ...]
 
     family: ClassVar[str] = "unet"
@@ -67,8 +69,9 @@ class UNetOptions:
 class UNet3PlusOptions:
     """U-Net 3+ family (architectures G and H, and the full five-scale model of Huang et al. 2020).
 
-    The number of scales is len(filters) + 1 with a bridge (the paper's model: filters 64..512, bridge 1024,
-    five scales) and len(filters) without (the study's models: every level gets a fusion stage).
+    The number of scales is len(filters) + 1 with a bridge (the paper's model: filters 64..512,
+    bridge 1024, five scales) and len(filters) without (the study's models: every level gets a
+    fusion stage).
     """
 
     filters: tuple[int, ...]
@@ -109,7 +112,8 @@ class UNet3PlusOptions:
 
 @dataclass(frozen=True)
 class ResUNetPPOptions:
-    """ResUNet++ (architecture I): residual units with squeeze-and-excitation, ASPP and attention."""
+    """ResUNet++ (architecture I): residual units with squeeze-and-excitation, ASPP and
+    attention."""
 
     # The stem's width, then one width per strided residual level.
     filters: tuple[int, ...]
@@ -171,7 +175,8 @@ class AttentionUNetOptions:
         _check_choice(model, "upsample", self.upsample, UNetOptions.upsample_modes)
         if min(self.filters) < 2:
             raise ConfigError(
-                f"model {model}: model.filters must be at least 2 (the gates use half of each width)"
+                f"model {model}: model.filters must be at least 2 "
+                "(the gates use half of each width)"
             )
         _check_dropout(model, self.dropout_rate, self.dropout_after)
 
@@ -183,7 +188,8 @@ OPTION_CLASSES: dict[str, type] = {
 
 
 def parse_options(model: str, family: str, raw: dict[str, Any]) -> Any:
-    """Turn the keys of a model config (without `name` and `family`) into a validated options object."""
+    """Turn the keys of a model config (without `name` and `family`) into a validated options
+    object."""
     cls = OPTION_CLASSES.get(family)
     if cls is None:
         raise ConfigError(
@@ -193,7 +199,8 @@ def parse_options(model: str, family: str, raw: dict[str, Any]) -> Any:
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(
-            f"model {model}: unknown option(s) {', '.join('model.' + key for key in unknown)} for family "
+            f"model {model}: unknown option(s) "
+            f"{', '.join('model.' + key for key in unknown)} for family "
             f"{family} (valid: {', '.join(known)})"
         )
     missing = [key for key in known if key not in raw]

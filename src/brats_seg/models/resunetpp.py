@@ -1,8 +1,8 @@
 """ResUNet++ (Jha et al. 2019) as the study built it (architecture I of architectures.md).
 
-enc1 = stem; encK = residual unit with stride 2 (squeeze-and-excitation first); bridge = ASPP (parallel
-dilated 3x3 convs + BN, summed, then Conv1x1); each decoder step = attention(skip, x) -> nearest x2 ->
-concat([., skip]) -> residual unit; output = ASPP -> Conv1x1 -> softmax.
+enc1 = stem; encK = residual unit with stride 2 (squeeze-and-excitation first); bridge = ASPP
+(parallel dilated 3x3 convs + BN, summed, then Conv1x1); each decoder step = attention(skip, x) ->
+nearest x2 -> concat([., skip]) -> residual unit; output = ASPP -> Conv1x1 -> softmax.
 Decoder steps are named after the level they land on (dec3 at 1/4 size, ..., dec1 at full size).
 """
 
@@ -50,7 +50,8 @@ def bn_relu_conv(x, filters: int, prefix: str, suffix: str, strides: int = 1):
 
 
 def stem(x, filters: int, prefix: str):
-    """Conv3x3 -> BN -> ReLU -> Conv3x3, plus a Conv1x1 shortcut on the input (no SE, no shortcut BN)."""
+    """Conv3x3 -> BN -> ReLU -> Conv3x3, plus a Conv1x1 shortcut on the input (no SE, no shortcut
+    BN)."""
     main = layers.Conv2D(filters, 3, padding="same", name=f"{prefix}_conv1")(x)
     main = layers.BatchNormalization(name=f"{prefix}_bn1")(main)
     main = layers.Activation("relu", name=f"{prefix}_relu1")(main)
@@ -71,7 +72,8 @@ def squeeze_excite(x, ratio: int, prefix: str):
 
 
 def residual_unit(x, filters: int, strides: int, prefix: str, se_ratio: int):
-    """SE on the input, then BN-ReLU-Conv3x3 (strided) -> BN-ReLU-Conv3x3 plus a strided Conv1x1 shortcut."""
+    """SE on the input, then BN-ReLU-Conv3x3 (strided) -> BN-ReLU-Conv3x3 plus a strided Conv1x1
+    shortcut."""
     x = squeeze_excite(x, se_ratio, f"{prefix}_se")
     main = bn_relu_conv(x, filters, prefix, "1", strides)
     main = bn_relu_conv(main, filters, prefix, "2")
@@ -92,7 +94,8 @@ def aspp(x, filters: int, rates, prefix: str):
 
 
 def attention(skip, x, prefix: str):
-    """Gate `x` (decoder) with the finer encoder `skip`: both through BN-ReLU-Conv3x3, added, BN-ReLU-Conv3x3."""
+    """Gate `x` (decoder) with the finer encoder `skip`: both through BN-ReLU-Conv3x3, added,
+    BN-ReLU-Conv3x3."""
     channels = x.shape[-1]
     g = bn_relu_conv(skip, channels, f"{prefix}_skip", "")
     g = max_pool(g, 2, f"{prefix}_skip_pool")

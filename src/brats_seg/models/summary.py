@@ -1,4 +1,5 @@
-"""The model zoo at a glance: every model config's parameters, trainable parameters, GFLOPs and divisor."""
+"""The model zoo at a glance: every model config's parameters, trainable parameters, GFLOPs and
+divisor."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from brats_seg.errors import ConfigError
 
 FLOPS_NOTE = (
-    "GFLOPs = 2 x multiply-accumulates of the conv, transposed-conv and dense layers for one slice; "
+    "GFLOPs = 2 x multiply-accumulates of the conv, transposed-conv and dense layers "
+    "for one slice; "
     "bias, batch norm, activations, pooling and upsampling are not counted."
 )
 
@@ -36,7 +38,8 @@ def selected_names(names: Any) -> list[str]:
     unknown = [name for name in chosen if name not in available]
     if unknown:
         raise ConfigError(
-            f"option names: unknown model config(s) {', '.join(unknown)} (available: {', '.join(available)})"
+            f"option names: unknown model config(s) {', '.join(unknown)} "
+            f"(available: {', '.join(available)})"
         )
     return chosen
 

@@ -1,8 +1,9 @@
 """The U-Net family (architectures A-F of architectures.md).
 
-enc1..encN: conv block -> skip -> MaxPool 2x2 (the pool after the deepest level stays without a bridge);
-bridge: conv block of `bridge_filters`; decN..dec1: upsample (transposed conv or nearest) -> concat([up, skip])
--> conv block; head: Conv1x1 -> softmax. Blocks are `convs_per_block` units of conv[-BN]-ReLU.
+enc1..encN: conv block -> skip -> MaxPool 2x2 (the pool after the deepest level stays without a
+bridge); bridge: conv block of `bridge_filters`; decN..dec1: upsample (transposed conv or nearest)
+-> concat([up, skip]) -> conv block; head: Conv1x1 -> softmax. Blocks are `convs_per_block` units of
+conv[-BN]-ReLU.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def build_unet(
 def encode(x, filters, rates, options, dropout: DropoutPlan):
     """Encoder levels enc1..encN; returns the skips and the pooled output of the deepest level."""
     skips = []
-    for level, (width, rate) in enumerate(zip(filters, rates), start=1):
+    for level, (width, rate) in enumerate(zip(filters, rates, strict=True), start=1):
         x = conv_block(
             x,
             width,
@@ -55,7 +56,8 @@ def encode(x, filters, rates, options, dropout: DropoutPlan):
 
 
 def up_step(x, width: int, mode: str, name: str):
-    """Double the resolution: Conv2DTranspose(width, 2x2, stride 2) or nearest-neighbour UpSampling2D."""
+    """Double the resolution: Conv2DTranspose(width, 2x2, stride 2) or nearest-neighbour
+    UpSampling2D."""
     if mode == "transpose":
         return keras.layers.Conv2DTranspose(width, 2, strides=2, padding="same", name=name)(x)
     return upsample(x, 2, "nearest", name)

@@ -1,19 +1,21 @@
 """The U-Net 3+ family (Huang et al., ICASSP 2020; architectures G and H of architectures.md).
 
-Every conv is a unit conv3x3 -> BN -> ReLU with the same dilation. With S scales, decoder stage i fuses one
-`cat_channels` branch from every scale j, in order j = 1..S: the encoder tensor enc_j max-pooled by 2^(i-j)
-when j <= i, else the decoder tensor dec_j upsampled by 2^(j-i); the concatenation (S * cat_channels) goes
-through one fusion unit of the same width.
+Every conv is a unit conv3x3 -> BN -> ReLU with the same dilation. With S scales, decoder stage i
+fuses one `cat_channels` branch from every scale j, in order j = 1..S: the encoder tensor enc_j
+max-pooled by 2^(i-j) when j <= i, else the decoder tensor dec_j upsampled by 2^(j-i); the
+concatenation (S * cat_channels) goes through one fusion unit of the same width.
 
 * bridge off (the study's "nobridge" models): S = len(filters) and every scale has a fusion stage.
-* bridge on (the paper's model): S = len(filters) + 1; the bridge block is the deepest decoder tensor.
+* bridge on (the paper's model): S = len(filters) + 1; the bridge block is the deepest decoder
+  tensor.
 
-Deep supervision adds, for each deeper decoder tensor dec_i (i = 2..S, the bridge included), a Conv1x1 head
-upsampled bilinearly to full size with its own float32 softmax. The outputs are then ordered
-[final, dec2, dec3, ..., decS] (names "softmax", "dec2_softmax", ..., "bridge_softmax"), all of shape
-(H, W, num_classes). Training: Keras 3 does not spread one loss over several outputs, so compile with a list
-of one loss per output (optionally `loss_weights`) and feed the same one-hot target to each, e.g. a dataset
-mapped to (x, (y,) * len(model.outputs)). Prediction and evaluation: use the first output only.
+Deep supervision adds, for each deeper decoder tensor dec_i (i = 2..S, the bridge included), a
+Conv1x1 head upsampled bilinearly to full size with its own float32 softmax. The outputs are then
+ordered [final, dec2, dec3, ..., decS] (names "softmax", "dec2_softmax", ..., "bridge_softmax"), all
+of shape (H, W, num_classes). Training: Keras 3 does not spread one loss over several outputs, so
+compile with a list of one loss per output (optionally `loss_weights`) and feed the same one-hot
+target to each, e.g. a dataset mapped to (x, (y,) * len(model.outputs)). Prediction and evaluation:
+use the first output only.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def fuse_stage(
 
 
 def side_output(x, scale: int, source: str, num_classes: int):
-    """Deep-supervision output of decoder tensor `source` at `scale`: Conv1x1, bilinear up to full size, softmax."""
+    """Deep-supervision output of decoder tensor `source` at `scale`: Conv1x1, bilinear up to full
+    size, softmax."""
     x = keras.layers.Conv2D(num_classes, 1, name=f"{source}_head")(x)
     x = upsample(x, 2 ** (scale - 1), "bilinear", f"{source}_head_up")
     return keras.layers.Activation("softmax", dtype="float32", name=f"{source}_softmax")(x)

@@ -1,7 +1,8 @@
 """The experiment table: one CSV row per completed run, appended under a file lock.
 
-Several sweep jobs may finish at the same moment; the lock makes each append whole. ``brats-seg table`` can rebuild
-everything from the run folders, so this file is a convenience, never the only record.
+Several sweep jobs may finish at the same moment; the lock makes each append whole. ``brats-seg
+table`` can rebuild everything from the run folders, so this file is a convenience, never the only
+record.
 """
 
 from __future__ import annotations

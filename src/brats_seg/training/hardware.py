@@ -50,7 +50,8 @@ def auto_precision(gpu_capabilities: list[tuple[int, int]], cpu_bf16: bool) -> s
 
 
 def configure_cpu_devices(count: int | None) -> None:
-    """Split the CPU into ``count`` logical devices (must run before TensorFlow initialises its devices)."""
+    """Split the CPU into ``count`` logical devices (must run before TensorFlow initialises its
+    devices)."""
     if not count or count <= 1:
         return
     import tensorflow as tf

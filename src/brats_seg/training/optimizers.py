@@ -1,8 +1,9 @@
 """Keras optimizers and learning-rate schedules from the composed ``optimizer`` config node.
 
-Options (configs/optimizer/*.yaml): ``name`` (adam | adagrad | sgd | adamw), ``lr``, ``weight_decay`` (null or
->= 0; required for adamw), ``momentum`` and ``nesterov`` (sgd), ``initial_accumulator_value`` (adagrad) and
-``schedule`` with ``name`` constant | cosine | plateau, ``min_lr``, ``factor``, ``patience``.
+Options (configs/optimizer/*.yaml): ``name`` (adam | adagrad | sgd | adamw), ``lr``,
+``weight_decay`` (null or >= 0; required for adamw), ``momentum`` and ``nesterov`` (sgd),
+``initial_accumulator_value`` (adagrad) and ``schedule`` with ``name`` constant | cosine | plateau,
+``min_lr``, ``factor``, ``patience``.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def _schedule(cfg: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(schedule) - set(_SCHEDULE_OPTIONS))
     if unknown:
         raise ConfigError(
-            f"optimizer.schedule.{unknown[0]}: unknown option (valid: {', '.join(_SCHEDULE_OPTIONS)})"
+            f"optimizer.schedule.{unknown[0]}: unknown option "
+            f"(valid: {', '.join(_SCHEDULE_OPTIONS)})"
         )
     return dict(schedule)
 
@@ -136,9 +138,9 @@ def build_optimizer(
 ) -> tuple[keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
     """Optimizer named by ``opt_cfg.name`` and the callbacks its schedule needs.
 
-    ``steps_total`` (optimizer steps of the whole run) is needed only by the cosine schedule, which decays the
-    learning rate from ``lr`` to ``schedule.min_lr``; ``plateau`` returns a ReduceLROnPlateau callback on
-    ``val_loss``; ``constant`` keeps ``lr``.
+    ``steps_total`` (optimizer steps of the whole run) is needed only by the cosine schedule, which
+    decays the learning rate from ``lr`` to ``schedule.min_lr``; ``plateau`` returns a
+    ReduceLROnPlateau callback on ``val_loss``; ``constant`` keeps ``lr``.
     """
     cfg = _as_dict(opt_cfg)
     name = _optimizer_name(cfg)

@@ -1,8 +1,10 @@
-"""Exploratory statistics of a prepared data set, over the slices selected for training (as the study did).
+"""Exploratory statistics of a prepared data set, over the slices selected for training (as the
+study did).
 
-``run_eda`` writes a report folder: ``eda.json`` (pixels per class, slices lacking each class, per-slice area
-histograms, per-case counts) and PNG figures (class totals, area histograms, random image/label overlays, a
-montage of one volume, optionally a GIF). The folder is built beside its destination and renamed into place.
+``run_eda`` writes a report folder: ``eda.json`` (pixels per class, slices lacking each class,
+per-slice area histograms, per-case counts) and PNG figures (class totals, area histograms, random
+image/label overlays, a montage of one volume, optionally a GIF). The folder is built beside its
+destination and renamed into place.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def area_histograms(counts: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str,
     top = max([int(a.max()) for a in present_areas if a.size] or [1])
     edges = np.linspace(0, top, bins + 1)
     out = {}
-    for c, areas in zip(range(1, NUM_CLASSES), present_areas):
+    for c, areas in zip(range(1, NUM_CLASSES), present_areas, strict=True):
         hist, _ = np.histogram(areas, bins=edges)
         out[CLASS_NAMES[c]] = {
             "slices_present": int(areas.size),
@@ -75,7 +77,8 @@ def area_histograms(counts: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str,
 
 
 def label_statistics(table: SliceTable) -> dict[str, Any]:
-    """The study's EDA numbers: pixels per class and slices lacking each class, plus per-case counts."""
+    """The study's EDA numbers: pixels per class and slices lacking each class, plus per-case
+    counts."""
     counts = table.counts
     pixels = counts.sum(axis=0)
     total = int(pixels.sum())
@@ -108,7 +111,7 @@ def label_statistics(table: SliceTable) -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------------------------- figures
+# ------------------------------------------------------------------------------------------ figures
 
 
 def _channel_names(prepared) -> list[str]:
@@ -139,7 +142,7 @@ def plot_area_histograms(stats: dict, path: Path) -> None:
 
     fig = new_figure(10, 3.0)
     axes = fig.subplots(1, NUM_CLASSES - 1, sharex=True)
-    for ax, c in zip(axes, range(1, NUM_CLASSES)):
+    for ax, c in zip(axes, range(1, NUM_CLASSES), strict=True):
         entry = stats["area_per_slice"][CLASS_NAMES[c]]
         edges = np.asarray(entry["histogram"]["edges"])
         ax.stairs(
@@ -159,7 +162,8 @@ def plot_area_histograms(stats: dict, path: Path) -> None:
 
 
 def plot_overlays(prepared, table: SliceTable, picks: np.ndarray, path: Path) -> list[list]:
-    """One row per picked slice: every input channel, then the labels over FLAIR. Returns [[case, z], ...]."""
+    """One row per picked slice: every input channel, then the labels over FLAIR. Returns [[case,
+    z], ...]."""
     from brats_seg.viz.overlay import (
         class_legend,
         grey,
@@ -226,7 +230,8 @@ def volume_frames(prepared, case_id: str) -> tuple[list[np.ndarray], list[int], 
 def plot_montage(
     frames: list[np.ndarray], zs: list[int], selected: set[int], case_id: str, path: Path
 ) -> list[int]:
-    """Up to MONTAGE_PANELS evenly spaced slices through the volume; returns the axial indices shown."""
+    """Up to MONTAGE_PANELS evenly spaced slices through the volume; returns the axial indices
+    shown."""
     from brats_seg.viz.overlay import save_montage
 
     picks = np.unique(
@@ -252,7 +257,7 @@ def save_volume_gif(
     save_gif(path, frames, titles)
 
 
-# ----------------------------------------------------------------------------------------------- report
+# ------------------------------------------------------------------------------------------- report
 
 
 def run_eda(
@@ -280,7 +285,8 @@ def run_eda(
 
 
 def overlay_picks(selected_slices: int, overlays: int, seed: int) -> np.ndarray:
-    """Rows of the slice table shown as overlays: ``overlays`` distinct random rows (sorted), drawn with ``seed``."""
+    """Rows of the slice table shown as overlays: ``overlays`` distinct random rows (sorted), drawn
+    with ``seed``."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(selected_slices, size=min(overlays, selected_slices), replace=False))
 
@@ -365,7 +371,7 @@ def _montage_case(prepared, montage_case: Any) -> str | None:
     return montage_case
 
 
-# ----------------------------------------------------------------------------------------------- summary
+# ------------------------------------------------------------------------------------------ summary
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -378,8 +384,10 @@ def format_summary(report: dict[str, Any]) -> str:
     shape = "/".join("x".join(str(s) for s in shp[:2]) for shp in data["slice_shape"]) or "-"
     per_case = report["selected_slices_per_case"]
     lines = [
-        f"{data['name']}: {data['cases']} cases, {report['selected_slices']} of {data['axial_slices_in_volumes']} "
-        f"axial slices selected ({rule}), slices {shape}; per case {per_case['min']}..{per_case['max']} "
+        f"{data['name']}: {data['cases']} cases, {report['selected_slices']} "
+        f"of {data['axial_slices_in_volumes']} "
+        f"axial slices selected ({rule}), slices {shape}; "
+        f"per case {per_case['min']}..{per_case['max']} "
         f"(median {per_case['median']:g})",
         f"  {'class':<11}{'pixels':>14}{'share':>9}{'slices lacking':>16}{'median area':>13}",
     ]
