@@ -1,19 +1,19 @@
-"""Attention U-Net: a U-Net whose skip connections pass through additive attention gates (Oktay et
-al. 2018).
+"""Attention U-Net: a U-Net whose skip connections pass through additive attention gates
+(Oktay et al. 2018).
 
 Design (this project's; not one of the study's rows):
 * encoder enc1..encN and bridge as the U-Net family with batch norm on (conv3x3 -> BN -> ReLU units,
   `convs_per_block` per block, MaxPool 2x2 between levels), widths 64..512 and a 1024 bridge by
   default;
-* decoder step at level l, with g the coarser decoder tensor (the bridge for the deepest step) and x
-  = enc_l with F channels, and F_int = F // 2:
+* decoder step at level l, with g the coarser decoder tensor (the bridge for the deepest step)
+  and x = enc_l with F channels, and F_int = F // 2:
     theta = Conv2x2(F_int, stride 2, no bias)(x)            -> x brought down to g's resolution
     phi   = Conv1x1(F_int)(g)
     alpha = sigmoid(Conv1x1(1)(ReLU(theta + phi)))          -> one weight per coarse pixel
     alpha = bilinear x2 (alpha)                             -> back to x's resolution
     x_hat = BN(Conv1x1(F)(x * alpha))                       -> gated skip
-  then up = Conv2DTranspose(F, 2x2, stride 2)(g) (or nearest), concat([up, x_hat]) -> conv block of
-  F;
+  then up = Conv2DTranspose(F, 2x2, stride 2)(g) (or nearest), concat([up, x_hat]) ->
+  conv block of F;
 * head Conv1x1 -> float32 softmax.
 The gate adds 3 F^2 + F_int (C_g + 2) + 5 F + 1 parameters per level (C_g = channels of g).
 """

@@ -1,9 +1,9 @@
 """The U-Net family (architectures A-F of architectures.md).
 
 enc1..encN: conv block -> skip -> MaxPool 2x2 (the pool after the deepest level stays without a
-bridge); bridge: conv block of `bridge_filters`; decN..dec1: upsample (transposed conv or nearest)
--> concat([up, skip]) -> conv block; head: Conv1x1 -> softmax. Blocks are `convs_per_block` units of
-conv[-BN]-ReLU.
+bridge); bridge: conv block of `bridge_filters`; decN..dec1: upsample (transposed conv or
+nearest) -> concat([up, skip]) -> conv block; head: Conv1x1 -> softmax. Blocks are
+`convs_per_block` units of conv[-BN]-ReLU.
 """
 
 from __future__ import annotations
