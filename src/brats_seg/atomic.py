@@ -7,20 +7,24 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block
+    succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results should be readable like any other file
+    os.chmod(
+        tmp_path, 0o666 & ~_umask()
+    )  # mkstemp makes 0600; results should be readable like any other file
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -31,12 +35,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike, prefix: str | None = None) -> Iterator[Path]:
-    """Yield a new temporary folder beside ``path``; if the block succeeds, it replaces ``path`` (see
-    ``replace_dir``). On failure the temporary folder is removed and ``path`` is left as it was."""
+    """Yield a new temporary folder beside ``path``; if the block succeeds, it replaces ``path``
+    (see ``replace_dir``). On failure the temporary folder is removed and ``path`` is left as it
+    was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; results are shared like any other folder
+    os.chmod(
+        tmp, 0o777 & ~_umask()
+    )  # mkdtemp makes it private; results are shared like any other folder
     try:
         yield tmp
         replace_dir(tmp, path)
@@ -46,8 +53,9 @@ def atomic_dir(path: str | os.PathLike, prefix: str | None = None) -> Iterator[P
 
 
 def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Rename folder ``new`` over ``target``. An old ``target`` is moved aside first and removed afterwards,
-    so at every moment ``target`` is either the whole old folder or the whole new one (or briefly absent)."""
+    """Rename folder ``new`` over ``target``. An old ``target`` is moved aside first and removed
+    afterwards, so at every moment ``target`` is either the whole old folder or the whole new one
+    (or briefly absent)."""
     new, target = Path(new), Path(target)
     old = None
     if target.exists():
@@ -76,7 +84,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Strict JSON: NaN and infinities (an undefined metric) are written as null, which every JSON reader accepts."""
+    """Strict JSON: NaN and infinities (an undefined metric) are written as null, which every JSON
+    reader accepts."""
     write_text(path, json.dumps(_plain(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""Errors a user can act on: the CLI prints them as one line and exits non-zero, never as a traceback."""
+"""Errors a user can act on: the CLI prints them as one line and exits non-zero, never as a
+traceback."""
 
 
 def first_line(err: BaseException) -> str:

@@ -1,14 +1,17 @@
-"""Keep freed memory inside the process instead of handing it back to the OS after every training step.
+"""Keep freed memory inside the process instead of handing it back to the OS after every training
+step.
 
-TensorFlow allocates a step's activations and gradients on the CPU with malloc. glibc serves blocks of more than
-32 MiB with mmap and returns them with munmap when they are freed, so every step faults the same hundreds of
-megabytes back in, page by page. On a virtual machine each of those faults is expensive: measured on this project's
-2-core VM, a U-Net at 64x64 trained at 1.6 slices/s with glibc's defaults and at 3.1 to 4.0 slices/s with freed
-memory kept (scripts/bench_train.py shows the figure for the study's size).
+TensorFlow allocates a step's activations and gradients on the CPU with malloc. glibc serves blocks
+of more than 32 MiB with mmap and returns them with munmap when they are freed, so every step faults
+the same hundreds of megabytes back in, page by page. On a virtual machine each of those faults is
+expensive: measured on this project's 2-core VM, a U-Net at 64x64 trained at 1.6 slices/s with
+glibc's defaults and at 3.1 to 4.0 slices/s with freed memory kept (scripts/bench_train.py shows the
+figure for the study's size).
 
-``keep_freed_memory`` sets glibc's allocator to serve every block from its heaps and to keep up to 2 GiB of free
-memory at their top. Peak memory does not grow: the process keeps what its largest step needed anyway. Nothing
-is changed when the user has set any ``MALLOC_*`` variable (their choice wins) or when the C library is not glibc.
+``keep_freed_memory`` sets glibc's allocator to serve every block from its heaps and to keep up to 2
+GiB of free memory at their top. Peak memory does not grow: the process keeps what its largest step
+needed anyway. Nothing is changed when the user has set any ``MALLOC_*`` variable (their choice
+wins) or when the C library is not glibc.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ def keep_freed_memory() -> bool:
     global applied
     if applied:
         return True
-    if not sys.platform.startswith("linux") or any(name.startswith("MALLOC_") for name in os.environ):
+    if not sys.platform.startswith("linux") or any(
+        name.startswith("MALLOC_") for name in os.environ
+    ):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -1,8 +1,10 @@
-"""The run folder: the one place that knows its files, its status, its config, its split and its model.
+"""The run folder: the one place that knows its files, its status, its config, its split and its
+model.
 
-A run counts as a result only when ``run.json`` says ``completed``; ``metrics.json`` is written before that, so a
-crash in between leaves a run that is not completed and is evaluated again on the next start.
-Every other module asks this one for a run folder's paths instead of spelling file names itself.
+A run counts as a result only when ``run.json`` says ``completed``; ``metrics.json`` is written
+before that, so a crash in between leaves a run that is not completed and is evaluated again on the
+next start. Every other module asks this one for a run folder's paths instead of spelling file names
+itself.
 """
 
 from __future__ import annotations
@@ -34,15 +36,25 @@ BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 PLOT_DIR = "plots"
 
-# What a fresh start of a run removes (forced retrain, or a folder whose configuration was never recorded).
+# What a fresh start of a run removes (forced retrain, or a folder whose configuration was never
+# recorded).
 RESULT_FILES = (HISTORY_FILE, METRICS_FILE, METRICS_MD_FILE, SPLIT_FILE, STATUS_FILE, SUMMARY_FILE)
 RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR)
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
 # Keys that change how a run is shown or where it is written, not what it computes.
-_HASH_EXCLUDED = ("paths", "trainer.verbose", "trainer.force", "trainer.device", "trainer.job_gpus",
-                  "data.workers", "evaluate.overlays", "run_group", "sweep_name")
+_HASH_EXCLUDED = (
+    "paths",
+    "trainer.verbose",
+    "trainer.force",
+    "trainer.device",
+    "trainer.job_gpus",
+    "data.workers",
+    "evaluate.overlays",
+    "run_group",
+    "sweep_name",
+)
 
 
 def now() -> str:
@@ -79,13 +91,15 @@ def versions() -> dict[str, str]:
 
 
 def is_run_dir(path: str | Path) -> bool:
-    """Whether ``path`` looks like a brats-seg run folder (it has a status file or a recorded config)."""
+    """Whether ``path`` looks like a brats-seg run folder (it has a status file or a recorded
+    config)."""
     path = Path(path)
     return any((path / name).exists() for name in (STATUS_FILE, CONFIG_FILE, HYDRA_CONFIG_FILE))
 
 
 class RunFolder:
-    """One run folder: paths of its files, its status file, and readers of what a finished run left."""
+    """One run folder: paths of its files, its status file, and readers of what a finished run
+    left."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -136,8 +150,9 @@ class RunFolder:
     def start(self, **fields: Any) -> dict[str, Any]:
         previous = self.read() or {}
         attempts = int(previous.get("attempts", 0)) + 1
-        return self.update(status=RUNNING, started=now(), ended=None, error=None, attempts=attempts,
-                           **fields)
+        return self.update(
+            status=RUNNING, started=now(), ended=None, error=None, attempts=attempts, **fields
+        )
 
     def complete(self, **fields: Any) -> dict[str, Any]:
         return self.update(status=COMPLETED, ended=now(), **fields)
@@ -183,6 +198,8 @@ class RunFolder:
 
         path = self.checkpoint_path()
         if path is None:
-            raise RunError(f"{self.path}: no model checkpoint in {self.checkpoint_dir}; "
-                           "the run never finished an epoch")
+            raise RunError(
+                f"{self.path}: no model checkpoint in {self.checkpoint_dir}; "
+                "the run never finished an epoch"
+            )
         return keras.models.load_model(path)

@@ -22,8 +22,14 @@ def _task(cfg) -> None:
         raise ConfigError("out is empty: give the report folder, e.g. out=outputs/eda/brats")
     check_report_target(Path(str(cfg.out)))  # before the (possibly long) data preparation
     prepared = prepare_data(cfg.data)
-    report = run_eda(prepared, str(cfg.out), overlays=cfg.overlays, montage_case=cfg.montage_case, gif=cfg.gif,
-                     seed=cfg.seed)
+    report = run_eda(
+        prepared,
+        str(cfg.out),
+        overlays=cfg.overlays,
+        montage_case=cfg.montage_case,
+        gif=cfg.gif,
+        seed=cfg.seed,
+    )
     print(format_summary(report))
 
 

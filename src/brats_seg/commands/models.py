@@ -1,4 +1,5 @@
-"""`brats-seg models`: list every model config with its parameter count and forward GFLOPs per slice."""
+"""`brats-seg models`: list every model config with its parameter count and forward GFLOPs per
+slice."""
 
 from __future__ import annotations
 

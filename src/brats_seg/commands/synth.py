@@ -1,4 +1,5 @@
-"""brats-seg synth: write a synthetic BraTS-like data set as .nii.gz (BraTS 2021 names and labels)."""
+"""brats-seg synth: write a synthetic BraTS-like data set as .nii.gz (BraTS 2021 names and
+labels)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,11 @@ def _task(cfg) -> None:
     write_synthetic_dataset(out, cases, shape, seed=cfg.seed, workers=workers)
     seconds = time.perf_counter() - started
     size = "x".join(str(s) for s in shape)
-    print(f"wrote {cases} synthetic case{'s' if cases != 1 else ''} of {size} voxels (seed {cfg.seed}) "
-          f"to {out} in {seconds:.1f} s")
+    print(
+        f"wrote {cases} synthetic case{'s' if cases != 1 else ''} of {size} voxels "
+        f"(seed {cfg.seed}) "
+        f"to {out} in {seconds:.1f} s"
+    )
 
 
 def main(argv: list[str]) -> int:

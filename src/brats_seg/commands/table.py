@@ -37,7 +37,9 @@ def main(argv: list[str]) -> int:
     from brats_seg.results.table import group_rows
 
     sizes = [len(g) for g in group_rows(rows)]
-    print(f"{len(sizes)} group(s) of runs that differ only by seed or fold "
-          f"(largest: {max(sizes)} runs); "
-          f"wrote {out / 'groups.md'} and groups.csv")
+    print(
+        f"{len(sizes)} group(s) of runs that differ only by seed or fold "
+        f"(largest: {max(sizes)} runs); "
+        f"wrote {out / 'groups.md'} and groups.csv"
+    )
     return 0

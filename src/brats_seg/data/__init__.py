@@ -1,4 +1,5 @@
-"""BraTS data layer: discovery, NIfTI IO, preprocessing, patient split, slice cache and the tf.data pipeline.
+"""BraTS data layer: discovery, NIfTI IO, preprocessing, patient split, slice cache and the tf.data
+pipeline.
 
 Entry points: ``dataset.prepare_data(cfg.data) -> PreparedData`` (training/evaluation),
 ``discovery.find_cases`` + ``nifti.load_case`` + ``preprocess.preprocess_case`` (prediction),

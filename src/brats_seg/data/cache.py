@@ -1,14 +1,19 @@
-"""On-disk cache of preprocessed, selected axial slices (for training) and of whole volumes (for evaluation).
+"""On-disk cache of preprocessed, selected axial slices (for training) and of whole volumes (for
+evaluation).
 
 Layout under ``data.cache_dir``::
 
     <name>-<key>/                  one data set + one set of preprocessing/selection settings
-        index.json                 settings, root, every case's meta (written last: its presence marks a complete cache)
+        index.json                 settings, root, every case's meta (written last: its presence
+                                   marks a complete cache)
         cases/<case_id>/x.npy      (N_selected, H, W, C) float16, memory-mappable
         cases/<case_id>/y.npy      (N_selected, H, W) uint8 classes
-        cases/<case_id>/meta.json  case id, convention, files, fingerprint, crop box, shapes, spacing, affine,
-                                   selected slice indices, class pixel counts over the selected slices
-        volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16, classes.npy (X, Y, Z)
+        cases/<case_id>/meta.json  case id, convention, files, fingerprint, crop box, shapes,
+        spacing,
+                                   affine, selected slice indices, class pixel counts over the
+                                   selected slices
+        volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16,
+                                   classes.npy (X, Y, Z)
     locks/<name>-<key>.lock        serialises builders of the same key (two sweep jobs)
 
 The key hashes, per case, its id, convention and every file's absolute path and the sha256 of
@@ -19,10 +24,10 @@ A cache is built in a hidden temporary folder and renamed into place only when e
 Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
 full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.
 
-Worker processes import no TensorFlow themselves. They are forked (fast, inherits the imported modules) unless the
-parent has already imported TensorFlow, whose thread pools make ``fork`` unsafe; then ``forkserver`` is used
-(its children re-import the main module, so a main script should not import TensorFlow at top level; the
-``brats-seg`` entry point does not).
+Worker processes import no TensorFlow themselves. They are forked (fast, inherits the imported
+modules) unless the parent has already imported TensorFlow, whose thread pools make ``fork`` unsafe;
+then ``forkserver`` is used (its children re-import the main module, so a main script should not
+import TensorFlow at top level; the ``brats-seg`` entry point does not).
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,22 +56,28 @@ from brats_seg.data.split import content_fingerprint
 from brats_seg.errors import DataError
 
 FORMAT_VERSION = 1
-# float16 halves disk and read traffic; normalised intensities need no more precision. Volumes read back for
-# evaluation go through the same rounding, so a rerun sees exactly the same input as the first run.
+# float16 halves disk and read traffic; normalised intensities need no more precision. Volumes read
+# back for evaluation go through the same rounding, so a rerun sees exactly the same input as the
+# first run.
 X_DTYPE = np.float16
 INDEX_FILE = "index.json"
 
 
 class Volume(NamedTuple):
-    x: np.ndarray        # (Z, H, W, C) float32, every axial slice, preprocessed (cropped if enabled)
+    x: np.ndarray  # (Z, H, W, C) float32, every axial slice, preprocessed (cropped if enabled)
     classes: np.ndarray  # (X, Y, Z) uint8 classes at full size
     meta: dict
 
 
-# ----------------------------------------------------------------------------------------------- key and index
+# ------------------------------------------------------------------------------------ key and index
 
-def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings,
-              selection: SelectionSettings, resection_cavity: str = "error") -> str:
+
+def cache_key(
+    cases: Iterable[CaseFiles],
+    preprocess: PreprocessSettings,
+    selection: SelectionSettings,
+    resection_cavity: str = "error",
+) -> str:
     """16 hex digits identifying the data (file contents) and the settings that shape the cache."""
     payload = {
         "format": FORMAT_VERSION,
@@ -74,8 +86,10 @@ def cache_key(cases: Iterable[CaseFiles], preprocess: PreprocessSettings,
         "preprocess": preprocess.as_dict(),
         "selection": selection.as_dict(),
         "labels": {"resection_cavity": resection_cavity},
-        "cases": [[c.case_id, c.convention, [_file_identity(p) for p in c.files]]
-                  for c in sorted(cases, key=lambda c: c.case_id)],
+        "cases": [
+            [c.case_id, c.convention, [_file_identity(p) for p in c.files]]
+            for c in sorted(cases, key=lambda c: c.case_id)
+        ],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -102,8 +116,9 @@ def read_index(cache_path: Path) -> dict:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except (OSError, ValueError) as err:
-        raise DataError(f"{path}: damaged cache index ({type(err).__name__}); delete {cache_path} "
-                        "to rebuild it") from None
+        raise DataError(
+            f"{path}: damaged cache index ({type(err).__name__}); delete {cache_path} to rebuild it"
+        ) from None
 
 
 def npy_damage(path: Path) -> str | None:
@@ -112,8 +127,11 @@ def npy_damage(path: Path) -> str | None:
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, _, dtype = read_header(fh)
             offset = fh.tell()
         size = os.path.getsize(path)
@@ -149,7 +167,8 @@ def case_dir(cache_path: Path, case_id: str) -> Path:
 
 
 def write_case_entry(cache_path: Path, meta: dict, x: np.ndarray, y: np.ndarray) -> None:
-    """Write one case's selected slices and meta (into a folder that is not yet visible to readers)."""
+    """Write one case's selected slices and meta (into a folder that is not yet visible to
+    readers)."""
     folder = case_dir(cache_path, meta["case_id"])
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "x.npy", np.ascontiguousarray(x, dtype=X_DTYPE))
@@ -161,11 +180,19 @@ def write_index(cache_path: Path, index: dict) -> None:
     write_json(cache_path / INDEX_FILE, index)
 
 
-# ------------------------------------------------------------------------------------------------------- build
+# -------------------------------------------------------------------------------------------- build
 
-def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], preprocess: PreprocessSettings,
-                selection: SelectionSettings, workers: int = 1,
-                resection_cavity: str = "error") -> Path:
+
+def build_cache(
+    cache_dir: Path,
+    name: str,
+    root: Path,
+    cases: list[CaseFiles],
+    preprocess: PreprocessSettings,
+    selection: SelectionSettings,
+    workers: int = 1,
+    resection_cavity: str = "error",
+) -> Path:
     """Return the complete cache folder for these cases and settings, building it first if needed
     (and rebuilding any case entry whose arrays are damaged)."""
     cache_dir = Path(cache_dir).resolve()
@@ -186,21 +213,38 @@ def build_cache(cache_dir: Path, name: str, root: Path, cases: list[CaseFiles], 
         if is_complete(final):
             _repair_locked(final, cases, preprocess, selection, resection_cavity)
             return final
-        _build_locked(cache_dir, final, name, root, key, cases, preprocess, selection, workers,
-                      resection_cavity)
+        _build_locked(
+            cache_dir,
+            final,
+            name,
+            root,
+            key,
+            cases,
+            preprocess,
+            selection,
+            workers,
+            resection_cavity,
+        )
     finally:
         lock.release()
     return final
 
 
-def _repair_locked(final: Path, cases: list[CaseFiles], preprocess: PreprocessSettings,
-                   selection: SelectionSettings, resection_cavity: str) -> None:
+def _repair_locked(
+    final: Path,
+    cases: list[CaseFiles],
+    preprocess: PreprocessSettings,
+    selection: SelectionSettings,
+    resection_cavity: str,
+) -> None:
     """Rebuild, one by one, the case entries whose arrays are damaged (the files behind the key are
     unchanged, so each entry comes out as it was)."""
     by_id = {c.case_id: c for c in cases}
     for case_id, (path, why) in sorted(damaged_entries(final, list(by_id)).items()):
-        print(f"brats-seg: warning: {path}: damaged cache file ({why}); rebuilding case {case_id}",
-              file=sys.stderr)
+        print(
+            f"brats-seg: warning: {path}: damaged cache file ({why}); rebuilding case {case_id}",
+            file=sys.stderr,
+        )
         with atomic_dir(case_dir(final, case_id), prefix=f".rebuild-{case_id}-") as tmp:
             build_case_entry(by_id[case_id], preprocess, selection, str(tmp), resection_cavity)
             # build_case_entry writes <out>/cases/<id>/: lift its files to the new folder's top
@@ -210,33 +254,54 @@ def _repair_locked(final: Path, cases: list[CaseFiles], preprocess: PreprocessSe
             shutil.rmtree(tmp / "cases")
 
 
-def _build_locked(cache_dir: Path, final: Path, name: str, root: Path, key: str, cases: list[CaseFiles],
-                  preprocess: PreprocessSettings, selection: SelectionSettings, workers: int,
-                  resection_cavity: str) -> None:
+def _build_locked(
+    cache_dir: Path,
+    final: Path,
+    name: str,
+    root: Path,
+    key: str,
+    cases: list[CaseFiles],
+    preprocess: PreprocessSettings,
+    selection: SelectionSettings,
+    workers: int,
+    resection_cavity: str,
+) -> None:
     # Holding the lock, any leftover temporary folder of this key belongs to a builder that died.
     for stale in cache_dir.glob(f".building-{final.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(final, prefix=f".building-{final.name}-") as tmp:
-        metas = _build_entries(cases, preprocess, selection, tmp, workers, f"caching {name} slices",
-                               resection_cavity)
+        metas = _build_entries(
+            cases, preprocess, selection, tmp, workers, f"caching {name} slices", resection_cavity
+        )
         warn_cut_brain(metas)
-        write_index(tmp, {
-            "format": FORMAT_VERSION,
-            "preprocess_version": PREPROCESS_VERSION,
-            "key": key,
-            "name": name,
-            "root": str(Path(root).resolve()),
-            "x_dtype": np.dtype(X_DTYPE).name,
-            "preprocess": preprocess.as_dict(),
-            "selection": selection.as_dict(),
-            "labels": {"resection_cavity": resection_cavity},
-            "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
-        })
-        # an existing folder without index.json is not a cache (e.g. emptied by hand) and is replaced
+        write_index(
+            tmp,
+            {
+                "format": FORMAT_VERSION,
+                "preprocess_version": PREPROCESS_VERSION,
+                "key": key,
+                "name": name,
+                "root": str(Path(root).resolve()),
+                "x_dtype": np.dtype(X_DTYPE).name,
+                "preprocess": preprocess.as_dict(),
+                "selection": selection.as_dict(),
+                "labels": {"resection_cavity": resection_cavity},
+                "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
+            },
+        )
+        # an existing folder without index.json is not a cache (e.g. emptied by hand) and is
+        # replaced
 
 
-def _build_entries(cases: list[CaseFiles], preprocess: PreprocessSettings, selection: SelectionSettings,
-                   out: Path, workers: int, desc: str, resection_cavity: str) -> list[dict]:
+def _build_entries(
+    cases: list[CaseFiles],
+    preprocess: PreprocessSettings,
+    selection: SelectionSettings,
+    out: Path,
+    workers: int,
+    desc: str,
+    resection_cavity: str,
+) -> list[dict]:
     from tqdm import tqdm
 
     workers = max(1, min(workers, len(cases)))
@@ -251,12 +316,15 @@ def _build_entries(cases: list[CaseFiles], preprocess: PreprocessSettings, selec
         return _build_in_pool(cases, preprocess, selection, out, workers, bar, resection_cavity)
 
 
-def _build_in_pool(cases, preprocess, selection, out: Path, workers: int, bar,
-                   resection_cavity: str) -> list[dict]:
+def _build_in_pool(
+    cases, preprocess, selection, out: Path, workers: int, bar, resection_cavity: str
+) -> list[dict]:
     metas = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
-        pending = {pool.submit(build_case_entry, case, preprocess, selection, str(out),
-                               resection_cavity) for case in cases}
+        pending = {
+            pool.submit(build_case_entry, case, preprocess, selection, str(out), resection_cavity)
+            for case in cases
+        }
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -277,29 +345,43 @@ def warn_cut_brain(metas: list[dict]) -> None:
     for meta in sorted(metas, key=lambda m: m["case_id"]):
         cut = (meta.get("crop_cut") or {}).get("brain")
         if cut:
-            print(f"brats-seg: warning: case {meta['case_id']}: the crop box {meta['crop_box']} "
-                  f"cuts {cut} brain voxel(s) (no tumour)", file=sys.stderr)
+            print(
+                f"brats-seg: warning: case {meta['case_id']}: the crop box {meta['crop_box']} "
+                f"cuts {cut} brain voxel(s) (no tumour)",
+                file=sys.stderr,
+            )
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """``fork`` while TensorFlow is not imported (cheap start); ``forkserver`` once it is (fork is unsafe then)."""
+    """``fork`` while TensorFlow is not imported (cheap start); ``forkserver`` once it is (fork is
+    unsafe then)."""
     return multiprocessing.get_context("forkserver" if "tensorflow" in sys.modules else "fork")
 
 
-def build_case_entry(case: CaseFiles, preprocess: PreprocessSettings, selection: SelectionSettings,
-                     out: str, resection_cavity: str = "error") -> tuple[dict, int]:
-    """Decode, preprocess and select one case and write its entry; returns (meta, NIfTI decodes done)."""
+def build_case_entry(
+    case: CaseFiles,
+    preprocess: PreprocessSettings,
+    selection: SelectionSettings,
+    out: str,
+    resection_cavity: str = "error",
+) -> tuple[dict, int]:
+    """Decode, preprocess and select one case and write its entry; returns (meta, NIfTI decodes
+    done)."""
     before = nifti.decode_count()
     loaded = nifti.load_case(case, resection_cavity)
     if loaded.seg is None:
-        raise DataError(f"{case.folder}: case {case.case_id} has no segmentation; needed for training")
+        raise DataError(
+            f"{case.folder}: case {case.case_id} has no segmentation; needed for training"
+        )
     prep = preprocess_case(loaded, preprocess)
     if prep.cut_tumour:
         height, width = preprocess.crop_size
-        raise DataError(f"case {case.case_id}: the crop {height}x{width} "
-                        f"(box {list(prep.crop_box)}) cuts {prep.cut_tumour} tumour voxel(s), "
-                        "which would be certain false "
-                        "negatives; set a larger data.preprocess.crop.size")
+        raise DataError(
+            f"case {case.case_id}: the crop {height}x{width} "
+            f"(box {list(prep.crop_box)}) cuts {prep.cut_tumour} tumour voxel(s), "
+            "which would be certain false "
+            "negatives; set a larger data.preprocess.crop.size"
+        )
     selected = select_slices(prep.y, prep.brain_pixels, selection)
     y = prep.y[selected]
     meta = {
@@ -336,13 +418,15 @@ def case_from_meta(meta: dict) -> CaseFiles:
     return CaseFiles(meta["case_id"], Path(meta["folder"]), images, seg, meta["convention"])
 
 
-# ----------------------------------------------------------------------------------------------------- reading
+# ------------------------------------------------------------------------------------------ reading
+
 
 class NpyRows:
     """Row access to a ``.npy`` file through ``os.pread``.
 
-    Unlike a memory map, reading every row of a large split does not leave the file's pages mapped into the
-    process, so streaming an epoch keeps the resident memory flat whatever the data set's size.
+    Unlike a memory map, reading every row of a large split does not leave the file's pages mapped
+    into the process, so streaming an epoch keeps the resident memory flat whatever the data set's
+    size.
     """
 
     def __init__(self, path: Path):
@@ -355,7 +439,9 @@ class NpyRows:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
             self.offset = fh.tell()
         if fortran:
-            raise DataError(f"{path}: unexpected Fortran-ordered array in the cache; delete the cache folder")
+            raise DataError(
+                f"{path}: unexpected Fortran-ordered array in the cache; delete the cache folder"
+            )
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
@@ -381,7 +467,8 @@ class SliceReader:
         self._y = [NpyRows(case_dir(cache_path, c) / "y.npy") for c in self.case_ids]
 
     def read(self, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``pairs`` (B, 2) of (position in case_ids, row) -> x (B, H, W, C) float32, y (B, H, W) uint8."""
+        """``pairs`` (B, 2) of (position in case_ids, row) -> x (B, H, W, C) float32, y (B, H, W)
+        uint8."""
         pairs = np.asarray(pairs)
         x = np.empty((len(pairs),) + self._x[0].shape[1:], dtype=np.float32)
         y = np.empty((len(pairs),) + self._y[0].shape[1:], dtype=np.uint8)
@@ -397,7 +484,8 @@ class SliceReader:
 
 
 def read_slices(cache_path: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """A case's selected slices as read-only memory maps: x (N, H, W, C) float16, y (N, H, W) uint8."""
+    """A case's selected slices as read-only memory maps: x (N, H, W, C) float16, y (N, H, W)
+    uint8."""
     folder = case_dir(cache_path, case_id)
     return _load_npy(folder / "x.npy"), _load_npy(folder / "y.npy")
 
@@ -405,18 +493,22 @@ def read_slices(cache_path: Path, case_id: str) -> tuple[np.ndarray, np.ndarray]
 def _load_npy(path: Path) -> np.ndarray:
     why = npy_damage(path)
     if why:
-        raise DataError(f"{path}: damaged cache file ({why}); run the command again to rebuild "
-                        f"it, or delete {path.parent.parent.parent}")
+        raise DataError(
+            f"{path}: damaged cache file ({why}); run the command again to rebuild "
+            f"it, or delete {path.parent.parent.parent}"
+        )
     try:
         return np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot memory-map an array with no elements
         return np.load(path)
 
 
-# ----------------------------------------------------------------------------------------------------- volumes
+# ------------------------------------------------------------------------------------------ volumes
+
 
 def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) -> Volume:
-    """A case's whole preprocessed volume; decoded from NIfTI on first use, then read from the cache."""
+    """A case's whole preprocessed volume; decoded from NIfTI on first use, then read from the
+    cache."""
     folder = cache_path / "volumes" / meta["case_id"]
     if folder.is_dir():
         files = (folder / "x.npy", folder / "classes.npy")
@@ -425,8 +517,10 @@ def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) ->
             x = np.load(folder / "x.npy").astype(np.float32)
             return Volume(x, np.load(folder / "classes.npy"), meta)
         path, why = damage[0]
-        print(f"brats-seg: warning: {path}: damaged volume cache file ({why}); rebuilding it",
-              file=sys.stderr)
+        print(
+            f"brats-seg: warning: {path}: damaged volume cache file ({why}); rebuilding it",
+            file=sys.stderr,
+        )
         shutil.rmtree(folder, ignore_errors=True)
     loaded = nifti.load_case(case_from_meta(meta), meta.get("resection_cavity", "error"))
     prep = preprocess_case(loaded, preprocess)
@@ -444,8 +538,10 @@ def _write_volume(folder: Path, x: np.ndarray, classes: np.ndarray) -> None:
             np.save(tmp / "x.npy", x)
             np.save(tmp / "classes.npy", np.ascontiguousarray(classes, dtype=np.uint8))
         except OSError as err:  # e.g. a full disk: the volume is only a cache, so carry on
-            print(f"brats-seg: warning: {folder}: volume not cached ({err.strerror or err})",
-                  file=sys.stderr)
+            print(
+                f"brats-seg: warning: {folder}: volume not cached ({err.strerror or err})",
+                file=sys.stderr,
+            )
             return
         try:
             os.rename(tmp, folder)

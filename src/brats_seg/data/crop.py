@@ -1,7 +1,8 @@
-"""Fixed-size axial crop centred on the brain, and pasting a cropped prediction back into the full volume.
+"""Fixed-size axial crop centred on the brain, and pasting a cropped prediction back into the full
+volume.
 
-A crop box is ``(x0, x1, y0, y1)``: rows ``x0:x1`` (array axis 0) and columns ``y0:y1`` (axis 1) of every axial
-slice ``vol[:, :, z]``.
+A crop box is ``(x0, x1, y0, y1)``: rows ``x0:x1`` (array axis 0) and columns ``y0:y1`` (axis 1) of
+every axial slice ``vol[:, :, z]``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ CropBox = tuple[int, int, int, int]
 
 
 def brain_bbox(mask: np.ndarray) -> CropBox | None:
-    """Bounding box ``(x0, x1, y0, y1)`` (ends exclusive) of a 3D mask over all slices; None if it is empty."""
+    """Bounding box ``(x0, x1, y0, y1)`` (ends exclusive) of a 3D mask over all slices; None if it
+    is empty."""
     rows = np.flatnonzero(mask.any(axis=(1, 2)))
     cols = np.flatnonzero(mask.any(axis=(0, 2)))
     if rows.size == 0:
@@ -30,8 +32,10 @@ def centred_crop_box(mask: np.ndarray, size: tuple[int, int], case_id: str = "")
     rows, cols = mask.shape[:2]
     if height > rows or width > cols:
         where = f"case {case_id}'s" if case_id else "the volume's"
-        raise ConfigError(f"data.preprocess.crop.size {[height, width]} is larger than {where} axial size "
-                          f"{rows}x{cols}")
+        raise ConfigError(
+            f"data.preprocess.crop.size {[height, width]} is larger than {where} axial size "
+            f"{rows}x{cols}"
+        )
     bbox = brain_bbox(mask) or (0, rows, 0, cols)
     x0 = _centred_start(bbox[0], bbox[1], height, rows)
     y0 = _centred_start(bbox[2], bbox[3], width, cols)
@@ -49,7 +53,9 @@ def crop_volume(vol: np.ndarray, box: CropBox) -> np.ndarray:
     return vol[x0:x1, y0:y1]
 
 
-def uncrop(cropped: np.ndarray, box: CropBox, full_shape: tuple[int, int, int], *, layout: str = "volume") -> np.ndarray:
+def uncrop(
+    cropped: np.ndarray, box: CropBox, full_shape: tuple[int, int, int], *, layout: str = "volume"
+) -> np.ndarray:
     """Paste a cropped array back into zeros of the full size.
 
     ``layout="volume"``: ``cropped`` is (h, w, Z, ...) and the result (X, Y, Z, ...);
@@ -67,7 +73,9 @@ def uncrop(cropped: np.ndarray, box: CropBox, full_shape: tuple[int, int, int], 
     else:
         raise ValueError(f"layout must be 'volume' or 'slices', got {layout!r}")
     if tuple(cropped.shape[:3]) != expected:
-        raise ValueError(f"cropped array has shape {cropped.shape}, expected {expected} + trailing axes")
+        raise ValueError(
+            f"cropped array has shape {cropped.shape}, expected {expected} + trailing axes"
+        )
     out = np.zeros(out_shape + tuple(cropped.shape[3:]), dtype=cropped.dtype)
     out[index] = cropped
     return out

@@ -4,8 +4,8 @@ Two naming schemes are recognised (``.nii`` or ``.nii.gz``):
 
 * BraTS 2017-2021: ``<case>_t1``, ``<case>_t1ce``, ``<case>_t2``, ``<case>_flair``, ``<case>_seg``
   (enhancing tumour is label 4: convention ``brats2021``);
-* BraTS 2023 and later: ``<case>-t1n``, ``<case>-t1c``, ``<case>-t2w``, ``<case>-t2f``, ``<case>-seg``
-  (enhancing tumour is label 3: convention ``brats2023``).
+* BraTS 2023 and later: ``<case>-t1n``, ``<case>-t1c``, ``<case>-t2w``, ``<case>-t2f``,
+  ``<case>-seg`` (enhancing tumour is label 3: convention ``brats2023``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
 
 @dataclass(frozen=True)
 class CaseFiles:
-    """The files of one case: four images in the canonical channel order plus an optional segmentation."""
+    """The files of one case: four images in the canonical channel order plus an optional
+    segmentation."""
 
     case_id: str
     folder: Path
@@ -50,7 +51,8 @@ class CaseFiles:
 
     @property
     def files(self) -> list[Path]:
-        """Every file of the case: the images in channel order, then the segmentation if there is one."""
+        """Every file of the case: the images in channel order, then the segmentation if there is
+        one."""
         return [self.images[m] for m in MODALITIES] + ([self.seg] if self.seg is not None else [])
 
 
@@ -61,7 +63,8 @@ def file_name(case_id: str, key: str, convention: str, ext: str = ".nii.gz") -> 
 
 
 def parse_file_name(name: str) -> tuple[str, str, str] | None:
-    """``(case_id, canonical key, convention)`` for a BraTS file name, or None for any other file."""
+    """``(case_id, canonical key, convention)`` for a BraTS file name, or None for any other
+    file."""
     for convention, pattern in _PATTERNS.items():
         match = pattern.match(name)
         if match:
@@ -80,7 +83,9 @@ def cases_in_folder(folder: Path, names: list[str]) -> list[CaseFiles]:
         case_id, key, convention = parsed
         group = groups.setdefault((case_id, convention), {})
         if key in group:
-            raise DataError(f"{folder}: two files for {key} of case {case_id}: {group[key].name} and {name}")
+            raise DataError(
+                f"{folder}: two files for {key} of case {case_id}: {group[key].name} and {name}"
+            )
         group[key] = folder / name
     cases = []
     for (case_id, convention), group in sorted(groups.items()):
@@ -88,15 +93,18 @@ def cases_in_folder(folder: Path, names: list[str]) -> list[CaseFiles]:
             continue  # a lone segmentation (for example a prediction) is not a case
         missing = [m for m in MODALITIES if m not in group]
         if missing:
-            raise DataError(f"{folder}: case {case_id} has no {', '.join(missing)} image (expected "
-                            f"{file_name(case_id, missing[0], convention, '.nii[.gz]')})")
+            raise DataError(
+                f"{folder}: case {case_id} has no {', '.join(missing)} image (expected "
+                f"{file_name(case_id, missing[0], convention, '.nii[.gz]')})"
+            )
         images = {m: group[m] for m in MODALITIES}
         cases.append(CaseFiles(case_id, folder, images, group.get("seg"), convention))
     return cases
 
 
 def find_cases(root: str | os.PathLike) -> list[CaseFiles]:
-    """Every case under ``root`` at any depth (e.g. ``HGG/`` and ``LGG/`` subfolders), sorted by case id."""
+    """Every case under ``root`` at any depth (e.g. ``HGG/`` and ``LGG/`` subfolders), sorted by
+    case id."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
@@ -105,8 +113,11 @@ def find_cases(root: str | os.PathLike) -> list[CaseFiles]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         cases.extend(cases_in_folder(Path(dirpath), filenames))
     if not cases:
-        raise DataError(f"{root}: no BraTS case found (expected files such as <case>_t1.nii.gz ... <case>_seg.nii.gz "
-                        "or <case>-t1n.nii.gz ... <case>-seg.nii.gz)")
+        raise DataError(
+            f"{root}: no BraTS case found (expected files such as "
+            "<case>_t1.nii.gz ... <case>_seg.nii.gz "
+            "or <case>-t1n.nii.gz ... <case>-seg.nii.gz)"
+        )
     _check_unique_ids(cases)
     return sorted(cases, key=lambda c: c.case_id)
 
@@ -118,9 +129,15 @@ def find_case(folder: str | os.PathLike) -> CaseFiles:
         raise DataError(f"{folder}: no such folder")
     cases = cases_in_folder(folder, [p.name for p in folder.iterdir() if p.is_file()])
     if not cases:
-        raise DataError(f"{folder}: no BraTS case in this folder (expected <case>_t1.nii.gz ... or <case>-t1n.nii.gz ...)")
+        raise DataError(
+            f"{folder}: no BraTS case in this folder "
+            "(expected <case>_t1.nii.gz ... or <case>-t1n.nii.gz ...)"
+        )
     if len(cases) > 1:
-        raise DataError(f"{folder}: holds {len(cases)} cases ({', '.join(c.case_id for c in cases)}); expected one")
+        raise DataError(
+            f"{folder}: holds {len(cases)} cases "
+            f"({', '.join(c.case_id for c in cases)}); expected one"
+        )
     return cases[0]
 
 
@@ -128,5 +145,7 @@ def _check_unique_ids(cases: list[CaseFiles]) -> None:
     seen: dict[str, Path] = {}
     for case in cases:
         if case.case_id in seen:
-            raise DataError(f"case id {case.case_id} occurs twice: in {seen[case.case_id]} and in {case.folder}")
+            raise DataError(
+                f"case id {case.case_id} occurs twice: in {seen[case.case_id]} and in {case.folder}"
+            )
         seen[case.case_id] = case.folder

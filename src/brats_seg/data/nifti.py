@@ -1,5 +1,6 @@
-"""NIfTI in and out: read one BraTS case with validation (every problem a one-line DataError naming the file), and
-the one NIfTI writer (atomic) that images, synthetic cases and predictions all go through."""
+"""NIfTI in and out: read one BraTS case with validation (every problem a one-line DataError naming
+the file), and the one NIfTI writer (atomic) that images, synthetic cases and predictions all go
+through."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from brats_seg.data.discovery import MODALITIES, CaseFiles
 from brats_seg.data.labels import labels_to_classes
 from brats_seg.errors import DataError, first_line
 
-# Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ by ~1e-6.
+# Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ
+# by ~1e-6.
 AFFINE_ATOL = 1e-3
 
 # BraTS' 1 mm LPS grid, the affine written when none is given.
@@ -25,7 +27,8 @@ _decodes = 0
 
 
 def decode_count() -> int:
-    """How many NIfTI arrays this process has decoded so far (tests use it to prove a cache was reused)."""
+    """How many NIfTI arrays this process has decoded so far (tests use it to prove a cache was
+    reused)."""
     return _decodes
 
 
@@ -40,10 +43,10 @@ class LoadedCase:
     """One decoded, validated case: images stacked in channel order t1, t1ce, t2, flair."""
 
     case: CaseFiles
-    image: np.ndarray            # (X, Y, Z, 4) float32, as stored (not normalised)
-    seg: np.ndarray | None       # (X, Y, Z) uint8 classes 0..3
-    affine: np.ndarray           # (4, 4) of the t1 image
-    header: nib.Nifti1Header     # of the t1 image, for writing predictions
+    image: np.ndarray  # (X, Y, Z, 4) float32, as stored (not normalised)
+    seg: np.ndarray | None  # (X, Y, Z) uint8 classes 0..3
+    affine: np.ndarray  # (4, 4) of the t1 image
+    header: nib.Nifti1Header  # of the t1 image, for writing predictions
     spacing: tuple[float, float, float]
 
     @property
@@ -58,8 +61,8 @@ class LoadedCase:
 def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     """Decode one NIfTI file into an array (its stored dtype, scaling applied) and its image object.
 
-    nibabel reads lazily: a truncated or corrupt ``.nii.gz`` may only fail when the voxels are read, so both the
-    header load and the data access are guarded.
+    nibabel reads lazily: a truncated or corrupt ``.nii.gz`` may only fail when the voxels are read,
+    so both the header load and the data access are guarded.
     """
     global _decodes
     try:
@@ -67,8 +70,12 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
         data = np.asanyarray(img.dataobj)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except Exception as err:  # zlib.error, EOFError, OSError, ValueError, ImageFileError, ...: all mean a bad file
-        raise DataError(f"{path}: corrupt or truncated NIfTI ({type(err).__name__}: {first_line(err)})") from None
+    except (
+        Exception
+    ) as err:  # zlib.error, EOFError, OSError, ValueError, ImageFileError, ...: all mean a bad file
+        raise DataError(
+            f"{path}: corrupt or truncated NIfTI ({type(err).__name__}: {first_line(err)})"
+        ) from None
     _decodes += 1
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -96,13 +103,17 @@ def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
         if first_img is None:
             first_img = img
         else:
-            check_geometry(path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine)
+            check_geometry(
+                path, data.shape, img.affine, first_path, channels[0].shape, first_img.affine
+            )
         channels.append(data)
     image = _stack_channels(channels)
     seg = None
     if case.seg is not None:
         labels, seg_img = read_nifti(case.seg)
-        check_geometry(case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine)
+        check_geometry(
+            case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine
+        )
         seg = labels_to_classes(labels, case.convention, str(case.seg), resection_cavity)
     zooms = first_img.header.get_zooms()[:3]
     return LoadedCase(
@@ -122,8 +133,11 @@ def check_not_blank(path: Path, data: np.ndarray) -> None:
         raise DataError(f"{path}: image has no voxels")
     low, high = data.min(), data.max()
     if low == high:
-        what = ("no non-zero voxel (an empty scan)" if low == 0
-                else f"the same value {_number(low)} in every voxel")
+        what = (
+            "no non-zero voxel (an empty scan)"
+            if low == 0
+            else f"the same value {_number(low)} in every voxel"
+        )
         raise DataError(f"{path}: image has {what}; a modality must show the brain")
 
 
@@ -132,30 +146,48 @@ def _number(value) -> str:
 
 
 def _stack_channels(channels: list[np.ndarray]) -> np.ndarray:
-    """(X, Y, Z, 4) float32 in Fortran order: nibabel decodes Fortran-ordered arrays, so the copy is linear and
-    every channel ``image[..., c]`` stays contiguous for the per-channel preprocessing."""
+    """(X, Y, Z, 4) float32 in Fortran order: nibabel decodes Fortran-ordered arrays, so the copy is
+    linear and every channel ``image[..., c]`` stays contiguous for the per-channel
+    preprocessing."""
     image = np.empty(channels[0].shape + (len(channels),), dtype=np.float32, order="F")
     for c, data in enumerate(channels):
         image[..., c] = data
     return image
 
 
-def check_geometry(path: Path, shape: tuple, affine: np.ndarray, ref_path: Path, ref_shape: tuple,
-                   ref_affine: np.ndarray) -> None:
+def check_geometry(
+    path: Path,
+    shape: tuple,
+    affine: np.ndarray,
+    ref_path: Path,
+    ref_shape: tuple,
+    ref_affine: np.ndarray,
+) -> None:
     """Refuse a file whose voxel grid (shape and affine) is not that of ``ref_path``."""
     if tuple(shape) != tuple(ref_shape):
-        raise DataError(f"{path}: shape {tuple(shape)} differs from {Path(ref_path).name} {tuple(ref_shape)}")
+        raise DataError(
+            f"{path}: shape {tuple(shape)} differs from {Path(ref_path).name} {tuple(ref_shape)}"
+        )
     if not np.allclose(affine, ref_affine, rtol=0.0, atol=AFFINE_ATOL):
-        raise DataError(f"{path}: affine differs from {Path(ref_path).name} (files compared voxel by voxel must share one grid)"
-                        f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}")
+        raise DataError(
+            f"{path}: affine differs from {Path(ref_path).name} "
+            "(files compared voxel by voxel must share one grid)"
+            f": {np.round(affine, 3).tolist()} vs {np.round(ref_affine, 3).tolist()}"
+        )
 
 
-def write_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray = DEFAULT_AFFINE,
-                header: nib.Nifti1Header | None = None, description: str | None = None) -> Path:
+def write_nifti(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    affine: np.ndarray = DEFAULT_AFFINE,
+    header: nib.Nifti1Header | None = None,
+    description: str | None = None,
+) -> Path:
     """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
 
-    With ``header`` (a source image's), its fields are kept and only the data type changes; the qform and sform
-    are set to ``affine`` with the source's codes (1, scanner, when it has none). Without it, a fresh header in mm.
+    With ``header`` (a source image's), its fields are kept and only the data type changes; the
+    qform and sform are set to ``affine`` with the source's codes (1, scanner, when it has none).
+    Without it, a fresh header in mm.
     """
     path = Path(path)
     data = np.asarray(data)

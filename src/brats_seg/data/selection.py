@@ -1,7 +1,7 @@
 """Which axial slices to train on.
 
-* ``threshold``: keep a slice when any single tumour class (1, 2 or 3) covers more than ``threshold`` pixels
-  (the study's rule, 3000 px on 240x240 slices);
+* ``threshold``: keep a slice when any single tumour class (1, 2 or 3) covers more than
+  ``threshold`` pixels (the study's rule, 3000 px on 240x240 slices);
 * ``tumour``: keep every slice with at least one tumour pixel;
 * ``brain``: keep every slice with at least one non-zero image pixel.
 """
@@ -16,13 +16,18 @@ from brats_seg.data.settings import SelectionSettings
 
 def class_pixel_counts(y: np.ndarray) -> np.ndarray:
     """(Z, 4) int64: pixels of each class on each slice of a (Z, H, W) class stack."""
-    return np.stack([np.count_nonzero(y == c, axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1).astype(np.int64)
+    return np.stack(
+        [np.count_nonzero(y == c, axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1
+    ).astype(np.int64)
 
 
-def select_slices(y: np.ndarray, brain_pixels: np.ndarray, selection: SelectionSettings) -> np.ndarray:
+def select_slices(
+    y: np.ndarray, brain_pixels: np.ndarray, selection: SelectionSettings
+) -> np.ndarray:
     """Indices (ascending, int64) of the slices of a (Z, H, W) class stack that ``selection`` keeps.
 
-    ``brain_pixels`` (Z,) counts the non-zero image pixels of each slice (used by the ``brain`` rule).
+    ``brain_pixels`` (Z,) counts the non-zero image pixels of each slice (used by the ``brain``
+    rule).
     """
     if selection.rule == "brain":
         keep = np.asarray(brain_pixels) > 0

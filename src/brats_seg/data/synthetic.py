@@ -1,23 +1,26 @@
-"""Synthetic BraTS-like glioma cases: four MRI modalities and a BraTS-2021 segmentation, written as .nii.gz.
+"""Synthetic BraTS-like glioma cases: four MRI modalities and a BraTS-2021 segmentation, written as
+.nii.gz.
 
-Every case is a phantom in a 240 x 240 x 155 mm field of view (the BraTS one), sampled on whatever voxel grid
-is asked for, so that a 96 x 96 x 64 volume looks like a downsampled 240 x 240 x 155 one. The anatomy is a
-skull-stripped brain (exactly 0 outside it) with grey matter, white matter, cortical CSF and ventricles, and a
-lobulated tumour: an enhancing rim (label 4) around a necrotic core (label 1) inside oedema (label 2). The
-images get per-modality contrasts, a smooth multiplicative bias field, Rician noise and a per-case intensity
-scale (BraTS is not intensity-normalised).
+Every case is a phantom in a 240 x 240 x 155 mm field of view (the BraTS one), sampled on whatever
+voxel grid is asked for, so that a 96 x 96 x 64 volume looks like a downsampled 240 x 240 x 155 one.
+The anatomy is a skull-stripped brain (exactly 0 outside it) with grey matter, white matter,
+cortical CSF and ventricles, and a lobulated tumour: an enhancing rim (label 4) around a necrotic
+core (label 1) inside oedema (label 2). The images get per-modality contrasts, a smooth
+multiplicative bias field, Rician noise and a per-case intensity scale (BraTS is not
+intensity-normalised).
 
-Smooth random fields are sums of Gaussian bumps on a coarse lattice, evaluated separably with three small
-matrix products, which keeps a full 240 x 240 x 155 case at a few seconds.
+Smooth random fields are sums of Gaussian bumps on a coarse lattice, evaluated separably with three
+small matrix products, which keeps a full 240 x 240 x 155 case at a few seconds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,14 +33,23 @@ CASE_PREFIX = "SynBraTS_"
 MIN_SIDE = {"in_plane": 32, "depth": 16}
 # Below this many voxels to write, starting worker processes costs more than it saves.
 POOL_MIN_VOXELS = 4_000_000
-# Smallest acceptable largest axial oedema section of a tumour (mm^2 of the 240 x 240 mm field of view). The
-# study kept slices where a class covers > 3000 px (mm^2); configs/data/synthetic.yaml's 300 px at 96 x 96 is
-# 1875 mm^2.
+# Smallest acceptable largest axial oedema section of a tumour (mm^2 of the 240 x 240 mm field of
+# view). The study kept slices where a class covers > 3000 px (mm^2); configs/data/synthetic.yaml's
+# 300 px at 96 x 96 is 1875 mm^2.
 MIN_EDEMA_SECTION_MM2 = 2600.0
 
 # Tissue codes of the phantom (not the BraTS labels).
 BACKGROUND, CSF, GM, WM, EDEMA, NECROSIS, ENHANCING, VESSEL = range(8)
-TISSUE_NAMES = ("background", "csf", "grey_matter", "white_matter", "edema", "necrosis", "enhancing", "vessel")
+TISSUE_NAMES = (
+    "background",
+    "csf",
+    "grey_matter",
+    "white_matter",
+    "edema",
+    "necrosis",
+    "enhancing",
+    "vessel",
+)
 # BraTS 2017-2021 labels of the tumour tissues; everything else is 0.
 BRATS_LABEL = {NECROSIS: 1, EDEMA: 2, ENHANCING: 4}
 
@@ -48,8 +60,14 @@ CONTRAST = {
     "t2": (0.0, 1.00, 0.62, 0.45, 0.90, 0.95, 0.70, 0.40),
     "flair": (0.0, 0.12, 0.62, 0.48, 1.00, 0.55, 0.80, 0.60),
 }
-# Intensity of relative level 1.0, drawn log-uniformly per case and modality (real cases span these).
-LEVEL_RANGE = {"t1": (500.0, 1200.0), "t1ce": (350.0, 2400.0), "t2": (380.0, 750.0), "flair": (350.0, 1400.0)}
+# Intensity of relative level 1.0, drawn log-uniformly per case and modality (real cases span
+# these).
+LEVEL_RANGE = {
+    "t1": (500.0, 1200.0),
+    "t1ce": (350.0, 2400.0),
+    "t2": (380.0, 750.0),
+    "flair": (350.0, 1400.0),
+}
 
 
 @dataclass
@@ -71,12 +89,15 @@ class Anatomy:
         return lut[self.tissue]
 
 
-# ----------------------------------------------------------------------------------------------- fields
+# ------------------------------------------------------------------------------------------- fields
 
 
 def _axes_mm(shape: Sequence[int]) -> list[np.ndarray]:
     """Voxel-centre coordinates (mm, centred on the field of view) along each axis."""
-    return [((np.arange(n) + 0.5) * fov / n - fov / 2).astype(np.float32) for n, fov in zip(shape, REFERENCE_FOV_MM)]
+    return [
+        ((np.arange(n) + 0.5) * fov / n - fov / 2).astype(np.float32)
+        for n, fov in zip(shape, REFERENCE_FOV_MM, strict=False)
+    ]
 
 
 def _open_grid(axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,12 +105,15 @@ def _open_grid(axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def smooth_field(axes: list[np.ndarray], rng: np.random.Generator, spacing_mm: float) -> np.ndarray:
-    """A smooth random field with roughly unit standard deviation and features about ``spacing_mm`` wide."""
+    """A smooth random field with roughly unit standard deviation and features about ``spacing_mm``
+    wide."""
     bases = []
     for coords in axes:
         start, stop = float(coords.min()) - spacing_mm, float(coords.max()) + spacing_mm
         nodes = np.arange(start, stop + spacing_mm, spacing_mm, dtype=np.float32)
-        bases.append(np.exp(-0.5 * ((coords[:, None] - nodes[None, :]) / spacing_mm) ** 2).astype(np.float32))
+        bases.append(
+            np.exp(-0.5 * ((coords[:, None] - nodes[None, :]) / spacing_mm) ** 2).astype(np.float32)
+        )
     coeffs = rng.standard_normal([b.shape[1] for b in bases]).astype(np.float32)
     field = np.tensordot(bases[0], coeffs, axes=(1, 0))  # (X, ny, nz)
     field = np.matmul(bases[1], field)  # (X, Y, nz)
@@ -101,12 +125,14 @@ def smooth_field(axes: list[np.ndarray], rng: np.random.Generator, spacing_mm: f
 def _ellipsoid_radius(grid, centre, semi_axes) -> np.ndarray:
     """Normalised ellipsoidal radius: < 1 inside the ellipsoid."""
     x, y, z = grid
-    return np.sqrt(((x - centre[0]) / semi_axes[0]) ** 2
-                   + ((y - centre[1]) / semi_axes[1]) ** 2
-                   + ((z - centre[2]) / semi_axes[2]) ** 2)
+    return np.sqrt(
+        ((x - centre[0]) / semi_axes[0]) ** 2
+        + ((y - centre[1]) / semi_axes[1]) ** 2
+        + ((z - centre[2]) / semi_axes[2]) ** 2
+    )
 
 
-# ----------------------------------------------------------------------------------------------- anatomy
+# ------------------------------------------------------------------------------------------ anatomy
 
 
 def _brain_tissue(axes, rng: np.random.Generator) -> tuple[np.ndarray, tuple, tuple]:
@@ -114,7 +140,8 @@ def _brain_tissue(axes, rng: np.random.Generator) -> tuple[np.ndarray, tuple, tu
     grid = _open_grid(axes)
     centre = (rng.uniform(-3, 3), rng.uniform(-4, 4), rng.uniform(-2, 2))
     semi_axes = (rng.uniform(62, 72), rng.uniform(80, 92), rng.uniform(54, 62))
-    # A bounded wobble keeps the whole brain inside the field of view (as in skull-stripped BraTS volumes).
+    # A bounded wobble keeps the whole brain inside the field of view (as in skull-stripped BraTS
+    # volumes).
     wobble = np.clip(1 + 0.035 * smooth_field(axes, rng, 35.0), 0.93, 1.07)
     radius = _ellipsoid_radius(grid, centre, semi_axes) * wobble
     brain = radius < 1.0
@@ -153,7 +180,9 @@ def _tumour_lobes(rng: np.random.Generator, centre, brain_axes, radius_mm: float
     for _ in range(rng.integers(2, 5)):
         offset = rng.standard_normal(3)
         offset *= radius_mm * rng.uniform(0.4, 0.75) / np.linalg.norm(offset)
-        lobes.append((core + offset, radius_mm * rng.uniform(0.45, 0.75) * rng.uniform(0.8, 1.2, size=3)))
+        lobes.append(
+            (core + offset, radius_mm * rng.uniform(0.45, 0.75) * rng.uniform(0.8, 1.2, size=3))
+        )
     return lobes
 
 
@@ -162,31 +191,39 @@ def _box(axes, lobes, reach: float) -> tuple[slice, ...]:
     low = np.min([c - reach * a for c, a in lobes], axis=0)
     high = np.max([c + reach * a for c, a in lobes], axis=0)
     box = []
-    for coords, lo, hi in zip(axes, low, high):
+    for coords, lo, hi in zip(axes, low, high, strict=True):
         inside = np.flatnonzero((coords >= lo) & (coords <= hi))
         box.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
     return tuple(box)
 
 
-def _paint_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, lobes) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Tissue codes of the tumour's bounding box with oedema, enhancing rim and necrotic core painted in.
+def _paint_tumour(
+    tissue: np.ndarray, axes, rng: np.random.Generator, lobes
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Tissue codes of the tumour's bounding box with oedema, enhancing rim and necrotic core
+    painted in.
 
-    The lobes' normalised distance (< 1 inside) is made irregular by a smooth multiplicative wobble; the core
-    and the necrosis are lower levels of that distance with wobbles of their own. Only brain voxels change.
+    The lobes' normalised distance (< 1 inside) is made irregular by a smooth multiplicative wobble;
+    the core and the necrosis are lower levels of that distance with wobbles of their own. Only
+    brain voxels change.
     """
     max_wobble = 0.3
     box = _box(axes, lobes, reach=1.0 / (1.0 - max_wobble))
-    sub_axes = [coords[s] for coords, s in zip(axes, box)]
+    sub_axes = [coords[s] for coords, s in zip(axes, box, strict=True)]
     region = tissue[box].copy()
     if region.size == 0:
         return box, region
     grid = _open_grid(sub_axes)
     distance = np.minimum.reduce([_ellipsoid_radius(grid, c, a) for c, a in lobes])
-    distance *= np.clip(1 + 0.18 * smooth_field(sub_axes, rng, 10.0), 1 - max_wobble, 1 + max_wobble)
+    distance *= np.clip(
+        1 + 0.18 * smooth_field(sub_axes, rng, 10.0), 1 - max_wobble, 1 + max_wobble
+    )
     core_fraction = rng.uniform(0.5, 0.68)
     necrosis_fraction = rng.uniform(0.55, 0.8)
     core = distance < core_fraction * (1 + 0.08 * smooth_field(sub_axes, rng, 8.0))
-    necrosis = distance < core_fraction * necrosis_fraction * (1 + 0.12 * smooth_field(sub_axes, rng, 6.0))
+    necrosis = distance < core_fraction * necrosis_fraction * (
+        1 + 0.12 * smooth_field(sub_axes, rng, 6.0)
+    )
     brain = region != BACKGROUND
     region[(distance < 1) & brain] = EDEMA
     region[core & brain] = ENHANCING
@@ -197,14 +234,16 @@ def _paint_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, lobes) -> 
 def _add_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, centre, brain_axes) -> None:
     """Paint a lobulated tumour into ``tissue``.
 
-    A draw whose largest axial oedema section is under MIN_EDEMA_SECTION_MM2 (a small tumour, or one mostly
-    cut off by the brain's edge) is redrawn larger, so that every case has slices passing the study-like
-    selection threshold whatever the voxel grid.
+    A draw whose largest axial oedema section is under MIN_EDEMA_SECTION_MM2 (a small tumour, or one
+    mostly cut off by the brain's edge) is redrawn larger, so that every case has slices passing the
+    study-like selection threshold whatever the voxel grid.
     """
     pixel_mm2 = REFERENCE_FOV_MM[0] / len(axes[0]) * REFERENCE_FOV_MM[1] / len(axes[1])
     radius = rng.uniform(28.0, 42.0)
     for attempt in range(4):
-        box, region = _paint_tumour(tissue, axes, rng, _tumour_lobes(rng, centre, brain_axes, radius))
+        box, region = _paint_tumour(
+            tissue, axes, rng, _tumour_lobes(rng, centre, brain_axes, radius)
+        )
         section = np.count_nonzero(region == EDEMA, axis=(0, 1)).max(initial=0) * pixel_mm2
         if section >= MIN_EDEMA_SECTION_MM2 or attempt == 3:
             break
@@ -214,7 +253,9 @@ def _add_tumour(tissue: np.ndarray, axes, rng: np.random.Generator, centre, brai
 
 def _add_vessels(tissue: np.ndarray, axes, rng: np.random.Generator) -> None:
     """Thin tubes (where two smooth fields both cross zero) in healthy tissue: bright on T1ce."""
-    tubes = (np.abs(smooth_field(axes, rng, 18.0)) < 0.05) & (np.abs(smooth_field(axes, rng, 18.0)) < 0.05)
+    tubes = (np.abs(smooth_field(axes, rng, 18.0)) < 0.05) & (
+        np.abs(smooth_field(axes, rng, 18.0)) < 0.05
+    )
     tissue[tubes & ((tissue == GM) | (tissue == WM) | (tissue == CSF))] = VESSEL
 
 
@@ -226,11 +267,11 @@ def make_anatomy(shape: Sequence[int] = (240, 240, 155), rng: Any = None) -> Ana
     tissue, centre, brain_axes = _brain_tissue(axes, rng)
     _add_tumour(tissue, axes, rng, centre, brain_axes)
     _add_vessels(tissue, axes, rng)
-    voxel = tuple(fov / n for fov, n in zip(REFERENCE_FOV_MM, shape))
+    voxel = tuple(fov / n for fov, n in zip(REFERENCE_FOV_MM, shape, strict=False))
     return Anatomy(tissue=tissue, voxel_mm=voxel)
 
 
-# ----------------------------------------------------------------------------------------------- images
+# ------------------------------------------------------------------------------------------- images
 
 
 def _bias_field(axes, rng: np.random.Generator) -> np.ndarray:
@@ -238,7 +279,8 @@ def _bias_field(axes, rng: np.random.Generator) -> np.ndarray:
 
 
 def _partial_volume(image: np.ndarray, voxel_mm: Sequence[float]) -> np.ndarray:
-    """Blur by about 0.8 mm (never more than 0.6 voxel) so edges look acquired rather than painted."""
+    """Blur by about 0.8 mm (never more than 0.6 voxel) so edges look acquired rather than
+    painted."""
     from scipy.ndimage import gaussian_filter
 
     sigma = [min(0.6, 0.8 / v) for v in voxel_mm]
@@ -246,12 +288,15 @@ def _partial_volume(image: np.ndarray, voxel_mm: Sequence[float]) -> np.ndarray:
 
 
 def render_images(anatomy: Anatomy, rng: Any = None) -> dict[str, np.ndarray]:
-    """Render int16 t1, t1ce, t2 and flair volumes of ``anatomy``; 0 exactly outside the brain, >= 1 inside."""
+    """Render int16 t1, t1ce, t2 and flair volumes of ``anatomy``; 0 exactly outside the brain, >= 1
+    inside."""
     rng = np.random.default_rng(rng)
     axes = _axes_mm(anatomy.tissue.shape)
     brain = anatomy.brain
     tumour = np.isin(anatomy.tissue, list(BRATS_LABEL))
-    texture = 1 + 0.035 * smooth_field(axes, rng, 5.0) + 0.08 * tumour * smooth_field(axes, rng, 7.0)
+    texture = (
+        1 + 0.035 * smooth_field(axes, rng, 5.0) + 0.08 * tumour * smooth_field(axes, rng, 7.0)
+    )
     images = {}
     for name in MODALITIES:
         relative = np.asarray(CONTRAST[name], dtype=np.float32)[anatomy.tissue] * texture
@@ -259,25 +304,30 @@ def render_images(anatomy: Anatomy, rng: Any = None) -> dict[str, np.ndarray]:
         level = np.exp(rng.uniform(*np.log(LEVEL_RANGE[name])))
         sigma = rng.uniform(0.015, 0.035)
         inside = relative[brain]
-        noisy = np.hypot(inside + sigma * rng.standard_normal(inside.shape, dtype=np.float32),
-                         sigma * rng.standard_normal(inside.shape, dtype=np.float32))
+        noisy = np.hypot(
+            inside + sigma * rng.standard_normal(inside.shape, dtype=np.float32),
+            sigma * rng.standard_normal(inside.shape, dtype=np.float32),
+        )
         image = np.zeros(anatomy.tissue.shape, dtype=np.int16)
         image[brain] = np.clip(np.rint(noisy * level), 1, np.iinfo(np.int16).max).astype(np.int16)
         images[name] = image
     return images
 
 
-def make_case(shape: Sequence[int] = (240, 240, 155), rng: Any = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def make_case(
+    shape: Sequence[int] = (240, 240, 155), rng: Any = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One synthetic case: ``({modality: int16 volume}, uint8 seg with labels 0, 1, 2, 4)``.
 
-    ``rng`` is a numpy Generator, a seed, or None (fresh entropy). Anatomy and images draw from the same stream.
+    ``rng`` is a numpy Generator, a seed, or None (fresh entropy). Anatomy and images draw from the
+    same stream.
     """
     rng = np.random.default_rng(rng)
     anatomy = make_anatomy(shape, rng)
     return render_images(anatomy, rng), anatomy.seg()
 
 
-# ----------------------------------------------------------------------------------------------- files
+# -------------------------------------------------------------------------------------------- files
 
 
 def brats_affine(shape: Sequence[int]) -> np.ndarray:
@@ -297,15 +347,18 @@ def is_complete(case_dir: Path, case_id: str) -> bool:
 
 
 def provenance(seed: Any) -> str:
-    """The header description of a synthetic file: generator version and seed (at most 80 characters)."""
+    """The header description of a synthetic file: generator version and seed (at most 80
+    characters)."""
     seed_text = ",".join(str(int(s)) for s in np.atleast_1d(np.asarray(seed, dtype=object)))
     return f"brats_seg synthetic v{GENERATOR_VERSION} seed={seed_text}"[:80]
 
 
 def write_case(out_dir: str | os.PathLike, case_id: str, shape: Sequence[int], seed: Any) -> Path:
-    """Write ``<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair,seg}.nii.gz`` from ``make_case(shape, seed)``.
+    """Write ``<out_dir>/<case_id>/<case_id>_{t1,t1ce,t2,flair,seg}.nii.gz`` from ``make_case(shape,
+    seed)``.
 
-    The files are written into a temporary folder renamed into place: the case appears complete or not at all.
+    The files are written into a temporary folder renamed into place: the case appears complete or
+    not at all.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -326,9 +379,11 @@ def case_id(index: int) -> str:
     return f"{CASE_PREFIX}{index:05d}"
 
 
-def validate_options(cases: Any, shape: Any, cases_option: str = "cases",
-                     shape_option: str = "shape") -> tuple[int, tuple[int, int, int]]:
-    """Check the generator options; raise ConfigError naming the option. Returns (cases, shape) as ints."""
+def validate_options(
+    cases: Any, shape: Any, cases_option: str = "cases", shape_option: str = "shape"
+) -> tuple[int, tuple[int, int, int]]:
+    """Check the generator options; raise ConfigError naming the option. Returns (cases, shape) as
+    ints."""
     from brats_seg.errors import ConfigError
 
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
@@ -337,12 +392,17 @@ def validate_options(cases: Any, shape: Any, cases_option: str = "cases",
         sides = [s for s in shape]
     except TypeError:
         sides = []
-    if len(sides) != 3 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in sides):
-        raise ConfigError(f"{shape_option}={_show(shape)}: must be three whole numbers, e.g. [240,240,155]")
+    if len(sides) != 3 or any(
+        isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in sides
+    ):
+        raise ConfigError(
+            f"{shape_option}={_show(shape)}: must be three whole numbers, e.g. [240,240,155]"
+        )
     low_plane, low_depth = MIN_SIDE["in_plane"], MIN_SIDE["depth"]
     if min(sides[:2]) < low_plane or sides[2] < low_depth:
         raise ConfigError(
-            f"{shape_option}={_show(shape)}: sides must be at least {low_plane} in-plane and {low_depth} slices deep"
+            f"{shape_option}={_show(shape)}: sides must be at least {low_plane} in-plane "
+            f"and {low_depth} slices deep"
         )
     return int(cases), (int(sides[0]), int(sides[1]), int(sides[2]))
 
@@ -360,18 +420,27 @@ def _write_indexed_case(args: tuple) -> str:
     return case_id(index)
 
 
-def write_synthetic_dataset(out: str | os.PathLike, cases: int, shape: Sequence[int] = (240, 240, 155),
-                            seed: int = 0, workers: int = 1) -> Path:
-    """Write ``cases`` cases named SynBraTS_00000... under ``out`` and a ``dataset.json`` describing them.
+def write_synthetic_dataset(
+    out: str | os.PathLike,
+    cases: int,
+    shape: Sequence[int] = (240, 240, 155),
+    seed: int = 0,
+    workers: int = 1,
+) -> Path:
+    """Write ``cases`` cases named SynBraTS_00000... under ``out`` and a ``dataset.json`` describing
+    them.
 
-    Case i is drawn from the seed sequence (seed, i), so any subset can be (re)generated in any order or in
-    parallel with the same result. Cases already complete are skipped, which makes an interrupted run resumable.
+    Case i is drawn from the seed sequence (seed, i), so any subset can be (re)generated in any
+    order or in parallel with the same result. Cases already complete are skipped, which makes an
+    interrupted run resumable.
     """
     cases, shape = validate_options(cases, shape)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_existing_cases(out, cases, shape, seed)
-    todo = [(out, i, shape, seed) for i in range(cases) if not is_complete(out / case_id(i), case_id(i))]
+    todo = [
+        (out, i, shape, seed) for i in range(cases) if not is_complete(out / case_id(i), case_id(i))
+    ]
     if workers > 1 and len(todo) > 1 and len(todo) * int(np.prod(shape)) >= POOL_MIN_VOXELS:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -388,7 +457,8 @@ def write_synthetic_dataset(out: str | os.PathLike, cases: int, shape: Sequence[
 
 
 def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], seed: int) -> None:
-    """Refuse to mix cases of other settings (shape, seed, generator version) or a larger set into one folder."""
+    """Refuse to mix cases of other settings (shape, seed, generator version) or a larger set into
+    one folder."""
     import nibabel as nib
 
     from brats_seg.errors import ConfigError
@@ -396,8 +466,10 @@ def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], se
     present = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith(CASE_PREFIX))
     extra = [name for name in present if name not in {case_id(i) for i in range(cases)}]
     if extra:
-        raise ConfigError(f"out={out}: already holds {len(present)} synthetic cases (e.g. {extra[0]}), more than "
-                          f"cases={cases}; pass cases>={len(present)} or choose another folder")
+        raise ConfigError(
+            f"out={out}: already holds {len(present)} synthetic cases (e.g. {extra[0]}), more than "
+            f"cases={cases}; pass cases>={len(present)} or choose another folder"
+        )
     for i in range(cases):
         name = case_id(i)
         if name not in present or not is_complete(out / name, name):
@@ -406,30 +478,40 @@ def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], se
         found = header["descrip"].tobytes().decode("ascii", "replace").rstrip("\x00")
         if tuple(header.get_data_shape()) != shape or found != provenance([seed, i]):
             size = "x".join(str(s) for s in header.get_data_shape())
-            raise ConfigError(f"out={out}: {name} was generated with other settings ({size}, '{found}'); "
-                              f"choose another folder or delete it")
+            raise ConfigError(
+                f"out={out}: {name} was generated with other settings ({size}, '{found}'); "
+                f"choose another folder or delete it"
+            )
 
 
 def _write_description(out: Path, cases: int, shape: tuple[int, int, int], seed: int) -> None:
     from brats_seg.atomic import write_json
 
-    write_json(out / "dataset.json", {
-        "name": "synthetic",
-        "generator": "brats_seg.data.synthetic",
-        "generator_version": GENERATOR_VERSION,
-        "cases": cases,
-        "shape": list(shape),
-        "seed": int(seed),
-        "case_ids": [case_id(i) for i in range(cases)],
-        "modalities": list(MODALITIES),
-        "labels": {"0": "background", "1": "necrotic core (NCR)", "2": "edema (ED)", "4": "enhancing tumour (ET)"},
-        "convention": "BraTS 2017-2021 (ET = 4)",
-        "affine": brats_affine(shape).tolist(),
-        "field_of_view_mm": list(REFERENCE_FOV_MM),
-    })
+    write_json(
+        out / "dataset.json",
+        {
+            "name": "synthetic",
+            "generator": "brats_seg.data.synthetic",
+            "generator_version": GENERATOR_VERSION,
+            "cases": cases,
+            "shape": list(shape),
+            "seed": int(seed),
+            "case_ids": [case_id(i) for i in range(cases)],
+            "modalities": list(MODALITIES),
+            "labels": {
+                "0": "background",
+                "1": "necrotic core (NCR)",
+                "2": "edema (ED)",
+                "4": "enhancing tumour (ET)",
+            },
+            "convention": "BraTS 2017-2021 (ET = 4)",
+            "affine": brats_affine(shape).tolist(),
+            "field_of_view_mm": list(REFERENCE_FOV_MM),
+        },
+    )
 
 
-# ----------------------------------------------------------------------------------------------- cache
+# -------------------------------------------------------------------------------------------- cache
 
 
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
@@ -442,8 +524,12 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 def _synth_options(data_cfg: Any) -> tuple[int, list[int], int]:
     """Number of cases, volume shape and seed of ``data_cfg.synth``, checked."""
     synth = _get(data_cfg, "synth") or {}
-    cases, shape = validate_options(_get(synth, "cases", 20), list(_get(synth, "shape", [64, 64, 48])),
-                                    "data.synth.cases", "data.synth.shape")
+    cases, shape = validate_options(
+        _get(synth, "cases", 20),
+        list(_get(synth, "shape", [64, 64, 48])),
+        "data.synth.cases",
+        "data.synth.shape",
+    )
     return cases, shape, int(_get(synth, "seed", 0))
 
 
@@ -462,8 +548,9 @@ def synthetic_root(data_cfg: Any) -> Path:
 def ensure_synthetic_dataset(data_cfg: Any) -> Path:
     """Return the root of the synthetic data set, generating it into the cache first if needed.
 
-    ``data_cfg`` is the ``data`` config (DictConfig or dict). When ``data.root`` is set it is returned as is.
-    A lock file keeps two processes (sweep jobs) from generating the same set at once.
+    ``data_cfg`` is the ``data`` config (DictConfig or dict). When ``data.root`` is set it is
+    returned as is. A lock file keeps two processes (sweep jobs) from generating the same set at
+    once.
     """
     root = _get(data_cfg, "root")
     if root not in (None, ""):

@@ -1,4 +1,5 @@
-"""Score a folder of predicted segmentations from any tool against the reference segs of a BraTS root."""
+"""Score a folder of predicted segmentations from any tool against the reference segs of a BraTS
+root."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def _prediction_files(pred_dir: Path) -> dict[str, Path]:
 
 
 def prediction_classes(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from 2023), and the
-    file's affine."""
+    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from
+    2023), and the file's affine."""
     from brats_seg.data.labels import labels_to_classes
     from brats_seg.data.nifti import read_nifti
 
@@ -50,9 +51,14 @@ def missing_scores() -> dict[str, dict[str, float]]:
     return {region: {"dice": 0.0, "hd95": HD95_EMPTY} for region in REGIONS}
 
 
-def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
-                            empty_rule: str = "brats",
-                            allow_missing: bool = True, lesionwise: bool = True) -> dict[str, Any]:
+def score_prediction_folder(
+    pred_dir: Path,
+    ref_root: Path,
+    out_dir: Path,
+    empty_rule: str = "brats",
+    allow_missing: bool = True,
+    lesionwise: bool = True,
+) -> dict[str, Any]:
     """Score every reference case; one without a prediction scores Dice 0 / HD95 373.13 and is
     listed in ``missing`` (with ``allow_missing=False``, an error before anything is written)."""
     from brats_seg.data.discovery import find_cases
@@ -65,12 +71,16 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
     references = {c.case_id: c for c in find_cases(ref_root) if c.seg is not None}
     matched = sorted(set(predictions) & set(references))
     if not matched:
-        raise DataError(f"no case id is both predicted in {pred_dir} and has a reference seg under {ref_root}")
+        raise DataError(
+            f"no case id is both predicted in {pred_dir} and has a reference seg under {ref_root}"
+        )
     missing = sorted(set(references) - set(predictions))
     if missing and not allow_missing:
-        raise DataError(f"{len(missing)} of {len(references)} reference case(s) under {ref_root} "
-                        f"have no prediction in {pred_dir} ({', '.join(missing)}); "
-                        "evaluate.allow_missing=false")
+        raise DataError(
+            f"{len(missing)} of {len(references)} reference case(s) under {ref_root} "
+            f"have no prediction in {pred_dir} ({', '.join(missing)}); "
+            "evaluate.allow_missing=false"
+        )
     per_patient = []
     for case_id in sorted(references):
         if case_id in missing:
@@ -80,16 +90,21 @@ def score_prediction_folder(pred_dir: Path, ref_root: Path, out_dir: Path,
                 labels, image = read_nifti(case.seg)
                 ref = labels_to_classes(labels, case.convention, str(case.seg))
                 spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
-                per_patient[-1]["lesionwise"] = lesion_scores(np.zeros_like(ref), ref,
-                                                              spacing=spacing)
+                per_patient[-1]["lesionwise"] = lesion_scores(
+                    np.zeros_like(ref), ref, spacing=spacing
+                )
             continue
         case = references[case_id]
         labels, image = read_nifti(case.seg)
         ref = labels_to_classes(labels, case.convention, str(case.seg))
         spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
         pred, pred_affine = prediction_classes(predictions[case_id])
-        check_geometry(predictions[case_id], pred.shape, pred_affine, case.seg, ref.shape, image.affine)
-        per_patient.append({"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)})
+        check_geometry(
+            predictions[case_id], pred.shape, pred_affine, case.seg, ref.shape, image.affine
+        )
+        per_patient.append(
+            {"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)}
+        )
         if lesionwise:
             per_patient[-1]["lesionwise"] = lesion_scores(pred, ref, spacing=spacing)
     metrics = {

@@ -1,5 +1,5 @@
-"""Evaluation metrics in plain numpy/scipy (no TensorFlow): the study's pooled confusion matrix and the
-BraTS per-patient region metrics."""
+"""Evaluation metrics in plain numpy/scipy (no TensorFlow): the study's pooled confusion matrix and
+the BraTS per-patient region metrics."""
 
 from brats_seg.metrics.confusion import (
     METRIC_NAMES,
@@ -7,7 +7,15 @@ from brats_seg.metrics.confusion import (
     confusion_matrix,
     per_class_metrics,
 )
-from brats_seg.metrics.regions import EMPTY_RULES, HD95_EMPTY, REGIONS, dice, hd95, region_scores, summarise
+from brats_seg.metrics.regions import (
+    EMPTY_RULES,
+    HD95_EMPTY,
+    REGIONS,
+    dice,
+    hd95,
+    region_scores,
+    summarise,
+)
 
 __all__ = [
     "EMPTY_RULES",

@@ -1,13 +1,13 @@
 """The study's pooled confusion matrix and its one-vs-rest per-class metrics (numpy only).
 
-Every test pixel (argmax class) goes into one KxK matrix, rows = truth, columns = prediction. Per class c,
-one-vs-rest: sensitivity TP/(TP+FN), specificity TN/(TN+FP), F1 2TP/(2TP+FP+FN), precision TP/(TP+FP).
-A ratio whose denominator is 0 (for example precision of a class never predicted) is NaN, and the column
-averages skip NaN entries (``col_ave`` over all classes as the study printed it, background included;
-``col_ave_tumour`` over classes 1..3 only); a column with no defined entry averages to NaN.
-``col_ave_study`` is the study's own arithmetic, a plain mean in which one NaN makes the average
-NaN: a model that never predicts some class gets a good-looking ``col_ave`` but a NaN
-``col_ave_study``. Such a model is flagged: ``never_predicted`` lists the classes present in the
+Every test pixel (argmax class) goes into one KxK matrix, rows = truth, columns = prediction. Per
+class c, one-vs-rest: sensitivity TP/(TP+FN), specificity TN/(TN+FP), F1 2TP/(2TP+FP+FN), precision
+TP/(TP+FP). A ratio whose denominator is 0 (for example precision of a class never predicted) is
+NaN, and the column averages skip NaN entries (``col_ave`` over all classes as the study printed it,
+background included; ``col_ave_tumour`` over classes 1..3 only); a column with no defined entry
+averages to NaN. ``col_ave_study`` is the study's own arithmetic, a plain mean in which one NaN
+makes the average NaN: a model that never predicts some class gets a good-looking ``col_ave`` but a
+NaN ``col_ave_study``. Such a model is flagged: ``never_predicted`` lists the classes present in the
 truth that no pixel was predicted as.
 """
 
@@ -40,14 +40,20 @@ def _labels_u8(labels: np.ndarray, num_classes: int, what: str) -> np.ndarray:
     return flat if flat.dtype == np.uint8 else flat.astype(np.uint8)
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
     """(K, K) int64 matrix of pixel counts, rows = true class, columns = predicted class.
 
     Arrays of any (equal) shape holding integer labels 0..K-1; uint8 input avoids a conversion copy.
-    One pass: the pair code ``true * K + pred`` (uint8 when K*K <= 256) is histogrammed chunk by chunk.
+    One pass: the pair code ``true * K + pred`` (uint8 when K*K <= 256) is histogrammed chunk by
+    chunk.
     """
     if np.shape(y_true) != np.shape(y_pred):
-        raise DataError(f"confusion matrix: truth shape {np.shape(y_true)} != prediction shape {np.shape(y_pred)}")
+        raise DataError(
+            f"confusion matrix: truth shape {np.shape(y_true)} "
+            f"!= prediction shape {np.shape(y_pred)}"
+        )
     truth = _labels_u8(y_true, num_classes, "truth")
     pred = _labels_u8(y_pred, num_classes, "prediction")
     bins = num_classes * num_classes
@@ -64,7 +70,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 
 
 
 class ConfusionAccumulator:
-    """Pools confusion matrices over batches: ``acc.add(true_batch, pred_batch)``, then ``acc.matrix``."""
+    """Pools confusion matrices over batches: ``acc.add(true_batch, pred_batch)``, then
+    ``acc.matrix``."""
 
     def __init__(self, num_classes: int = NUM_CLASSES):
         self.num_classes = num_classes
@@ -100,8 +107,9 @@ def per_class_metrics(cm: np.ndarray) -> dict:
     """One-vs-rest metrics of a pooled confusion matrix.
 
     Returns ``{"labels": [...], "sensitivity": [K floats], "specificity": [...], "f1": [...],
-    "precision": [...], "col_ave": {metric: mean over all K classes}, "col_ave_tumour": {metric: mean over
-    classes 1..K-1}}``. Undefined ratios (denominator 0) are NaN and skipped by the averages.
+    "precision": [...], "col_ave": {metric: mean over all K classes}, "col_ave_tumour": {metric:
+    mean over classes 1..K-1}}``. Undefined ratios (denominator 0) are NaN and skipped by the
+    averages.
     """
     cm = np.asarray(cm, dtype=np.int64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:

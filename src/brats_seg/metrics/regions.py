@@ -5,17 +5,18 @@ WT = {1, 2, 3}, TC = {1, 3}, ET = {3}.
 
 Dice = 2|A and B| / (|A| + |B|).
 
-HD95 (mm) follows the usual symmetric surface-distance definition (medpy / nnU-Net): the surface of a mask is
-the mask minus its binary erosion (6-connected structuring element, outside the volume counts as background);
-for every surface voxel of A the Euclidean distance to the nearest surface voxel of B, and vice versa, in mm
-via ``distance_transform_edt(sampling=spacing)``; HD95 is the 95th percentile of the union of both sets.
-The distance transforms run on the bounding box of both masks plus a margin, which gives the same distances
-as the full volume (every surface voxel lies inside the box) at a fraction of the cost.
+HD95 (mm) follows the usual symmetric surface-distance definition (medpy / nnU-Net): the surface of
+a mask is the mask minus its binary erosion (6-connected structuring element, outside the volume
+counts as background); for every surface voxel of A the Euclidean distance to the nearest surface
+voxel of B, and vice versa, in mm via ``distance_transform_edt(sampling=spacing)``; HD95 is the 95th
+percentile of the union of both sets. The distance transforms run on the bounding box of both masks
+plus a margin, which gives the same distances as the full volume (every surface voxel lies inside
+the box) at a fraction of the cost.
 
 Empty regions (a region absent from prediction and/or reference), ``empty_rule``:
   - "brats" (default; BraTS 2017-2021 and nnU-Net): both empty -> Dice 1, HD95 0;
-    exactly one empty -> Dice 0, HD95 373.13 (the diagonal of a 240x240x155 volume at 1 mm, whatever the
-    spacing).
+    exactly one empty -> Dice 0, HD95 373.13 (the diagonal of a 240x240x155 volume at 1 mm, whatever
+    the spacing).
   - "nan" (the official brats-evaluation package): both empty -> Dice NaN, HD95 NaN (skipped by
     ``summarise``); exactly one empty -> Dice 0, HD95 373.13.
 """
@@ -42,12 +43,19 @@ _SURFACE_STRUCTURE = ndimage.generate_binary_structure(3, 1)
 
 def check_empty_rule(empty_rule: str) -> str:
     if empty_rule not in EMPTY_RULES:
-        raise ConfigError(f"evaluate.empty_rule: must be one of {', '.join(EMPTY_RULES)}, got {empty_rule!r}")
+        raise ConfigError(
+            f"evaluate.empty_rule: must be one of {', '.join(EMPTY_RULES)}, got {empty_rule!r}"
+        )
     return empty_rule
 
 
-def _empty_case(pred_mask: np.ndarray, ref_mask: np.ndarray, empty_rule: str,
-                both_empty_brats: float, one_empty: float) -> float | None:
+def _empty_case(
+    pred_mask: np.ndarray,
+    ref_mask: np.ndarray,
+    empty_rule: str,
+    both_empty_brats: float,
+    one_empty: float,
+) -> float | None:
     """The value fixed by the empty-region rule, or None when both masks are non-empty."""
     check_empty_rule(empty_rule)
     pred_any, ref_any = bool(pred_mask.any()), bool(ref_mask.any())
@@ -68,12 +76,17 @@ def dice(pred_mask: np.ndarray, ref_mask: np.ndarray, empty_rule: str = "brats")
     return 2.0 * overlap / (np.count_nonzero(pred_mask) + np.count_nonzero(ref_mask))
 
 
-def hd95(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-         empty_rule: str = "brats") -> float:
-    """95th-percentile symmetric surface distance in mm (see the module docstring for the definition).
+def hd95(
+    pred_mask: np.ndarray,
+    ref_mask: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    empty_rule: str = "brats",
+) -> float:
+    """95th-percentile symmetric surface distance in mm (see the module docstring for the
+    definition).
 
-    ``spacing`` is the voxel size along each array axis. Both masks empty: 0 ("brats") or NaN ("nan");
-    exactly one empty: 373.13.
+    ``spacing`` is the voxel size along each array axis. Both masks empty: 0 ("brats") or NaN
+    ("nan"); exactly one empty: 373.13.
     """
     pred_mask, ref_mask = _bool_pair(pred_mask, ref_mask)
     spacing = _checked_spacing(spacing, pred_mask.ndim)
@@ -88,33 +101,44 @@ def hd95(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float] =
     return float(np.percentile(np.concatenate([to_ref, to_pred]), 95))
 
 
-def region_scores(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                  empty_rule: str = "brats") -> dict[str, dict[str, float]]:
-    """Dice and HD95 of WT, TC and ET for one patient: ``{"WT": {"dice": x, "hd95": x}, "TC": ..., "ET": ...}``.
+def region_scores(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    empty_rule: str = "brats",
+) -> dict[str, dict[str, float]]:
+    """Dice and HD95 of WT, TC and ET for one patient: ``{"WT": {"dice": x, "hd95": x}, "TC": ...,
+    "ET": ...}``.
 
     ``pred`` and ``ref`` are 3D label volumes (0..3, ET = 3) of the same shape.
     """
     check_empty_rule(empty_rule)
     pred, ref = np.asarray(pred), np.asarray(ref)
     if pred.shape != ref.shape or pred.ndim != 3:
-        raise DataError(f"region scores: need two 3D volumes of one shape, got {pred.shape} and {ref.shape}")
+        raise DataError(
+            f"region scores: need two 3D volumes of one shape, got {pred.shape} and {ref.shape}"
+        )
     for volume, what in ((pred, "prediction"), (ref, "reference")):
         if volume.size and (volume.min() < 0 or volume.max() > 3):
-            raise DataError(f"region scores: {what} labels must be in 0..3 (ET = 3), found "
-                            f"{volume.min()}..{volume.max()}")
+            raise DataError(
+                f"region scores: {what} labels must be in 0..3 (ET = 3), found "
+                f"{volume.min()}..{volume.max()}"
+            )
     scores = {}
     for region, labels in REGIONS.items():
         pred_mask, ref_mask = np.isin(pred, labels), np.isin(ref, labels)
-        scores[region] = {"dice": float(dice(pred_mask, ref_mask, empty_rule)),
-                          "hd95": float(hd95(pred_mask, ref_mask, spacing, empty_rule))}
+        scores[region] = {
+            "dice": float(dice(pred_mask, ref_mask, empty_rule)),
+            "hd95": float(hd95(pred_mask, ref_mask, spacing, empty_rule)),
+        }
     return scores
 
 
 def summarise(per_patient: list[dict]) -> dict[str, dict[str, float]]:
     """Mean and median over patients of each region's Dice and HD95, NaN entries skipped.
 
-    Returns ``{"WT": {"dice_mean", "dice_median", "hd95_mean", "hd95_median"}, "TC": ..., "ET": ...}``;
-    a statistic with no non-NaN value (or no patients) is NaN.
+    Returns ``{"WT": {"dice_mean", "dice_median", "hd95_mean", "hd95_median"}, "TC": ..., "ET":
+    ...}``; a statistic with no non-NaN value (or no patients) is NaN.
     """
     summary = {}
     with warnings.catch_warnings():
@@ -122,9 +146,15 @@ def summarise(per_patient: list[dict]) -> dict[str, dict[str, float]]:
         for region in REGIONS:
             summary[region] = {}
             for metric in ("dice", "hd95"):
-                values = np.array([patient[region][metric] for patient in per_patient], dtype=np.float64)
-                summary[region][f"{metric}_mean"] = float(np.nanmean(values)) if values.size else math.nan
-                summary[region][f"{metric}_median"] = float(np.nanmedian(values)) if values.size else math.nan
+                values = np.array(
+                    [patient[region][metric] for patient in per_patient], dtype=np.float64
+                )
+                summary[region][f"{metric}_mean"] = (
+                    float(np.nanmean(values)) if values.size else math.nan
+                )
+                summary[region][f"{metric}_median"] = (
+                    float(np.nanmedian(values)) if values.size else math.nan
+                )
     return summary
 
 
@@ -152,6 +182,9 @@ def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
-    """Voxels of the mask with at least one 6-neighbour outside it (outside the array counts as outside)."""
-    structure = _SURFACE_STRUCTURE if mask.ndim == 3 else ndimage.generate_binary_structure(mask.ndim, 1)
+    """Voxels of the mask with at least one 6-neighbour outside it (outside the array counts as
+    outside)."""
+    structure = (
+        _SURFACE_STRUCTURE if mask.ndim == 3 else ndimage.generate_binary_structure(mask.ndim, 1)
+    )
     return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)

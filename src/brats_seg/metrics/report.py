@@ -1,4 +1,5 @@
-"""Turn evaluation numbers into the run folder's metrics.json and the study's per-class table (metrics.md)."""
+"""Turn evaluation numbers into the run folder's metrics.json and the study's per-class table
+(metrics.md)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,16 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
     per_class = metrics["per_class"]
     lines = [f"# {title}".rstrip(), ""] if title else []
     if metrics.get("collapsed"):
-        lines += [f"**{metrics['collapsed']}**: the NaN-skipping Col Ave flatters this model; see "
-                  "the NaN-propagating row.", ""]
+        lines += [
+            f"**{metrics['collapsed']}**: the NaN-skipping Col Ave flatters this model; see "
+            "the NaN-propagating row.",
+            "",
+        ]
     lines += [
-        "Pooled over every test pixel of the selected slices (the study's format; background included in Col Ave).",
+        (
+            "Pooled over every test pixel of the selected slices "
+            "(the study's format; background included in Col Ave)."
+        ),
         "",
         "|  | Sensitivity | Specificity | F1 | Precision |",
         "| --- | --- | --- | --- | --- |",
@@ -30,9 +37,11 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
     for i, label in enumerate(per_class["labels"]):
         cells = " | ".join(_fmt(per_class[m][i]) for m in METRIC_NAMES)
         lines.append(f"| {i} {label} | {cells} |")
-    averages = (("col_ave", "Col Ave (NaN skipped)"),
-                ("col_ave_study", "Col Ave (study: NaN propagates)"),
-                ("col_ave_tumour", "Col Ave (tumour classes)"))
+    averages = (
+        ("col_ave", "Col Ave (NaN skipped)"),
+        ("col_ave_study", "Col Ave (study: NaN propagates)"),
+        ("col_ave_tumour", "Col Ave (tumour classes)"),
+    )
     for key, name in averages:
         if key not in metrics:  # written before the study's arithmetic was recorded
             continue
@@ -43,7 +52,10 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
         n = len(metrics.get("per_patient", []))
         lines += [
             "",
-            f"BraTS regions on whole test volumes ({n} patients; empty-region rule: {metrics.get('empty_rule', 'brats')}).",
+            (
+                f"BraTS regions on whole test volumes ({n} patients; "
+                f"empty-region rule: {metrics.get('empty_rule', 'brats')})."
+            ),
             "",
             "| region | Dice mean | Dice median | HD95 mean (mm) | HD95 median (mm) |",
             "| --- | --- | --- | --- | --- |",
@@ -77,8 +89,10 @@ def lesionwise_markdown(metrics: dict[str, Any]) -> list[str]:
         for region in REGIONS:
             r = regions[region]
             dice = r.get("dsc_mean", r.get("dice_mean"))
-            lines.append(f"| {convention} | {region} | {_fmt(dice)} | {_fmt(r['hd95_mean'], 2)} | "
-                         f"{r['tp']} | {r['fp']} | {r['fn']} |")
+            lines.append(
+                f"| {convention} | {region} | {_fmt(dice)} | {_fmt(r['hd95_mean'], 2)} | "
+                f"{r['tp']} | {r['fp']} | {r['fn']} |"
+            )
     lines.append("")
     lines += [f"- {convention}: {names.get(convention, '')}" for convention in lesionwise]
     return lines

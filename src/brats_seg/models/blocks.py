@@ -1,4 +1,5 @@
-"""Building blocks shared by the model families. Built-in Keras layers only, so `.keras` files reload as is.
+"""Building blocks shared by the model families. Built-in Keras layers only, so `.keras` files
+reload as is.
 
 Naming: a unit with prefix "enc1" and suffix "1" creates "enc1_conv1", "enc1_bn1" and "enc1_relu1".
 """
@@ -13,7 +14,8 @@ from brats_seg.errors import ConfigError
 
 
 class DropoutPlan:
-    """Inserts Dropout after the units and blocks named in `dropout_after`, and checks every name was used."""
+    """Inserts Dropout after the units and blocks named in `dropout_after`, and checks every name
+    was used."""
 
     def __init__(self, model: str, rate: float, names: Iterable[str]) -> None:
         self.model = model
@@ -32,26 +34,53 @@ class DropoutPlan:
         unused = [name for name in self.wanted if name not in self.offered]
         if unused:
             raise ConfigError(
-                f"model {self.model}: model.dropout_after names {', '.join(unused)}, which this model does not "
+                f"model {self.model}: model.dropout_after names {', '.join(unused)}, "
+                "which this model does not "
                 f"have (valid: {', '.join(self.offered)})"
             )
 
 
-def conv_unit(x, filters: int, prefix: str, suffix: str = "", *, batch_norm: bool, dilation: int = 1,
-              kernel_size: int = 3):
-    """Conv(k x k, same, bias) -> [BatchNorm] -> ReLU. Without batch norm the ReLU is the conv's activation."""
+def conv_unit(
+    x,
+    filters: int,
+    prefix: str,
+    suffix: str = "",
+    *,
+    batch_norm: bool,
+    dilation: int = 1,
+    kernel_size: int = 3,
+):
+    """Conv(k x k, same, bias) -> [BatchNorm] -> ReLU. Without batch norm the ReLU is the conv's
+    activation."""
     conv_name = f"{prefix}_conv{suffix}"
     if not batch_norm:
-        return layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation, activation="relu",
-                             name=conv_name)(x)
-    x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation, name=conv_name)(x)
+        return layers.Conv2D(
+            filters,
+            kernel_size,
+            padding="same",
+            dilation_rate=dilation,
+            activation="relu",
+            name=conv_name,
+        )(x)
+    x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation, name=conv_name)(
+        x
+    )
     x = layers.BatchNormalization(name=f"{prefix}_bn{suffix}")(x)
     return layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
 
 
-def conv_block(x, filters: int, prefix: str, *, convs: int, batch_norm: bool, dilation: int,
-               dropout: DropoutPlan):
-    """`convs` conv units; Dropout may follow any unit ("enc3_conv1") or the whole block ("enc3")."""
+def conv_block(
+    x,
+    filters: int,
+    prefix: str,
+    *,
+    convs: int,
+    batch_norm: bool,
+    dilation: int,
+    dropout: DropoutPlan,
+):
+    """`convs` conv units; Dropout may follow any unit ("enc3_conv1") or the whole block
+    ("enc3")."""
     for index in range(1, convs + 1):
         x = conv_unit(x, filters, prefix, str(index), batch_norm=batch_norm, dilation=dilation)
         x = dropout.after(x, f"{prefix}_conv{index}")
@@ -67,6 +96,7 @@ def upsample(x, factor: int, interpolation: str, name: str):
 
 
 def softmax_head(x, num_classes: int, conv_name: str = "head", output_name: str = "softmax"):
-    """Conv1x1(num_classes) -> softmax computed in float32 (so mixed precision never yields bf16 outputs)."""
+    """Conv1x1(num_classes) -> softmax computed in float32 (so mixed precision never yields bf16
+    outputs)."""
     x = layers.Conv2D(num_classes, 1, name=conv_name)(x)
     return layers.Activation("softmax", dtype="float32", name=output_name)(x)

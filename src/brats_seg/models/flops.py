@@ -5,8 +5,9 @@ Counted: the multiply-accumulates of the layers that carry weights, FLOPs = 2 x 
 * DepthwiseConv2D / SeparableConv2D: the same rule applied to each kernel, at the output resolution;
 * Conv2DTranspose: H_in * W_in * kh * kw * C_in * C_out;
 * Dense: (number of positions it is applied to) * C_in * C_out.
-Not counted (as in architectures.md section 6): bias adds, batch norm, activations, pooling, upsampling,
-concatenation, add and multiply. For the study's models they are well under 1% of the total.
+Not counted (as in architectures.md section 6): bias adds, batch norm, activations, pooling,
+upsampling, concatenation, add and multiply. For the study's models they are well under 1% of the
+total.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import math
 
 
 def count_flops(model) -> int:
-    """Forward FLOPs (2 x multiply-accumulates of conv / transposed-conv / dense layers) for one sample."""
+    """Forward FLOPs (2 x multiply-accumulates of conv / transposed-conv / dense layers) for one
+    sample."""
     return 2 * sum(layer_macs(layer) for layer in _leaf_layers(model))
 
 
@@ -38,7 +40,8 @@ def layer_macs(layer) -> int:
 
 
 def _positions(shape) -> int:
-    """Number of positions a kernel is applied at: the product of the dims between batch and channels."""
+    """Number of positions a kernel is applied at: the product of the dims between batch and
+    channels."""
     dims = shape[1:-1]
     if any(d is None for d in dims):
         raise ValueError(f"FLOPs need a fixed input size; got a layer shape {tuple(shape)}")

@@ -1,10 +1,10 @@
 """The options of each model family: their fields, validation and the input-size divisor.
 
-No TensorFlow here: the data layer asks for `divisor()` and a bad option fails before any graph is built.
-The fields of each class are exactly the keys a model config holds besides `name` and `family`.
-Their defaults live in one place, the family base `configs/base/model/<family>.yaml` that every
-`configs/model/*.yaml` extends, so the classes here have none: a config missing a key is refused,
-naming it.
+No TensorFlow here: the data layer asks for `divisor()` and a bad option fails before any graph is
+built. The fields of each class are exactly the keys a model config holds besides `name` and
+`family`. Their defaults live in one place, the family base `configs/base/model/<family>.yaml` that
+every `configs/model/*.yaml` extends, so the classes here have none: a config missing a key is
+refused, naming it.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ class UNetOptions:
     convs_per_block: int
     batch_norm: bool
     upsample: str
-    # Overrides `upsample` for the deepest decoder step only (architecture F: transpose, then nearest).
+    # Overrides `upsample` for the deepest decoder step only (architecture F: transpose, then
+    # nearest).
     first_upsample: str | None
     # One rate for every encoder conv, or one per encoder level followed by one for the bridge.
     encoder_dilation: int | tuple[int, ...]
     dropout_rate: float
-    # Unit names ("enc3_conv1") or block names ("enc3", "bridge", "dec4") followed by Dropout(dropout_rate).
+    # Unit names ("enc3_conv1") or block names ("enc3", "bridge", "dec4") followed by
+    # Dropout(dropout_rate).
     dropout_after: tuple[str, ...]
 
     family: ClassVar[str] = "unet"
@@ -67,8 +69,9 @@ class UNetOptions:
 class UNet3PlusOptions:
     """U-Net 3+ family (architectures G and H, and the full five-scale model of Huang et al. 2020).
 
-    The number of scales is len(filters) + 1 with a bridge (the paper's model: filters 64..512, bridge 1024,
-    five scales) and len(filters) without (the study's models: every level gets a fusion stage).
+    The number of scales is len(filters) + 1 with a bridge (the paper's model: filters 64..512,
+    bridge 1024, five scales) and len(filters) without (the study's models: every level gets a
+    fusion stage).
     """
 
     filters: tuple[int, ...]
@@ -101,13 +104,16 @@ class UNet3PlusOptions:
         _check_choice(model, "upsample", self.upsample, ("bilinear", "nearest"))
         _check_bool(model, "deep_supervision", self.deep_supervision)
         if self.scales() < 2:
-            raise ConfigError(f"model {model}: U-Net 3+ needs at least two scales (filters plus bridge)")
+            raise ConfigError(
+                f"model {model}: U-Net 3+ needs at least two scales (filters plus bridge)"
+            )
         _check_dropout(model, self.dropout_rate, self.dropout_after)
 
 
 @dataclass(frozen=True)
 class ResUNetPPOptions:
-    """ResUNet++ (architecture I): residual units with squeeze-and-excitation, ASPP and attention."""
+    """ResUNet++ (architecture I): residual units with squeeze-and-excitation, ASPP and
+    attention."""
 
     # The stem's width, then one width per strided residual level.
     filters: tuple[int, ...]
@@ -127,7 +133,9 @@ class ResUNetPPOptions:
     def validate(self, model: str) -> None:
         _check_widths(model, "filters", self.filters)
         if len(self.filters) < 2:
-            raise ConfigError(f"model {model}: model.filters needs a stem width and at least one level")
+            raise ConfigError(
+                f"model {model}: model.filters needs a stem width and at least one level"
+            )
         _check_bool(model, "bridge", self.bridge)
         _check_positive_int(model, "bridge_filters", self.bridge_filters)
         _check_widths(model, "aspp_rates", self.aspp_rates)
@@ -166,25 +174,33 @@ class AttentionUNetOptions:
         _check_bool(model, "batch_norm", self.batch_norm)
         _check_choice(model, "upsample", self.upsample, UNetOptions.upsample_modes)
         if min(self.filters) < 2:
-            raise ConfigError(f"model {model}: model.filters must be at least 2 (the gates use half of each width)")
+            raise ConfigError(
+                f"model {model}: model.filters must be at least 2 "
+                "(the gates use half of each width)"
+            )
         _check_dropout(model, self.dropout_rate, self.dropout_after)
 
 
 OPTION_CLASSES: dict[str, type] = {
-    cls.family: cls for cls in (UNetOptions, UNet3PlusOptions, ResUNetPPOptions, AttentionUNetOptions)
+    cls.family: cls
+    for cls in (UNetOptions, UNet3PlusOptions, ResUNetPPOptions, AttentionUNetOptions)
 }
 
 
 def parse_options(model: str, family: str, raw: dict[str, Any]) -> Any:
-    """Turn the keys of a model config (without `name` and `family`) into a validated options object."""
+    """Turn the keys of a model config (without `name` and `family`) into a validated options
+    object."""
     cls = OPTION_CLASSES.get(family)
     if cls is None:
-        raise ConfigError(f"model {model}: unknown model.family '{family}' (known: {', '.join(OPTION_CLASSES)})")
+        raise ConfigError(
+            f"model {model}: unknown model.family '{family}' (known: {', '.join(OPTION_CLASSES)})"
+        )
     known = [field.name for field in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(
-            f"model {model}: unknown option(s) {', '.join('model.' + key for key in unknown)} for family "
+            f"model {model}: unknown option(s) "
+            f"{', '.join('model.' + key for key in unknown)} for family "
             f"{family} (valid: {', '.join(known)})"
         )
     missing = [key for key in known if key not in raw]
@@ -235,9 +251,18 @@ def _check_level_rates(model: str, rates: Any, levels: int, bridge: bool) -> Non
         return
     lengths = (levels, levels + 1) if not bridge else (levels + 1,)
     shape = " or ".join(str(n) for n in lengths)
-    if not (isinstance(rates, tuple) and len(rates) in lengths and all(_is_int(r) and r > 0 for r in rates)):
+    if not (
+        isinstance(rates, tuple)
+        and len(rates) in lengths
+        and all(_is_int(r) and r > 0 for r in rates)
+    ):
         shown = list(rates) if isinstance(rates, tuple) else rates
-        raise _fail(model, "encoder_dilation", f"a positive integer or a list of {shape} (levels, then bridge)", shown)
+        raise _fail(
+            model,
+            "encoder_dilation",
+            f"a positive integer or a list of {shape} (levels, then bridge)",
+            shown,
+        )
 
 
 def _check_dropout(model: str, rate: Any, names: Any) -> None:

@@ -1,4 +1,5 @@
-"""The model zoo at a glance: every model config's parameters, trainable parameters, GFLOPs and divisor."""
+"""The model zoo at a glance: every model config's parameters, trainable parameters, GFLOPs and
+divisor."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from brats_seg.errors import ConfigError
 
 FLOPS_NOTE = (
-    "GFLOPs = 2 x multiply-accumulates of the conv, transposed-conv and dense layers for one slice; "
+    "GFLOPs = 2 x multiply-accumulates of the conv, transposed-conv and dense layers "
+    "for one slice; "
     "bias, batch norm, activations, pooling and upsampling are not counted."
 )
 
@@ -36,7 +38,8 @@ def selected_names(names: Any) -> list[str]:
     unknown = [name for name in chosen if name not in available]
     if unknown:
         raise ConfigError(
-            f"option names: unknown model config(s) {', '.join(unknown)} (available: {', '.join(available)})"
+            f"option names: unknown model config(s) {', '.join(unknown)} "
+            f"(available: {', '.join(available)})"
         )
     return chosen
 
@@ -53,16 +56,26 @@ def measure(name: str, input_shape: tuple[int, int, int], num_classes: int) -> M
     keras.backend.clear_session()
     model = build_model(cfg, input_shape, num_classes)
     trainable = sum(_size(w) for w in model.trainable_weights)
-    row = ModelRow(name, family, model.count_params(), trainable, count_flops(model) / 1e9, options.divisor())
+    row = ModelRow(
+        name, family, model.count_params(), trainable, count_flops(model) / 1e9, options.divisor()
+    )
     keras.backend.clear_session()
     return row
 
 
 def format_table(rows: list[ModelRow], input_shape: tuple[int, int, int]) -> str:
     height, width, channels = input_shape
-    header = ("model", "family", "params", "trainable", f"GFLOPs/{height}x{width}x{channels}", "divisor")
+    header = (
+        "model",
+        "family",
+        "params",
+        "trainable",
+        f"GFLOPs/{height}x{width}x{channels}",
+        "divisor",
+    )
     cells = [header] + [
-        (r.name, r.family, f"{r.params:,}", f"{r.trainable:,}", f"{r.gflops:.2f}", str(r.divisor)) for r in rows
+        (r.name, r.family, f"{r.params:,}", f"{r.trainable:,}", f"{r.gflops:.2f}", str(r.divisor))
+        for r in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = []

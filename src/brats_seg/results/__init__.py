@@ -1,1 +1,2 @@
-"""Results across runs: the experiment table appended by each run, the study's results table, and labels."""
+"""Results across runs: the experiment table appended by each run, the study's results table, and
+labels."""

@@ -1,7 +1,8 @@
 """The experiment table: one CSV row per completed run, appended under a file lock.
 
-Several sweep jobs may finish at the same moment; the lock makes each append whole. ``brats-seg table`` can rebuild
-everything from the run folders, so this file is a convenience, never the only record.
+Several sweep jobs may finish at the same moment; the lock makes each append whole. ``brats-seg
+table`` can rebuild everything from the run folders, so this file is a convenience, never the only
+record.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from brats_seg.data.labels import NUM_CLASSES, REGIONS
 from brats_seg.metrics.confusion import METRIC_NAMES
 
 COLUMNS = (
-    ["finished", "run_dir", "experiment_id", "model", "loss", "optimizer", "preprocessing", "params"]
+    [
+        "finished",
+        "run_dir",
+        "experiment_id",
+        "model",
+        "loss",
+        "optimizer",
+        "preprocessing",
+        "params",
+    ]
     + [f"{m}_{i}" for m in METRIC_NAMES for i in range(NUM_CLASSES)]
     + [f"{m}_col_ave" for m in METRIC_NAMES]
     + [f"{r}_dice_mean" for r in REGIONS]
@@ -41,7 +51,9 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
     with FileLock(str(path) + ".lock", timeout=120):
         new = not path.exists() or path.stat().st_size == 0
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )
         if new:
             writer.writeheader()
         writer.writerow({k: _cell(row.get(k)) for k in COLUMNS})

@@ -150,7 +150,11 @@ def slurm_tf_config(environ: Mapping[str, str] | None = None) -> dict | None:
             f"match the {len(hosts)} nodes of SLURM_STEP_NODELIST"
         )
     ports = _slurm_ports(environ, max(per_node))
-    addresses = [f"{host}:{ports[k]}" for host, count in zip(hosts, per_node) for k in range(count)]
+    addresses = [
+        f"{host}:{ports[k]}"
+        for host, count in zip(hosts, per_node, strict=True)
+        for k in range(count)
+    ]
     rank = int(environ["SLURM_PROCID"])
     node, local = environ.get("SLURM_NODEID"), environ.get("SLURM_LOCALID")
     if node is not None and local is not None and rank != sum(per_node[: int(node)]) + int(local):

@@ -50,7 +50,8 @@ def auto_precision(gpu_capabilities: list[tuple[int, int]], cpu_bf16: bool) -> s
 
 
 def configure_cpu_devices(count: int | None) -> None:
-    """Split the CPU into ``count`` logical devices (must run before TensorFlow initialises its devices)."""
+    """Split the CPU into ``count`` logical devices (must run before TensorFlow initialises its
+    devices)."""
     if not count or count <= 1:
         return
     import tensorflow as tf
@@ -60,9 +61,13 @@ def configure_cpu_devices(count: int | None) -> None:
     if current and len(current) == count:
         return
     try:
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
     except RuntimeError as err:
-        raise ConfigError(f"trainer.cpu_devices={count}: TensorFlow devices were already initialised ({err})") from err
+        raise ConfigError(
+            f"trainer.cpu_devices={count}: TensorFlow devices were already initialised ({err})"
+        ) from err
 
 
 def make_strategy(name: str):

@@ -1,8 +1,9 @@
 """Keras optimizers and learning-rate schedules from the composed ``optimizer`` config node.
 
-Options (configs/optimizer/*.yaml): ``name`` (adam | adagrad | sgd | adamw), ``lr``, ``weight_decay`` (null or
->= 0; required for adamw), ``momentum`` and ``nesterov`` (sgd), ``initial_accumulator_value`` (adagrad) and
-``schedule`` with ``name`` constant | cosine | plateau, ``min_lr``, ``factor``, ``patience``.
+Options (configs/optimizer/*.yaml): ``name`` (adam | adagrad | sgd | adamw), ``lr``,
+``weight_decay`` (null or >= 0; required for adamw), ``momentum`` and ``nesterov`` (sgd),
+``initial_accumulator_value`` (adagrad) and ``schedule`` with ``name`` constant | cosine | plateau,
+``min_lr``, ``factor``, ``patience``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def _as_dict(opt_cfg: Any) -> dict[str, Any]:
     if isinstance(opt_cfg, DictConfig):
         return OmegaConf.to_container(opt_cfg, resolve=True)
     if isinstance(opt_cfg, Mapping):
-        return {key: dict(value) if isinstance(value, Mapping) else value for key, value in opt_cfg.items()}
+        return {
+            key: dict(value) if isinstance(value, Mapping) else value
+            for key, value in opt_cfg.items()
+        }
     raise ConfigError(f"optimizer: expected a mapping with a 'name', got {type(opt_cfg).__name__}")
 
 
@@ -45,17 +49,26 @@ def _optimizer_name(cfg: dict[str, Any]) -> str:
         raise ConfigError(f"optimizer={name}: unknown optimizer (valid: {valid})")
     unknown = sorted(set(cfg) - set(_OPTIONS[name]))
     if unknown:
-        raise ConfigError(f"optimizer.{unknown[0]}: not an option of optimizer={name} "
-                          f"(valid: {', '.join(_OPTIONS[name])})")
+        raise ConfigError(
+            f"optimizer.{unknown[0]}: not an option of optimizer={name} "
+            f"(valid: {', '.join(_OPTIONS[name])})"
+        )
     return name
 
 
-def _number(value: Any, key: str, low: float = 0.0, low_open: bool = False, high: float | None = None,
-            high_open: bool = False) -> float:
+def _number(
+    value: Any,
+    key: str,
+    low: float = 0.0,
+    low_open: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise ConfigError(f"optimizer.{key}: expected a number, got {value!r}")
     if (value <= low if low_open else value < low) or (
-            high is not None and (value >= high if high_open else value > high)):
+        high is not None and (value >= high if high_open else value > high)
+    ):
         lower = f"{'>' if low_open else '>='} {low:g}"
         upper = "" if high is None else f" and {'<' if high_open else '<='} {high:g}"
         raise ConfigError(f"optimizer.{key}: must be {lower}{upper}, got {value!r}")
@@ -69,44 +82,65 @@ def _schedule(cfg: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(schedule, Mapping):
         raise ConfigError(f"optimizer.schedule: expected a mapping with a 'name', got {schedule!r}")
     if schedule.get("name") not in SCHEDULE_NAMES:
-        raise ConfigError(f"optimizer.schedule.name={schedule.get('name')}: unknown schedule "
-                          f"(valid: {', '.join(SCHEDULE_NAMES)})")
+        raise ConfigError(
+            f"optimizer.schedule.name={schedule.get('name')}: unknown schedule "
+            f"(valid: {', '.join(SCHEDULE_NAMES)})"
+        )
     unknown = sorted(set(schedule) - set(_SCHEDULE_OPTIONS))
     if unknown:
-        raise ConfigError(f"optimizer.schedule.{unknown[0]}: unknown option (valid: {', '.join(_SCHEDULE_OPTIONS)})")
+        raise ConfigError(
+            f"optimizer.schedule.{unknown[0]}: unknown option "
+            f"(valid: {', '.join(_SCHEDULE_OPTIONS)})"
+        )
     return dict(schedule)
 
 
 def _learning_rate(lr: float, schedule: dict[str, Any], steps_total: int | None):
     if schedule["name"] != "cosine":
         return lr
-    if steps_total is None or isinstance(steps_total, bool) or not isinstance(steps_total, int) or steps_total < 1:
-        raise ConfigError(f"optimizer.schedule.name=cosine: needs the total number of training steps "
-                          f"(got {steps_total!r})")
+    if (
+        steps_total is None
+        or isinstance(steps_total, bool)
+        or not isinstance(steps_total, int)
+        or steps_total < 1
+    ):
+        raise ConfigError(
+            f"optimizer.schedule.name=cosine: needs the total number of training steps "
+            f"(got {steps_total!r})"
+        )
     min_lr = _number(schedule.get("min_lr", 0.0), "schedule.min_lr", high=lr)
-    return keras.optimizers.schedules.CosineDecay(initial_learning_rate=lr, decay_steps=steps_total,
-                                                  alpha=min_lr / lr)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=lr, decay_steps=steps_total, alpha=min_lr / lr
+    )
 
 
 def _callbacks(lr: float, schedule: dict[str, Any]) -> list[keras.callbacks.Callback]:
     if schedule["name"] != "plateau":
         return []
-    factor = _number(schedule.get("factor", 0.5), "schedule.factor", low_open=True, high=1.0, high_open=True)
+    factor = _number(
+        schedule.get("factor", 0.5), "schedule.factor", low_open=True, high=1.0, high_open=True
+    )
     patience = schedule.get("patience", 3)
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        raise ConfigError(f"optimizer.schedule.patience: expected an integer >= 0, got {patience!r}")
+        raise ConfigError(
+            f"optimizer.schedule.patience: expected an integer >= 0, got {patience!r}"
+        )
     min_lr = _number(schedule.get("min_lr", 0.0), "schedule.min_lr", high=lr)
-    return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=factor, patience=patience,
-                                              min_lr=min_lr)]
+    return [
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=factor, patience=patience, min_lr=min_lr
+        )
+    ]
 
 
-def build_optimizer(opt_cfg: Any, steps_total: int | None
-                    ) -> tuple[keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
+def build_optimizer(
+    opt_cfg: Any, steps_total: int | None
+) -> tuple[keras.optimizers.Optimizer, list[keras.callbacks.Callback]]:
     """Optimizer named by ``opt_cfg.name`` and the callbacks its schedule needs.
 
-    ``steps_total`` (optimizer steps of the whole run) is needed only by the cosine schedule, which decays the
-    learning rate from ``lr`` to ``schedule.min_lr``; ``plateau`` returns a ReduceLROnPlateau callback on
-    ``val_loss``; ``constant`` keeps ``lr``.
+    ``steps_total`` (optimizer steps of the whole run) is needed only by the cosine schedule, which
+    decays the learning rate from ``lr`` to ``schedule.min_lr``; ``plateau`` returns a
+    ReduceLROnPlateau callback on ``val_loss``; ``constant`` keeps ``lr``.
     """
     cfg = _as_dict(opt_cfg)
     name = _optimizer_name(cfg)
@@ -124,14 +158,23 @@ def build_optimizer(opt_cfg: Any, steps_total: int | None
     elif name == "adamw":
         optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
     elif name == "adagrad":
-        accumulator = _number(cfg.get("initial_accumulator_value", 0.1), "initial_accumulator_value")
-        optimizer = keras.optimizers.Adagrad(learning_rate=learning_rate, weight_decay=weight_decay,
-                                             initial_accumulator_value=accumulator)
+        accumulator = _number(
+            cfg.get("initial_accumulator_value", 0.1), "initial_accumulator_value"
+        )
+        optimizer = keras.optimizers.Adagrad(
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            initial_accumulator_value=accumulator,
+        )
     else:
         nesterov = cfg.get("nesterov", False)
         if not isinstance(nesterov, bool):
             raise ConfigError(f"optimizer.nesterov: expected true or false, got {nesterov!r}")
         momentum = _number(cfg.get("momentum", 0.0), "momentum", high=1.0, high_open=True)
-        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-                                         weight_decay=weight_decay)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=learning_rate,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
     return optimizer, _callbacks(lr, schedule)

@@ -1,8 +1,10 @@
-"""Exploratory statistics of a prepared data set, over the slices selected for training (as the study did).
+"""Exploratory statistics of a prepared data set, over the slices selected for training (as the
+study did).
 
-``run_eda`` writes a report folder: ``eda.json`` (pixels per class, slices lacking each class, per-slice area
-histograms, per-case counts) and PNG figures (class totals, area histograms, random image/label overlays, a
-montage of one volume, optionally a GIF). The folder is built beside its destination and renamed into place.
+``run_eda`` writes a report folder: ``eda.json`` (pixels per class, slices lacking each class,
+per-slice area histograms, per-case counts) and PNG figures (class totals, area histograms, random
+image/label overlays, a montage of one volume, optionally a GIF). The folder is built beside its
+destination and renamed into place.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ class SliceTable:
     """Per selected slice: which case, which axial index, and the pixels of every class."""
 
     case_ids: list[str]
-    case_index: np.ndarray   # (N,) position in case_ids
-    z: np.ndarray            # (N,) axial index in the volume
-    counts: np.ndarray       # (N, 4) int64 pixels per class
+    case_index: np.ndarray  # (N,) position in case_ids
+    z: np.ndarray  # (N,) axial index in the volume
+    counts: np.ndarray  # (N, 4) int64 pixels per class
 
 
 def slice_table(prepared) -> SliceTable:
@@ -42,12 +44,16 @@ def slice_table(prepared) -> SliceTable:
         _, y = prepared.read_slices(case_id)
         selected = np.asarray(prepared.case_meta(case_id)["selected"], dtype=np.int64)
         y = np.asarray(y)
-        per_slice = np.stack([np.count_nonzero(y == c, axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1)
+        per_slice = np.stack(
+            [np.count_nonzero(y == c, axis=(1, 2)) for c in range(NUM_CLASSES)], axis=1
+        )
         counts.append(per_slice.reshape(-1, NUM_CLASSES).astype(np.int64))
         index.append(np.full(len(selected), i, dtype=np.int64))
         zs.append(selected)
     if not case_ids:
-        return SliceTable([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, NUM_CLASSES), np.int64))
+        return SliceTable(
+            [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, NUM_CLASSES), np.int64)
+        )
     return SliceTable(case_ids, np.concatenate(index), np.concatenate(zs), np.concatenate(counts))
 
 
@@ -57,7 +63,7 @@ def area_histograms(counts: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str,
     top = max([int(a.max()) for a in present_areas if a.size] or [1])
     edges = np.linspace(0, top, bins + 1)
     out = {}
-    for c, areas in zip(range(1, NUM_CLASSES), present_areas):
+    for c, areas in zip(range(1, NUM_CLASSES), present_areas, strict=True):
         hist, _ = np.histogram(areas, bins=edges)
         out[CLASS_NAMES[c]] = {
             "slices_present": int(areas.size),
@@ -71,30 +77,41 @@ def area_histograms(counts: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str,
 
 
 def label_statistics(table: SliceTable) -> dict[str, Any]:
-    """The study's EDA numbers: pixels per class and slices lacking each class, plus per-case counts."""
+    """The study's EDA numbers: pixels per class and slices lacking each class, plus per-case
+    counts."""
     counts = table.counts
     pixels = counts.sum(axis=0)
     total = int(pixels.sum())
     per_case = []
     for i, case_id in enumerate(table.case_ids):
         mine = table.case_index == i
-        per_case.append({"case_id": case_id, "selected_slices": int(mine.sum()),
-                         "pixels_per_class": counts[mine].sum(axis=0).tolist()})
+        per_case.append(
+            {
+                "case_id": case_id,
+                "selected_slices": int(mine.sum()),
+                "pixels_per_class": counts[mine].sum(axis=0).tolist(),
+            }
+        )
     slices_per_case = [c["selected_slices"] for c in per_case] or [0]
     return {
         "classes": list(CLASS_NAMES),
         "selected_slices": int(len(counts)),
-        "selected_slices_per_case": {"min": int(min(slices_per_case)), "median": float(np.median(slices_per_case)),
-                                     "max": int(max(slices_per_case))},
+        "selected_slices_per_case": {
+            "min": int(min(slices_per_case)),
+            "median": float(np.median(slices_per_case)),
+            "max": int(max(slices_per_case)),
+        },
         "pixels_per_class": pixels.tolist(),
         "pixel_share": [float(p / total) if total else 0.0 for p in pixels],
-        "slices_lacking_class": [int(np.count_nonzero(counts[:, c] == 0)) for c in range(NUM_CLASSES)],
+        "slices_lacking_class": [
+            int(np.count_nonzero(counts[:, c] == 0)) for c in range(NUM_CLASSES)
+        ],
         "area_per_slice": area_histograms(counts),
         "cases": per_case,
     }
 
 
-# ----------------------------------------------------------------------------------------------- figures
+# ------------------------------------------------------------------------------------------ figures
 
 
 def _channel_names(prepared) -> list[str]:
@@ -125,10 +142,16 @@ def plot_area_histograms(stats: dict, path: Path) -> None:
 
     fig = new_figure(10, 3.0)
     axes = fig.subplots(1, NUM_CLASSES - 1, sharex=True)
-    for ax, c in zip(axes, range(1, NUM_CLASSES)):
+    for ax, c in zip(axes, range(1, NUM_CLASSES), strict=True):
         entry = stats["area_per_slice"][CLASS_NAMES[c]]
         edges = np.asarray(entry["histogram"]["edges"])
-        ax.stairs(entry["histogram"]["counts"], edges, fill=True, color=label_colours()[c], edgecolor="black")
+        ax.stairs(
+            entry["histogram"]["counts"],
+            edges,
+            fill=True,
+            color=label_colours()[c],
+            edgecolor="black",
+        )
         median = f", median {entry['median']:.0f} px" if entry["median"] is not None else ""
         ax.set_title(f"{CLASS_NAMES[c]}: {entry['slices_present']} slices{median}", fontsize=9)
         ax.set_xlabel("pixels of the class on a slice", fontsize=8)
@@ -139,8 +162,16 @@ def plot_area_histograms(stats: dict, path: Path) -> None:
 
 
 def plot_overlays(prepared, table: SliceTable, picks: np.ndarray, path: Path) -> list[list]:
-    """One row per picked slice: every input channel, then the labels over FLAIR. Returns [[case, z], ...]."""
-    from brats_seg.viz.overlay import class_legend, grey, new_figure, overlay_rgb, save_png, to_display
+    """One row per picked slice: every input channel, then the labels over FLAIR. Returns [[case,
+    z], ...]."""
+    from brats_seg.viz.overlay import (
+        class_legend,
+        grey,
+        new_figure,
+        overlay_rgb,
+        save_png,
+        to_display,
+    )
 
     names = _channel_names(prepared)
     cols = len(names) + 1
@@ -162,8 +193,16 @@ def plot_overlays(prepared, table: SliceTable, picks: np.ndarray, path: Path) ->
                 ax.imshow(to_display(overlay_rgb(image[..., FLAIR_CHANNEL], classes)))
             if row == 0:
                 ax.set_title(names[col] if col < len(names) else "labels on flair", fontsize=8)
-        axes[row, 0].text(-0.05, 0.5, f"{table.case_ids[case]}\nz={int(table.z[pick])}", fontsize=7,
-                          rotation=90, ha="right", va="center", transform=axes[row, 0].transAxes)
+        axes[row, 0].text(
+            -0.05,
+            0.5,
+            f"{table.case_ids[case]}\nz={int(table.z[pick])}",
+            fontsize=7,
+            rotation=90,
+            ha="right",
+            va="center",
+            transform=axes[row, 0].transAxes,
+        )
         shown.append([table.case_ids[case], int(table.z[pick])])
     class_legend(fig)
     fig.tight_layout(rect=(0.02, 0.3 / (1.9 * len(picks) + 0.4), 1, 1))
@@ -181,34 +220,54 @@ def volume_frames(prepared, case_id: str) -> tuple[list[np.ndarray], list[int], 
         x0, x1, y0, y1 = box
         classes = classes[x0:x1, y0:y1]
     flair = np.asarray(x[..., FLAIR_CHANNEL], dtype=np.float32)
-    with_brain = [z for z in range(flair.shape[0]) if np.any(flair[z] != 0)] or list(range(flair.shape[0]))
+    with_brain = [z for z in range(flair.shape[0]) if np.any(flair[z] != 0)] or list(
+        range(flair.shape[0])
+    )
     frames = [to_display(overlay_rgb(flair[z], classes[:, :, z])) for z in with_brain]
     return frames, with_brain, set(int(z) for z in meta["selected"])
 
 
-def plot_montage(frames: list[np.ndarray], zs: list[int], selected: set[int], case_id: str, path: Path) -> list[int]:
-    """Up to MONTAGE_PANELS evenly spaced slices through the volume; returns the axial indices shown."""
+def plot_montage(
+    frames: list[np.ndarray], zs: list[int], selected: set[int], case_id: str, path: Path
+) -> list[int]:
+    """Up to MONTAGE_PANELS evenly spaced slices through the volume; returns the axial indices
+    shown."""
     from brats_seg.viz.overlay import save_montage
 
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(MONTAGE_PANELS, len(frames))).round().astype(int))
+    picks = np.unique(
+        np.linspace(0, len(frames) - 1, min(MONTAGE_PANELS, len(frames))).round().astype(int)
+    )
     titles = [f"z={zs[i]}" + (" *" if zs[i] in selected else "") for i in picks]
-    save_montage(path, [frames[i] for i in picks], titles, ncols=6,
-                 title=f"{case_id}: labels on FLAIR (* = selected for training)")
+    save_montage(
+        path,
+        [frames[i] for i in picks],
+        titles,
+        ncols=6,
+        title=f"{case_id}: labels on FLAIR (* = selected for training)",
+    )
     return [zs[i] for i in picks]
 
 
-def save_volume_gif(frames: list[np.ndarray], zs: list[int], selected: set[int], case_id: str, path: Path) -> None:
+def save_volume_gif(
+    frames: list[np.ndarray], zs: list[int], selected: set[int], case_id: str, path: Path
+) -> None:
     from brats_seg.viz.overlay import save_gif
 
     titles = [f"{case_id} z={z}" + (" (selected)" if z in selected else "") for z in zs]
     save_gif(path, frames, titles)
 
 
-# ----------------------------------------------------------------------------------------------- report
+# ------------------------------------------------------------------------------------------- report
 
 
-def run_eda(prepared, out: str | os.PathLike, overlays: int = 6, montage_case: str | None = None,
-            gif: bool = False, seed: int = 42) -> dict[str, Any]:
+def run_eda(
+    prepared,
+    out: str | os.PathLike,
+    overlays: int = 6,
+    montage_case: str | None = None,
+    gif: bool = False,
+    seed: int = 42,
+) -> dict[str, Any]:
     """Compute the statistics and figures of ``prepared`` and write them to the folder ``out``."""
     out = Path(out)
     check_report_target(out)
@@ -226,13 +285,23 @@ def run_eda(prepared, out: str | os.PathLike, overlays: int = 6, montage_case: s
 
 
 def overlay_picks(selected_slices: int, overlays: int, seed: int) -> np.ndarray:
-    """Rows of the slice table shown as overlays: ``overlays`` distinct random rows (sorted), drawn with ``seed``."""
+    """Rows of the slice table shown as overlays: ``overlays`` distinct random rows (sorted), drawn
+    with ``seed``."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(selected_slices, size=min(overlays, selected_slices), replace=False))
 
 
-def _write_figures(prepared, table: SliceTable, stats: dict, report: dict, folder: Path, overlays: int,
-                   montage_case: str | None, gif: bool, seed: int) -> None:
+def _write_figures(
+    prepared,
+    table: SliceTable,
+    stats: dict,
+    report: dict,
+    folder: Path,
+    overlays: int,
+    montage_case: str | None,
+    gif: bool,
+    seed: int,
+) -> None:
     figures = report["figures"]
     plot_class_totals(stats, folder / "classes.png")
     figures["classes"] = "classes.png"
@@ -256,7 +325,9 @@ def _data_description(prepared, table: SliceTable) -> dict[str, Any]:
     metas = [prepared.case_meta(c) for c in table.case_ids]
     conventions: dict[str, int] = {}
     for meta in metas:
-        conventions[meta.get("convention", "?")] = conventions.get(meta.get("convention", "?"), 0) + 1
+        conventions[meta.get("convention", "?")] = (
+            conventions.get(meta.get("convention", "?"), 0) + 1
+        )
     selection = prepared.selection
     return {
         "name": prepared.name,
@@ -268,7 +339,9 @@ def _data_description(prepared, table: SliceTable) -> dict[str, Any]:
         "slice_shape": sorted({tuple(m["slice_shape"]) for m in metas}) if metas else [],
         "channels": _channel_names(prepared),
         "selection": selection.as_dict() if hasattr(selection, "as_dict") else str(selection),
-        "preprocess": prepared.preprocess.as_dict() if hasattr(prepared.preprocess, "as_dict") else {},
+        "preprocess": prepared.preprocess.as_dict()
+        if hasattr(prepared.preprocess, "as_dict")
+        else {},
     }
 
 
@@ -277,7 +350,9 @@ def check_report_target(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / REPORT_FILE).is_file():
-        raise ConfigError(f"out={out}: folder holds other files (no {REPORT_FILE}); choose an empty or new folder")
+        raise ConfigError(
+            f"out={out}: folder holds other files (no {REPORT_FILE}); choose an empty or new folder"
+        )
 
 
 def _check_overlays(overlays: Any) -> None:
@@ -296,7 +371,7 @@ def _montage_case(prepared, montage_case: Any) -> str | None:
     return montage_case
 
 
-# ----------------------------------------------------------------------------------------------- summary
+# ------------------------------------------------------------------------------------------ summary
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -309,19 +384,25 @@ def format_summary(report: dict[str, Any]) -> str:
     shape = "/".join("x".join(str(s) for s in shp[:2]) for shp in data["slice_shape"]) or "-"
     per_case = report["selected_slices_per_case"]
     lines = [
-        f"{data['name']}: {data['cases']} cases, {report['selected_slices']} of {data['axial_slices_in_volumes']} "
-        f"axial slices selected ({rule}), slices {shape}; per case {per_case['min']}..{per_case['max']} "
+        f"{data['name']}: {data['cases']} cases, {report['selected_slices']} "
+        f"of {data['axial_slices_in_volumes']} "
+        f"axial slices selected ({rule}), slices {shape}; "
+        f"per case {per_case['min']}..{per_case['max']} "
         f"(median {per_case['median']:g})",
         f"  {'class':<11}{'pixels':>14}{'share':>9}{'slices lacking':>16}{'median area':>13}",
     ]
     for c, name in enumerate(CLASS_NAMES):
         area = report["area_per_slice"].get(name, {}).get("median") if c else None
         area_text = f"{area:.0f} px" if area is not None else "-"
-        lines.append(f"  {name:<11}{report['pixels_per_class'][c]:>14,}{report['pixel_share'][c]:>9.2%}"
-                     f"{report['slices_lacking_class'][c]:>16,}{area_text:>13}")
+        lines.append(
+            f"  {name:<11}{report['pixels_per_class'][c]:>14,}{report['pixel_share'][c]:>9.2%}"
+            f"{report['slices_lacking_class'][c]:>16,}{area_text:>13}"
+        )
     if report["selected_slices"] == 0:
-        lines.append("  no slice passes the selection rule: lower data.selection.threshold or use "
-                     "data.selection.rule=tumour")
+        lines.append(
+            "  no slice passes the selection rule: lower data.selection.threshold or use "
+            "data.selection.rule=tumour"
+        )
     figures = ", ".join(report["figures"].values())
     lines.append(f"wrote {report.get('out', '')}/{REPORT_FILE} and {figures}")
     return "\n".join(lines)
