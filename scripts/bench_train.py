@@ -39,7 +39,9 @@ def slices_per_second(model, x, y, steps: int, batch: int) -> float:
     """Keras fit on in-memory arrays: throughput over ``steps`` steps, after one warm-up step that builds the graph."""
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
     start = time.perf_counter()
-    model.fit(x[: steps * batch], y[: steps * batch], batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    model.fit(
+        x[: steps * batch], y[: steps * batch], batch_size=batch, epochs=1, verbose=0, shuffle=False
+    )
     return steps * batch / (time.perf_counter() - start)
 
 
@@ -63,20 +65,33 @@ def interleaved_step_seconds(model, datasets: dict, rounds: int, steps: int) -> 
 
 def synthetic_data_config(cache_dir: str, size: int, depth: int) -> dict:
     return {
-        "name": "synthetic", "root": None, "cases": None, "cache_dir": cache_dir, "workers": 2,
+        "name": "synthetic",
+        "root": None,
+        "cases": None,
+        "cache_dir": cache_dir,
+        "workers": 2,
         "synth": {"cases": 3, "shape": [size, size, depth], "seed": 0},
-        "preprocess": {"normalization": "zscore", "percentiles": [0.5, 99.5], "fifth_channel": None,
-                       "fifth_channel_sigma": 1.0, "crop": {"enabled": False, "size": [size, size]}},
+        "preprocess": {
+            "normalization": "zscore",
+            "percentiles": [0.5, 99.5],
+            "fifth_channel": None,
+            "fifth_channel_sigma": 1.0,
+            "crop": {"enabled": False, "size": [size, size]},
+        },
         "selection": {"rule": "tumour", "threshold": 0},
         "split": {"train": 0.34, "val": 0.33, "test": 0.33, "seed": 0},
     }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--steps", type=int, default=None, help="timed steps of (a) (default 3)")
-    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of (b) and (c) (default 4)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds of (b) and (c) (default 4)"
+    )
     args = parser.parse_args()
 
     import keras
@@ -114,15 +129,21 @@ def main() -> int:
 
         xs, ys = zip(*(prepared.read_slices(c) for c in cases))
         x_mem = np.concatenate([np.asarray(x, np.float32) for x in xs])
-        y_mem = keras.utils.to_categorical(np.concatenate([np.asarray(y) for y in ys]), 4).astype(np.float32)
+        y_mem = keras.utils.to_categorical(np.concatenate([np.asarray(y) for y in ys]), 4).astype(
+            np.float32
+        )
         reps = -(-(steps + 1) * batch // len(x_mem))
         x_mem, y_mem = np.concatenate([x_mem] * reps), np.concatenate([y_mem] * reps)
-        one_batch = tf.data.Dataset.from_tensors((tf.constant(x_mem[:batch]), tf.constant(y_mem[:batch]))).repeat()
+        one_batch = tf.data.Dataset.from_tensors(
+            (tf.constant(x_mem[:batch]), tf.constant(y_mem[:batch]))
+        ).repeat()
 
         study = slices_per_second(compiled("float32"), x_mem, y_mem, steps, batch)
         keep_freed_memory()
         model = compiled(auto)
-        step = interleaved_step_seconds(model, {"stream": stream, "memory": one_batch}, rounds, round_steps)
+        step = interleaved_step_seconds(
+            model, {"stream": stream, "memory": one_batch}, rounds, round_steps
+        )
         ours, no_pipeline = batch / step["stream"], batch / step["memory"]
 
         volume = prepared.load_volume(cases[0])[0]
@@ -135,20 +156,31 @@ def main() -> int:
     speedup = ours / study
     pipeline_cost = no_pipeline / ours - 1
     speed_ok, pipeline_ok = speedup >= SPEEDUP_FLOOR, pipeline_cost <= PIPELINE_CEILING
-    print(f"base U-Net ({model_cfg['name']}, {model.count_params():,} parameters), {size}x{size}x4, batch {batch}; "
-          f"(a) {steps} steps, (b) and (c) median of {rounds} alternating rounds of {round_steps} step(s); "
-          f"{device_description()}")
+    print(
+        f"base U-Net ({model_cfg['name']}, {model.count_params():,} parameters), {size}x{size}x4, batch {batch}; "
+        f"(a) {steps} steps, (b) and (c) median of {rounds} alternating rounds of {round_steps} step(s); "
+        f"{device_description()}"
+    )
     print(f"(a) study's way: fit on in-memory float32 arrays, float32   {study:7.2f} slices/s")
-    print(f"(b) brats-seg: kept memory, cache + tf.data, {auto:<16} {ours:7.2f} slices/s   "
-          f"{speedup:4.2f}x (a)   floor {SPEEDUP_FLOOR}x  {'ok' if speed_ok else 'MISSED'}")
-    print(f"(c) (b)'s model and policy, one batch already in memory       {no_pipeline:7.2f} slices/s   "
-          f"pipeline cost {100 * pipeline_cost:+.1f}%   floor +{100 * PIPELINE_CEILING:.0f}%  "
-          f"{'ok' if pipeline_ok else 'MISSED'}")
-    print(f"prediction: {per_volume:.1f} s per 240x240x{VOLUME_DEPTH} volume ({auto}; {brain_slices} of "
-          f"{volume.shape[0]} slices hold brain)" + (" (scaled from the tiny volume)" if args.tiny else ""))
+    print(
+        f"(b) brats-seg: kept memory, cache + tf.data, {auto:<16} {ours:7.2f} slices/s   "
+        f"{speedup:4.2f}x (a)   floor {SPEEDUP_FLOOR}x  {'ok' if speed_ok else 'MISSED'}"
+    )
+    print(
+        f"(c) (b)'s model and policy, one batch already in memory       {no_pipeline:7.2f} slices/s   "
+        f"pipeline cost {100 * pipeline_cost:+.1f}%   floor +{100 * PIPELINE_CEILING:.0f}%  "
+        f"{'ok' if pipeline_ok else 'MISSED'}"
+    )
+    print(
+        f"prediction: {per_volume:.1f} s per 240x240x{VOLUME_DEPTH} volume ({auto}; {brain_slices} of "
+        f"{volume.shape[0]} slices hold brain)"
+        + (" (scaled from the tiny volume)" if args.tiny else "")
+    )
     if not cpu_supports_bf16() and auto == "float32":
-        print("note: this CPU has no bf16 arithmetic (no avx512_bf16 or amx_bf16 flag), so precision=auto keeps "
-              "float32 and (b) can only match (a); the 3.5x floor needs bf16 hardware")
+        print(
+            "note: this CPU has no bf16 arithmetic (no avx512_bf16 or amx_bf16 flag), so precision=auto keeps "
+            "float32 and (b) can only match (a); the 3.5x floor needs bf16 hardware"
+        )
     if args.tiny:
         return 0
     return 0 if speed_ok and pipeline_ok else 1

@@ -50,8 +50,14 @@ def test_load_case_returns_images_classes_and_geometry(tmp_path, tiny):
 @pytest.mark.parametrize("convention", ["brats2021", "brats2023"])
 def test_label_mapping_per_dtype(tmp_path, tiny, dtype, convention):
     image, classes = tiny
-    case = write_case(tmp_path, "Case-1" if convention == "brats2023" else "Case_1", image, classes,
-                      convention=convention, seg_dtype=dtype)
+    case = write_case(
+        tmp_path,
+        "Case-1" if convention == "brats2023" else "Case_1",
+        image,
+        classes,
+        convention=convention,
+        seg_dtype=dtype,
+    )
     labels_on_disk = np.asanyarray(nib.load(str(case.seg)).dataobj)
     et_label = 4 if convention == "brats2021" else 3
     assert labels_on_disk.dtype == dtype
@@ -83,6 +89,7 @@ def test_to_convention_inverts_the_mapping():
 
 
 # --- bad cases: each is one line naming the file ------------------------------------------------------------
+
 
 def test_truncated_gzip_is_reported_at_data_access(tmp_path, tiny):
     image, classes = tiny

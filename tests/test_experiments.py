@@ -8,8 +8,11 @@ import pytest
 
 from brats_seg.config import compose
 
-EXPERIMENTS = sorted(p.name[:-5] for p in resources.files("brats_seg.configs").joinpath("experiment").iterdir()
-                     if p.name.endswith(".yaml"))
+EXPERIMENTS = sorted(
+    p.name[:-5]
+    for p in resources.files("brats_seg.configs").joinpath("experiment").iterdir()
+    if p.name.endswith(".yaml")
+)
 
 
 def test_there_is_one_experiment_per_study_row():
@@ -61,5 +64,7 @@ def test_experiment_selects_its_rows_loss_and_optimizer():
 
 
 def test_only_row_22_crops():
-    cropped = [e for e in EXPERIMENTS if compose("train", [f"experiment={e}"]).data.preprocess.crop.enabled]
+    cropped = [
+        e for e in EXPERIMENTS if compose("train", [f"experiment={e}"]).data.preprocess.crop.enabled
+    ]
     assert cropped == ["e22_croped_4channel_unet_nobridge"]

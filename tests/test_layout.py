@@ -10,8 +10,16 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "brats_seg"
 
 # Earlier layers first. A module may import its own layer and any earlier one.
 LAYERS: list[set[str]] = [
-    {"__init__", "__version__", "errors", "atomic", "memory", "config", "config_schema",
-     "tf_import"},
+    {
+        "__init__",
+        "__version__",
+        "errors",
+        "atomic",
+        "memory",
+        "config",
+        "config_schema",
+        "tf_import",
+    },
     {"data"},
     {"metrics"},
     {"viz"},
@@ -68,5 +76,7 @@ def test_every_import_points_to_an_earlier_or_the_same_layer():
 
 def test_the_scanner_sees_lazy_imports(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from brats_seg.results import table\n    import brats_seg.jobs.train\n")
+    probe.write_text(
+        "def f():\n    from brats_seg.results import table\n    import brats_seg.jobs.train\n"
+    )
     assert _imports(probe) == {"results", "jobs"}
