@@ -202,8 +202,8 @@ def bench_memory(work: Path, sizes: dict, with_unet: bool) -> tuple[list[tuple],
 
 def make_nifti_cases(root: Path, count: int, shape: tuple[int, int, int]) -> str:
     """``count`` NIfTI cases: copies of the real cases under new ids if available and full-size, else generated."""
-    from brats_seg.data.discovery import MODALITIES, find_cases, file_name
     from brats_seg.data import synthetic
+    from brats_seg.data.discovery import MODALITIES, file_name, find_cases
 
     if shape == (240, 240, 155) and (REAL_DATA / "BraTS2021_00000").is_dir():
         sources = [c for c in find_cases(REAL_DATA) if c.convention == "brats2021"]

@@ -101,8 +101,8 @@ def main() -> int:
     from brats_seg.data.dataset import prepare_data
     from brats_seg.data.pipeline import make_dataset
     from brats_seg.inference.slices import predict_slices
-    from brats_seg.memory import keep_freed_memory
     from brats_seg.losses import build_loss
+    from brats_seg.memory import keep_freed_memory
     from brats_seg.models import build_model, load_model_config
     from brats_seg.training.hardware import cpu_supports_bf16, device_description, resolve_precision
 

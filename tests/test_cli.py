@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from brats_seg.cli import COMMANDS, main
+
 from conftest import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,6 +15,8 @@ from brats_seg.data.discovery import find_cases
 from brats_seg.data.preprocess import preprocess_case
 from brats_seg.data.selection import select_slices
 from brats_seg.data.settings import SelectionSettings
+from brats_seg.errors import ConfigError, DataError
+
 from conftest import (
     CASES,
     SHAPE,
@@ -27,7 +29,6 @@ from conftest import (
     leftovers,
     make_root,
 )
-from brats_seg.errors import ConfigError, DataError
 
 
 def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:

@@ -12,8 +12,9 @@ from brats_seg.data import cache
 from brats_seg.data.dataset import PreparedData, prepare_data
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.data.writer import write_case
-from conftest import blob_case
 from brats_seg.errors import DataError
+
+from conftest import blob_case
 
 tf = pytest.importorskip("tensorflow")
 

@@ -21,8 +21,9 @@ from brats_seg.data.preprocess import (
 )
 from brats_seg.data.selection import class_pixel_counts, select_slices
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
-from conftest import blob_case
 from brats_seg.errors import ConfigError
+
+from conftest import blob_case
 
 
 def loaded_case(image: np.ndarray, seg: np.ndarray | None) -> LoadedCase:

@@ -13,8 +13,8 @@ import pytest
 
 from brats_seg.config import compose
 from brats_seg.data.dataset import prepare_data
-from brats_seg.viz.eda import run_eda
 from brats_seg.errors import ConfigError
+from brats_seg.viz.eda import run_eda
 
 THRESHOLD = 20
 SYNTH = [
