@@ -1,16 +1,19 @@
 """Benchmark the data layer and fail when a floor is missed.
 
-    python scripts/bench_data.py            # realistic sizes (a few minutes)
-    python scripts/bench_data.py --tiny     # small sizes, seconds (the speed-up floor is reported, not enforced)
+    python scripts/bench_data.py         # realistic sizes (a few minutes)
+    python scripts/bench_data.py --tiny  # small sizes, seconds (speed-up floor not enforced)
 
 (a) Memory: peak RSS (ru_maxrss) of a fresh process that streams one shuffled epoch through
-    ``pipeline.make_dataset`` over a slice cache, and over one four times larger. Floor: large/small <= 1.2.
-    A control row loads the larger cache into memory first, to show that the measurement can see it.
-    The same runs give the pipeline's throughput (slices/s), printed beside a U-Net train step (full mode).
-(b) Cache build: cases/s building the slice cache from 240x240x155 NIfTI cases with data.workers=1 and 2
-    (fresh cache folders each). Floor: 2 workers >= 1.6x one worker. The cases are the real BraTS cases copied
-    (renamed) into a temporary folder at run time when ../shared/data/brats-real exists, otherwise generated.
-Everything is written to a temporary folder that is deleted at the end. Exit status 1 when a floor is missed.
+    ``pipeline.make_dataset`` over a slice cache, and over one four times larger. Floor:
+    large/small <= 1.2. A control row loads the larger cache into memory first, to show that the
+    measurement can see it. The same runs give the pipeline's throughput (slices/s), printed beside
+    a U-Net train step (full mode).
+(b) Cache build: cases/s building the slice cache from 240x240x155 NIfTI cases with data.workers=1
+    and 2 (fresh cache folders each). Floor: 2 workers >= 1.6x one worker. The cases are the real
+    BraTS cases copied (renamed) into a temporary folder at run time when ../shared/data/brats-real
+    exists, otherwise generated.
+Everything is written to a temporary folder that is deleted at the end. Exit status 1 when a floor
+is missed.
 """
 
 from __future__ import annotations
@@ -55,11 +58,14 @@ TINY = {
 }
 
 
-# ------------------------------------------------------------------------------------------- (a) memory
+# --------------------------------------------------------------------------------------- (a) memory
 
 
 def write_slice_cache(path: Path, cases: int, slices: int, size: int, seed: int) -> Path:
-    """A slice cache written directly in the builder's format: BraTS-like random slices, no NIfTI needed."""
+    """A slice cache written directly in the builder's format: BraTS-like random slices.
+
+    No NIfTI needed.
+    """
     from brats_seg.data import cache
     from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 
@@ -93,7 +99,10 @@ def write_slice_cache(path: Path, cases: int, slices: int, size: int, seed: int)
 
 
 def stream_epoch(cache_path: str, batch: int, eager: bool) -> dict:
-    """Run in a child process: one shuffled epoch through make_dataset; report peak RSS and throughput."""
+    """Run in a child process: one shuffled epoch through make_dataset.
+
+    Reports peak RSS and throughput.
+    """
     from brats_seg.data.dataset import PreparedData
     from brats_seg.data.pipeline import make_dataset
 
@@ -191,17 +200,21 @@ def bench_memory(work: Path, sizes: dict, with_unet: bool) -> tuple[list[tuple],
                 "U-Net train step (default model)",
                 f"batch {batch} of {sizes['slice']}px",
                 f"{step:.2f} s/step = {sizes['batch'] / step:.1f} slices/s",
-                f"pipeline is {results['large']['slices_per_s'] * step / sizes['batch']:.0f}x faster",
+                "pipeline is "
+                f"{results['large']['slices_per_s'] * step / sizes['batch']:.0f}x faster",
             )
         )
     return rows, ratio <= RSS_RATIO_CEILING
 
 
-# ------------------------------------------------------------------------------------------- (b) cache build
+# ---------------------------------------------------------------------------------- (b) cache build
 
 
 def make_nifti_cases(root: Path, count: int, shape: tuple[int, int, int]) -> str:
-    """``count`` NIfTI cases: copies of the real cases under new ids if available and full-size, else generated."""
+    """``count`` NIfTI cases: copies of the real cases under new ids, else generated.
+
+    The real cases are used only if available and the shape is full-size.
+    """
     from brats_seg.data import synthetic
     from brats_seg.data.discovery import MODALITIES, file_name, find_cases
 
@@ -259,13 +272,13 @@ def bench_build(work: Path, sizes: dict, enforce: bool) -> tuple[list[tuple], bo
     return rows, ok or not enforce
 
 
-# ------------------------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------------------------- main
 
 
 def print_table(rows: list[tuple]) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:
