@@ -1,4 +1,7 @@
-"""Shared fixtures. The real BraTS cases are read from ../shared/data/brats-real beside the repository."""
+"""Shared fixtures.
+
+The real BraTS cases are read from ../shared/data/brats-real beside the repository.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +36,10 @@ def real_data_root() -> Path:
 def blob_case(
     shape: tuple[int, int, int] = (32, 32, 16), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A small BraTS-like case for tests and benchmarks: an ellipsoidal brain with noisy intensities (int-valued,
-    zero outside) and a spherical tumour (edema around a necrotic core with an enhancing rim).
+    """A small BraTS-like case for tests and benchmarks.
+
+    An ellipsoidal brain with noisy intensities (int-valued, zero outside) and a spherical tumour
+    (edema around a necrotic core with an enhancing rim).
 
     Returns ``image`` (X, Y, Z, 4) float32 and ``classes`` (X, Y, Z) uint8.
     """
@@ -95,7 +100,8 @@ def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
     distance = ndimage.distance_transform_edt(classes == 0)
     centre = np.unravel_index(int(np.argmax(np.where(inner, distance, -1))), classes.shape)
     grid = np.ogrid[tuple(slice(0, n) for n in classes.shape)]
-    ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= 9
+    ball = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= 9
+
     blob = classes.copy()
     blob[ball] = 3
     out["false_positive"] = blob

@@ -1,4 +1,7 @@
-"""The benchmark scripts stay runnable: each runs in its tiny mode and passes its (tiny-mode) floors."""
+"""The benchmark scripts stay runnable.
+
+Each runs in its tiny mode and passes its (tiny-mode) floors.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The brats-seg command: dispatch, help without TensorFlow, errors, and configs found from any directory."""
+"""The brats-seg command.
+
+Dispatch, help without TensorFlow, errors, and configs found from any directory.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_command_and_does_not_import_tensorflow():
-    code = "import sys, brats_seg.cli as c; c.main(['--help']); print('tensorflow' in sys.modules, 'hydra' in sys.modules)"
+    code = (
+        "import sys, brats_seg.cli as c; c.main(['--help']); "
+        "print('tensorflow' in sys.modules, 'hydra' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     for name in COMMANDS:
         assert name in out.stdout
@@ -55,11 +61,15 @@ def test_pyproject_lists_every_subpackage():
 
 @pytest.mark.slow
 def test_installed_command_finds_configs_from_any_directory(tmp_path):
-    """A non-editable install into a scratch folder, run from an unrelated directory, composes the real configs."""
+    """A non-editable install into a scratch folder composes the real configs.
+
+    It runs from an unrelated directory.
+    """
     import shutil
 
-    # Install from a copy: pip builds in the source tree, and a build/ folder left in the repository could leak
-    # stale files into a later wheel.
+    # Install from a copy: pip builds in the source tree, and a build/ folder left in the repository
+    # could leak stale files into a later wheel.
+
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):

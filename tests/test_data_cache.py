@@ -1,4 +1,7 @@
-"""Slice cache: build, reuse without decoding, keys, atomic failure, volumes, concurrent builders."""
+"""Slice cache.
+
+Build, reuse without decoding, keys, atomic failure, volumes, concurrent builders.
+"""
 
 from __future__ import annotations
 
@@ -122,7 +125,7 @@ def test_two_workers_build_the_same_cache(root, tmp_path):
     assert nifti.decode_count() - before == 25  # decodes in worker processes are counted too
     assert one.metas == two.metas
     for case_id in one.case_ids:
-        for a, b in zip(one.read_slices(case_id), two.read_slices(case_id)):
+        for a, b in zip(one.read_slices(case_id), two.read_slices(case_id), strict=True):
             np.testing.assert_array_equal(a, b)
 
 

@@ -89,7 +89,7 @@ def test_to_convention_inverts_the_mapping():
         np.testing.assert_array_equal(back, classes)
 
 
-# --- bad cases: each is one line naming the file ------------------------------------------------------------
+# --- bad cases: each is one line naming the file ----------------------------------------------
 
 
 def test_truncated_gzip_is_reported_at_data_access(tmp_path, tiny):
@@ -173,7 +173,11 @@ def test_tiny_affine_differences_are_tolerated(tmp_path, tiny):
 
 
 def test_real_seg_dtypes_map_to_provenance_counts(real_data_root):
-    """Each real seg has a different dtype (uint8, uint16, int16, float32); counts from PROVENANCE.md."""
+    """Each real seg has a different dtype (uint8, uint16, int16, float32).
+
+    Counts from PROVENANCE.md.
+    """
+
     expected = {  # case: (dtype on disk, voxels of class 1, 2, 3)
         "BraTS2021_00014": (np.uint8, 2, 35799, 2557),
         "BraTS2021_00019": (np.uint16, 1605, 131017, 10375),

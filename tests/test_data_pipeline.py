@@ -1,4 +1,7 @@
-"""tf.data pipeline over the slice cache: shapes, one-hot, epoch coverage, determinism, augmentation."""
+"""tf.data pipeline over the slice cache.
+
+Shapes, one-hot, epoch coverage, determinism, augmentation.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,10 @@ def prepared(tmp_path_factory) -> PreparedData:
 
 
 def handmade_cache(path: Path, slices: int = 10, size: int = 32) -> PreparedData:
-    """A cache written directly: channel 0 of x holds the class map, so augmented pairs can be checked."""
+    """A cache written directly.
+
+    Channel 0 of x holds the class map, so augmented pairs can be checked.
+    """
     rng = np.random.default_rng(0)
     y = np.zeros((slices, size, size), np.uint8)
     block = size // 2
@@ -76,7 +82,7 @@ def handmade_cache(path: Path, slices: int = 10, size: int = 32) -> PreparedData
 
 
 def epoch(ds) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -169,8 +175,9 @@ def test_rotation_and_scaling_move_images_and_labels_together(tmp_path):
     labels = y.argmax(-1)
     np.testing.assert_array_equal(y.sum(-1), 1.0)
     assert np.mean(labels != plain_y.argmax(-1)) > 0.02  # the slices really moved
-    # channel 0 carried the class map: bilinear image vs nearest labels agree except along block edges
-    # (about 0.9 here; transforming the image but not the labels gives about 0.6)
+    # channel 0 carried the class map: bilinear image vs nearest labels agree except along block
+    # edges (about 0.9 here; transforming the image but not the labels gives about 0.6)
+
     union = (labels > 0) | (x[..., 0] > 0.5)
     assert np.mean(np.rint(x[..., 0])[union] == labels[union]) > 0.8
     # what the rotation brought in from outside the slice is zero in both

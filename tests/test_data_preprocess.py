@@ -1,4 +1,7 @@
-"""Normalisation, fifth channel, crop/uncrop, slicing and slice selection (all checked against plain numpy)."""
+"""Normalisation, fifth channel, crop/uncrop, slicing and slice selection.
+
+All checked against plain numpy.
+"""
 
 from __future__ import annotations
 
@@ -169,7 +172,9 @@ def test_crop_then_uncrop_round_trip():
     assert prep.x.shape == (6, 48, 32, 4)
     x0, x1, y0, y1 = prep.crop_box
     np.testing.assert_array_equal(prep.y, volume_to_slices(classes[x0:x1, y0:y1]))
-    # every tumour voxel lies inside the brain and the brain fits the crop, so the round trip is exact
+    # every tumour voxel lies inside the brain and the brain fits the crop, so the round trip is
+    # exact
+
     np.testing.assert_array_equal(
         restore_prediction(prep.y, prep.crop_box, prep.full_shape), classes
     )

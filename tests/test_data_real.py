@@ -15,7 +15,9 @@ from brats_seg.data.dataset import prepare_data
 pytestmark = pytest.mark.slow
 
 PAIR = ("BraTS2021_00000", "BraTS-GLI-00000-000")
-# tumour voxels per class (NCR/NET, edema, ET) and the axial range holding tumour, from PROVENANCE.md
+# tumour voxels per class (NCR/NET, edema, ET) and the axial range holding tumour, from
+# PROVENANCE.md
+
 PROVENANCE = {
     "BraTS-GLI-00000-000": ((11738, 12836, 32731), (49, 95)),
     "BraTS2021_00000": ((11738, 12836, 32731), (49, 95)),

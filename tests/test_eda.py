@@ -1,4 +1,7 @@
-"""`brats-seg eda`: statistics checked against numpy on the seg files, figures, the report folder and the CLI."""
+"""`brats-seg eda`.
+
+Statistics checked against numpy on the seg files, figures, the report folder and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +40,11 @@ def prepared(tmp_path_factory):
 
 
 def _expected_from_seg_files(root: Path) -> dict:
-    """The study's EDA numbers computed directly from the seg files with numpy (ET = label 4 -> class 3)."""
+    """The study's EDA numbers computed directly from the seg files with numpy.
+
+    ET = label 4 -> class 3.
+    """
+
     per_slice = []
     per_case = {}
     for seg_path in sorted(root.glob("*/*_seg.nii.gz")):

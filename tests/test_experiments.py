@@ -1,4 +1,7 @@
-"""The study's 22 rows as experiment configs: each composes with the real Hydra configs and builds its model."""
+"""The study's 22 rows as experiment configs.
+
+Each composes with the real Hydra configs and builds its model.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,11 @@ def test_there_is_one_experiment_per_study_row():
 
 @pytest.fixture(scope="module")
 def built_counts():
-    """Parameter count of each experiment's model, built from its composed config (one build per distinct model)."""
+    """Parameter count of each experiment's model, built from its composed config.
+
+    One build per distinct model.
+    """
+
     import keras
 
     from brats_seg.models import build_model

@@ -1,4 +1,7 @@
-"""The experiment table (outputs/experiments.csv): whole rows when several sweep jobs append at the same moment."""
+"""The experiment table (outputs/experiments.csv).
+
+Whole rows when several sweep jobs append at the same moment.
+"""
 
 from __future__ import annotations
 

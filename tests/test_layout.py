@@ -1,5 +1,8 @@
-"""The package's layers: imports (lazy ones included) only point to the same or an earlier layer, so no two
-packages import each other and the data flow reads one way: data -> models -> training -> inference -> results."""
+"""The package's layers.
+
+Imports (lazy ones included) only point to the same or an earlier layer, so no two packages import
+each other and the data flow reads one way: data -> models -> training -> inference -> results.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +38,11 @@ LAYERS: list[set[str]] = [
 
 
 def _unit(parts: tuple[str, ...]) -> str:
-    """The layer unit of a module path inside brats_seg: its sub-package, or the root module's name."""
+    """The layer unit of a module path inside brats_seg.
+
+    Its sub-package, or the root module's name.
+    """
+
     return parts[0].removesuffix(".py")
 
 

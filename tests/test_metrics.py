@@ -28,12 +28,15 @@ def test_metrics_package_does_not_import_tensorflow():
     assert "brats_seg.metrics" in sys.modules
     import subprocess
 
-    code = "import sys, brats_seg.metrics; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = (
+        "import sys, brats_seg.metrics; "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
-# ------------------------------------------------------------------------------------------ confusion matrix
+# ---------------------------------------------------------------------------- confusion matrix
 
 # 12 pixels, written as a 3x4 "slice".
 TRUTH = np.array([[0, 0, 0, 0], [0, 1, 1, 2], [2, 2, 3, 3]], dtype=np.uint8)
@@ -71,7 +74,8 @@ def test_per_class_metrics_hand_example():
 
 
 def test_undefined_ratios_are_nan_and_skipped_in_averages():
-    # Class 3 neither present nor predicted: sensitivity 0/0, precision 0/0, F1 0/0 -> NaN; specificity 1.
+    # Class 3 neither present nor predicted: sensitivity 0/0, precision 0/0, F1 0/0 -> NaN;
+    # specificity 1.
     cm = np.array([[5, 1, 0, 0], [0, 2, 0, 0], [1, 0, 3, 0], [0, 0, 0, 0]])
     m = per_class_metrics(cm)
     assert (
@@ -118,7 +122,7 @@ def test_confusion_matrix_rejects_bad_labels():
         confusion_matrix(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
 
 
-# --------------------------------------------------------------------------------------------- region metrics
+# ------------------------------------------------------------------------------ region metrics
 
 
 def cube(shape=(40, 40, 40), start=(10, 10, 10), size=10) -> np.ndarray:
@@ -137,10 +141,14 @@ def test_cubes_offset_by_three_voxels():
     a, b = cube(start=(10, 10, 10)), cube(start=(13, 10, 10))
     # Overlap 7x10x10 of two 1000-voxel cubes.
     assert dice(a, b) == pytest.approx(2 * 700 / 2000)
-    # Surface voxels per cube: 1000 - 8^3 = 488. Distances from A's surface to B's (the same by symmetry):
-    # 0 for 7 slices x 36 side-ring voxels = 252; the 3 slices x=10,11,12 of the ring: 3, 2, 1 (36 each);
-    # the inner x=10 face (64): 3; the inner x=19 face: min(distance to the y/z faces, 3) -> 1: 28, 2: 20, 3: 16.
-    # Union of both directions: 0 x 504, 1 x 128, 2 x 112, 3 x 232 -> 95th percentile (index 926.25 of 976) = 3.
+    # Surface voxels per cube: 1000 - 8^3 = 488. Distances from A's surface to B's (the same by
+    # symmetry):
+    # 0 for 7 slices x 36 side-ring voxels = 252;
+    # the 3 slices x=10,11,12 of the ring: 3, 2, 1 (36 each);
+    # the inner x=10 face (64): 3;
+    # the inner x=19 face: min(distance to the y/z faces, 3) -> 1: 28, 2: 20, 3: 16.
+    # Union of both directions: 0 x 504, 1 x 128, 2 x 112, 3 x 232
+    # -> 95th percentile (index 926.25 of 976) = 3.
     assert hd95(a, b) == pytest.approx(3.0)
 
 
@@ -148,7 +156,8 @@ def test_hd95_is_a_percentile_not_the_maximum():
     a = cube()
     b = a.copy()
     b[35, 15, 15] = True  # one stray voxel, 16 voxels beyond A's face at x = 19
-    # 488 + 488 zero distances and one of 16: the 95th percentile is 0, the Hausdorff distance would be 16.
+    # 488 + 488 zero distances and one of 16: the 95th percentile is 0, the Hausdorff distance
+    # would be 16.
     assert hd95(a, b) == 0.0
     assert dice(a, b) == pytest.approx(2000 / 2001)
 
@@ -173,7 +182,11 @@ def test_anisotropic_spacing_scales_the_offset_axis():
 
 
 def surface_points(mask: np.ndarray, spacing) -> np.ndarray:
-    """Independent surface: mask voxels with a 6-neighbour outside the mask (or outside the array), in mm."""
+    """Independent surface, in mm.
+
+    Mask voxels with a 6-neighbour outside the mask (or outside the array).
+    """
+
     padded = np.pad(mask, 1)
     inner = padded[1:-1, 1:-1, 1:-1]
     all_in = np.ones_like(mask)

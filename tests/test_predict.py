@@ -1,4 +1,7 @@
-"""Training on the real BraTS cases, then predict (NIfTI in, NIfTI out) and scoring predictions from any tool."""
+"""Training on the real BraTS cases, then predict and scoring.
+
+Predict reads NIfTI and writes NIfTI; scoring takes predictions from any tool.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 ET_LABEL = {"brats2021": 4, "brats2023": 3}
 
 
-# The study's "croped" and "5channel" preprocessing, so that predict must read both from the run folder: with
-# today's defaults (240x240x4) the model would refuse the slices, and the crop must be put back in place.
+# The study's "croped" and "5channel" preprocessing, so that predict must read both from the run
+# folder: with today's defaults (240x240x4) the model would refuse the slices, and the crop must be
+# put back in place.
 RUN_PREPROCESSING = [
     "data.preprocess.fifth_channel=flair_edges",
     "data.preprocess.crop.enabled=true",
@@ -27,7 +31,10 @@ RUN_PREPROCESSING = [
 
 @pytest.fixture(scope="module")
 def real_run(real_data_root, tmp_path_factory):
-    """A narrow U-Net trained briefly on the four real patients (the duplicate pair counts as one)."""
+    """A narrow U-Net trained briefly on the four real patients.
+
+    The duplicate pair counts as one.
+    """
     out = tmp_path_factory.mktemp("real") / "outputs"
     out.mkdir()
     result = run_cli(
@@ -210,7 +217,11 @@ def test_model_input_is_the_runs_preprocessing(real_run):
 
 @pytest.mark.slow
 def test_predict_refuses_slices_of_another_size(real_data_root, tmp_path):
-    """A model trained on small synthetic slices, without a crop, asked to segment 240x240 BraTS cases."""
+    """A model trained on small synthetic slices, without a crop.
+
+    It is asked to segment 240x240 BraTS cases.
+    """
+
     run_dir = tmp_path / "tiny-run"
     result = run_cli(
         "train",

@@ -1,4 +1,7 @@
-"""The 22-row smoke sweep end to end, the results table, skipping completed runs, and a submitit-launched sweep."""
+"""The 22-row smoke sweep end to end.
+
+Also the results table, skipping completed runs, and a submitit-launched sweep.
+"""
 
 from __future__ import annotations
 
@@ -101,7 +104,11 @@ def test_running_the_same_sweep_again_skips_completed_runs(smoke_sweep):
 
 
 def test_table_marks_failed_unfinished_and_missing_runs(smoke_sweep, tmp_path):
-    """A sweep cut short: four rows have folders (completed, failed, killed, still running), the rest none yet."""
+    """A sweep cut short.
+
+    Four rows have folders (completed, failed, killed, still running), the rest none yet.
+    """
+
     import shutil
 
     from filelock import FileLock

@@ -1,4 +1,7 @@
-"""The built-in synthetic BraTS-like cases: anatomy, contrasts, files, the cache entry point and `brats-seg synth`."""
+"""The built-in synthetic BraTS-like cases.
+
+Anatomy, contrasts, files, the cache entry point and `brats-seg synth`.
+"""
 
 from __future__ import annotations
 
@@ -76,7 +79,8 @@ def test_tissue_contrasts_point_the_right_way():
     assert mean("t1", syn.WM) > mean("t1", syn.GM) > mean("t1", syn.CSF)
     assert mean("t2", syn.CSF) > mean("t2", syn.GM) > mean("t2", syn.WM)
     assert mean("flair", syn.GM) > mean("flair", syn.WM) > mean("flair", syn.CSF)
-    # tumour: oedema bright on T2 and FLAIR, enhancing rim bright on T1ce, necrosis dark on T1ce, core dark on T1
+    # tumour: oedema bright on T2 and FLAIR, enhancing rim bright on T1ce, necrosis dark on T1ce,
+    # core dark on T1
     assert mean("flair", syn.EDEMA) > 1.5 * mean("flair", syn.WM)
     assert mean("t2", syn.EDEMA) > 1.5 * mean("t2", syn.WM)
     assert mean("t1ce", syn.ENHANCING) > 2 * mean("t1ce", syn.NECROSIS)
@@ -104,9 +108,10 @@ def test_same_seed_same_case_other_seed_other_case():
 
 
 def test_default_synthetic_config_gives_slices_above_its_threshold():
-    """configs/data/synthetic.yaml: the study's rule must keep the tumour's core slices of most cases, not all slices.
+    """configs/data/synthetic.yaml: the study's rule must keep the tumour's core slices.
 
-    As in BraTS, small tumours have no slice above the threshold: a few of the 20 cases give none.
+    Of most cases, not all: as in BraTS, small tumours have no slice above the threshold, so a
+    few of the 20 cases give none.
     """
     from omegaconf import OmegaConf
 

@@ -1,4 +1,7 @@
-"""brats-seg train end to end: real Hydra composition, real Keras training (tiny), real run folders, resume."""
+"""brats-seg train end to end.
+
+Real Hydra composition, real Keras training (tiny), real run folders, resume.
+"""
 
 from __future__ import annotations
 
@@ -138,7 +141,11 @@ def test_evaluate_command_rewrites_metrics_from_the_checkpoint(tiny_run):
 
 
 def test_a_crash_after_training_resumes_with_evaluation_only(tiny_run):
-    """The state a crash during evaluation leaves: trained, checkpoints saved, no metrics, status running."""
+    """The state a crash during evaluation leaves.
+
+    Trained, checkpoints saved, no metrics, status running.
+    """
+
     out, run_dir, _ = tiny_run
     status = json.loads((run_dir / "run.json").read_text())
     assert status["trained"] is True and status["epochs_done"] == 2
