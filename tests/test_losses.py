@@ -76,6 +76,18 @@ def np_tversky(y, p, a=0.3, b=0.7, s=1e-6):
     return 1 - np.mean(index)
 
 
+def np_dice_ce(y, p, regions=True, s=1.0):
+    ce = np.mean(-np.sum(y * np.log(np.clip(p, EPS, 1 - EPS)), axis=-1))
+    if regions:  # WT = 1+2+3, TC = 1+3, ET = 3
+        y = np.stack([y[..., 1] + y[..., 2] + y[..., 3], y[..., 1] + y[..., 3], y[..., 3]], -1)
+        p = np.stack([p[..., 1] + p[..., 2] + p[..., 3], p[..., 1] + p[..., 3], p[..., 3]], -1)
+    else:
+        y, p = y[..., 1:], p[..., 1:]
+    dice = [(2 * np.sum(y[..., c] * p[..., c]) + s) / (np.sum(y[..., c]) + np.sum(p[..., c]) + s)
+            for c in range(y.shape[-1])]
+    return ce + 1 - np.mean(dice)
+
+
 def value(loss, y, p) -> float:
     out = loss(y.astype("float32"), p.astype("float32"))
     assert tuple(out.shape) == ()
@@ -118,6 +130,9 @@ def test_other_losses_match_numpy(seed):
     assert value(exp_log, y, p) == pytest.approx(np_exp_log(y, p, label_weights), abs=1e-5)
     assert value(L.FocalLoss(), y, p) == pytest.approx(np_focal(y, p), abs=1e-5)
     assert value(L.TverskyLoss(), y, p) == pytest.approx(np_tversky(y, p), abs=1e-5)
+    for regions in (True, False):
+        expected = np_dice_ce(y, p, regions)
+        assert value(L.DiceCELoss(regions=regions), y, p) == pytest.approx(expected, abs=1e-5)
     other = L.ExpLogLoss([1.0, 2.0, 0.5, 3.0], w_dice=0.5, w_cross=0.5, gamma_dice=1.0, gamma_cross=0.5)
     expected = np_exp_log(y, p, [1.0, 2.0, 0.5, 3.0], 0.5, 0.5, 1.0, 0.5)
     assert value(other, y, p) == pytest.approx(expected, abs=1e-5)
@@ -169,6 +184,7 @@ ALL_LOSSES = [
     L.ExpLogLoss([1.0, 5.0, 3.0, 4.0], gamma_dice=0.4),
     L.FocalLoss(gamma=1.5, alpha=0.5),
     L.TverskyLoss(alpha=0.4, beta=0.6),
+    L.DiceCELoss(regions=False, smooth=0.5),
 ]
 
 
@@ -263,7 +279,7 @@ def load(name: str, **overrides):
 @pytest.mark.parametrize("name,cls", [
     ("dice", L.DiceLoss), ("bce_dice", L.BCEDiceLoss), ("ell", L.ELLLoss), ("soft_dice", L.SoftDiceLoss),
     ("weighted", L.WeightedCrossEntropy), ("exp_log", L.ExpLogLoss), ("focal", L.FocalLoss),
-    ("tversky", L.TverskyLoss), ("weighted_sqrt", L.WeightedCrossEntropy),
+    ("tversky", L.TverskyLoss), ("weighted_sqrt", L.WeightedCrossEntropy), ("dice_ce", L.DiceCELoss),
 ])
 def test_build_loss_from_each_config_file(name, cls):
     loss = L.build_loss(load(name), class_counts=COUNTS)
@@ -293,7 +309,7 @@ def test_build_loss_parameters():
 
 
 @pytest.mark.parametrize("cfg,counts,message", [
-    ({"name": "nope"}, None, "loss=nope: unknown loss (valid: bce_dice, dice, ell, exp_log, focal, soft_dice"),
+    ({"name": "nope"}, None, "loss=nope: unknown loss (valid: bce_dice, dice, dice_ce, ell, exp_log, focal, soft_dice"),
     ({"name": "weighted", "class_weights": None}, None, "loss=weighted: needs the training label counts"),
     ({"name": "exp_log"}, None, "loss=exp_log: needs the training label counts"),
     ({"name": "weighted"}, np.array([1, 2, 3]), "loss=weighted: class counts must be 4"),

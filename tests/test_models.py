@@ -223,6 +223,22 @@ def test_save_and_load_round_trip_without_custom_objects(name, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("name", ["unet_nobridge", "unet3pp", "resunetpp", "attention_unet", "unet3plus_full"])
+def test_fully_convolutional_builds_keep_the_parameter_count(name):
+    """Built with unknown H and W (one config per family), a model has the fixed-size build's parameters and
+    takes two other sizes its divisor allows."""
+    keras.backend.clear_session()
+    cfg = load_model_config(name)
+    div = divisor(cfg)
+    fixed = build_model(cfg, (2 * div, 2 * div, 5)).count_params()
+    model = build_model(cfg, (None, None, 5))
+    assert model.count_params() == fixed
+    for height, width in ((div, 3 * div), (2 * div, div)):
+        (probabilities,) = _as_list(model(np.zeros((1, height, width, 5), "float32"), training=False))
+        assert probabilities.shape == (1, height, width, 4)
+    keras.backend.clear_session()
+
+
 @pytest.mark.parametrize("name", model_config_names())
 def test_every_config_runs_forward_on_a_small_input(name):
     keras.backend.clear_session()

@@ -13,6 +13,7 @@ COMMANDS = {
     "compare": "paired test of two runs or groups of runs: Wilcoxon p, bootstrap CI",
     "report": "one self-contained HTML page of runs or sweeps: table, charts, overlays",
     "export": "the run's best model as a TensorFlow SavedModel that plain TensorFlow serves",
+    "cv-summary": "per-fold scores of a cross-validation sweep, with mean and sd over folds",
     "eda": "explore a data set: label statistics, histograms, overlays, a montage",
     "synth": "write a synthetic BraTS-like data set as .nii.gz",
     "models": "list every model config with its parameter count and GFLOPs",
@@ -26,7 +27,7 @@ USAGE = "usage: brats-seg {" + ",".join(COMMANDS) + "} [key=value ...]"
 
 def _help() -> str:
     lines = [USAGE, "", "2D brain-tumour segmentation of BraTS MRI: an experiment runner.", "", "commands:"]
-    lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     lines += [
         "",
         "Options use Hydra's key=value form, e.g.",
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()
     # Keras warns that fit(shuffle=True) is ignored for tf.data; the pipeline shuffles by itself.
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
-    module = importlib.import_module(f"brats_seg.commands.{command}")
+    module = importlib.import_module(f"brats_seg.commands.{command.replace('-', '_')}")
     try:
         return int(module.main(rest) or 0)
     except BratsSegError as err:

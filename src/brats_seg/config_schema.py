@@ -79,6 +79,18 @@ class ResectionCavity(Choice):
     background = "background"
 
 
+class Device(Choice):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+class JobGpus(Choice):
+    auto = "auto"
+    all = "all"
+    one = "one"
+
+
 class PredictNaming(Choice):
     brats = "brats"
     submission = "submission"
@@ -111,12 +123,15 @@ class TrainerSchema(Dict[str, Any]):
     precision: Precision = MISSING
     strategy: Strategy = MISSING
     cpu_devices: Optional[int] = MISSING
+    device: Device = MISSING
+    job_gpus: JobGpus = MISSING
+    fully_convolutional: bool = MISSING
     run_eagerly: bool = MISSING
     checkpoint_monitor: str = MISSING
     save_last: bool = MISSING
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
     tensorboard: bool = MISSING
-    verbose: Any = MISSING  # Keras' 0 | 1 | 2 (checked by the trainer)
+    verbose: Any = MISSING  # auto | Keras' 0 | 1 | 2 (checked by the trainer)
     force: bool = MISSING
 
 
@@ -133,6 +148,7 @@ class PreprocessSchema(Dict[str, Any]):
     fifth_channel: Optional[FifthChannel] = MISSING
     fifth_channel_sigma: float = MISSING
     crop: CropSchema = field(default_factory=CropSchema)
+    context_slices: int = MISSING
 
 
 @dataclass
@@ -143,10 +159,12 @@ class SelectionSchema(Dict[str, Any]):
 
 @dataclass
 class SplitSchema(Dict[str, Any]):
-    train: float = MISSING
+    train: Optional[float] = MISSING
     val: float = MISSING
     test: float = MISSING
     seed: int = MISSING
+    folds: Optional[int] = MISSING
+    fold: int = MISSING
 
 
 @dataclass
@@ -156,6 +174,25 @@ class AugmentSchema(Dict[str, Any]):
     rotation_deg: float = MISSING
     scale: float = MISSING
     intensity: float = MISSING
+    gamma: float = MISSING
+    blur: float = MISSING
+    noise: float = MISSING
+
+
+@dataclass
+class SamplingSchema(Dict[str, Any]):
+    foreground: Optional[float] = MISSING
+
+
+@dataclass
+class PatchSchema(Dict[str, Any]):
+    size: Optional[List[int]] = MISSING
+
+
+@dataclass
+class PostprocessSchema(Dict[str, Any]):
+    min_component: Optional[int] = MISSING
+    et_min_volume: Optional[int] = MISSING
 
 
 @dataclass
@@ -177,6 +214,8 @@ class DataSchema(Dict[str, Any]):
     selection: SelectionSchema = field(default_factory=SelectionSchema)
     split: SplitSchema = field(default_factory=SplitSchema)
     augment: AugmentSchema = field(default_factory=AugmentSchema)
+    sampling: SamplingSchema = field(default_factory=SamplingSchema)
+    patch: PatchSchema = field(default_factory=PatchSchema)
 
 
 @dataclass
@@ -196,6 +235,8 @@ class TrainEvaluateSchema(Dict[str, Any]):
     batch_size: int = MISSING
     overlays: int = MISSING
     lesionwise: bool = MISSING
+    tta: bool = MISSING
+    postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
 
 
 @dataclass
@@ -220,13 +261,15 @@ class EvaluateOptionsSchema(Dict[str, Any]):
 class EvaluateSchema(Dict[str, Any]):
     """configs/evaluate.yaml."""
 
-    run: Optional[str] = MISSING
+    run: Any = MISSING  # a run folder, a list of them (an ensemble) or a sweep folder
     pred: Optional[str] = MISSING
     ref: Optional[str] = MISSING
     out: Optional[str] = MISSING
     empty_rule: Optional[EmptyRule] = MISSING
     lesionwise: Optional[bool] = MISSING
     batch_size: int = MISSING
+    tta: Optional[bool] = MISSING
+    postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
 
 
@@ -234,7 +277,7 @@ class EvaluateSchema(Dict[str, Any]):
 class PredictSchema(Dict[str, Any]):
     """configs/predict.yaml."""
 
-    run: str = MISSING
+    run: Any = MISSING  # a run folder, a list of them (an ensemble) or a sweep folder
     input: str = MISSING
     output: str = MISSING
     batch_size: int = MISSING
@@ -242,6 +285,8 @@ class PredictSchema(Dict[str, Any]):
     empty_rule: EmptyRule = MISSING
     naming: PredictNaming = MISSING
     lesionwise: bool = MISSING
+    tta: Optional[bool] = MISSING
+    postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
 
 
 @dataclass

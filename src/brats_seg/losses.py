@@ -21,7 +21,8 @@ as on one
 device, whatever the number of replicas and however unevenly a last batch splits.
 
 Names follow the study's table: dice_loss, bce_dice_loss, ell_loss (alpha), soft_dice_loss, weighted; plus
-exp_log (Wong et al., MICCAI 2018), focal (Lin et al., 2017) and tversky (Salehi et al., 2017).
+exp_log (Wong et al., MICCAI 2018), focal (Lin et al., 2017), tversky (Salehi et al., 2017) and dice_ce
+(cross-entropy + Dice of the tumour classes or BraTS regions, as nnU-Net trains).
 
 Class weights from label counts (``weighted``, ``exp_log``): a class with count 0 gets weight 0 (it cannot be
 learned from these labels, and a finite weight keeps the loss finite).
@@ -262,6 +263,36 @@ class SoftDiceLoss(_BatchLoss):
         return {"smooth": self.smooth}
 
 
+def brats_regions(y):
+    """One-hot classes or softmax (..., 4) -> the BraTS regions (..., 3): WT = 1+2+3, TC = 1+3, ET = 3."""
+    return ops.stack([y[..., 1] + y[..., 2] + y[..., 3], y[..., 1] + y[..., 3], y[..., 3]], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class DiceCELoss(_BatchLoss):
+    """Cross-entropy + 1 - mean soft Dice (pooled over the batch) of the tumour classes 1..3, or with ``regions``
+    of the BraTS regions WT, TC and ET (sums of the softmax), as nnU-Net trains. Background is left out of the
+    Dice; a class or region absent from the batch pulls its probability towards 0 through the smoothing term.
+    """
+
+    def __init__(self, regions: bool = True, smooth: float = 1.0, name: str = "dice_ce_loss",
+                 reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.regions = bool(regions)
+        self.smooth = float(smooth)
+
+    def batch_loss(self, y_true, y_pred):
+        cross_entropy = -ops.mean(ops.sum(y_true * ops.log(_clip(y_pred)), axis=-1))
+        if self.regions:
+            truth, pred = brats_regions(y_true), brats_regions(y_pred)
+        else:
+            truth, pred = y_true[..., 1:], y_pred[..., 1:]
+        return cross_entropy + 1.0 - ops.mean(per_class_dice(truth, pred, self.smooth))
+
+    def params(self):
+        return {"regions": self.regions, "smooth": self.smooth}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class WeightedCrossEntropy(_BatchLoss):
     """Weighted categorical cross-entropy: mean over pixels of -sum_c w_c * y_c * ln(p_c).
@@ -425,6 +456,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "exp_log": ("w_dice", "w_cross", "gamma_dice", "gamma_cross", "smooth", "class_weights"),
     "focal": ("gamma", "alpha"),
     "tversky": ("alpha", "beta", "smooth"),
+    "dice_ce": ("regions", "smooth"),
 }
 LOSS_NAMES: tuple[str, ...] = tuple(sorted(_OPTIONS))
 
@@ -496,7 +528,7 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
     cfg = _as_dict(loss_cfg)
     name = _loss_name(cfg)
     _check_options(cfg, name)
-    smooth = _number(cfg, "smooth", 1.0 if name == "exp_log" else 1e-6, low=0.0, low_open=True)
+    smooth = _number(cfg, "smooth", 1.0 if name in ("exp_log", "dice_ce") else 1e-6, low=0.0, low_open=True)
     if name == "dice":
         return DiceLoss(smooth=smooth)
     if name == "bce_dice":
@@ -505,6 +537,11 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
         return ELLLoss(alpha=_number(cfg, "alpha", 0.2, 0.0, 1.0), smooth=smooth)
     if name == "soft_dice":
         return SoftDiceLoss(smooth=smooth)
+    if name == "dice_ce":
+        regions = cfg.get("regions", True)
+        if not isinstance(regions, bool):
+            raise ConfigError(f"loss.regions: expected true or false, got {regions!r}")
+        return DiceCELoss(regions=regions, smooth=_number(cfg, "smooth", 1.0, low=0.0, low_open=True))
     if name == "focal":
         return FocalLoss(gamma=_number(cfg, "gamma", 2.0, low=0.0), alpha=_number(cfg, "alpha", 0.25, low=0.0))
     if name == "tversky":

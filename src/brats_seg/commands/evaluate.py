@@ -36,28 +36,53 @@ def _task(cfg) -> None:
 
 
 def _evaluate_run(cfg) -> None:
-    from omegaconf import open_dict
-
-    from brats_seg.inference.evaluate import evaluate_run
+    from brats_seg.inference.ensemble import resolve_runs
+    from brats_seg.inference.evaluate import evaluate_ensemble, evaluate_run
     from brats_seg.tf_import import import_tensorflow_quietly
 
     import_tensorflow_quietly()
 
-    run_dir = Path(cfg.run)
-    run_cfg = RunFolder(run_dir).read_config()
-    if cfg.empty_rule:
-        run_cfg.evaluate.empty_rule = cfg.empty_rule
-    run_cfg.evaluate.batch_size = int(cfg.batch_size)
-    if cfg.get("lesionwise") is not None:
-        with open_dict(run_cfg):
-            run_cfg.evaluate.lesionwise = bool(cfg.lesionwise)
-    metrics = evaluate_run(run_dir, cfg=run_cfg)
+    run_dirs = resolve_runs(cfg.run)
+    run_cfgs = [_with_overrides(RunFolder(r).read_config(), cfg) for r in run_dirs]
+    if len(run_dirs) == 1 and not cfg.out:
+        where = run_dirs[0]
+        metrics = evaluate_run(where, cfg=run_cfgs[0])
+    else:
+        if not cfg.out:
+            raise ConfigError(f"evaluate: an ensemble of {len(run_dirs)} runs needs out=DIR for its results")
+        where = Path(cfg.out)
+        metrics = evaluate_ensemble(run_dirs, where, run_cfgs, batch_size=int(cfg.batch_size))
     if metrics.get("checkpoint_note"):
-        print(f"{run_dir}: {metrics['checkpoint_note']}")
+        print(f"{where}: {metrics['checkpoint_note']}")
     ca = metrics["col_ave"]
-    print(f"{run_dir}: Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
+    used = metrics["inference"]
+    print(f"{where}: {len(run_dirs)} run(s), tta={str(used['tta']).lower()}, postprocess={used['postprocess']}; "
+          f"Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
           f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}")
-    _print_regions(metrics, run_dir / METRICS_FILE)
+    _print_regions(metrics, where / METRICS_FILE)
+
+
+def _with_overrides(run_cfg, cfg):
+    """A run's config with the evaluate command's options that are set (null keeps the run's own)."""
+    from omegaconf import open_dict
+
+    with open_dict(run_cfg):
+        if run_cfg.get("evaluate") is None:
+            run_cfg.evaluate = {}
+        ev = run_cfg.evaluate
+        if cfg.empty_rule:
+            ev.empty_rule = cfg.empty_rule
+        ev.batch_size = int(cfg.batch_size)
+        if cfg.get("tta") is not None:
+            ev.tta = bool(cfg.tta)
+        if cfg.get("lesionwise") is not None:
+            ev.lesionwise = bool(cfg.lesionwise)
+        for key, value in (cfg.get("postprocess") or {}).items():
+            if value is not None:
+                if ev.get("postprocess") is None:
+                    ev.postprocess = {}
+                ev.postprocess[key] = value
+    return run_cfg
 
 
 def _warn_unmatched(metrics: dict, pred_dir: Path) -> None:

@@ -15,11 +15,14 @@ def _task(cfg) -> None:
 
     import_tensorflow_quietly()
 
-    result = predict_cases(Path(cfg.run), Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
+    result = predict_cases(cfg.run, Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
                            montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule,
+                           tta=cfg.get("tta"), postprocess=cfg.get("postprocess"),
                            naming=cfg.get("naming", "brats"),
                            lesionwise=bool(cfg.get("lesionwise", True)))
-    print(f"{len(result['cases'])} case(s) segmented into {result['output']}")
+    used = result["inference"]
+    print(f"{len(result['cases'])} case(s) segmented into {result['output']} by {len(used['runs'])} run(s), "
+          f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}")
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():
             print(f"  {region}: Dice mean {r['dice_mean']:.4f}, HD95 mean {r['hd95_mean']:.2f} mm")

@@ -15,8 +15,8 @@ def _task(cfg) -> float | None:
     import_tensorflow_quietly()
 
     metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
-    # A non-chief worker of a multi-worker run returns no metrics: the chief evaluates.
-    return metrics["col_ave"]["f1"] if metrics else None
+    # None for a non-chief worker of a multi-worker run (the chief evaluates) or a run without test patients.
+    return (metrics.get("col_ave") or {}).get("f1") if metrics else None
 
 
 def main(argv: list[str]) -> int:

@@ -1,9 +1,15 @@
 """Optional training-time augmentation in TensorFlow, applied to images and labels consistently.
 
-Per slice: a left-right flip (rows are the patient's left-right axis), a small rotation and scaling about the
-slice centre (bilinear for images, nearest for labels, zeros outside), and an intensity gain and shift per
-channel inside the brain (background stays 0). The random draws come from the input pipeline's seeded numpy
-generator (one row of uniform numbers per slice), so augmentation is reproducible and differs every epoch.
+Spatial, per slice: a left-right flip (rows are the patient's left-right axis), a small rotation and scaling
+about the slice centre (bilinear for images, nearest for labels, zeros outside).
+
+Appearance, per slice and inside the brain only (background stays 0), for carrying a few patients' contrasts
+to new ones: a gamma per channel (on the slice's brain intensities rescaled to [0, 1]), an intensity gain and
+shift per channel, a Gaussian blur and additive Gaussian noise. With 2.5D input (``context_slices``) the
+neighbouring slices' copies of a modality get that modality's gain, shift and gamma.
+
+The random draws come from the input pipeline's seeded numpy generator (one row of uniform numbers per slice),
+so augmentation is reproducible and differs every epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ class AugmentSettings:
     rotation_deg: float = 10.0
     scale: float = 0.1
     intensity: float = 0.1
+    gamma: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> "AugmentSettings":
@@ -35,7 +44,7 @@ class AugmentSettings:
         for name, value in (("enabled", enabled), ("flip", flip)):
             if not isinstance(value, bool):
                 raise ConfigError(f"data.augment.{name} must be true or false, got {value!r}")
-        limits = {"rotation_deg": 180.0, "scale": 0.9, "intensity": 1.0}
+        limits = {"rotation_deg": 180.0, "scale": 0.9, "intensity": 1.0, "gamma": 2.0, "blur": 3.0, "noise": 1.0}
         values = {}
         for name, limit in limits.items():
             value = cfg.get(name, getattr(cls, name))
@@ -45,16 +54,32 @@ class AugmentSettings:
         return cls(enabled, flip, **values)
 
 
-def param_count(channels: int) -> int:
-    """Uniform numbers needed per slice: flip, angle, scale, then a gain and a shift per channel."""
-    return 3 + 2 * channels
+def param_count(channels: int, settings: AugmentSettings | None = None) -> int:
+    """Uniform numbers needed per slice: flip, angle, scale, a gain and a shift per channel, then (when on) a gamma
+    per channel, a blur width, a noise level and two numbers seeding the noise."""
+    settings = settings or AugmentSettings()
+    return 3 + 2 * channels + _extra_offsets(channels, settings)[-1]
 
 
-def augment_batch(x, y, u, settings: AugmentSettings):
-    """Augment a batch: x (B, H, W, C) float32, y (B, H, W) uint8, u (B, param_count(C)) uniform in [0, 1)."""
+def _extra_offsets(channels: int, settings: AugmentSettings) -> tuple[int, int, int, int]:
+    """Columns of gamma, blur and noise after the first 3 + 2C, and how many extra columns there are."""
+    gamma = 0
+    blur = gamma + (channels if settings.gamma > 0 else 0)
+    noise = blur + (1 if settings.blur > 0 else 0)
+    end = noise + (3 if settings.noise > 0 else 0)
+    return gamma, blur, noise, end
+
+
+def augment_batch(x, y, u, settings: AugmentSettings, base_channels: int | None = None):
+    """Augment a batch: x (B, H, W, C) float32, y (B, H, W) uint8, u (B, param_count(base_channels)) in [0, 1)."""
+    x, y = spatial(x, y, u, settings)
+    return appearance(x, u, settings, base_channels), y
+
+
+def spatial(x, y, u, settings: AugmentSettings):
+    """Flip, rotation and scaling of images and labels together."""
     import tensorflow as tf
 
-    channels = x.shape[-1]
     if settings.flip:
         flip = u[:, 0] < 0.5
         x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[1]), x)
@@ -66,12 +91,69 @@ def augment_batch(x, y, u, settings: AugmentSettings):
         x = _transform(x, transforms, "BILINEAR")
         labels = _transform(tf.cast(y[..., None], tf.float32), transforms, "NEAREST")
         y = tf.cast(tf.round(labels[..., 0]), tf.uint8)
-    if settings.intensity > 0:
-        gain = 1.0 + (2.0 * u[:, 3:3 + channels] - 1.0) * settings.intensity
-        shift = (2.0 * u[:, 3 + channels:3 + 2 * channels] - 1.0) * settings.intensity
-        jittered = x * gain[:, None, None, :] + shift[:, None, None, :]
-        x = tf.where(tf.not_equal(x, 0.0), jittered, tf.zeros_like(x))
     return x, y
+
+
+def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None):
+    """Gamma, gain and shift, blur and noise, inside the brain (non-zero voxels of each channel)."""
+    import tensorflow as tf
+
+    channels = x.shape[-1]
+    base = base_channels or channels
+    copies = channels // base
+    brain = tf.not_equal(x, 0.0)
+    extra = 3 + 2 * base
+    gamma_col, blur_col, noise_col, _ = (extra + k for k in _extra_offsets(base, settings))
+    if settings.gamma > 0:
+        log_gamma = (2.0 * u[:, gamma_col:gamma_col + base] - 1.0) * math.log1p(settings.gamma)
+        x = _gamma(x, brain, tf.tile(tf.exp(log_gamma), [1, copies]))
+    if settings.intensity > 0:
+        gain = 1.0 + (2.0 * u[:, 3:3 + base] - 1.0) * settings.intensity
+        shift = (2.0 * u[:, 3 + base:3 + 2 * base] - 1.0) * settings.intensity
+        x = x * tf.tile(gain, [1, copies])[:, None, None, :] + tf.tile(shift, [1, copies])[:, None, None, :]
+    if settings.blur > 0:
+        x = _blur(x, u[:, blur_col] * settings.blur, settings.blur)
+    if settings.noise > 0:
+        sd = u[:, noise_col] * settings.noise
+        seed = tf.cast(u[0, noise_col + 1:noise_col + 3] * 2.0**31, tf.int64)
+        x = x + tf.random.stateless_normal(tf.shape(x), seed=seed) * sd[:, None, None, None]
+    return tf.where(brain, x, tf.zeros_like(x))
+
+
+def _gamma(x, brain, gamma):
+    """Per slice and channel: rescale the brain's values to [0, 1], raise to ``gamma`` (B, C), scale back."""
+    import tensorflow as tf
+
+    inf = tf.constant(float("inf"), x.dtype)
+    lo = tf.reduce_min(tf.where(brain, x, inf), axis=[1, 2], keepdims=True)
+    hi = tf.reduce_max(tf.where(brain, x, -inf), axis=[1, 2], keepdims=True)
+    has_brain = tf.math.is_finite(lo)
+    lo = tf.where(has_brain, lo, 0.0)
+    span = tf.where(has_brain, hi - lo, 0.0)
+    unit = tf.clip_by_value((x - lo) / tf.maximum(span, 1e-6), 0.0, 1.0)
+    return tf.pow(unit, gamma[:, None, None, :]) * span + lo
+
+
+def _blur(x, sigma, max_sigma: float):
+    """Separable Gaussian blur with a width ``sigma`` (B,) per slice; a width near 0 leaves the slice as it is."""
+    import tensorflow as tf
+
+    radius = max(1, math.ceil(3.0 * max_sigma))
+    taps = tf.range(-radius, radius + 1, dtype=tf.float32)
+    safe = tf.maximum(sigma, 1e-3)[:, None]
+    weights = tf.exp(-0.5 * tf.square(taps[None, :] / safe))
+    weights = weights / tf.reduce_sum(weights, axis=1, keepdims=True)  # (B, taps)
+    for axis in (1, 2):
+        padding = [[0, 0]] * 4
+        padding[axis] = [radius, radius]
+        padded = tf.pad(x, padding)
+        size = tf.shape(x)[axis]
+        total = tf.zeros_like(x)
+        for k in range(2 * radius + 1):
+            window = padded[:, k:k + size] if axis == 1 else padded[:, :, k:k + size]
+            total += window * weights[:, k][:, None, None, None]
+        x = total
+    return x
 
 
 def _rotation_scaling(angle, scale, height, width):

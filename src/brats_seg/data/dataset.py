@@ -13,7 +13,8 @@ from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
 from brats_seg.data.labels import NUM_CLASSES, check_resection_cavity
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
-from brats_seg.data.split import split_cases, split_fractions
+from brats_seg.data.folds import fold_settings, kfold_split, val_fraction_and_seed
+from brats_seg.data.split import group_cases, split_cases, split_fractions
 from brats_seg.errors import ConfigError, DataError
 
 
@@ -57,15 +58,32 @@ class PreparedData:
         return shapes.pop()
 
     def split(self) -> dict[str, list[str]]:
-        """Case ids per split (train/val/test), by patient, from ``data.split``."""
+        """Case ids per split (train/val/test), by patient, from ``data.split`` (fractions, or one fold)."""
+        fingerprints = {c: m["fingerprint"] for c, m in self.metas.items()}
+        kfold = fold_settings(self.split_cfg)
+        if kfold is not None:
+            val, seed = val_fraction_and_seed(self.split_cfg)
+            return kfold_split(group_cases(fingerprints), *kfold, val_fraction=val, seed=seed)
         fractions, seed = split_fractions(self.split_cfg)
-        return split_cases({c: m["fingerprint"] for c, m in self.metas.items()}, fractions, seed)
+        return split_cases(fingerprints, fractions, seed)
 
     def case_meta(self, case_id: str) -> dict:
         try:
             return self.metas[case_id]
         except KeyError:
             raise DataError(f"case {case_id} is not in the prepared data ({self.cache_dir})") from None
+
+    def one_case_per_patient(self, case_ids: list[str]) -> list[str]:
+        """``case_ids`` without the second name of identical images (the same scan shipped twice), so that
+        training does not draw such a patient twice as often as the others."""
+        seen: set[str] = set()
+        kept = []
+        for case_id in case_ids:
+            fingerprint = self.case_meta(case_id)["fingerprint"]
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                kept.append(case_id)
+        return kept
 
     def slice_count(self, case_ids: list[str]) -> int:
         """Selected slices over ``case_ids``."""
@@ -95,7 +113,7 @@ def prepare_data(data_cfg: Any) -> PreparedData:
     name = str(cfg.get("name") or "data")
     preprocess = PreprocessSettings.from_cfg(cfg.get("preprocess"))
     selection = SelectionSettings.from_cfg(cfg.get("selection"))
-    split_fractions(cfg.get("split"))  # fail on a bad option before any decoding
+    _check_split(cfg.get("split"))  # fail on a bad option before any decoding
     workers = _workers(cfg.get("workers", 1))
     cache_dir = cfg.get("cache_dir")
     if not cache_dir:
@@ -107,6 +125,13 @@ def prepare_data(data_cfg: Any) -> PreparedData:
     path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection,
                              workers, resection_cavity)
     return PreparedData.open(path, cfg.get("split"))
+
+
+def _check_split(split_cfg: Any) -> None:
+    if fold_settings(split_cfg) is not None:
+        val_fraction_and_seed(split_cfg)
+    else:
+        split_fractions(split_cfg)
 
 
 def _data_root(data_cfg: Any) -> Path:
@@ -171,4 +196,5 @@ def _preprocess_cfg(stored: dict) -> dict:
         "fifth_channel": stored.get("fifth_channel"),
         "fifth_channel_sigma": stored.get("fifth_channel_sigma", 1.0),
         "crop": {"enabled": crop is not None, "size": crop},
+        "context_slices": stored.get("context_slices", 0),
     }

@@ -1,9 +1,10 @@
 """tf.data input pipeline over the slice cache (TensorFlow: imported only by training).
 
-A Python generator walks a (per-epoch, seeded) permutation of every selected (case, slice) pair and reads each
-batch from the cache files with ``os.pread``, so memory stays flat whatever the split's size. The generator
-yields whole batches (one Python call per batch, not per slice); one-hot encoding, optional augmentation and
-prefetching run in TensorFlow.
+A Python generator walks the epoch's (case, slice) pairs (see sampling.py: every selected slice once in a
+seeded per-epoch order, or random draws with a share centred on tumour) and reads each batch from the cache
+files with ``os.pread``, so memory stays flat whatever the split's size. The generator yields whole batches
+(one Python call per batch, not per slice) with their random numbers; spatial augmentation, patch windows,
+appearance augmentation, padding, one-hot encoding and prefetching run in TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,57 +16,56 @@ import numpy as np
 
 from brats_seg.data.cache import SliceReader
 from brats_seg.data.dataset import PreparedData
+from brats_seg.data.sampling import SamplingSettings, SliceSampler, cut_windows, epoch_order, slice_index
 from brats_seg.errors import DataError
 
-
-def slice_index(prepared: PreparedData, case_ids: list[str]) -> np.ndarray:
-    """(N, 2) int64 of (position in case_ids, row in that case's cache) for every selected slice."""
-    counts = [len(prepared.case_meta(case_id)["selected"]) for case_id in case_ids]
-    positions = np.repeat(np.arange(len(case_ids), dtype=np.int64), counts)
-    rows = np.concatenate([np.arange(n, dtype=np.int64) for n in counts]) if counts else positions
-    return np.stack([positions, rows], axis=1)
-
-
-def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
-    """The order in which epoch ``epoch`` visits the n slices: a fresh seeded permutation each epoch."""
-    if not shuffle:
-        return np.arange(n)
-    return np.random.default_rng([seed, epoch]).permutation(n)
+__all__ = ["batch_generator", "epoch_order", "make_dataset", "slice_index"]
 
 
 def batch_generator(prepared: PreparedData, case_ids: list[str], batch_size: int, shuffle: bool, seed: int,
-                    augment_params: int = 0) -> Any:
-    """A callable for ``Dataset.from_generator``; every call runs the next epoch."""
-    index = slice_index(prepared, case_ids)
+                    augment_params: int = 0, sampling: SamplingSettings | None = None) -> Any:
+    """A callable for ``Dataset.from_generator``; every call runs the next epoch.
+
+    Yields ``(x, y[, u][, corners])``: u the augmentation's uniform numbers, corners the patch windows.
+    """
+    sampler = SliceSampler(prepared, case_ids, sampling or SamplingSettings(), shuffle, seed)
     reader = SliceReader(prepared.cache_dir, case_ids)
     epochs = itertools.count()
 
     def run_epoch() -> Iterator[tuple[np.ndarray, ...]]:
         epoch = next(epochs)
-        order = epoch_order(len(index), shuffle, seed, epoch)
+        pairs, centred = sampler.epoch(epoch)
         draws = np.random.default_rng([seed, epoch, 1])
-        for start in range(0, len(order), batch_size):
-            x, y = reader.read(index[order[start:start + batch_size]])
+        windows = np.random.default_rng([seed, epoch, 3])
+        for start in range(0, len(pairs), batch_size):
+            x, y = reader.read(pairs[start:start + batch_size])
+            batch: tuple[np.ndarray, ...] = (x, y)
             if augment_params:
-                yield x, y, draws.random((len(x), augment_params), dtype=np.float32)
-            else:
-                yield x, y
+                batch += (draws.random((len(x), augment_params), dtype=np.float32),)
+            if sampler.settings.patch_size is not None:
+                batch += (sampler.windows(y, centred[start:start + batch_size], windows),)
+            yield batch
 
     return run_epoch
 
 
 def make_dataset(prepared: PreparedData, case_ids: list[str], batch_size: int, *, shuffle: bool, seed: int,
-                 augment_cfg: Any = None, repeat: bool = False, split_name: str | None = None):
+                 augment_cfg: Any = None, repeat: bool = False, split_name: str | None = None,
+                 sampling: SamplingSettings | None = None, pad_multiple: int = 1):
     """Batches ``(x float32 (B, H, W, C), y float32 one-hot (B, H, W, 4))`` of the selected slices of ``case_ids``.
 
-    Without ``repeat`` one pass is one epoch (the last batch may be smaller) and every selected slice appears
-    exactly once; each new pass reshuffles with a permutation derived from ``seed`` and the pass number.
+    Without ``repeat`` one pass is one epoch (the last batch may be smaller); with the default sampling every
+    selected slice appears exactly once per pass, and each new pass reshuffles with a permutation derived from
+    ``seed`` and the pass number. ``sampling`` may cut patches and draw samples at random (see sampling.py).
+    ``pad_multiple`` pads whole slices at the bottom and right with background up to a multiple of it (for a
+    fully convolutional model whose divisor does not divide the cached size).
     """
     import tensorflow as tf
 
     from brats_seg.data import augment
 
     case_ids = list(case_ids)
+    sampling = sampling or SamplingSettings()
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if prepared.slice_count(case_ids) == 0:
@@ -73,13 +73,19 @@ def make_dataset(prepared: PreparedData, case_ids: list[str], batch_size: int, *
         raise DataError(f"no slices selected in {which} ({len(case_ids)} case(s)) with {prepared.selection.describe()};"
                         f" loosen the selection (a lower data.selection.threshold, or data.selection.rule=tumour)")
     height, width, channels = prepared.input_shape
+    base_channels = prepared.preprocess.base_channels
+    if channels % base_channels:  # a cache whose channels the settings do not explain
+        base_channels = channels
     settings = augment.AugmentSettings.from_cfg(augment_cfg)
-    n_params = augment.param_count(channels) if settings.enabled else 0
+    n_params = augment.param_count(base_channels, settings) if settings.enabled else 0
     signature = (tf.TensorSpec((None, height, width, channels), tf.float32),
                  tf.TensorSpec((None, height, width), tf.uint8))
     if n_params:
         signature += (tf.TensorSpec((None, n_params), tf.float32),)
-    generator = batch_generator(prepared, case_ids, batch_size, shuffle, seed, n_params)
+    patch = sampling.patch_size
+    if patch is not None:
+        signature += (tf.TensorSpec((None, 2), tf.int32),)
+    generator = batch_generator(prepared, case_ids, batch_size, shuffle, seed, n_params, sampling)
     ds = tf.data.Dataset.from_generator(generator, output_signature=signature)
     if repeat:
         ds = ds.repeat()
@@ -87,8 +93,24 @@ def make_dataset(prepared: PreparedData, case_ids: list[str], batch_size: int, *
         # from_generator cannot know its length; telling Keras gives a real progress bar from the first epoch.
         n_batches = -(-prepared.slice_count(case_ids) // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
-    if n_params:
-        ds = ds.map(lambda x, y, u: augment.augment_batch(x, y, u, settings), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def transform(*batch):
+        x, y = batch[0], batch[1]
+        u = batch[2] if n_params else None
+        if u is not None:
+            x, y = augment.spatial(x, y, u, settings)
+        if patch is not None:
+            x, y = cut_windows(x, y, batch[-1], patch)
+        if u is not None:
+            x = augment.appearance(x, u, settings, base_channels)
+        return x, y
+
+    if n_params or patch is not None:
+        ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    if patch is None and pad_multiple > 1 and (height % pad_multiple or width % pad_multiple):
+        pad_h, pad_w = -height % pad_multiple, -width % pad_multiple
+        ds = ds.map(lambda x, y: (tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]),
+                                  tf.pad(y, [[0, 0], [0, pad_h], [0, pad_w]])))
     num_classes = prepared.num_classes
     ds = ds.map(lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=tf.float32)),
                 num_parallel_calls=tf.data.AUTOTUNE)

@@ -97,6 +97,8 @@ def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | Prep
     x = np.empty((depth, rows, cols, len(channels)), dtype=np.float32)
     for c, channel in enumerate(channels):
         x[..., c] = volume_to_slices(view(channel))
+    if settings.context_slices:
+        x = add_context(x, settings.context_slices)
     y = volume_to_slices(view(loaded.seg)).copy() if loaded.seg is not None else None
     brain_pixels = np.count_nonzero(view(brain), axis=(0, 1)).astype(np.int64)
     cut_brain = int(np.count_nonzero(brain)) - int(brain_pixels.sum())
@@ -105,6 +107,22 @@ def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | Prep
         cut_tumour = int(np.count_nonzero(loaded.seg)) - int(np.count_nonzero(y))
     return PreprocessedCase(loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain,
                             cut_tumour)
+
+
+def add_context(x: np.ndarray, k: int) -> np.ndarray:
+    """2.5D input: (Z, H, W, C) -> (Z, H, W, C * (2k + 1)).
+
+    The slice's own C channels come first (so channel 3 is still its FLAIR), then the C channels of slice z-k,
+    ..., z-1, z+1, ..., z+k; a neighbour beyond the volume's ends is zeros (background).
+    """
+    depth = x.shape[0]
+    parts = [x]
+    for offset in [*range(-k, 0), *range(1, k + 1)]:
+        shifted = np.zeros_like(x)
+        lo, hi = max(0, -offset), min(depth, depth - offset)
+        shifted[lo:hi] = x[lo + offset:hi + offset]
+        parts.append(shifted)
+    return np.concatenate(parts, axis=-1)
 
 
 def _normalized_channel(vol: np.ndarray, settings: PreprocessSettings) -> np.ndarray:

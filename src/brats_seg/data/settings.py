@@ -17,6 +17,7 @@ FIFTH_CHANNELS = choices(FifthChannel)
 SELECTION_RULES = choices(SelectionRule)
 # The U-Nets halve the image four times, so a crop must keep both sides divisible by 2**4.
 CROP_MULTIPLE = 16
+MAX_CONTEXT = 4
 
 
 def to_plain(cfg: Any) -> Any:
@@ -39,10 +40,17 @@ class PreprocessSettings:
     fifth_channel: str | None = None
     fifth_channel_sigma: float = 1.0
     crop_size: tuple[int, int] | None = None
+    # 2.5D input: the k slices below and above each slice add their channels (0: plain 2D slices).
+    context_slices: int = 0
+
+    @property
+    def base_channels(self) -> int:
+        """Channels of one slice: four modalities and the optional fifth."""
+        return 4 + (self.fifth_channel is not None)
 
     @property
     def channels(self) -> int:
-        return 4 + (self.fifth_channel is not None)
+        return self.base_channels * (1 + 2 * self.context_slices)
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any] | "PreprocessSettings" | None) -> "PreprocessSettings":
@@ -63,7 +71,11 @@ class PreprocessSettings:
             raise ConfigError(f"data.preprocess.fifth_channel_sigma must be a positive number, got {sigma!r}")
         crop = cfg.get("crop") or {}
         crop_size = _crop_size(crop.get("size")) if crop.get("enabled", False) else None
-        return cls(normalization, percentiles, fifth, float(sigma), crop_size)
+        context = cfg.get("context_slices", 0)
+        if not isinstance(context, int) or isinstance(context, bool) or not 0 <= context <= MAX_CONTEXT:
+            raise ConfigError(f"data.preprocess.context_slices must be a whole number from 0 to {MAX_CONTEXT}, "
+                              f"got {context!r}")
+        return cls(normalization, percentiles, fifth, float(sigma), crop_size, context)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings that change the output (used in the cache key and recorded in the cache index)."""
@@ -74,6 +86,8 @@ class PreprocessSettings:
         if self.fifth_channel is not None:
             out["fifth_channel_sigma"] = self.fifth_channel_sigma
         out["crop_size"] = list(self.crop_size) if self.crop_size else None
+        if self.context_slices:  # only when set, so the caches of plain 2D settings keep their keys
+            out["context_slices"] = self.context_slices
         return out
 
 

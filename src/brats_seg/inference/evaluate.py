@@ -20,7 +20,9 @@ from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
-from brats_seg.inference.slices import predict_slices
+from brats_seg.inference.postprocess import PostprocessSettings
+from brats_seg.inference.postprocess import postprocess as apply_postprocess
+from brats_seg.inference.slices import predict_probabilities
 from brats_seg.metrics.confusion import (METRIC_NAMES, ConfusionAccumulator, collapse_note,
                                          per_class_metrics)
 from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
@@ -32,14 +34,26 @@ from brats_seg.runfolder import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT,
 log = logging.getLogger(__name__)
 
 
+def model_divisor(cfg) -> int:
+    """What a run's model needs its input sides divisible by (from the run's model config)."""
+    from brats_seg.models.registry import divisor
+
+    return divisor(cfg.model)
+
+
 def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
-                   n_overlays: int = 5,
+                   n_overlays: int = 5, divisor: int = 1, tta: bool = False,
+                   postprocess: Any = None,
                    lesionwise: bool = True) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
     A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
     the per-patient means and in the pooled matrix alike; ``duplicates`` names the dropped copies.
+    ``model`` may be a list of models (an ensemble over one preprocessing: their softmax is averaged).
+    ``tta`` and ``postprocess`` (see slices.py and postprocess.py) are applied and recorded in the metrics.
     """
+    post = PostprocessSettings.from_cfg(postprocess, "evaluate.postprocess")
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
     confusion = ConfusionAccumulator(NUM_CLASSES)
     per_patient = []
     candidates: list[list[tuple]] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
@@ -50,12 +64,17 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
                     duplicates[case_id], duplicates[case_id])
     for case_id in scored:
         x, y_full, meta = prepared.load_volume(case_id)
-        pred = predict_slices(model, x, batch_size)
+        probs = sum(predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta) for m in models)
+        pred = np.argmax(probs, axis=-1).astype(np.uint8)
+        del probs
+        pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
+        if post.enabled:
+            pred_full = apply_postprocess(pred_full, post)
+            pred = on_cached_grid(pred_full, meta.get("crop_box"))
         selected = np.asarray(meta["selected"], dtype=int)
         if len(selected):
             _, y_sel = prepared.read_slices(case_id)
             confusion.add(np.asarray(y_sel), pred[selected])
-        pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
         scores = region_scores(pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule)
         per_patient.append({"case": case_id, **scores})
         if lesionwise:
@@ -82,10 +101,21 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         "test_cases": list(case_ids),
         "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
+        "inference": {"models": len(models), "tta": bool(tta), "postprocess": post.as_dict()},
     }
     if lesionwise:
         metrics.update(lesionwise_summary(per_patient))
     return metrics, _pick_overlays(candidates, n_overlays)
+
+
+def on_cached_grid(pred_full: np.ndarray, crop_box) -> np.ndarray:
+    """A full (X, Y, Z) class volume as (Z, H, W) slices of the cached (possibly cropped) grid."""
+    from brats_seg.data.preprocess import volume_to_slices
+
+    if crop_box is not None:
+        x0, x1, y0, y1 = (int(v) for v in crop_box)
+        pred_full = pred_full[x0:x1, y0:y1]
+    return np.ascontiguousarray(volume_to_slices(pred_full))
 
 
 def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> list[tuple]:
@@ -154,6 +184,7 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
         model, prepared, split["test"],
         empty_rule=ev.get("empty_rule", "brats"), batch_size=int(ev.get("batch_size", 16)),
         n_overlays=int(ev.get("overlays", 5)), lesionwise=bool(ev.get("lesionwise", True)),
+        divisor=model_divisor(cfg), tta=bool(ev.get("tta", False)), postprocess=ev.get("postprocess"),
     )
     if checkpoint_note:
         metrics["checkpoint_note"] = checkpoint_note
@@ -174,3 +205,42 @@ def fallback_note(folder: RunFolder, checkpoint: Path | None) -> str | None:
             "model of the last epoch trained, not the best one")
     log.warning("%s", note)
     return note
+def evaluate_ensemble(run_dirs: list[Path], out: Path, cfgs: list, *, batch_size: int = 16) -> dict[str, Any]:
+    """Evaluate the averaged softmax of several runs on their common test patients; write into ``out``.
+
+    The runs must share their data settings and their test patients (seeds or models of one split); folds of a
+    cross-validation do not, and are scored on new patients with ``brats-seg predict`` instead. TTA,
+    post-processing and the empty-region rule are the first run's (``cfgs`` carry any overrides).
+    """
+    import math
+
+    from omegaconf import OmegaConf
+
+    from brats_seg.data.dataset import prepare_data
+
+    folders = [RunFolder(r) for r in run_dirs]
+    tests = [sorted(f.read_split().get("test") or []) for f in folders]
+    if not tests[0]:
+        raise RunError(f"{run_dirs[0]}: the split has no test patients")
+    for run_dir, test in zip(run_dirs[1:], tests[1:]):
+        if test != tests[0]:
+            raise RunError(f"{run_dir}: its test patients differ from those of {run_dirs[0]}; an ensemble of "
+                           "runs is evaluated on common test patients (score other runs with brats-seg predict)")
+    data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
+    for run_dir, other in zip(run_dirs[1:], data[1:]):
+        if {k: v for k, v in other.items() if k != "workers"} != {k: v for k, v in data[0].items()
+                                                                   if k != "workers"}:
+            raise RunError(f"{run_dir}: its data settings differ from those of {run_dirs[0]}; evaluate an ensemble "
+                           "of runs over one data set and preprocessing, or score it with brats-seg predict")
+    models = [f.load_best_model() for f in folders]
+    prepared = prepare_data(cfgs[0].data)
+    ev = cfgs[0].get("evaluate", {}) or {}
+    divisor = math.lcm(*(model_divisor(c) for c in cfgs))
+    metrics, overlays = evaluate_model(
+        models, prepared, tests[0], empty_rule=ev.get("empty_rule", "brats"), batch_size=batch_size,
+        n_overlays=int(ev.get("overlays", 5)), divisor=divisor, tta=bool(ev.get("tta", False)),
+        postprocess=ev.get("postprocess"), lesionwise=bool(ev.get("lesionwise", True)))
+    metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
+    out.mkdir(parents=True, exist_ok=True)
+    write_evaluation(out, metrics, overlays, title=f"ensemble of {len(run_dirs)} runs")
+    return metrics

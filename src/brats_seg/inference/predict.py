@@ -13,9 +13,12 @@ from brats_seg.config_schema import PredictNaming, choices
 from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError, DataError
-from brats_seg.runfolder import METRICS_FILE, RunFolder
+from brats_seg.runfolder import CONFIG_FILE, METRICS_FILE, RunFolder
 
 log = logging.getLogger(__name__)
+
+# Beside the predictions: which runs, whether TTA, which post-processing.
+INFERENCE_FILE = "inference.json"
 
 
 def input_cases(path: Path):
@@ -56,15 +59,6 @@ def check_outputs(cases, out_dir: Path, naming: str = "brats") -> None:
                             "choose another output folder")
 
 
-def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None:
-    expected = tuple(int(d) for d in model.input_shape[1:])
-    got = tuple(int(d) for d in x.shape[1:])
-    if got != expected:
-        fmt = lambda s: "x".join(map(str, s))  # noqa: E731
-        raise DataError(f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) but the model of {run_dir} "
-                        f"was trained on {fmt(expected)}; predict cases of the size the run was trained on")
-
-
 def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path,
                        naming: str = "brats") -> Path:
     """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
@@ -76,39 +70,62 @@ def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path,
                        header=loaded.header)
 
 
-def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size: int = 16, montage_slices: int = 6,
-                  empty_rule: str = "brats", naming: str = "brats",
+def inference_settings(members, tta: Any = None, postprocess: Any = None) -> tuple[bool, Any]:
+    """TTA and post-processing for predict: what is given, else the (first) run's own ``evaluate`` settings."""
+    from brats_seg.data.settings import to_plain
+    from brats_seg.inference.postprocess import PostprocessSettings
+
+    own = to_plain(members[0].cfg.get("evaluate")) or {}
+    if tta is None:
+        tta = bool(own.get("tta", False))
+    elif not isinstance(tta, bool):
+        raise ConfigError(f"tta must be true, false or null (the run's own setting), got {tta!r}")
+    chosen = dict(own.get("postprocess") or {})
+    chosen.update({k: v for k, v in (to_plain(postprocess) or {}).items() if v is not None})
+    return tta, PostprocessSettings.from_cfg(chosen, "postprocess")
+
+
+def predict_cases(run_spec: Any, input_path: Path, out_dir: Path, *, batch_size: int = 16,
+                  montage_slices: int = 6, empty_rule: str = "brats", tta: Any = None,
+                  postprocess: Any = None, naming: str = "brats",
                   lesionwise: bool = True) -> dict[str, Any]:
-    """Predict every case under ``input_path``; score those that have a segmentation."""
+    """Predict every case under ``input_path`` with one run or an ensemble; score those that have a segmentation.
+
+    ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). What was used (runs, TTA,
+    post-processing) is written to ``inference.json`` and into ``metrics.json``.
+    """
     from tqdm import tqdm
 
     from brats_seg.data.nifti import load_case
-    from brats_seg.data.preprocess import preprocess_case, restore_prediction
-    from brats_seg.inference.slices import predict_slices
+    from brats_seg.inference.ensemble import ensemble_classes, load_members, resolve_runs
+    from brats_seg.inference.evaluate import on_cached_grid
+    from brats_seg.inference.postprocess import postprocess as apply_postprocess
     from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
     from brats_seg.metrics.regions import region_scores, summarise
     from brats_seg.viz import plots
 
-    run = RunFolder(run_dir)
-    run_cfg = run.read_config()
-    preprocess_cfg = run_cfg.data.preprocess
-    resection_cavity = (run_cfg.data.get("labels") or {}).get("resection_cavity", "error")
+    run_dirs = resolve_runs(run_spec)
+    for run_dir in run_dirs:
+        RunFolder(run_dir).require(CONFIG_FILE)
     cases = input_cases(input_path)
     check_outputs(cases, out_dir, naming)
-    model = run.load_best_model()
+    members = load_members(run_dirs)
+    resection_cavity = (members[0].cfg.data.get("labels") or {}).get("resection_cavity", "error")
+    tta, post = inference_settings(members, tta, postprocess)
+    record = {"runs": [str(Path(r).resolve()) for r in run_dirs], "tta": tta, "postprocess": post.as_dict()}
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / INFERENCE_FILE, record)
     per_patient = []
     for case in tqdm(cases, desc="predict", unit="case"):
         loaded = load_case(case, resection_cavity)
-        prepared = preprocess_case(loaded, preprocess_cfg)
+        classes, prepared = ensemble_classes(members, loaded, batch_size=batch_size, tta=tta)
         if prepared.cut_brain:
             tqdm.write(f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
                        f"{prepared.cut_brain} brain voxel(s), predicted as background")
-        check_slice_shape(case.case_id, prepared.x, model, run_dir)
-        pred = predict_slices(model, prepared.x, batch_size)
-        classes = restore_prediction(pred, prepared.crop_box, prepared.full_shape)
+        classes = apply_postprocess(classes, post)
         path = write_segmentation(classes, loaded, out_dir, naming)
         if montage_slices:
+            pred = on_cached_grid(classes, prepared.crop_box)
             _montage(plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png")
         line = f"{case.case_id}: wrote {path}"
         if loaded.seg is not None:
@@ -120,10 +137,10 @@ def predict_cases(run_dir: Path, input_path: Path, out_dir: Path, *, batch_size:
             line += "; " + ", ".join(f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
                                       for r in REGIONS)
         tqdm.write(line)
-    result: dict[str, Any] = {"cases": [c.case_id for c in cases], "output": str(out_dir)}
+    result: dict[str, Any] = {"cases": [c.case_id for c in cases], "output": str(out_dir), "inference": record}
     if per_patient:
-        metrics = {"per_patient": per_patient, "regions": summarise(per_patient),
-                   "empty_rule": empty_rule, **lesionwise_summary(per_patient)}
+        metrics = {"per_patient": per_patient, "regions": summarise(per_patient), "empty_rule": empty_rule,
+                   "inference": record, **lesionwise_summary(per_patient)}
         write_json(out_dir / METRICS_FILE, metrics)
         result["metrics"] = metrics
     return result

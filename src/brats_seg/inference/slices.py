@@ -1,23 +1,90 @@
-"""Slice-wise prediction of a preprocessed volume and its return to the source grid."""
+"""Slice-wise prediction of a preprocessed volume: softmax probabilities or classes per slice.
+
+Slices without a single non-zero voxel (outside the skull-stripped brain) are background without running the
+model; every other axial slice is predicted, in batches. A fully convolutional model (built with unknown H and
+W) sees only the brain's bounding box over all slices, padded with background to a multiple of the model's
+divisor, and the probabilities are pasted back (background outside the box); a model of fixed size sees the
+whole slice. With ``tta`` the softmax is averaged over the four in-plane mirrorings (none, rows, columns,
+both), each mapped back before averaging.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+# Mirrorings of (B, H, W, C) batches: none, rows (axis 1), columns (axis 2), both.
+FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (2,), (1, 2))
 
-def predict_slices(model, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Class map (Z, H, W) uint8 for a preprocessed volume ``x`` (Z, H, W, C).
 
-    Slices without a single non-zero voxel (outside the skull-stripped brain) are background without running the
-    model; every other axial slice is predicted.
-    """
-    z = x.shape[0]
-    out = np.zeros(x.shape[:3], dtype=np.uint8)
-    brain = np.flatnonzero(np.any(x.reshape(z, -1) != 0, axis=1))
-    for start in range(0, len(brain), batch_size):
-        idx = brain[start : start + batch_size]
-        probs = model(np.ascontiguousarray(x[idx], dtype=np.float32), training=False)
+def is_fully_convolutional(model) -> bool:
+    shape = model.input_shape
+    shape = shape[0] if isinstance(shape, list) else shape
+    return shape[1] is None and shape[2] is None
+
+
+def brain_box(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """Indices of the slices holding brain, and the bounding box ``(r0, r1, c0, c1)`` of the brain over them."""
+    nonzero = np.any(x != 0, axis=-1)  # (Z, H, W)
+    slices = np.flatnonzero(nonzero.any(axis=(1, 2)))
+    if len(slices) == 0:
+        return slices, None
+    rows = np.flatnonzero(nonzero.any(axis=(0, 2)))
+    cols = np.flatnonzero(nonzero.any(axis=(0, 1)))
+    return slices, (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+
+
+def padded_window(box: tuple[int, int, int, int], divisor: int) -> tuple[int, int, int, int]:
+    """The box grown evenly on both sides to multiples of ``divisor`` (it may reach past the slice's edges)."""
+    r0, r1, c0, c1 = box
+    grow_r, grow_c = -(r1 - r0) % divisor, -(c1 - c0) % divisor
+    return r0 - grow_r // 2, r1 + grow_r - grow_r // 2, c0 - grow_c // 2, c1 + grow_c - grow_c // 2
+
+
+def _window(x: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """``x[:, r0:r1, c0:c1]`` with zeros wherever the window reaches past the slices."""
+    r0, r1, c0, c1 = window
+    out = np.zeros((x.shape[0], r1 - r0, c1 - c0) + x.shape[3:], dtype=np.float32)
+    sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, x.shape[1]), max(c0, 0), min(c1, x.shape[2])
+    out[:, sr0 - r0:sr1 - r0, sc0 - c0:sc1 - c0] = x[:, sr0:sr1, sc0:sc1]
+    return out
+
+
+def _softmax(model, batch: np.ndarray, tta: bool) -> np.ndarray:
+    total = None
+    for axes in FLIPS if tta else ((),):
+        inputs = np.ascontiguousarray(np.flip(batch, axis=axes) if axes else batch)
+        probs = model(inputs, training=False)
         if isinstance(probs, (list, tuple)):
             probs = probs[0]
-        out[idx] = np.argmax(np.asarray(probs, dtype=np.float32), axis=-1).astype(np.uint8)
+        probs = np.asarray(probs, dtype=np.float32)
+        probs = np.flip(probs, axis=axes) if axes else probs
+        total = probs if total is None else total + probs
+    return total / (len(FLIPS) if tta else 1)
+
+
+def predict_probabilities(model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1,
+                          tta: bool = False, num_classes: int | None = None) -> np.ndarray:
+    """Softmax (Z, H, W, K) float32 for a preprocessed volume ``x`` (Z, H, W, C); background 1 off the brain."""
+    depth, height, width = x.shape[:3]
+    if num_classes is None:
+        num_classes = int(model.output_shape[0][-1] if isinstance(model.output_shape, list)
+                          else model.output_shape[-1])
+    out = np.zeros((depth, height, width, num_classes), dtype=np.float32)
+    out[..., 0] = 1.0
+    slices, box = brain_box(x)
+    if box is None:
+        return out
+    window = padded_window(box, divisor) if is_fully_convolutional(model) else (0, height, 0, width)
+    r0, r1, c0, c1 = window
+    sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
+    for start in range(0, len(slices), batch_size):
+        idx = slices[start:start + batch_size]
+        probs = _softmax(model, _window(x[idx], window), tta)
+        out[idx, sr0:sr1, sc0:sc1] = probs[:, sr0 - r0:sr1 - r0, sc0 - c0:sc1 - c0]
     return out
+
+
+def predict_slices(model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1, tta: bool = False) -> np.ndarray:
+    """Class map (Z, H, W) uint8 for a preprocessed volume ``x`` (Z, H, W, C): the argmax of the softmax."""
+    probs = predict_probabilities(model, x, batch_size, divisor=divisor, tta=tta)
+    return np.argmax(probs, axis=-1).astype(np.uint8)

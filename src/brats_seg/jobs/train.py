@@ -20,6 +20,7 @@ from brats_seg.runfolder import (
     CONFIG_FILE,
     COMPLETED,
     LOCK_FILE,
+    METRICS_FILE,
     RESULT_DIRS,
     RESULT_FILES,
     SPLIT_FILE,
@@ -167,6 +168,7 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
     from brats_seg import memory
     from brats_seg.data.dataset import prepare_data
     from brats_seg.inference.evaluate import evaluate_model, write_evaluation
+    from brats_seg.models.registry import divisor
     from brats_seg.results.experiments_table import append_row, row_from_metrics
     from brats_seg.training import hardware
     from brats_seg.training.fit import epochs_logged, fit_model
@@ -192,9 +194,19 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
         model = folder.load_best_model()
 
     ev = cfg.evaluate
+    if not split["test"]:
+        # data.split.test=0: every patient trained the model; score it on other patients with predict/evaluate.
+        metrics = {"test_cases": [], "params": int(model.count_params()),
+                   "note": "no test patients (data.split.test=0); score with brats-seg predict or evaluate"}
+        write_json(run_dir / METRICS_FILE, metrics)
+        folder.complete()
+        log.info("%s: completed; no test patients to evaluate", run_dir)
+        return metrics
     metrics, overlays = evaluate_model(model, prepared, split["test"], empty_rule=ev.empty_rule,
                                        batch_size=int(ev.batch_size), n_overlays=int(ev.overlays),
-                                       lesionwise=bool(ev.get("lesionwise", True)))
+                                       lesionwise=bool(ev.get("lesionwise", True)),
+                                       divisor=divisor(cfg.model), tta=bool(ev.get("tta", False)),
+                                       postprocess=ev.get("postprocess"))
     metrics["params"] = int(model.count_params())
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))

@@ -62,8 +62,12 @@ def divisor(model_cfg: Any) -> int:
     return options.divisor()
 
 
-def build_model(model_cfg: Any, input_shape: tuple[int, int, int], num_classes: int = 4):
-    """Build the Keras model described by the `model` config node for inputs of shape (H, W, C)."""
+def build_model(model_cfg: Any, input_shape: tuple[int | None, int | None, int], num_classes: int = 4):
+    """Build the Keras model described by the `model` config node for inputs of shape (H, W, C).
+
+    H and W None build it fully convolutional: it then takes slices of any size that its divisor divides, with
+    the same weights (and parameter count) as at any fixed size.
+    """
     name, family, options = parse_model_config(model_cfg)
     shape = check_input_shape(name, input_shape, options.divisor())
     if not (isinstance(num_classes, int) and num_classes >= 1):
@@ -71,10 +75,17 @@ def build_model(model_cfg: Any, input_shape: tuple[int, int, int], num_classes: 
     return _builder(family)(options, name=name, input_shape=shape, num_classes=num_classes)
 
 
-def check_input_shape(name: str, input_shape: Any, div: int) -> tuple[int, int, int]:
-    """Return (H, W, C) as ints, or raise a ConfigError naming the sizes that would work."""
+def check_input_shape(name: str, input_shape: Any, div: int) -> tuple[int | None, int | None, int]:
+    """Return (H, W, C) as ints (H and W may both be None), or raise a ConfigError naming the sizes that would
+    work."""
     try:
-        height, width, channels = (int(v) for v in input_shape)
+        height, width, channels = input_shape
+        if height is None and width is None:
+            channels = int(channels)
+            if channels < 1:
+                raise ValueError
+            return None, None, channels
+        height, width, channels = int(height), int(width), int(channels)
     except (TypeError, ValueError):
         raise ConfigError(f"model {name}: input shape must be (H, W, C), got {input_shape!r}") from None
     if min(height, width, channels) < 1:

@@ -12,6 +12,7 @@ _LOSS_NAMES = {
     "exp_log": "exp_log",
     "focal": "focal",
     "tversky": "tversky",
+    "dice_ce": "dice_ce",
 }
 _OPTIMIZER_NAMES = {"adam": "adam", "adagrad": "Adagrad", "sgd": "sgd", "adamw": "adamw"}
 

@@ -123,7 +123,8 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
     if status == "completed" and (run_dir / "metrics.json").exists():
         metrics = json.loads((run_dir / "metrics.json").read_text())
         result.params = metrics.get("params", result.params)
-        result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}
+        if "col_ave" in metrics:  # a run trained on every patient (data.split.test=0) has no scores
+            result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}
         if "col_ave_study" in metrics:
             result.measured_study = {k: metrics["col_ave_study"][_METRIC_KEY[k]] for k in MEASURED}
         result.collapsed = metrics.get("collapsed") or ""

@@ -46,11 +46,14 @@ class NanGuard(keras.callbacks.Callback):
 class BestAndLastCheckpoint(keras.callbacks.Callback):
     """Save ``last.keras`` after every epoch and ``best.keras`` when ``monitor`` improves.
 
+    ``monitor=None`` (a run without validation patients): every epoch counts as the best, so ``best.keras`` is
+    the latest model.
+
     Files are written under a temporary name and renamed, so a kill never leaves a half-written model. The best value
     so far lives in ``best.json``, so a resumed run keeps comparing against the epochs before the interruption.
     """
 
-    def __init__(self, folder: str | Path, monitor: str = "val_loss", mode: str = "min",
+    def __init__(self, folder: str | Path, monitor: str | None = "val_loss", mode: str = "min",
                  save_last: bool = True, write_folder: str | Path | None = None):
         super().__init__()
         self.save_last = save_last
@@ -83,6 +86,8 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
             self.best = json.loads(self._state_path.read_text()).get("value")
 
     def _improved(self, value: float) -> bool:
+        if self.monitor is None:
+            return True
         if not math.isfinite(value):
             return False
         if self.best is None:
@@ -101,7 +106,7 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        value = logs.get(self.monitor, logs.get("loss"))
+        value = logs.get(self.monitor, logs.get("loss")) if self.monitor else float(epoch)
         self.best_is_latest = False
         if value is not None and self._improved(float(value)):
             self.best = float(value)

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -38,8 +39,10 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     import keras
 
     from brats_seg.data.pipeline import make_dataset
+    from brats_seg.data.sampling import SamplingSettings
     from brats_seg.losses import TumourDice, build_loss
     from brats_seg.models import build_model
+    from brats_seg.models.registry import divisor
     from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard, RunBackup, Throughput
     from brats_seg.training.optimizers import build_optimizer
 
@@ -48,30 +51,50 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     replicas = strategy.num_replicas_in_sync
     if batch % replicas:
         raise ConfigError(f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync")
-    n_train = prepared.slice_count(split["train"])
+    sampling = SamplingSettings.from_data_cfg(cfg.data)
+    fully_convolutional = sampling.patch_size is not None or bool(trainer.get("fully_convolutional", False))
+    div = divisor(cfg.model)
+    if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
+        raise ConfigError(f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
+                          f"divisible by {div}")
+    train_cases = prepared.one_case_per_patient(split["train"])
+    n_train = prepared.slice_count(train_cases)
     steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
-    val_steps = trainer.validation_steps
-    train_ds = make_dataset(prepared, split["train"], batch, shuffle=True, seed=int(cfg.seed),
+    has_val = bool(split["val"])
+    val_steps = trainer.validation_steps if has_val else None
+    if not has_val and trainer.early_stopping.enabled and str(trainer.early_stopping.monitor).startswith("val"):
+        raise ConfigError(f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation "
+                          "patients, and data.split.val leaves none")
+    train_ds = make_dataset(prepared, train_cases, batch, shuffle=True, seed=int(cfg.seed),
                             augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None,
-                            split_name="train")
-    val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
-                          repeat=val_steps is not None, split_name="val")
+                            split_name="train", sampling=sampling)
+    val_ds = None
+    if has_val:
+        val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
+                              repeat=val_steps is not None, split_name="val",
+                              pad_multiple=div if fully_convolutional else 1)
     if replicas > 1:
-        passes = (("train", trainer.steps_per_epoch is not None), ("val", val_steps is not None))
-        for name, repeated in passes:
-            if not repeated and prepared.slice_count(split[name]) < batch:
+        passes = (("train", train_cases, trainer.steps_per_epoch is not None),
+                  ("val", split["val"], val_steps is not None))
+        for name, cases, repeated in passes:
+            if cases and not repeated and prepared.slice_count(cases) < batch:
                 option = "steps_per_epoch" if name == "train" else "validation_steps"
                 raise ConfigError(f"trainer.batch_size={batch}: the {name} split has fewer slices; "
                                   f"a run on {replicas} replicas uses full batches only, "
                                   f"set trainer.{option}")
         train_ds = whole_batches(train_ds, batch, repeated=trainer.steps_per_epoch is not None)
-        val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
+        if val_ds is not None:
+            val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
     if role.workers > 1:
-        train_ds, val_ds = shard_by_data(train_ds), shard_by_data(val_ds)
+        train_ds = shard_by_data(train_ds)
+        if val_ds is not None:
+            val_ds = shard_by_data(val_ds)
+    height, width, channels = prepared.input_shape
+    input_shape = (None, None, channels) if fully_convolutional else (height, width, channels)
 
     with strategy.scope():
-        model = build_model(cfg.model, prepared.input_shape, prepared.num_classes)
-        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(split["train"]))
+        model = build_model(cfg.model, input_shape, prepared.num_classes)
+        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(train_cases))
         optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
         n_outputs = len(model.outputs)
         model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
@@ -81,17 +104,19 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
         fit_across_workers(model, strategy)
     if n_outputs > 1:  # deep supervision: every output learns the same target
         train_ds = train_ds.map(lambda x, y: (x, (y,) * n_outputs))
-        val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
+        if val_ds is not None:
+            val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
     chief = role.is_chief
     scratch = None if chief else role.scratch_dir(run_dir)
     if chief:
         folder.update(params=int(model.count_params()))
         write_text(run_dir / SUMMARY_FILE, model_summary(model))
 
-    monitor = trainer.checkpoint_monitor
+    # Without validation patients the latest epoch's model is the one kept as best.keras.
+    monitor = trainer.checkpoint_monitor if has_val else None
     nan_guard = NanGuard()
     checkpoints = BestAndLastCheckpoint(run_dir / CHECKPOINT_DIR, monitor=monitor,
-                                        mode="max" if "dice" in monitor else "min",
+                                        mode="max" if monitor and "dice" in monitor else "min",
                                         save_last=bool(trainer.save_last),
                                         write_folder=None if chief else scratch / CHECKPOINT_DIR)
     throughput = Throughput(batch)
@@ -109,10 +134,18 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=int(es.patience),
                                                        mode="max" if "dice" in es.monitor else "min"))
     log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
-             cfg.model.name, f"{model.count_params():,}", n_train, len(split["train"]), steps)
+             cfg.model.name, f"{model.count_params():,}", n_train, len(train_cases), steps)
+    wall, cpu = time.perf_counter(), time.process_time()
     model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs), steps_per_epoch=trainer.steps_per_epoch,
               validation_steps=val_steps, callbacks=callbacks,
               verbose=resolve_verbose(trainer.verbose) if chief else 0)
+    if chief:
+        # Added up over the attempts that got through fit (time of an attempt killed mid-training is lost).
+        # CPU time is the process's (every thread); it stays meaningful when other work shares the cores.
+        before = folder.read() or {}
+        folder.update(
+            train_seconds=round(before.get("train_seconds", 0.0) + time.perf_counter() - wall, 1),
+            train_cpu_seconds=round(before.get("train_cpu_seconds", 0.0) + time.process_time() - cpu, 1))
     if nan_guard.nan_at is not None:
         epoch, batch_index = nan_guard.nan_at
         raise TrainingFailed(f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "

@@ -17,10 +17,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from brats_seg.config_schema import Device, JobGpus, choices
 from brats_seg.errors import ConfigError
 
-DEVICES = ("auto", "cpu", "gpu")
-JOB_GPUS = ("auto", "all", "one")
+DEVICES = choices(Device)
+JOB_GPUS = choices(JobGpus)
 
 # The slot this process claimed (its lock stays held until the process exits), so a reused joblib
 # worker

@@ -38,7 +38,9 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
     for epoch in history["epoch"]:
         for key, value in rows[epoch].items():
             if key != "epoch":
-                history.setdefault(key, []).append(float(value) if value not in ("", None) else float("nan"))
+                # Keras' CSVLogger writes NA for the val_ columns of a run without validation patients.
+                missing = value in ("", None, "NA")
+                history.setdefault(key, []).append(float("nan") if missing else float(value))
     return history
 
 

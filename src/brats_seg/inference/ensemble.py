@@ -1,0 +1,117 @@
+"""Ensembles of runs: which run folders ``run=`` names, and their averaged softmax on a case's full grid.
+
+``run=`` may be one run folder, a list ``[A,B,...]`` of run folders, or a folder that is not itself a run (a
+sweep folder, e.g. the K folds of a cross-validation): then every completed run found under it. Each member
+prepares the case with its own run's preprocessing and predicts with its own model; the softmax of every
+member is put back on the case's full grid and averaged there, so members trained on different crops or
+channels still combine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brats_seg.errors import ConfigError, DataError, RunError
+from brats_seg.runfolder import COMPLETED, RunFolder, is_run_dir
+
+
+def resolve_runs(spec: Any) -> list[Path]:
+    """Run folders named by ``run=``: one folder, a list of folders, or a sweep folder's completed runs."""
+    from brats_seg.data.settings import to_plain
+
+    spec = to_plain(spec)
+    if spec in (None, "", []):
+        raise ConfigError("run: name a run folder, a list [A,B,...] of run folders, or a sweep folder")
+    paths = [Path(str(p)) for p in (spec if isinstance(spec, (list, tuple)) else [spec])]
+    runs: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise RunError(f"{path}: no such run folder")
+        if is_run_dir(path) or len(paths) > 1:
+            runs.append(path)
+            continue
+        found = sorted(p.parent for p in path.rglob("run.json") if RunFolder(p.parent).status == COMPLETED)
+        if not found:
+            raise RunError(f"{path}: not a brats-seg run folder (no config.yaml), and no completed run under it")
+        runs.extend(found)
+    return runs
+
+
+@dataclass
+class Member:
+    run_dir: Path
+    model: Any
+    preprocess: Any      # PreprocessSettings
+    divisor: int
+    cfg: Any             # the run's config
+
+
+def load_members(run_dirs: list[Path]) -> list[Member]:
+    from brats_seg.data.settings import PreprocessSettings
+    from brats_seg.models.registry import divisor
+
+    members = []
+    for run_dir in run_dirs:
+        folder = RunFolder(run_dir)
+        cfg = folder.read_config()
+        members.append(Member(run_dir, folder.load_best_model(), PreprocessSettings.from_cfg(cfg.data.preprocess),
+                              divisor(cfg.model), cfg))
+    return members
+
+
+def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None:
+    """Refuse slices the model cannot take: other channels, or another size for a model of fixed size."""
+    from brats_seg.inference.slices import is_fully_convolutional
+
+    fmt = lambda s: "x".join("?" if d is None else str(d) for d in s)  # noqa: E731
+    expected = tuple(None if d is None else int(d) for d in model.input_shape[1:])
+    got = tuple(int(d) for d in x.shape[1:])
+    fits = got[-1] == expected[-1] if is_fully_convolutional(model) else got == expected
+    if not fits:
+        raise DataError(f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) but the model of {run_dir} "
+                        f"was trained on {fmt(expected)}; predict cases of the size the run was trained on")
+
+
+def full_grid(probs: np.ndarray, crop_box, full_shape) -> np.ndarray:
+    """Softmax (Z, h, w, K) of cropped slices -> (Z, X, Y, K) on the full grid, background 1 off the crop."""
+    if crop_box is None:
+        return probs
+    x0, x1, y0, y1 = (int(v) for v in crop_box)
+    rows, cols = int(full_shape[0]), int(full_shape[1])
+    out = np.zeros((probs.shape[0], rows, cols, probs.shape[-1]), dtype=np.float32)
+    out[..., 0] = 1.0
+    out[:, x0:x1, y0:y1] = probs
+    return out
+
+
+def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta: bool = False):
+    """The ensemble's class volume (X, Y, Z) uint8 for a loaded case, and the first member's prepared case and
+    its class slices (for the montage)."""
+    from brats_seg.data.preprocess import preprocess_case, slices_to_volume
+    from brats_seg.inference.slices import predict_probabilities
+
+    from brats_seg.inference.slices import is_fully_convolutional
+
+    prepared: dict[str, Any] = {}
+    total = None
+    for member in members:
+        settings = member.preprocess
+        if is_fully_convolutional(member.model):
+            # It takes any size, and only the brain's box is predicted: the training crop is not needed, and
+            # dropping it keeps the whole brain of a patient whose head is larger than the crop.
+            settings = replace(settings, crop_size=None)
+        key = json.dumps(settings.as_dict(), sort_keys=True)
+        if key not in prepared:
+            prepared[key] = preprocess_case(loaded, settings)
+        case = prepared[key]
+        check_slice_shape(loaded.case_id, case.x, member.model, member.run_dir)
+        probs = predict_probabilities(member.model, case.x, batch_size, divisor=member.divisor, tta=tta)
+        probs = full_grid(probs, case.crop_box, case.full_shape)
+        total = probs if total is None else total + probs
+    classes = np.ascontiguousarray(slices_to_volume(np.argmax(total, axis=-1).astype(np.uint8)))
+    return classes, next(iter(prepared.values()))
