@@ -1,16 +1,19 @@
 """Benchmark the data layer and fail when a floor is missed.
 
-    python scripts/bench_data.py            # realistic sizes (a few minutes)
-    python scripts/bench_data.py --tiny     # small sizes, seconds (the speed-up floor is reported, not enforced)
+    python scripts/bench_data.py         # realistic sizes (a few minutes)
+    python scripts/bench_data.py --tiny  # small sizes, seconds (speed-up floor not enforced)
 
 (a) Memory: peak RSS (ru_maxrss) of a fresh process that streams one shuffled epoch through
-    ``pipeline.make_dataset`` over a slice cache, and over one four times larger. Floor: large/small <= 1.2.
-    A control row loads the larger cache into memory first, to show that the measurement can see it.
-    The same runs give the pipeline's throughput (slices/s), printed beside a U-Net train step (full mode).
-(b) Cache build: cases/s building the slice cache from 240x240x155 NIfTI cases with data.workers=1 and 2
-    (fresh cache folders each). Floor: 2 workers >= 1.6x one worker. The cases are the real BraTS cases copied
-    (renamed) into a temporary folder at run time when ../shared/data/brats-real exists, otherwise generated.
-Everything is written to a temporary folder that is deleted at the end. Exit status 1 when a floor is missed.
+    ``pipeline.make_dataset`` over a slice cache, and over one four times larger. Floor:
+    large/small <= 1.2. A control row loads the larger cache into memory first, to show that the
+    measurement can see it. The same runs give the pipeline's throughput (slices/s), printed beside
+    a U-Net train step (full mode).
+(b) Cache build: cases/s building the slice cache from 240x240x155 NIfTI cases with data.workers=1
+    and 2 (fresh cache folders each). Floor: 2 workers >= 1.6x one worker. The cases are the real
+    BraTS cases copied (renamed) into a temporary folder at run time when ../shared/data/brats-real
+    exists, otherwise generated.
+Everything is written to a temporary folder that is deleted at the end. Exit status 1 when a floor
+is missed.
 """
 
 from __future__ import annotations
@@ -30,17 +33,39 @@ import numpy as np
 
 RSS_RATIO_CEILING = 1.2
 SPEEDUP_FLOOR = 1.6
-REAL_DATA = Path(os.environ.get("BRATS_SEG_REAL_DATA",
-                                Path(__file__).resolve().parents[2] / "shared" / "data" / "brats-real"))
+REAL_DATA = Path(
+    os.environ.get(
+        "BRATS_SEG_REAL_DATA",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "brats-real",
+    )
+)
 
-FULL = {"slice": 240, "cases": 8, "slices_per_case": 60, "batch": 32, "build_cases": 8, "build_shape": (240, 240, 155)}
-TINY = {"slice": 64, "cases": 4, "slices_per_case": 25, "batch": 16, "build_cases": 4, "build_shape": (48, 48, 24)}
+FULL = {
+    "slice": 240,
+    "cases": 8,
+    "slices_per_case": 60,
+    "batch": 32,
+    "build_cases": 8,
+    "build_shape": (240, 240, 155),
+}
+TINY = {
+    "slice": 64,
+    "cases": 4,
+    "slices_per_case": 25,
+    "batch": 16,
+    "build_cases": 4,
+    "build_shape": (48, 48, 24),
+}
 
 
-# ------------------------------------------------------------------------------------------- (a) memory
+# --------------------------------------------------------------------------------------- (a) memory
+
 
 def write_slice_cache(path: Path, cases: int, slices: int, size: int, seed: int) -> Path:
-    """A slice cache written directly in the builder's format: BraTS-like random slices, no NIfTI needed."""
+    """A slice cache written directly in the builder's format: BraTS-like random slices.
+
+    No NIfTI needed.
+    """
     from brats_seg.data import cache
     from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 
@@ -49,23 +74,44 @@ def write_slice_cache(path: Path, cases: int, slices: int, size: int, seed: int)
     for i in range(cases):
         x = rng.normal(size=(slices, size, size, 4)).astype(np.float16)
         y = rng.integers(0, 4, size=(slices, size, size), dtype=np.uint8)
-        meta = {"case_id": f"Bench_{i:04d}", "convention": "brats2021", "fingerprint": f"fp{i}",
-                "slice_shape": [size, size, 4], "num_slices": slices, "selected": list(range(slices)),
-                "class_counts": np.bincount(y.ravel(), minlength=4).tolist()}
+        meta = {
+            "case_id": f"Bench_{i:04d}",
+            "convention": "brats2021",
+            "fingerprint": f"fp{i}",
+            "slice_shape": [size, size, 4],
+            "num_slices": slices,
+            "selected": list(range(slices)),
+            "class_counts": np.bincount(y.ravel(), minlength=4).tolist(),
+        }
         cache.write_case_entry(path, meta, x, y)
         metas[meta["case_id"]] = meta
-    cache.write_index(path, {"name": "bench", "root": str(path), "preprocess": PreprocessSettings().as_dict(),
-                             "selection": SelectionSettings("brain", 0).as_dict(), "cases": metas})
+    cache.write_index(
+        path,
+        {
+            "name": "bench",
+            "root": str(path),
+            "preprocess": PreprocessSettings().as_dict(),
+            "selection": SelectionSettings("brain", 0).as_dict(),
+            "cases": metas,
+        },
+    )
     return path
 
 
 def stream_epoch(cache_path: str, batch: int, eager: bool) -> dict:
-    """Run in a child process: one shuffled epoch through make_dataset; report peak RSS and throughput."""
+    """Run in a child process: one shuffled epoch through make_dataset.
+
+    Reports peak RSS and throughput.
+    """
     from brats_seg.data.dataset import PreparedData
     from brats_seg.data.pipeline import make_dataset
 
     prepared = PreparedData.open(cache_path)
-    hold = [prepared.read_slices(c)[0].astype(np.float32) for c in prepared.case_ids] if eager else None
+    hold = (
+        [prepared.read_slices(c)[0].astype(np.float32) for c in prepared.case_ids]
+        if eager
+        else None
+    )
     ds = make_dataset(prepared, prepared.case_ids, batch, shuffle=True, seed=0)
     next(iter(ds))  # build the graph before timing
     start, seen = time.perf_counter(), 0
@@ -104,38 +150,73 @@ def run_child(*args: str) -> dict:
 
 
 def bench_memory(work: Path, sizes: dict, with_unet: bool) -> tuple[list[tuple], bool]:
-    small = write_slice_cache(work / "small", sizes["cases"], sizes["slices_per_case"], sizes["slice"], 0)
-    large = write_slice_cache(work / "large", 4 * sizes["cases"], sizes["slices_per_case"], sizes["slice"], 1)
+    small = write_slice_cache(
+        work / "small", sizes["cases"], sizes["slices_per_case"], sizes["slice"], 0
+    )
+    large = write_slice_cache(
+        work / "large", 4 * sizes["cases"], sizes["slices_per_case"], sizes["slice"], 1
+    )
     batch = str(sizes["batch"])
-    results = {name: run_child("--stream", str(path), "--batch", batch)
-               for name, path in (("small", small), ("large", large))}
+    results = {
+        name: run_child("--stream", str(path), "--batch", batch)
+        for name, path in (("small", small), ("large", large))
+    }
     control = run_child("--stream", str(large), "--batch", batch, "--eager")
     ratio = results["large"]["rss_mb"] / results["small"]["rss_mb"]
-    mb = {name: sum(f.stat().st_size for f in path.rglob("x.npy")) / 2**20 for name, path in
-          (("small", small), ("large", large))}
+    mb = {
+        name: sum(f.stat().st_size for f in path.rglob("x.npy")) / 2**20
+        for name, path in (("small", small), ("large", large))
+    }
     rows = [
-        ("stream small set", f"{results['small']['slices']} slices, {mb['small']:.0f} MB x",
-         f"peak RSS {results['small']['rss_mb']:.0f} MB", f"{results['small']['slices_per_s']:.0f} slices/s"),
-        ("stream 4x set", f"{results['large']['slices']} slices, {mb['large']:.0f} MB x",
-         f"peak RSS {results['large']['rss_mb']:.0f} MB", f"{results['large']['slices_per_s']:.0f} slices/s"),
-        ("RSS ratio 4x/1x", f"floor <= {RSS_RATIO_CEILING}", f"{ratio:.3f}", "ok" if ratio <= RSS_RATIO_CEILING else "MISSED"),
-        ("control: 4x set held in RAM", "(not a floor)", f"peak RSS {control['rss_mb']:.0f} MB",
-         f"ratio {control['rss_mb'] / results['small']['rss_mb']:.2f}"),
+        (
+            "stream small set",
+            f"{results['small']['slices']} slices, {mb['small']:.0f} MB x",
+            f"peak RSS {results['small']['rss_mb']:.0f} MB",
+            f"{results['small']['slices_per_s']:.0f} slices/s",
+        ),
+        (
+            "stream 4x set",
+            f"{results['large']['slices']} slices, {mb['large']:.0f} MB x",
+            f"peak RSS {results['large']['rss_mb']:.0f} MB",
+            f"{results['large']['slices_per_s']:.0f} slices/s",
+        ),
+        (
+            "RSS ratio 4x/1x",
+            f"floor <= {RSS_RATIO_CEILING}",
+            f"{ratio:.3f}",
+            "ok" if ratio <= RSS_RATIO_CEILING else "MISSED",
+        ),
+        (
+            "control: 4x set held in RAM",
+            "(not a floor)",
+            f"peak RSS {control['rss_mb']:.0f} MB",
+            f"ratio {control['rss_mb'] / results['small']['rss_mb']:.2f}",
+        ),
     ]
     if with_unet:
         step = run_child("--unet-step", "--size", str(sizes["slice"]), "--batch", batch)["seconds"]
-        rows.append(("U-Net train step (default model)", f"batch {batch} of {sizes['slice']}px",
-                     f"{step:.2f} s/step = {sizes['batch'] / step:.1f} slices/s",
-                     f"pipeline is {results['large']['slices_per_s'] * step / sizes['batch']:.0f}x faster"))
+        rows.append(
+            (
+                "U-Net train step (default model)",
+                f"batch {batch} of {sizes['slice']}px",
+                f"{step:.2f} s/step = {sizes['batch'] / step:.1f} slices/s",
+                "pipeline is "
+                f"{results['large']['slices_per_s'] * step / sizes['batch']:.0f}x faster",
+            )
+        )
     return rows, ratio <= RSS_RATIO_CEILING
 
 
-# ------------------------------------------------------------------------------------------- (b) cache build
+# ---------------------------------------------------------------------------------- (b) cache build
+
 
 def make_nifti_cases(root: Path, count: int, shape: tuple[int, int, int]) -> str:
-    """``count`` NIfTI cases: copies of the real cases under new ids if available and full-size, else generated."""
-    from brats_seg.data.discovery import MODALITIES, find_cases, file_name
+    """``count`` NIfTI cases: copies of the real cases under new ids, else generated.
+
+    The real cases are used only if available and the shape is full-size.
+    """
     from brats_seg.data import synthetic
+    from brats_seg.data.discovery import MODALITIES, file_name, find_cases
 
     if shape == (240, 240, 155) and (REAL_DATA / "BraTS2021_00000").is_dir():
         sources = [c for c in find_cases(REAL_DATA) if c.convention == "brats2021"]
@@ -164,27 +245,40 @@ def bench_build(work: Path, sizes: dict, enforce: bool) -> tuple[list[tuple], bo
     rates = {}
     for workers in (1, 2):
         start = time.perf_counter()
-        build_cache(work / f"cache-w{workers}", "bench", root, cases, PreprocessSettings(),
-                    SelectionSettings("tumour", 0), workers=workers)
+        build_cache(
+            work / f"cache-w{workers}",
+            "bench",
+            root,
+            cases,
+            PreprocessSettings(),
+            SelectionSettings("tumour", 0),
+            workers=workers,
+        )
         rates[workers] = len(cases) / (time.perf_counter() - start)
     speedup = rates[2] / rates[1]
     ok = speedup >= SPEEDUP_FLOOR
     verdict = ("ok" if ok else "MISSED") if enforce else ("not enforced (--tiny)")
     shape = "x".join(map(str, sizes["build_shape"]))
     rows = [
-        ("cache build, 1 worker", f"{len(cases)} cases {shape} ({origin})", f"{rates[1]:.2f} cases/s", ""),
+        (
+            "cache build, 1 worker",
+            f"{len(cases)} cases {shape} ({origin})",
+            f"{rates[1]:.2f} cases/s",
+            "",
+        ),
         ("cache build, 2 workers", "", f"{rates[2]:.2f} cases/s", ""),
         ("build speed-up", f"floor >= {SPEEDUP_FLOOR}", f"{speedup:.2f}x", verdict),
     ]
     return rows, ok or not enforce
 
 
-# ------------------------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------------------------- main
+
 
 def print_table(rows: list[tuple]) -> None:
     widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,7 @@
-"""Shared fixtures. The real BraTS cases are read from ../shared/data/brats-real beside the repository."""
+"""Shared fixtures.
+
+The real BraTS cases are read from ../shared/data/brats-real beside the repository.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("BRATS_SEG_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "brats-real"))
+REAL_DATA = Path(
+    os.environ.get("BRATS_SEG_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "brats-real")
+)
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +33,20 @@ def real_data_root() -> Path:
     return REAL_DATA
 
 
-def blob_case(shape: tuple[int, int, int] = (32, 32, 16), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A small BraTS-like case for tests and benchmarks: an ellipsoidal brain with noisy intensities (int-valued,
-    zero outside) and a spherical tumour (edema around a necrotic core with an enhancing rim).
+def blob_case(
+    shape: tuple[int, int, int] = (32, 32, 16), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A small BraTS-like case for tests and benchmarks.
+
+    An ellipsoidal brain with noisy intensities (int-valued, zero outside) and a spherical tumour
+    (edema around a necrotic core with an enhancing rim).
 
     Returns ``image`` (X, Y, Z, 4) float32 and ``classes`` (X, Y, Z) uint8.
     """
     rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), axis=-1)
+    grid = np.stack(
+        np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"), axis=-1
+    )
     centre = np.array(shape, dtype=np.float32) / 2 - 0.5
     brain = (((grid - centre) / (np.array(shape) * 0.42)) ** 2).sum(-1) <= 1.0
     image = np.zeros(shape + (4,), dtype=np.float32)
@@ -89,7 +100,8 @@ def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
     distance = ndimage.distance_transform_edt(classes == 0)
     centre = np.unravel_index(int(np.argmax(np.where(inner, distance, -1))), classes.shape)
     grid = np.ogrid[tuple(slice(0, n) for n in classes.shape)]
-    ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= 9
+    ball = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= 9
+
     blob = classes.copy()
     blob[ball] = 3
     out["false_positive"] = blob
@@ -100,8 +112,14 @@ def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
     over pytest's captured streams)."""
-    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "brats_seg", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 # A small BraTS-like data set on disk, and ways of damaging one of its cases (each returns the
@@ -116,8 +134,14 @@ def make_root(root: Path, shape=SHAPE) -> Path:
         image, classes = blob_case(shape, seed=i)
         write_case(root / case_id, case_id, image, classes)
     image, classes = blob_case(shape, seed=0)
-    write_case(root / "BraTS-GLI-00009-000", "BraTS-GLI-00009-000", image, classes, convention="brats2023",
-               seg_dtype=np.float32)
+    write_case(
+        root / "BraTS-GLI-00009-000",
+        "BraTS-GLI-00009-000",
+        image,
+        classes,
+        convention="brats2023",
+        seg_dtype=np.float32,
+    )
     return root
 
 
@@ -158,7 +182,9 @@ def break_nan(root: Path) -> Path:
 
 def break_affine(root: Path) -> Path:
     path = root / "Brats18_A_1" / "Brats18_A_1_t2.nii.gz"
-    write_nifti(path, blob_case(SHAPE, seed=0)[0][..., 2].astype(np.int16), affine=np.diag([2.0, 1, 1, 1]))
+    write_nifti(
+        path, blob_case(SHAPE, seed=0)[0][..., 2].astype(np.int16), affine=np.diag([2.0, 1, 1, 1])
+    )
     return path
 
 

@@ -77,7 +77,7 @@ def main(devices: int, out: str) -> None:
         results[f"{name}/fit_tumour_dice"] = np.float64(history.history["tumour_dice"][0])
         results[f"{name}/eval_loss"] = np.float64(evaluated["loss"])
         results[f"{name}/eval_tumour_dice"] = np.float64(evaluated["tumour_dice"])
-        for i, (start, weight) in enumerate(zip(initial, model.get_weights())):
+        for i, (start, weight) in enumerate(zip(initial, model.get_weights(), strict=True)):
             results[f"{name}/initial{i}"] = start
             results[f"{name}/weight{i}"] = weight
     np.savez(out, **results)

@@ -14,8 +14,9 @@ from brats_seg.data.labels import to_convention
 from brats_seg.data.nifti import write_nifti
 from brats_seg.data.writer import write_case
 from brats_seg.errors import DataError
-from conftest import blob_case
 from test_data_cache import CASES, SHAPE, data_cfg
+
+from conftest import blob_case
 
 
 @pytest.fixture()

@@ -1,4 +1,7 @@
-"""The brats-seg command: dispatch, help without TensorFlow, errors, and configs found from any directory."""
+"""The brats-seg command.
+
+Dispatch, help without TensorFlow, errors, and configs found from any directory.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,17 @@ from pathlib import Path
 import pytest
 
 from brats_seg.cli import COMMANDS, main
+
 from conftest import run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_command_and_does_not_import_tensorflow():
-    code = "import sys, brats_seg.cli as c; c.main(['--help']); print('tensorflow' in sys.modules, 'hydra' in sys.modules)"
+    code = (
+        "import sys, brats_seg.cli as c; c.main(['--help']); "
+        "print('tensorflow' in sys.modules, 'hydra' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     for name in COMMANDS:
         assert name in out.stdout
@@ -44,7 +51,9 @@ def test_unknown_config_group_option_is_a_clear_error(tmp_path):
 def test_pyproject_lists_every_subpackage():
     import tomllib
 
-    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     src = REPO_ROOT / "src"
     found = {".".join(p.parent.relative_to(src).parts) for p in src.rglob("__init__.py")}
     assert found | {"brats_seg.configs"} == listed
@@ -52,29 +61,64 @@ def test_pyproject_lists_every_subpackage():
 
 @pytest.mark.slow
 def test_installed_command_finds_configs_from_any_directory(tmp_path):
-    """A non-editable install into a scratch folder, run from an unrelated directory, composes the real configs."""
+    """A non-editable install into a scratch folder composes the real configs.
+
+    It runs from an unrelated directory.
+    """
     import shutil
 
-    # Install from a copy: pip builds in the source tree, and a build/ folder left in the repository could leak
-    # stale files into a later wheel.
+    # Install from a copy: pip builds in the source tree, and a build/ folder left in the repository
+    # could leak stale files into a later wheel.
+
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
     for name in ("src", "configs"):
-        shutil.copytree(REPO_ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        shutil.copytree(
+            REPO_ROOT / name,
+            source / name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+        )
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(source)],
-                   check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert (site / "brats_seg" / "configs" / "train.yaml").exists()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(site)}
-    which = subprocess.run([sys.executable, "-c", "import brats_seg; print(brats_seg.__file__)"], cwd=elsewhere,
-                           env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    which = subprocess.run(
+        [sys.executable, "-c", "import brats_seg; print(brats_seg.__file__)"],
+        cwd=elsewhere,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert which.stdout.strip().startswith(str(site))
-    result = subprocess.run([str(site / "bin" / "brats-seg"), "train", "--cfg", "job"], cwd=elsewhere,
-                            env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(site / "bin" / "brats-seg"), "train", "--cfg", "job"],
+        cwd=elsewhere,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "model:" in result.stdout and "name: unet" in result.stdout
     assert not (elsewhere / "outputs").exists()  # --cfg job prints, it does not run
@@ -106,8 +150,14 @@ def test_bash_completion_per_subcommand(tmp_path):
     bin_dir = Path(sys.executable).parent
     if shutil.which("bash") is None or not (bin_dir / "brats-seg").exists():
         pytest.skip("needs bash and the brats-seg script beside this Python")
-    done = subprocess.run(["bash", "-c", COMPLETE], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "BIN": str(bin_dir)})
+    done = subprocess.run(
+        ["bash", "-c", COMPLETE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BIN": str(bin_dir)},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "complete -o default -o nospace -F hydra_bash_completion brats-seg",

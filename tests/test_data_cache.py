@@ -1,4 +1,7 @@
-"""Slice cache: build, reuse without decoding, keys, atomic failure, volumes, concurrent builders."""
+"""Slice cache.
+
+Build, reuse without decoding, keys, atomic failure, volumes, concurrent builders.
+"""
 
 from __future__ import annotations
 
@@ -15,16 +18,36 @@ from brats_seg.data.discovery import find_cases
 from brats_seg.data.preprocess import preprocess_case
 from brats_seg.data.selection import select_slices
 from brats_seg.data.settings import SelectionSettings
-from conftest import (CASES, SHAPE, break_affine, break_label5, break_missing_t2, break_nan,
-                      break_shape, break_truncate, leftovers, make_root)
 from brats_seg.errors import ConfigError, DataError
+
+from conftest import (
+    CASES,
+    SHAPE,
+    break_affine,
+    break_label5,
+    break_missing_t2,
+    break_nan,
+    break_shape,
+    break_truncate,
+    leftovers,
+    make_root,
+)
 
 
 def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
     cfg = {
-        "name": "brats", "root": str(root), "cases": None, "cache_dir": str(cache_dir), "workers": 1,
-        "preprocess": {"normalization": "zscore", "percentiles": [0.5, 99.5], "fifth_channel": None,
-                       "fifth_channel_sigma": 1.0, "crop": {"enabled": False, "size": [16, 16]}},
+        "name": "brats",
+        "root": str(root),
+        "cases": None,
+        "cache_dir": str(cache_dir),
+        "workers": 1,
+        "preprocess": {
+            "normalization": "zscore",
+            "percentiles": [0.5, 99.5],
+            "fifth_channel": None,
+            "fifth_channel_sigma": 1.0,
+            "crop": {"enabled": False, "size": [16, 16]},
+        },
         "selection": {"rule": "threshold", "threshold": 20},
         "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
     }
@@ -77,7 +100,9 @@ def test_second_prepare_decodes_nothing_and_settings_change_the_key(root, tmp_pa
     again = prepare_data(cfg)
     assert nifti.decode_count() == before
     assert again.cache_dir == first.cache_dir and again.metas == first.metas
-    changed = prepare_data(data_cfg(root, tmp_path / "cache", **{"preprocess.normalization": "minmax"}))
+    changed = prepare_data(
+        data_cfg(root, tmp_path / "cache", **{"preprocess.normalization": "minmax"})
+    )
     assert changed.cache_dir != first.cache_dir
     assert nifti.decode_count() - before == 25
     reselected = prepare_data(data_cfg(root, tmp_path / "cache", **{"selection.threshold": 10}))
@@ -100,13 +125,16 @@ def test_two_workers_build_the_same_cache(root, tmp_path):
     assert nifti.decode_count() - before == 25  # decodes in worker processes are counted too
     assert one.metas == two.metas
     for case_id in one.case_ids:
-        for a, b in zip(one.read_slices(case_id), two.read_slices(case_id)):
+        for a, b in zip(one.read_slices(case_id), two.read_slices(case_id), strict=True):
             np.testing.assert_array_equal(a, b)
 
 
 def test_split_keeps_identical_cases_together(root, tmp_path):
     prepared = prepare_data(data_cfg(root, tmp_path / "cache"))
-    assert prepared.case_meta("Brats18_A_1")["fingerprint"] == prepared.case_meta("BraTS-GLI-00009-000")["fingerprint"]
+    assert (
+        prepared.case_meta("Brats18_A_1")["fingerprint"]
+        == prepared.case_meta("BraTS-GLI-00009-000")["fingerprint"]
+    )
     for seed in range(8):
         prepared.split_cfg = {"train": 0.6, "val": 0.2, "test": 0.2, "seed": seed}
         split = prepared.split()
@@ -116,8 +144,10 @@ def test_split_keeps_identical_cases_together(root, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("breaker", [break_truncate, break_label5, break_shape, break_nan, break_affine,
-                                     break_missing_t2])
+@pytest.mark.parametrize(
+    "breaker",
+    [break_truncate, break_label5, break_shape, break_nan, break_affine, break_missing_t2],
+)
 def test_bad_case_raises_one_line_and_leaves_no_cache(root, tmp_path, breaker, workers):
     named = breaker(root)
     cache_dir = tmp_path / "cache"
@@ -130,7 +160,9 @@ def test_bad_case_raises_one_line_and_leaves_no_cache(root, tmp_path, breaker, w
 
 def test_case_without_segmentation(root, tmp_path):
     (root / "Brats18_B_1" / "Brats18_B_1_seg.nii.gz").unlink()
-    with pytest.raises(DataError, match="case Brats18_B_1 has no segmentation; needed for training"):
+    with pytest.raises(
+        DataError, match="case Brats18_B_1 has no segmentation; needed for training"
+    ):
         prepare_data(data_cfg(root, tmp_path / "cache"))
     assert leftovers(tmp_path / "cache") == []
 
@@ -142,15 +174,25 @@ def test_config_errors(root, tmp_path):
         prepare_data(data_cfg(root, tmp_path / "cache", cases=["Brats18_A_1", "Brats18_Z_9"]))
     with pytest.raises(DataError, match="data.root .*: no such folder"):
         prepare_data(data_cfg(tmp_path / "absent", tmp_path / "cache"))
-    subset = prepare_data(data_cfg(root, tmp_path / "cache", cases=["Brats18_C_1", "Brats18_A_1", "Brats18_B_1"]))
+    subset = prepare_data(
+        data_cfg(root, tmp_path / "cache", cases=["Brats18_C_1", "Brats18_A_1", "Brats18_B_1"])
+    )
     assert subset.case_ids == ["Brats18_A_1", "Brats18_B_1", "Brats18_C_1"]
 
 
 def test_composed_brats_config(root, tmp_path):
     from brats_seg.config import compose
 
-    cfg = compose("train", ["data=brats", f"data.root={root}", f"paths.cache_dir={tmp_path / 'cache'}",
-                            "data.selection.rule=tumour", "data.workers=1"])
+    cfg = compose(
+        "train",
+        [
+            "data=brats",
+            f"data.root={root}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            "data.selection.rule=tumour",
+            "data.workers=1",
+        ],
+    )
     prepared = prepare_data(cfg.data)
     assert prepared.selection == SelectionSettings("tumour", 0)
     assert prepared.split_cfg["seed"] == cfg.seed
@@ -163,8 +205,11 @@ def test_composed_brats_config(root, tmp_path):
 def test_volume_cache_decodes_once(tmp_path):
     # 40x40 slices cropped to 32x32: the crop cuts a little brain, no tumour
     root = make_root(tmp_path / "data", shape=(40, 40, 16))
-    cfg = data_cfg(root, tmp_path / "cache",
-                   **{"preprocess.crop.enabled": True, "preprocess.crop.size": [32, 32]})
+    cfg = data_cfg(
+        root,
+        tmp_path / "cache",
+        **{"preprocess.crop.enabled": True, "preprocess.crop.size": [32, 32]},
+    )
     prepared = prepare_data(cfg)
     case = next(c for c in find_cases(root) if c.case_id == "Brats18_B_1")
     loaded = nifti.load_case(case)
@@ -203,7 +248,9 @@ def test_concurrent_builders_share_one_build(root, tmp_path):
         assert child.exitcode == 0
     assert len({path for path, _ in outcomes}) == 1
     assert sorted(n for _, n in outcomes) == [0, 25]  # one built, the other waited and reused it
-    assert PreparedData.open(Path(outcomes[0][0])).case_ids == sorted(CASES + ["BraTS-GLI-00009-000"])
+    assert PreparedData.open(Path(outcomes[0][0])).case_ids == sorted(
+        CASES + ["BraTS-GLI-00009-000"]
+    )
     assert not list((tmp_path / "cache").glob(".building-*"))
 
 

@@ -10,20 +10,46 @@ from brats_seg.data.discovery import MODALITIES, file_name, find_case, find_case
 from brats_seg.errors import DataError
 
 
-def touch_case(folder: Path, case_id: str, convention: str, keys=(*MODALITIES, "seg"), ext=".nii.gz") -> None:
+def touch_case(
+    folder: Path, case_id: str, convention: str, keys=(*MODALITIES, "seg"), ext=".nii.gz"
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for key in keys:
         (folder / file_name(case_id, key, convention, ext)).write_bytes(b"")
 
 
 def test_parse_file_names_of_both_conventions():
-    assert parse_file_name("BraTS2021_00000_t1ce.nii.gz") == ("BraTS2021_00000", "t1ce", "brats2021")
+    assert parse_file_name("BraTS2021_00000_t1ce.nii.gz") == (
+        "BraTS2021_00000",
+        "t1ce",
+        "brats2021",
+    )
     assert parse_file_name("BraTS2021_00000_t1.nii") == ("BraTS2021_00000", "t1", "brats2021")
-    assert parse_file_name("Brats18_2013_2_1_flair.nii.gz") == ("Brats18_2013_2_1", "flair", "brats2021")
-    assert parse_file_name("BraTS-GLI-00000-000-t2f.nii.gz") == ("BraTS-GLI-00000-000", "flair", "brats2023")
-    assert parse_file_name("BraTS-GLI-00000-000-t1c.nii.gz") == ("BraTS-GLI-00000-000", "t1ce", "brats2023")
-    assert parse_file_name("BraTS-GLI-00000-000-t1n.nii.gz") == ("BraTS-GLI-00000-000", "t1", "brats2023")
-    assert parse_file_name("BraTS-GLI-00000-000-seg.nii.gz") == ("BraTS-GLI-00000-000", "seg", "brats2023")
+    assert parse_file_name("Brats18_2013_2_1_flair.nii.gz") == (
+        "Brats18_2013_2_1",
+        "flair",
+        "brats2021",
+    )
+    assert parse_file_name("BraTS-GLI-00000-000-t2f.nii.gz") == (
+        "BraTS-GLI-00000-000",
+        "flair",
+        "brats2023",
+    )
+    assert parse_file_name("BraTS-GLI-00000-000-t1c.nii.gz") == (
+        "BraTS-GLI-00000-000",
+        "t1ce",
+        "brats2023",
+    )
+    assert parse_file_name("BraTS-GLI-00000-000-t1n.nii.gz") == (
+        "BraTS-GLI-00000-000",
+        "t1",
+        "brats2023",
+    )
+    assert parse_file_name("BraTS-GLI-00000-000-seg.nii.gz") == (
+        "BraTS-GLI-00000-000",
+        "seg",
+        "brats2023",
+    )
     assert parse_file_name("BraTS2021_00000_pred.nii.gz") is None
     assert parse_file_name("notes.txt") is None
 
@@ -31,7 +57,9 @@ def test_parse_file_names_of_both_conventions():
 def test_nested_cases_of_both_conventions_in_channel_order(tmp_path):
     touch_case(tmp_path / "HGG" / "Brats17_A_1", "Brats17_A_1", "brats2021")
     touch_case(tmp_path / "LGG" / "deeper" / "Brats17_B_1", "Brats17_B_1", "brats2021", ext=".nii")
-    touch_case(tmp_path / "BraTS-GLI-00001-000", "BraTS-GLI-00001-000", "brats2023", keys=MODALITIES)
+    touch_case(
+        tmp_path / "BraTS-GLI-00001-000", "BraTS-GLI-00001-000", "brats2023", keys=MODALITIES
+    )
     cases = find_cases(tmp_path)
     assert [c.case_id for c in cases] == ["BraTS-GLI-00001-000", "Brats17_A_1", "Brats17_B_1"]
     gli, a, b = cases
@@ -39,7 +67,9 @@ def test_nested_cases_of_both_conventions_in_channel_order(tmp_path):
     assert list(gli.images) == ["t1", "t1ce", "t2", "flair"]
     assert gli.images["t2"].name == "BraTS-GLI-00001-000-t2w.nii.gz"
     assert a.convention == "brats2021" and a.seg.name == "Brats17_A_1_seg.nii.gz"
-    assert b.images["flair"] == tmp_path / "LGG" / "deeper" / "Brats17_B_1" / "Brats17_B_1_flair.nii"
+    assert (
+        b.images["flair"] == tmp_path / "LGG" / "deeper" / "Brats17_B_1" / "Brats17_B_1_flair.nii"
+    )
     assert a.files[-1] == a.seg and len(a.files) == 5
 
 

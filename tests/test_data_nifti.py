@@ -13,8 +13,9 @@ from brats_seg.data.discovery import find_case
 from brats_seg.data.labels import labels_to_classes, to_convention
 from brats_seg.data.nifti import write_nifti
 from brats_seg.data.writer import write_case
-from conftest import blob_case
 from brats_seg.errors import DataError
+
+from conftest import blob_case
 
 SHAPE = (32, 32, 16)
 
@@ -50,8 +51,14 @@ def test_load_case_returns_images_classes_and_geometry(tmp_path, tiny):
 @pytest.mark.parametrize("convention", ["brats2021", "brats2023"])
 def test_label_mapping_per_dtype(tmp_path, tiny, dtype, convention):
     image, classes = tiny
-    case = write_case(tmp_path, "Case-1" if convention == "brats2023" else "Case_1", image, classes,
-                      convention=convention, seg_dtype=dtype)
+    case = write_case(
+        tmp_path,
+        "Case-1" if convention == "brats2023" else "Case_1",
+        image,
+        classes,
+        convention=convention,
+        seg_dtype=dtype,
+    )
     labels_on_disk = np.asanyarray(nib.load(str(case.seg)).dataobj)
     et_label = 4 if convention == "brats2021" else 3
     assert labels_on_disk.dtype == dtype
@@ -82,7 +89,8 @@ def test_to_convention_inverts_the_mapping():
         np.testing.assert_array_equal(back, classes)
 
 
-# --- bad cases: each is one line naming the file ------------------------------------------------------------
+# --- bad cases: each is one line naming the file ----------------------------------------------
+
 
 def test_truncated_gzip_is_reported_at_data_access(tmp_path, tiny):
     image, classes = tiny
@@ -165,7 +173,11 @@ def test_tiny_affine_differences_are_tolerated(tmp_path, tiny):
 
 
 def test_real_seg_dtypes_map_to_provenance_counts(real_data_root):
-    """Each real seg has a different dtype (uint8, uint16, int16, float32); counts from PROVENANCE.md."""
+    """Each real seg has a different dtype (uint8, uint16, int16, float32).
+
+    Counts from PROVENANCE.md.
+    """
+
     expected = {  # case: (dtype on disk, voxels of class 1, 2, 3)
         "BraTS2021_00014": (np.uint8, 2, 35799, 2557),
         "BraTS2021_00019": (np.uint16, 1605, 131017, 10375),

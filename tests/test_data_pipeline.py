@@ -1,4 +1,7 @@
-"""tf.data pipeline over the slice cache: shapes, one-hot, epoch coverage, determinism, augmentation."""
+"""tf.data pipeline over the slice cache.
+
+Shapes, one-hot, epoch coverage, determinism, augmentation.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ from brats_seg.data import cache
 from brats_seg.data.dataset import PreparedData, prepare_data
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.data.writer import write_case
-from conftest import blob_case
 from brats_seg.errors import DataError
+
+from conftest import blob_case
 
 tf = pytest.importorskip("tensorflow")
 
@@ -27,33 +31,58 @@ def prepared(tmp_path_factory) -> PreparedData:
     for i in range(3):
         image, classes = blob_case((32, 32, 12), seed=10 + i)
         write_case(root / f"Brats18_P_{i}", f"Brats18_P_{i}", image, classes)
-    return prepare_data({"name": "brats", "root": str(root), "cache_dir": str(root / "cache"), "workers": 1,
-                         "selection": {"rule": "tumour"}, "preprocess": {"normalization": "zscore"}})
+    return prepare_data(
+        {
+            "name": "brats",
+            "root": str(root),
+            "cache_dir": str(root / "cache"),
+            "workers": 1,
+            "selection": {"rule": "tumour"},
+            "preprocess": {"normalization": "zscore"},
+        }
+    )
 
 
 def handmade_cache(path: Path, slices: int = 10, size: int = 32) -> PreparedData:
-    """A cache written directly: channel 0 of x holds the class map, so augmented pairs can be checked."""
+    """A cache written directly.
+
+    Channel 0 of x holds the class map, so augmented pairs can be checked.
+    """
     rng = np.random.default_rng(0)
     y = np.zeros((slices, size, size), np.uint8)
     block = size // 2
     for k in range(slices):  # an edema block holding an enhancing block holding a necrotic one
         r0, c0 = rng.integers(4, size - block - 4, 2)
-        y[k, r0:r0 + block, c0:c0 + block] = 2
-        y[k, r0 + 4:r0 + block - 4, c0 + 4:c0 + block - 4] = 3
-        y[k, r0 + 8:r0 + block - 8, c0 + 8:c0 + block - 8] = 1
+        y[k, r0 : r0 + block, c0 : c0 + block] = 2
+        y[k, r0 + 4 : r0 + block - 4, c0 + 4 : c0 + block - 4] = 3
+        y[k, r0 + 8 : r0 + block - 8, c0 + 8 : c0 + block - 8] = 1
     x = np.ones((slices, size, size, 4), np.float32)
     x[..., 0] = y
     x[:, :2] = 0  # a background band
-    meta = {"case_id": "H_1", "convention": "brats2021", "fingerprint": "h", "slice_shape": [size, size, 4],
-            "selected": list(range(slices)), "class_counts": np.bincount(y.ravel(), minlength=4).tolist()}
+    meta = {
+        "case_id": "H_1",
+        "convention": "brats2021",
+        "fingerprint": "h",
+        "slice_shape": [size, size, 4],
+        "selected": list(range(slices)),
+        "class_counts": np.bincount(y.ravel(), minlength=4).tolist(),
+    }
     cache.write_case_entry(path, meta, x, y)
-    cache.write_index(path, {"name": "hand", "root": str(path), "preprocess": PreprocessSettings().as_dict(),
-                             "selection": SelectionSettings("tumour", 0).as_dict(), "cases": {"H_1": meta}})
+    cache.write_index(
+        path,
+        {
+            "name": "hand",
+            "root": str(path),
+            "preprocess": PreprocessSettings().as_dict(),
+            "selection": SelectionSettings("tumour", 0).as_dict(),
+            "cases": {"H_1": meta},
+        },
+    )
     return PreparedData.open(path)
 
 
 def epoch(ds) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -75,7 +104,9 @@ def test_shapes_dtypes_and_one_hot(prepared):
 def test_every_slice_once_per_epoch_reshuffled_and_deterministic(prepared):
     ids = prepared.case_ids
     total = prepared.slice_count(ids)
-    reference = Counter(s.tobytes() for c in ids for s in prepared.read_slices(c)[0].astype(np.float32))
+    reference = Counter(
+        s.tobytes() for c in ids for s in prepared.read_slices(c)[0].astype(np.float32)
+    )
     ds = make_dataset(prepared, ids, 5, shuffle=True, seed=3)
     first, second = epoch(ds), epoch(ds)
     for x, _ in (first, second):
@@ -103,10 +134,19 @@ def test_empty_selection_names_split_and_rule(tmp_path):
     for i in range(3):
         image, classes = blob_case((32, 32, 8), seed=i)
         write_case(root / f"Brats18_E_{i}", f"Brats18_E_{i}", image, classes)
-    data = prepare_data({"name": "brats", "root": str(root), "cache_dir": str(tmp_path / "cache"), "workers": 1,
-                         "selection": {"rule": "threshold", "threshold": 5000}})
+    data = prepare_data(
+        {
+            "name": "brats",
+            "root": str(root),
+            "cache_dir": str(tmp_path / "cache"),
+            "workers": 1,
+            "selection": {"rule": "threshold", "threshold": 5000},
+        }
+    )
     assert data.slice_count(data.case_ids) == 0
-    with pytest.raises(DataError, match="no slices selected in the val split.*threshold=5000") as err:
+    with pytest.raises(
+        DataError, match="no slices selected in the val split.*threshold=5000"
+    ) as err:
         make_dataset(data, data.case_ids[:1], 2, shuffle=True, seed=0, split_name="val")
     assert "\n" not in str(err.value)
 
@@ -135,8 +175,9 @@ def test_rotation_and_scaling_move_images_and_labels_together(tmp_path):
     labels = y.argmax(-1)
     np.testing.assert_array_equal(y.sum(-1), 1.0)
     assert np.mean(labels != plain_y.argmax(-1)) > 0.02  # the slices really moved
-    # channel 0 carried the class map: bilinear image vs nearest labels agree except along block edges
-    # (about 0.9 here; transforming the image but not the labels gives about 0.6)
+    # channel 0 carried the class map: bilinear image vs nearest labels agree except along block
+    # edges (about 0.9 here; transforming the image but not the labels gives about 0.6)
+
     union = (labels > 0) | (x[..., 0] > 0.5)
     assert np.mean(np.rint(x[..., 0])[union] == labels[union]) > 0.8
     # what the rotation brought in from outside the slice is zero in both
@@ -150,12 +191,16 @@ def test_intensity_jitter_keeps_background_and_is_seeded(tmp_path):
     ds = make_dataset(data, ["H_1"], 8, shuffle=False, seed=1, augment_cfg=cfg)
     x, y = epoch(ds)
     np.testing.assert_array_equal(y, plain_y)
-    np.testing.assert_array_equal(x == 0, plain_x == 0)  # background stays exactly 0 (and brain stays non-zero)
+    np.testing.assert_array_equal(
+        x == 0, plain_x == 0
+    )  # background stays exactly 0 (and brain stays non-zero)
     # channel 1 is all ones inside the brain: each slice gets one gain*1+shift within 1 +- 0.4
     for k in range(len(x)):
         values = np.unique(x[k, :, :, 1][plain_x[k, :, :, 1] != 0])
         assert len(values) == 1 and 0.6 <= values[0] <= 1.4
-    np.testing.assert_array_equal(epoch(make_dataset(data, ["H_1"], 8, shuffle=False, seed=1, augment_cfg=cfg))[0], x)
+    np.testing.assert_array_equal(
+        epoch(make_dataset(data, ["H_1"], 8, shuffle=False, seed=1, augment_cfg=cfg))[0], x
+    )
     assert not np.array_equal(epoch(ds)[0], x)  # next epoch: new draws
 
 
@@ -163,12 +208,19 @@ def test_parallel_build_after_tensorflow_import_uses_forkserver(tmp_path):
     from brats_seg.data import nifti
     from brats_seg.data.cache import worker_context
 
-    assert worker_context().get_start_method() == "forkserver"  # TensorFlow is imported in this module
+    assert (
+        worker_context().get_start_method() == "forkserver"
+    )  # TensorFlow is imported in this module
     root = tmp_path / "data"
     for i in range(3):
         image, classes = blob_case((32, 32, 8), seed=20 + i)
         write_case(root / f"Brats18_F_{i}", f"Brats18_F_{i}", image, classes)
-    cfg = {"name": "brats", "root": str(root), "cache_dir": str(tmp_path / "cache"), "selection": {"rule": "tumour"}}
+    cfg = {
+        "name": "brats",
+        "root": str(root),
+        "cache_dir": str(tmp_path / "cache"),
+        "selection": {"rule": "tumour"},
+    }
     before = nifti.decode_count()
     two = prepare_data({**cfg, "workers": 2})
     assert nifti.decode_count() - before == 15

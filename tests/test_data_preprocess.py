@@ -1,4 +1,7 @@
-"""Normalisation, fifth channel, crop/uncrop, slicing and slice selection (all checked against plain numpy)."""
+"""Normalisation, fifth channel, crop/uncrop, slicing and slice selection.
+
+All checked against plain numpy.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,19 @@ from scipy import ndimage
 from brats_seg.data.crop import brain_bbox, centred_crop_box, uncrop
 from brats_seg.data.discovery import CaseFiles
 from brats_seg.data.nifti import LoadedCase
-from brats_seg.data.preprocess import (flair_edges, normalize, preprocess_case, restore_prediction,
-                                       slices_to_volume, volume_to_slices)
+from brats_seg.data.preprocess import (
+    flair_edges,
+    normalize,
+    preprocess_case,
+    restore_prediction,
+    slices_to_volume,
+    volume_to_slices,
+)
 from brats_seg.data.selection import class_pixel_counts, select_slices
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
-from conftest import blob_case
 from brats_seg.errors import ConfigError
+
+from conftest import blob_case
 
 
 def loaded_case(image: np.ndarray, seg: np.ndarray | None) -> LoadedCase:
@@ -57,11 +67,13 @@ def test_percentile_by_hand(volume):
     mask = volume != 0
     out = normalize(volume, mask, "percentile", (10.0, 90.0))
     vals = np.sort(volume[mask].astype(np.float64))
+
     # numpy's default (linear) percentile: position p/100 * (n - 1) in the sorted values
     def pct(p):
         pos = p / 100 * (len(vals) - 1)
         i = int(np.floor(pos))
         return vals[i] + (pos - i) * (vals[min(i + 1, len(vals) - 1)] - vals[i])
+
     lo, hi = pct(10), pct(90)
     expected = (np.clip(volume[mask], lo, hi) - lo) / (hi - lo)
     np.testing.assert_allclose(out[mask], expected, rtol=1e-5, atol=1e-6)
@@ -116,7 +128,7 @@ def test_preprocess_case_slices_and_normalises_each_modality():
 
 def test_crop_box_is_centred_on_brain_and_clamped():
     mask = np.zeros((100, 90, 5), bool)
-    mask[30:61, 20:41, 2] = True   # bbox rows 30..60, cols 20..40 (centre 45.5, 30.5)
+    mask[30:61, 20:41, 2] = True  # bbox rows 30..60, cols 20..40 (centre 45.5, 30.5)
     mask[40, 25, 4] = True
     assert brain_bbox(mask) == (30, 61, 20, 41)
     x0, x1, y0, y1 = centred_crop_box(mask, (48, 32))
@@ -138,8 +150,12 @@ def test_crop_size_must_be_multiples_of_16(size):
 
 
 def test_other_preprocess_options_are_validated():
-    for cfg, option in [({"normalization": "robust"}, "normalization"), ({"percentiles": [90, 10]}, "percentiles"),
-                        ({"fifth_channel": "edges"}, "fifth_channel"), ({"fifth_channel_sigma": 0}, "fifth_channel_sigma")]:
+    for cfg, option in [
+        ({"normalization": "robust"}, "normalization"),
+        ({"percentiles": [90, 10]}, "percentiles"),
+        ({"fifth_channel": "edges"}, "fifth_channel"),
+        ({"fifth_channel_sigma": 0}, "fifth_channel_sigma"),
+    ]:
         with pytest.raises(ConfigError, match=f"data.preprocess.{option}"):
             PreprocessSettings.from_cfg(cfg)
     with pytest.raises(ConfigError, match="data.selection.rule"):
@@ -150,12 +166,18 @@ def test_other_preprocess_options_are_validated():
 
 def test_crop_then_uncrop_round_trip():
     image, classes = blob_case((64, 48, 6), seed=5)
-    prep = preprocess_case(loaded_case(image, classes), {"crop": {"enabled": True, "size": [48, 32]}})
+    prep = preprocess_case(
+        loaded_case(image, classes), {"crop": {"enabled": True, "size": [48, 32]}}
+    )
     assert prep.x.shape == (6, 48, 32, 4)
     x0, x1, y0, y1 = prep.crop_box
     np.testing.assert_array_equal(prep.y, volume_to_slices(classes[x0:x1, y0:y1]))
-    # every tumour voxel lies inside the brain and the brain fits the crop, so the round trip is exact
-    np.testing.assert_array_equal(restore_prediction(prep.y, prep.crop_box, prep.full_shape), classes)
+    # every tumour voxel lies inside the brain and the brain fits the crop, so the round trip is
+    # exact
+
+    np.testing.assert_array_equal(
+        restore_prediction(prep.y, prep.crop_box, prep.full_shape), classes
+    )
     full = uncrop(prep.y, prep.crop_box, prep.full_shape, layout="slices")
     assert full.shape == (6, 64, 48)
     np.testing.assert_array_equal(slices_to_volume(full), classes)
@@ -172,10 +194,10 @@ def test_volume_smaller_than_crop_is_a_config_error():
 
 def test_selection_rules_on_hand_made_seg():
     y = np.zeros((5, 10, 10), np.uint8)
-    y[1, :3, :3] = 1          # 9 px of class 1
-    y[2, :5, :5] = 2          # 25 px of class 2
-    y[3, :4, :4] = 3          # 16 px of class 3 ...
-    y[3, 5:, 5:] = 1          # ... and 25 px of class 1: 41 tumour px, no single class above 30
+    y[1, :3, :3] = 1  # 9 px of class 1
+    y[2, :5, :5] = 2  # 25 px of class 2
+    y[3, :4, :4] = 3  # 16 px of class 3 ...
+    y[3, 5:, 5:] = 1  # ... and 25 px of class 1: 41 tumour px, no single class above 30
     brain = np.array([0, 50, 50, 50, 7])
     counts = class_pixel_counts(y)
     assert counts[3].tolist() == [59, 25, 0, 16]

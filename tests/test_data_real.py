@@ -15,7 +15,9 @@ from brats_seg.data.dataset import prepare_data
 pytestmark = pytest.mark.slow
 
 PAIR = ("BraTS2021_00000", "BraTS-GLI-00000-000")
-# tumour voxels per class (NCR/NET, edema, ET) and the axial range holding tumour, from PROVENANCE.md
+# tumour voxels per class (NCR/NET, edema, ET) and the axial range holding tumour, from
+# PROVENANCE.md
+
 PROVENANCE = {
     "BraTS-GLI-00000-000": ((11738, 12836, 32731), (49, 95)),
     "BraTS2021_00000": ((11738, 12836, 32731), (49, 95)),
@@ -28,9 +30,16 @@ PROVENANCE = {
 @pytest.fixture(scope="module")
 def real_cfg(real_data_root, tmp_path_factory):
     return {
-        "name": "brats", "root": str(real_data_root), "cases": None,
-        "cache_dir": str(tmp_path_factory.mktemp("real-cache")), "workers": 2,
-        "preprocess": {"normalization": "zscore", "fifth_channel": None, "crop": {"enabled": False}},
+        "name": "brats",
+        "root": str(real_data_root),
+        "cases": None,
+        "cache_dir": str(tmp_path_factory.mktemp("real-cache")),
+        "workers": 2,
+        "preprocess": {
+            "normalization": "zscore",
+            "fifth_channel": None,
+            "crop": {"enabled": False},
+        },
         "selection": {"rule": "tumour"},
         "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
     }
@@ -54,7 +63,9 @@ def test_all_five_cases_load_and_a_rerun_decodes_nothing(built, real_cfg):
     for case_id in prepared.case_ids:
         meta = prepared.case_meta(case_id)
         assert meta["full_shape"] == [240, 240, 155] and meta["spacing"] == [1.0, 1.0, 1.0]
-        np.testing.assert_allclose(meta["affine"], [[-1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]])
+        np.testing.assert_allclose(
+            meta["affine"], [[-1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]]
+        )
 
 
 def test_class_counts_and_tumour_slices_match_provenance(built):
@@ -63,7 +74,9 @@ def test_class_counts_and_tumour_slices_match_provenance(built):
         meta = prepared.case_meta(case_id)
         assert meta["selected"] == list(range(z0, z1 + 1))
         assert meta["class_counts"][1:] == list(counts)
-        assert meta["convention"] == ("brats2023" if case_id.startswith("BraTS-GLI") else "brats2021")
+        assert meta["convention"] == (
+            "brats2023" if case_id.startswith("BraTS-GLI") else "brats2021"
+        )
 
 
 def test_duplicate_pair_gives_identical_images_and_classes(built):
@@ -85,7 +98,10 @@ def test_duplicate_pair_lands_in_one_split(built):
         split = prepared.split()
         where = {c: name for name, cases in split.items() for c in cases}
         assert where[PAIR[0]] == where[PAIR[1]]
-        groups = {name: len({prepared.case_meta(c)["fingerprint"] for c in cases}) for name, cases in split.items()}
+        groups = {
+            name: len({prepared.case_meta(c)["fingerprint"] for c in cases})
+            for name, cases in split.items()
+        }
         assert groups == {"train": 2, "val": 1, "test": 1}
 
 
@@ -99,6 +115,8 @@ def test_real_slices_are_zscored_per_modality(built, real_data_root):
     row = meta["selected"].index(101)  # PROVENANCE: the largest tumour area is on z=101
     raw = t1ce[:, :, 101].astype(np.float64)
     expected = np.where(raw != 0, (raw - brain.mean()) / brain.std(), 0.0)
-    np.testing.assert_allclose(x[row, :, :, 1].astype(np.float64), expected, atol=2e-3 * np.abs(expected).max())
+    np.testing.assert_allclose(
+        x[row, :, :, 1].astype(np.float64), expected, atol=2e-3 * np.abs(expected).max()
+    )
     assert (x[row, :, :, 1][raw == 0] == 0).all()
     assert y.max() == 3 and y.dtype == np.uint8

@@ -47,12 +47,17 @@ def test_duplicates_share_a_split_for_every_seed():
 
 
 def test_fewer_than_three_patients():
-    with pytest.raises(DataError, match=r"found 2 distinct patient\(s\) in 3 case\(s\).*at least 3"):
+    with pytest.raises(
+        DataError, match=r"found 2 distinct patient\(s\) in 3 case\(s\).*at least 3"
+    ):
         split_cases(fingerprints(2, {"dup": "case00"}))
 
 
 def test_split_options_are_validated():
-    assert split_fractions({"train": 0.6, "val": 0.2, "test": 0.2, "seed": 3}) == ((0.6, 0.2, 0.2), 3)
+    assert split_fractions({"train": 0.6, "val": 0.2, "test": 0.2, "seed": 3}) == (
+        (0.6, 0.2, 0.2),
+        3,
+    )
     with pytest.raises(ConfigError, match="add up to 1"):
         split_fractions({"train": 0.6, "val": 0.1, "test": 0.1, "seed": 0})
     with pytest.raises(ConfigError, match="data.split.val"):
@@ -87,12 +92,22 @@ def test_timepoints_of_one_patient_share_a_split_and_link_with_content_duplicate
     from brats_seg.data.split import group_cases
 
     fps = fingerprints(6)
-    fps.update({"BraTS-GLI-00005-000": "a", "BraTS-GLI-00005-001": "b", "BraTS-GLI-00005-002": "c",
-                "BraTS2021_00005": "a",  # the first timepoint again, under its 2021 name
-                "BraTS-MEN-00005-000": "d"})  # another task: another patient
+    fps.update(
+        {
+            "BraTS-GLI-00005-000": "a",
+            "BraTS-GLI-00005-001": "b",
+            "BraTS-GLI-00005-002": "c",
+            "BraTS2021_00005": "a",  # the first timepoint again, under its 2021 name
+            "BraTS-MEN-00005-000": "d",
+        }
+    )  # another task: another patient
     groups = group_cases(fps)
-    patient = ["BraTS-GLI-00005-000", "BraTS-GLI-00005-001", "BraTS-GLI-00005-002",
-               "BraTS2021_00005"]
+    patient = [
+        "BraTS-GLI-00005-000",
+        "BraTS-GLI-00005-001",
+        "BraTS-GLI-00005-002",
+        "BraTS2021_00005",
+    ]
     assert patient in groups
     assert ["BraTS-MEN-00005-000"] in groups and len(groups) == 8
     for seed in range(25):

@@ -1,4 +1,7 @@
-"""`brats-seg eda`: statistics checked against numpy on the seg files, figures, the report folder and the CLI."""
+"""`brats-seg eda`.
+
+Statistics checked against numpy on the seg files, figures, the report folder and the CLI.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +16,17 @@ import pytest
 
 from brats_seg.config import compose
 from brats_seg.data.dataset import prepare_data
-from brats_seg.viz.eda import run_eda
 from brats_seg.errors import ConfigError
+from brats_seg.viz.eda import run_eda
 
 THRESHOLD = 20
-SYNTH = ["data.synth.cases=3", "data.synth.shape=[48,48,24]", "data.synth.seed=2",
-         f"data.selection.threshold={THRESHOLD}", "data.workers=1"]
+SYNTH = [
+    "data.synth.cases=3",
+    "data.synth.shape=[48,48,24]",
+    "data.synth.seed=2",
+    f"data.selection.threshold={THRESHOLD}",
+    "data.workers=1",
+]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -32,7 +40,11 @@ def prepared(tmp_path_factory):
 
 
 def _expected_from_seg_files(root: Path) -> dict:
-    """The study's EDA numbers computed directly from the seg files with numpy (ET = label 4 -> class 3)."""
+    """The study's EDA numbers computed directly from the seg files with numpy.
+
+    ET = label 4 -> class 3.
+    """
+
     per_slice = []
     per_case = {}
     for seg_path in sorted(root.glob("*/*_seg.nii.gz")):
@@ -40,7 +52,9 @@ def _expected_from_seg_files(root: Path) -> dict:
         classes = np.zeros(seg.shape, dtype=np.int64)
         for label, cls in ((1, 1), (2, 2), (4, 3)):
             classes[seg == label] = cls
-        counts = np.array([[np.sum(classes[:, :, z] == c) for c in range(4)] for z in range(seg.shape[2])])
+        counts = np.array(
+            [[np.sum(classes[:, :, z] == c) for c in range(4)] for z in range(seg.shape[2])]
+        )
         kept = counts[(counts[:, 1:] > THRESHOLD).any(axis=1)]
         per_case[seg_path.parent.name] = kept
         per_slice.append(kept)
@@ -87,15 +101,22 @@ def test_report_folder_holds_json_and_valid_figures(prepared, tmp_path):
     report = run_eda(prepared, out, overlays=2, gif=True, seed=3)
     stored = json.loads((out / "eda.json").read_text())
     assert stored["pixels_per_class"] == report["pixels_per_class"]
-    assert set(stored["figures"].values()) == {"classes.png", "area_histograms.png", "overlays.png", "montage.png",
-                                               "volume.gif"}
+    assert set(stored["figures"].values()) == {
+        "classes.png",
+        "area_histograms.png",
+        "overlays.png",
+        "montage.png",
+        "volume.gif",
+    }
     for name in ("classes.png", "area_histograms.png", "overlays.png", "montage.png"):
         assert _is_png(out / name), name
     from PIL import Image
 
     first_case = prepared.case_ids[0]
     assert stored["montage"]["case_id"] == first_case
-    flair = np.asanyarray(nib.load(next(Path(prepared.root).glob(f"{first_case}/*_flair.nii.gz"))).dataobj)
+    flair = np.asanyarray(
+        nib.load(next(Path(prepared.root).glob(f"{first_case}/*_flair.nii.gz"))).dataobj
+    )
     slices_with_brain = int(np.count_nonzero(flair.any(axis=(0, 1))))
     with Image.open(out / "volume.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == slices_with_brain
@@ -103,16 +124,32 @@ def test_report_folder_holds_json_and_valid_figures(prepared, tmp_path):
     from brats_seg.viz.eda import overlay_picks
 
     table = [(c, z) for c in prepared.case_ids for z in prepared.case_meta(c)["selected"]]
-    assert stored["overlay_slices"] == [list(table[i]) for i in overlay_picks(len(table), 2, seed=3)]
+    assert stored["overlay_slices"] == [
+        list(table[i]) for i in overlay_picks(len(table), 2, seed=3)
+    ]
 
 
 def test_overlay_draw_is_seeded_and_distinct():
     from brats_seg.viz.eda import overlay_picks
 
-    a, b, c = overlay_picks(40, 6, seed=7), overlay_picks(40, 6, seed=7), overlay_picks(40, 6, seed=8)
+    a, b, c = (
+        overlay_picks(40, 6, seed=7),
+        overlay_picks(40, 6, seed=7),
+        overlay_picks(40, 6, seed=8),
+    )
     assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
-    assert len(set(a.tolist())) == 6 and a.tolist() == sorted(a.tolist()) and 0 <= a.min() and a.max() < 40
-    assert sorted(overlay_picks(4, 6, seed=1).tolist()) == [0, 1, 2, 3]  # never more overlays than slices
+    assert (
+        len(set(a.tolist())) == 6
+        and a.tolist() == sorted(a.tolist())
+        and 0 <= a.min()
+        and a.max() < 40
+    )
+    assert sorted(overlay_picks(4, 6, seed=1).tolist()) == [
+        0,
+        1,
+        2,
+        3,
+    ]  # never more overlays than slices
     assert overlay_picks(0, 6, seed=1).size == 0 and overlay_picks(10, 0, seed=1).size == 0
 
 
@@ -123,7 +160,9 @@ def test_rerun_replaces_the_report_and_leaves_nothing_behind(prepared, tmp_path)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["area_histograms.png", "classes.png", "eda.json", "montage.png"]
     assert json.loads((out / "eda.json").read_text())["montage"]["case_id"] == prepared.case_ids[1]
-    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary or old folder left over
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "report"
+    ]  # no temporary or old folder left over
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_report(prepared, tmp_path):
@@ -140,7 +179,9 @@ def test_refuses_to_replace_a_folder_that_is_not_a_report(prepared, tmp_path):
 
 
 def test_montage_of_a_cropped_data_set(tmp_path):
-    cfg = _eda_cfg(tmp_path, "data.preprocess.crop.enabled=true", "data.preprocess.crop.size=[32,32]")
+    cfg = _eda_cfg(
+        tmp_path, "data.preprocess.crop.enabled=true", "data.preprocess.crop.size=[32,32]"
+    )
     prepared = prepare_data(cfg.data)
     from brats_seg.viz.eda import volume_frames
 
@@ -153,16 +194,37 @@ def test_montage_of_a_cropped_data_set(tmp_path):
 
 
 def test_eda_command_prints_a_summary_and_writes_only_the_report(tmp_path):
-    args = [sys.executable, "-m", "brats_seg", "eda", "out=report", "paths.output_root=work", "overlays=1", *SYNTH]
+    args = [
+        sys.executable,
+        "-m",
+        "brats_seg",
+        "eda",
+        "out=report",
+        "paths.output_root=work",
+        "overlays=1",
+        *SYNTH,
+    ]
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
-    assert "selected" in result.stdout and "edema" in result.stdout and "slices lacking" in result.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "work"]  # the report and the cache; no .hydra
+    assert (
+        "selected" in result.stdout
+        and "edema" in result.stdout
+        and "slices lacking" in result.stdout
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "report",
+        "work",
+    ]  # the report and the cache; no .hydra
     stored = json.loads((tmp_path / "report" / "eda.json").read_text())
     assert f"{stored['pixels_per_class'][2]:,}" in result.stdout
 
-    bad = subprocess.run([*args[:4], "out=report", "paths.output_root=work", "montage_case=nope", *SYNTH],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    bad = subprocess.run(
+        [*args[:4], "out=report", "paths.output_root=work", "montage_case=nope", *SYNTH],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert bad.returncode != 0
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "montage_case=nope" in lines[0], bad.stderr

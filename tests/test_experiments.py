@@ -1,4 +1,7 @@
-"""The study's 22 rows as experiment configs: each composes with the real Hydra configs and builds its model."""
+"""The study's 22 rows as experiment configs.
+
+Each composes with the real Hydra configs and builds its model.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,11 @@ import pytest
 
 from brats_seg.config import compose
 
-EXPERIMENTS = sorted(p.name[:-5] for p in resources.files("brats_seg.configs").joinpath("experiment").iterdir()
-                     if p.name.endswith(".yaml"))
+EXPERIMENTS = sorted(
+    p.name[:-5]
+    for p in resources.files("brats_seg.configs").joinpath("experiment").iterdir()
+    if p.name.endswith(".yaml")
+)
 
 
 def test_there_is_one_experiment_per_study_row():
@@ -20,7 +26,11 @@ def test_there_is_one_experiment_per_study_row():
 
 @pytest.fixture(scope="module")
 def built_counts():
-    """Parameter count of each experiment's model, built from its composed config (one build per distinct model)."""
+    """Parameter count of each experiment's model, built from its composed config.
+
+    One build per distinct model.
+    """
+
     import keras
 
     from brats_seg.models import build_model
@@ -61,5 +71,7 @@ def test_experiment_selects_its_rows_loss_and_optimizer():
 
 
 def test_only_row_22_crops():
-    cropped = [e for e in EXPERIMENTS if compose("train", [f"experiment={e}"]).data.preprocess.crop.enabled]
+    cropped = [
+        e for e in EXPERIMENTS if compose("train", [f"experiment={e}"]).data.preprocess.crop.enabled
+    ]
     assert cropped == ["e22_croped_4channel_unet_nobridge"]

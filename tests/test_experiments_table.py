@@ -1,4 +1,7 @@
-"""The experiment table (outputs/experiments.csv): whole rows when several sweep jobs append at the same moment."""
+"""The experiment table (outputs/experiments.csv).
+
+Whole rows when several sweep jobs append at the same moment.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,15 @@ def _append_many(path: str, writer: int, start) -> None:
     start.wait()
     for i in range(ROWS_EACH):
         # a long cell makes a torn or interleaved write visible
-        append_row(path, {"run_dir": f"w{writer}-r{i}-" + "x" * 2000, "model": "unet", "params": writer * 1000 + i,
-                          "f1_col_ave": 0.5})
+        append_row(
+            path,
+            {
+                "run_dir": f"w{writer}-r{i}-" + "x" * 2000,
+                "model": "unet",
+                "params": writer * 1000 + i,
+                "f1_col_ave": 0.5,
+            },
+        )
 
 
 def test_concurrent_appends_keep_one_header_and_whole_rows(tmp_path: Path):
@@ -41,8 +51,9 @@ def test_concurrent_appends_keep_one_header_and_whole_rows(tmp_path: Path):
     seen = {row["run_dir"].split("-x")[0] for row in rows}
     assert seen == {f"w{w}-r{i}" for w in range(WRITERS) for i in range(ROWS_EACH)}
     assert all(row["run_dir"].endswith("x" * 2000) and row["f1_col_ave"] == "0.5" for row in rows)
-    assert sorted(int(row["params"]) for row in rows) == sorted(w * 1000 + i for w in range(WRITERS)
-                                                                 for i in range(ROWS_EACH))
+    assert sorted(int(row["params"]) for row in rows) == sorted(
+        w * 1000 + i for w in range(WRITERS) for i in range(ROWS_EACH)
+    )
 
 
 def test_an_append_waits_while_another_job_holds_the_table_lock(tmp_path: Path):

@@ -22,14 +22,17 @@ def test_bf16_is_read_from_the_cpu_flags():
     assert not cpu_supports_bf16("flags: avx512f avx512bw")  # AVX-512 alone has no bf16 arithmetic
 
 
-@pytest.mark.parametrize(("gpus", "cpu_bf16", "expected"), [
-    ([], False, "float32"),
-    ([], True, "mixed_bfloat16"),
-    ([(8, 0)], False, "mixed_bfloat16"),   # A100
-    ([(9, 0), (8, 6)], False, "mixed_bfloat16"),
-    ([(7, 0)], True, "mixed_float16"),     # V100: no bf16 tensor cores, whatever the CPU
-    ([(8, 0), (7, 5)], False, "mixed_float16"),  # mixed cards: the oldest decides
-])
+@pytest.mark.parametrize(
+    ("gpus", "cpu_bf16", "expected"),
+    [
+        ([], False, "float32"),
+        ([], True, "mixed_bfloat16"),
+        ([(8, 0)], False, "mixed_bfloat16"),  # A100
+        ([(9, 0), (8, 6)], False, "mixed_bfloat16"),
+        ([(7, 0)], True, "mixed_float16"),  # V100: no bf16 tensor cores, whatever the CPU
+        ([(8, 0), (7, 5)], False, "mixed_float16"),  # mixed cards: the oldest decides
+    ],
+)
 def test_auto_precision(gpus, cpu_bf16, expected):
     assert auto_precision(gpus, cpu_bf16) == expected
 
@@ -61,8 +64,13 @@ def _keeps_freed_memory(env: dict[str, str]) -> str:
 
     code = "from brats_seg.memory import keep_freed_memory; print(keep_freed_memory())"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="glibc on Linux only")
@@ -74,10 +82,12 @@ def test_freed_memory_is_kept_unless_the_user_tuned_malloc():
 # --------------------------------------------------------------------------- multi-worker roles,
 # SLURM
 
+
 def test_the_chief_is_worker_0_unless_the_cluster_has_a_chief():
     from brats_seg.training.cluster import role_from_tf_config
 
     workers = {"worker": ["a:1", "b:1"]}
+
     def role(cluster, task_type, index):
         task = {"type": task_type, "index": index}
         return role_from_tf_config({"cluster": cluster, "task": task})
@@ -112,8 +122,12 @@ def test_slurm_hostlists_and_task_counts_expand():
     assert expand_tasks_per_node("2(x3),1") == [2, 2, 2, 1]
 
 
-SRUN_ENV = {"SLURM_JOB_ID": "4242", "SLURM_STEP_NODELIST": "gpu[01-02]",
-            "SLURM_STEP_TASKS_PER_NODE": "2(x2)", "SLURM_STEP_NUM_TASKS": "4"}
+SRUN_ENV = {
+    "SLURM_JOB_ID": "4242",
+    "SLURM_STEP_NODELIST": "gpu[01-02]",
+    "SLURM_STEP_TASKS_PER_NODE": "2(x2)",
+    "SLURM_STEP_NUM_TASKS": "4",
+}
 
 
 def test_srun_tasks_become_tf_config():
@@ -122,9 +136,12 @@ def test_srun_tasks_become_tf_config():
     task3 = {"SLURM_PROCID": "3", "SLURM_NODEID": "1", "SLURM_LOCALID": "1"}
     config = slurm_tf_config({**SRUN_ENV, **task3})
     base = 15000 + 4242
-    assert config == {"cluster": {"worker": [f"gpu01:{base}", f"gpu01:{base + 1}", f"gpu02:{base}",
-                                             f"gpu02:{base + 1}"]},
-                      "task": {"type": "worker", "index": 3}}
+    assert config == {
+        "cluster": {
+            "worker": [f"gpu01:{base}", f"gpu01:{base + 1}", f"gpu02:{base}", f"gpu02:{base + 1}"]
+        },
+        "task": {"type": "worker", "index": 3},
+    }
     ports = {"SLURM_PROCID": "0", "SLURM_STEP_RESV_PORTS": "12000-12001"}
     reserved = slurm_tf_config({**SRUN_ENV, **ports})
     assert reserved["cluster"]["worker"][:2] == ["gpu01:12000", "gpu01:12001"]
@@ -157,6 +174,7 @@ def test_export_writes_tf_config_under_srun_only_for_multiworker(monkeypatch):
 
 
 # --------------------------------------------------------------------------- GPUs
+
 
 def test_parallel_jobs_take_distinct_gpus_then_share_round_robin(tmp_path):
     from brats_seg.training.gpus import GpuSlots
@@ -207,10 +225,22 @@ def test_a_non_chief_worker_writes_no_hydra_files(tmp_path):
     import sys
 
     cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
-                                                                              "index": 1}})}
-    for args in (["--cfg", "hydra", "trainer=tiny"], ["trainer=tiny", "--cfg", "hydra"], ["--cfg", "hydra"]):
-        result = subprocess.run([sys.executable, "-m", "brats_seg", "train", *args], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}),
+    }
+    for args in (
+        ["--cfg", "hydra", "trainer=tiny"],
+        ["trainer=tiny", "--cfg", "hydra"],
+        ["--cfg", "hydra"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "brats_seg", "train", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, (args, result.stderr[-2000:])
         assert "output_subdir: null" in result.stdout, args

@@ -1,5 +1,8 @@
-"""The package's layers: imports (lazy ones included) only point to the same or an earlier layer, so no two
-packages import each other and the data flow reads one way: data -> models -> training -> inference -> results."""
+"""The package's layers.
+
+Imports (lazy ones included) only point to the same or an earlier layer, so no two packages import
+each other and the data flow reads one way: data -> models -> training -> inference -> results.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,16 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "brats_seg"
 
 # Earlier layers first. A module may import its own layer and any earlier one.
 LAYERS: list[set[str]] = [
-    {"__init__", "__version__", "errors", "atomic", "memory", "config", "config_schema",
-     "tf_import"},
+    {
+        "__init__",
+        "__version__",
+        "errors",
+        "atomic",
+        "memory",
+        "config",
+        "config_schema",
+        "tf_import",
+    },
     {"data"},
     {"metrics"},
     {"viz"},
@@ -27,7 +38,11 @@ LAYERS: list[set[str]] = [
 
 
 def _unit(parts: tuple[str, ...]) -> str:
-    """The layer unit of a module path inside brats_seg: its sub-package, or the root module's name."""
+    """The layer unit of a module path inside brats_seg.
+
+    Its sub-package, or the root module's name.
+    """
+
     return parts[0].removesuffix(".py")
 
 
@@ -68,5 +83,7 @@ def test_every_import_points_to_an_earlier_or_the_same_layer():
 
 def test_the_scanner_sees_lazy_imports(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from brats_seg.results import table\n    import brats_seg.jobs.train\n")
+    probe.write_text(
+        "def f():\n    from brats_seg.results import table\n    import brats_seg.jobs.train\n"
+    )
     assert _imports(probe) == {"results", "jobs"}

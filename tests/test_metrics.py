@@ -28,21 +28,21 @@ def test_metrics_package_does_not_import_tensorflow():
     assert "brats_seg.metrics" in sys.modules
     import subprocess
 
-    code = "import sys, brats_seg.metrics; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = (
+        "import sys, brats_seg.metrics; "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
-# ------------------------------------------------------------------------------------------ confusion matrix
+# ---------------------------------------------------------------------------- confusion matrix
 
 # 12 pixels, written as a 3x4 "slice".
 TRUTH = np.array([[0, 0, 0, 0], [0, 1, 1, 2], [2, 2, 3, 3]], dtype=np.uint8)
 PRED = np.array([[0, 0, 0, 0], [2, 1, 0, 2], [2, 3, 3, 1]], dtype=np.uint8)
 # Rows truth, columns prediction, counted by hand from the pairs above.
-HAND_CM = np.array([[4, 0, 1, 0],
-                    [1, 1, 0, 0],
-                    [0, 0, 2, 1],
-                    [0, 1, 0, 1]])
+HAND_CM = np.array([[4, 0, 1, 0], [1, 1, 0, 0], [0, 0, 2, 1], [0, 1, 0, 1]])
 
 
 def test_confusion_matrix_hand_example():
@@ -50,7 +50,9 @@ def test_confusion_matrix_hand_example():
     assert cm.dtype == np.int64 and cm.shape == (4, 4)
     np.testing.assert_array_equal(cm, HAND_CM)
     # Any integer dtype gives the same counts.
-    np.testing.assert_array_equal(confusion_matrix(TRUTH.astype(np.int64), PRED.astype(np.int32)), HAND_CM)
+    np.testing.assert_array_equal(
+        confusion_matrix(TRUTH.astype(np.int64), PRED.astype(np.int32)), HAND_CM
+    )
 
 
 def test_per_class_metrics_hand_example():
@@ -72,10 +74,13 @@ def test_per_class_metrics_hand_example():
 
 
 def test_undefined_ratios_are_nan_and_skipped_in_averages():
-    # Class 3 neither present nor predicted: sensitivity 0/0, precision 0/0, F1 0/0 -> NaN; specificity 1.
+    # Class 3 neither present nor predicted: sensitivity 0/0, precision 0/0, F1 0/0 -> NaN;
+    # specificity 1.
     cm = np.array([[5, 1, 0, 0], [0, 2, 0, 0], [1, 0, 3, 0], [0, 0, 0, 0]])
     m = per_class_metrics(cm)
-    assert math.isnan(m["sensitivity"][3]) and math.isnan(m["precision"][3]) and math.isnan(m["f1"][3])
+    assert (
+        math.isnan(m["sensitivity"][3]) and math.isnan(m["precision"][3]) and math.isnan(m["f1"][3])
+    )
     assert m["specificity"][3] == 1.0
     # sensitivity: 5/6, 2/2, 3/4 -> col_ave over the three defined classes.
     assert m["col_ave"]["sensitivity"] == pytest.approx((5 / 6 + 1 + 3 / 4) / 3)
@@ -102,7 +107,7 @@ def test_accumulator_pools_batches():
     p = rng.integers(0, 4, size=(6, 8, 8), dtype=np.uint8)
     acc = ConfusionAccumulator()
     for start in range(0, 6, 4):
-        acc.add(t[start:start + 4], p[start:start + 4])
+        acc.add(t[start : start + 4], p[start : start + 4])
     np.testing.assert_array_equal(acc.matrix, brute_force_cm(t, p))
     assert acc.pixels == t.size
     assert acc.metrics()["f1"] == per_class_metrics(acc.matrix)["f1"]
@@ -117,7 +122,8 @@ def test_confusion_matrix_rejects_bad_labels():
         confusion_matrix(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
 
 
-# --------------------------------------------------------------------------------------------- region metrics
+# ------------------------------------------------------------------------------ region metrics
+
 
 def cube(shape=(40, 40, 40), start=(10, 10, 10), size=10) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
@@ -135,10 +141,14 @@ def test_cubes_offset_by_three_voxels():
     a, b = cube(start=(10, 10, 10)), cube(start=(13, 10, 10))
     # Overlap 7x10x10 of two 1000-voxel cubes.
     assert dice(a, b) == pytest.approx(2 * 700 / 2000)
-    # Surface voxels per cube: 1000 - 8^3 = 488. Distances from A's surface to B's (the same by symmetry):
-    # 0 for 7 slices x 36 side-ring voxels = 252; the 3 slices x=10,11,12 of the ring: 3, 2, 1 (36 each);
-    # the inner x=10 face (64): 3; the inner x=19 face: min(distance to the y/z faces, 3) -> 1: 28, 2: 20, 3: 16.
-    # Union of both directions: 0 x 504, 1 x 128, 2 x 112, 3 x 232 -> 95th percentile (index 926.25 of 976) = 3.
+    # Surface voxels per cube: 1000 - 8^3 = 488. Distances from A's surface to B's (the same by
+    # symmetry):
+    # 0 for 7 slices x 36 side-ring voxels = 252;
+    # the 3 slices x=10,11,12 of the ring: 3, 2, 1 (36 each);
+    # the inner x=10 face (64): 3;
+    # the inner x=19 face: min(distance to the y/z faces, 3) -> 1: 28, 2: 20, 3: 16.
+    # Union of both directions: 0 x 504, 1 x 128, 2 x 112, 3 x 232
+    # -> 95th percentile (index 926.25 of 976) = 3.
     assert hd95(a, b) == pytest.approx(3.0)
 
 
@@ -146,7 +156,8 @@ def test_hd95_is_a_percentile_not_the_maximum():
     a = cube()
     b = a.copy()
     b[35, 15, 15] = True  # one stray voxel, 16 voxels beyond A's face at x = 19
-    # 488 + 488 zero distances and one of 16: the 95th percentile is 0, the Hausdorff distance would be 16.
+    # 488 + 488 zero distances and one of 16: the 95th percentile is 0, the Hausdorff distance
+    # would be 16.
     assert hd95(a, b) == 0.0
     assert dice(a, b) == pytest.approx(2000 / 2001)
 
@@ -171,7 +182,11 @@ def test_anisotropic_spacing_scales_the_offset_axis():
 
 
 def surface_points(mask: np.ndarray, spacing) -> np.ndarray:
-    """Independent surface: mask voxels with a 6-neighbour outside the mask (or outside the array), in mm."""
+    """Independent surface, in mm.
+
+    Mask voxels with a 6-neighbour outside the mask (or outside the array).
+    """
+
     padded = np.pad(mask, 1)
     inner = padded[1:-1, 1:-1, 1:-1]
     all_in = np.ones_like(mask)
@@ -197,7 +212,9 @@ def test_hd95_matches_brute_force_pairwise_distances():
     assert hd95(a, b, spacing) == pytest.approx(np.percentile(distances, 95), abs=1e-9)
 
 
-@pytest.mark.parametrize("rule,both_empty_dice,both_empty_hd", [("brats", 1.0, 0.0), ("nan", math.nan, math.nan)])
+@pytest.mark.parametrize(
+    "rule,both_empty_dice,both_empty_hd", [("brats", 1.0, 0.0), ("nan", math.nan, math.nan)]
+)
 def test_empty_rules(rule, both_empty_dice, both_empty_hd):
     empty, full = np.zeros((8, 8, 8), bool), cube((8, 8, 8), (2, 2, 2), 3)
     assert dice(empty, empty, rule) == pytest.approx(both_empty_dice, nan_ok=True)
@@ -211,10 +228,10 @@ def test_empty_rules(rule, both_empty_dice, both_empty_hd):
 
 def test_region_scores_unions_and_empty_et():
     ref = np.zeros((20, 20, 20), dtype=np.uint8)
-    ref[5:15, 5:15, 5:15] = 2          # edema 1000 voxels
-    ref[8:12, 8:12, 8:12] = 1          # core 64 voxels inside it
+    ref[5:15, 5:15, 5:15] = 2  # edema 1000 voxels
+    ref[8:12, 8:12, 8:12] = 1  # core 64 voxels inside it
     pred = ref.copy()
-    pred[5:15, 5:15, 5] = 0            # one 100-voxel layer of edema missed
+    pred[5:15, 5:15, 5] = 0  # one 100-voxel layer of edema missed
     scores = region_scores(pred, ref, empty_rule="brats")
     assert set(scores) == {"WT", "TC", "ET"}
     assert scores["WT"]["dice"] == pytest.approx(2 * 900 / 1900)
@@ -222,7 +239,7 @@ def test_region_scores_unions_and_empty_et():
     assert scores["ET"] == {"dice": 1.0, "hd95": 0.0}  # no ET anywhere: both empty
     nan_scores = region_scores(pred, ref, empty_rule="nan")
     assert math.isnan(nan_scores["ET"]["dice"]) and math.isnan(nan_scores["ET"]["hd95"])
-    pred[9, 9, 9] = 3                  # a false ET voxel: ET exactly-one-empty; TC gains it
+    pred[9, 9, 9] = 3  # a false ET voxel: ET exactly-one-empty; TC gains it
     scores = region_scores(pred, ref)
     assert scores["ET"] == {"dice": 0.0, "hd95": HD95_EMPTY}
     assert scores["TC"]["dice"] == 1.0  # 3 is in TC and the voxel was core before
@@ -232,17 +249,31 @@ def test_region_scores_unions_and_empty_et():
 
 def test_summarise_skips_nan():
     patients = [
-        {"WT": {"dice": 0.9, "hd95": 2.0}, "TC": {"dice": 0.8, "hd95": 4.0},
-         "ET": {"dice": math.nan, "hd95": math.nan}},
-        {"WT": {"dice": 0.7, "hd95": 6.0}, "TC": {"dice": 0.6, "hd95": 5.0}, "ET": {"dice": 0.5, "hd95": 3.0}},
-        {"WT": {"dice": 0.8, "hd95": 1.0}, "TC": {"dice": 0.1, "hd95": 30.0}, "ET": {"dice": 0.7, "hd95": 9.0}},
+        {
+            "WT": {"dice": 0.9, "hd95": 2.0},
+            "TC": {"dice": 0.8, "hd95": 4.0},
+            "ET": {"dice": math.nan, "hd95": math.nan},
+        },
+        {
+            "WT": {"dice": 0.7, "hd95": 6.0},
+            "TC": {"dice": 0.6, "hd95": 5.0},
+            "ET": {"dice": 0.5, "hd95": 3.0},
+        },
+        {
+            "WT": {"dice": 0.8, "hd95": 1.0},
+            "TC": {"dice": 0.1, "hd95": 30.0},
+            "ET": {"dice": 0.7, "hd95": 9.0},
+        },
     ]
     summary = summarise(patients)
-    assert summary["WT"] == pytest.approx({"dice_mean": 0.8, "dice_median": 0.8, "hd95_mean": 3.0,
-                                           "hd95_median": 2.0})
-    assert summary["TC"] == pytest.approx({"dice_mean": 0.5, "dice_median": 0.6, "hd95_mean": 13.0,
-                                           "hd95_median": 5.0})
-    assert summary["ET"] == pytest.approx({"dice_mean": 0.6, "dice_median": 0.6, "hd95_mean": 6.0,
-                                           "hd95_median": 6.0})
+    assert summary["WT"] == pytest.approx(
+        {"dice_mean": 0.8, "dice_median": 0.8, "hd95_mean": 3.0, "hd95_median": 2.0}
+    )
+    assert summary["TC"] == pytest.approx(
+        {"dice_mean": 0.5, "dice_median": 0.6, "hd95_mean": 13.0, "hd95_median": 5.0}
+    )
+    assert summary["ET"] == pytest.approx(
+        {"dice_mean": 0.6, "dice_median": 0.6, "hd95_mean": 6.0, "hd95_median": 6.0}
+    )
     all_nan = summarise([patients[0]])
     assert math.isnan(all_nan["ET"]["dice_mean"]) and math.isnan(all_nan["ET"]["hd95_median"])

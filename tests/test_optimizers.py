@@ -53,8 +53,12 @@ def test_types_and_parameters():
 
 
 def test_cosine_schedule_runs_from_lr_to_min_lr():
-    optimizer, callbacks = build_optimizer(load("adam", ["lr=1e-3", "schedule.name=cosine", "schedule.min_lr=1e-5"]), 100)
-    schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    optimizer, callbacks = build_optimizer(
+        load("adam", ["lr=1e-3", "schedule.name=cosine", "schedule.min_lr=1e-5"]), 100
+    )
+    schedule = (
+        optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    )
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
     assert callbacks == []
     value = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
@@ -66,7 +70,9 @@ def test_cosine_schedule_runs_from_lr_to_min_lr():
 
 
 def test_cosine_decays_during_training():
-    optimizer, _ = build_optimizer(load("sgd", ["schedule.name=cosine", "schedule.min_lr=0.001", "lr=0.1"]), 4)
+    optimizer, _ = build_optimizer(
+        load("sgd", ["schedule.name=cosine", "schedule.min_lr=0.001", "lr=0.1"]), 4
+    )
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=optimizer, loss="mse")
     x, y = np.ones((4, 2), "float32"), np.zeros((4, 1), "float32")
@@ -76,7 +82,9 @@ def test_cosine_decays_during_training():
 
 
 def test_cosine_needs_steps_total():
-    with pytest.raises(ConfigError, match="optimizer.schedule.name=cosine: needs the total number of training"):
+    with pytest.raises(
+        ConfigError, match="optimizer.schedule.name=cosine: needs the total number of training"
+    ):
         build_optimizer(load("adam", ["schedule.name=cosine"]), None)
 
 
@@ -86,21 +94,43 @@ def test_plateau_returns_reduce_lr_callback():
     assert lr_of(optimizer) == pytest.approx(1e-3)
     assert len(callbacks) == 1 and isinstance(callbacks[0], keras.callbacks.ReduceLROnPlateau)
     plateau = callbacks[0]
-    assert (plateau.monitor, plateau.factor, plateau.patience, plateau.min_lr) == ("val_loss", 0.2, 5, 1e-6)
+    assert (plateau.monitor, plateau.factor, plateau.patience, plateau.min_lr) == (
+        "val_loss",
+        0.2,
+        5,
+        1e-6,
+    )
 
 
-@pytest.mark.parametrize("cfg,message", [
-    ({"name": "rmsprop", "lr": 0.1}, "optimizer=rmsprop: unknown optimizer (valid: optimizer=adagrad, "
-                                     "optimizer=adam, optimizer=adamw, optimizer=sgd)"),
-    ({"name": "adam", "lr": 0}, "optimizer.lr: must be > 0"),
-    ({"name": "adam", "lr": "fast"}, "optimizer.lr: expected a number"),
-    ({"name": "adam", "lr": 0.1, "momentum": 0.9}, "optimizer.momentum: not an option of optimizer=adam"),
-    ({"name": "adamw", "lr": 0.1, "weight_decay": None}, "optimizer.weight_decay: optimizer=adamw needs"),
-    ({"name": "sgd", "lr": 0.1, "momentum": 1.0}, "optimizer.momentum: must be >= 0 and < 1"),
-    ({"name": "adam", "lr": 0.1, "schedule": {"name": "step"}}, "optimizer.schedule.name=step: unknown schedule"),
-    ({"name": "adam", "lr": 0.1, "schedule": {"name": "plateau", "factor": 1.5}},
-     "optimizer.schedule.factor: must be > 0 and < 1"),
-])
+@pytest.mark.parametrize(
+    "cfg,message",
+    [
+        (
+            {"name": "rmsprop", "lr": 0.1},
+            "optimizer=rmsprop: unknown optimizer (valid: optimizer=adagrad, "
+            "optimizer=adam, optimizer=adamw, optimizer=sgd)",
+        ),
+        ({"name": "adam", "lr": 0}, "optimizer.lr: must be > 0"),
+        ({"name": "adam", "lr": "fast"}, "optimizer.lr: expected a number"),
+        (
+            {"name": "adam", "lr": 0.1, "momentum": 0.9},
+            "optimizer.momentum: not an option of optimizer=adam",
+        ),
+        (
+            {"name": "adamw", "lr": 0.1, "weight_decay": None},
+            "optimizer.weight_decay: optimizer=adamw needs",
+        ),
+        ({"name": "sgd", "lr": 0.1, "momentum": 1.0}, "optimizer.momentum: must be >= 0 and < 1"),
+        (
+            {"name": "adam", "lr": 0.1, "schedule": {"name": "step"}},
+            "optimizer.schedule.name=step: unknown schedule",
+        ),
+        (
+            {"name": "adam", "lr": 0.1, "schedule": {"name": "plateau", "factor": 1.5}},
+            "optimizer.schedule.factor: must be > 0 and < 1",
+        ),
+    ],
+)
 def test_bad_options_raise_one_line_config_errors(cfg, message):
     with pytest.raises(ConfigError) as info:
         build_optimizer(cfg, 10)

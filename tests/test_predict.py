@@ -1,4 +1,7 @@
-"""Training on the real BraTS cases, then predict (NIfTI in, NIfTI out) and scoring predictions from any tool."""
+"""Training on the real BraTS cases, then predict and scoring.
+
+Predict reads NIfTI and writes NIfTI; scoring takes predictions from any tool.
+"""
 
 from __future__ import annotations
 
@@ -16,22 +19,42 @@ SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 ET_LABEL = {"brats2021": 4, "brats2023": 3}
 
 
-# The study's "croped" and "5channel" preprocessing, so that predict must read both from the run folder: with
-# today's defaults (240x240x4) the model would refuse the slices, and the crop must be put back in place.
-RUN_PREPROCESSING = ["data.preprocess.fifth_channel=flair_edges", "data.preprocess.crop.enabled=true",
-                     "data.preprocess.crop.size=[160,192]"]
+# The study's "croped" and "5channel" preprocessing, so that predict must read both from the run
+# folder: with today's defaults (240x240x4) the model would refuse the slices, and the crop must be
+# put back in place.
+RUN_PREPROCESSING = [
+    "data.preprocess.fifth_channel=flair_edges",
+    "data.preprocess.crop.enabled=true",
+    "data.preprocess.crop.size=[160,192]",
+]
 
 
 @pytest.fixture(scope="module")
 def real_run(real_data_root, tmp_path_factory):
-    """A narrow U-Net trained briefly on the four real patients (the duplicate pair counts as one)."""
+    """A narrow U-Net trained briefly on the four real patients.
+
+    The duplicate pair counts as one.
+    """
     out = tmp_path_factory.mktemp("real") / "outputs"
     out.mkdir()
-    result = run_cli("train", "data=brats", f"data.root={real_data_root}", "data.selection.threshold=1000",
-                     *RUN_PREPROCESSING,
-                     f"paths.output_root={out}", *SMALL_UNET, "loss=weighted", "optimizer.lr=1e-3",
-                     "trainer=tiny", "trainer.epochs=3", "trainer.steps_per_epoch=6", "trainer.batch_size=4",
-                     "hydra.run.dir=" + str(out / "real-run"), cwd=out.parent, timeout=1200)
+    result = run_cli(
+        "train",
+        "data=brats",
+        f"data.root={real_data_root}",
+        "data.selection.threshold=1000",
+        *RUN_PREPROCESSING,
+        f"paths.output_root={out}",
+        *SMALL_UNET,
+        "loss=weighted",
+        "optimizer.lr=1e-3",
+        "trainer=tiny",
+        "trainer.epochs=3",
+        "trainer.steps_per_epoch=6",
+        "trainer.batch_size=4",
+        "hydra.run.dir=" + str(out / "real-run"),
+        cwd=out.parent,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out / "real-run"
 
@@ -40,11 +63,22 @@ def real_run(real_data_root, tmp_path_factory):
 def test_training_on_real_cases_writes_every_artifact(real_run):
     status = json.loads((real_run / "run.json").read_text())
     assert status["status"] == "completed"
-    for name in ("config.yaml", "split.json", "history.csv", "metrics.json", "metrics.md", "checkpoints/best.keras",
-                 "plots/learning_curves.png", "plots/confusion_matrix.png", "plots/overlay_1.png"):
+    for name in (
+        "config.yaml",
+        "split.json",
+        "history.csv",
+        "metrics.json",
+        "metrics.md",
+        "checkpoints/best.keras",
+        "plots/learning_curves.png",
+        "plots/confusion_matrix.png",
+        "plots/overlay_1.png",
+    ):
         assert (real_run / name).exists(), name
     split = json.loads((real_run / "split.json").read_text())
-    together = [s for s, cases in split.items() if {"BraTS2021_00000", "BraTS-GLI-00000-000"} & set(cases)]
+    together = [
+        s for s, cases in split.items() if {"BraTS2021_00000", "BraTS-GLI-00000-000"} & set(cases)
+    ]
     assert len(together) == 1  # the duplicate pair stays in one split
     metrics = json.loads((real_run / "metrics.json").read_text())
     # every pixel of the test volumes' selected slices pooled, on the 160x192 crop the model saw
@@ -54,15 +88,23 @@ def test_training_on_real_cases_writes_every_artifact(real_run):
 @pytest.fixture(scope="module")
 def predictions(real_run, real_data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("pred")
-    result = run_cli("predict", f"run={real_run}", f"input={real_data_root}", f"output={out}", cwd=out,
-                     timeout=1200)
+    result = run_cli(
+        "predict",
+        f"run={real_run}",
+        f"input={real_data_root}",
+        f"output={out}",
+        cwd=out,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
 
 def _source(real_data_root: Path, case: str) -> nib.Nifti1Image:
     folder = real_data_root / case
-    name = next(p for p in sorted(folder.iterdir()) if p.name.endswith(("_flair.nii.gz", "-t2f.nii.gz")))
+    name = next(
+        p for p in sorted(folder.iterdir()) if p.name.endswith(("_flair.nii.gz", "-t2f.nii.gz"))
+    )
     return nib.load(str(name))
 
 
@@ -111,14 +153,21 @@ def test_predict_scores_cases_that_have_a_seg(predictions):
 
 
 @pytest.mark.slow
-def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(predictions, real_data_root, tmp_path):
+def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(
+    predictions, real_data_root, tmp_path
+):
     out, _ = predictions
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
     for path in out.glob("*seg.nii.gz"):
         shutil.copy(path, pred_dir / path.name)
-    result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path / 'scores'}",
-                     cwd=tmp_path)
+    result = run_cli(
+        "evaluate",
+        f"pred={pred_dir}",
+        f"ref={real_data_root}",
+        f"out={tmp_path / 'scores'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     scored = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     from_predict = json.loads((out / "metrics.json").read_text())
@@ -126,8 +175,12 @@ def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(predictions,
     assert {p["case"] for p in scored["per_patient"]} == set(by_case)
     for patient in scored["per_patient"]:
         for region in ("WT", "TC", "ET"):
-            assert patient[region]["dice"] == pytest.approx(by_case[patient["case"]][region]["dice"])
-            assert patient[region]["hd95"] == pytest.approx(by_case[patient["case"]][region]["hd95"])
+            assert patient[region]["dice"] == pytest.approx(
+                by_case[patient["case"]][region]["dice"]
+            )
+            assert patient[region]["hd95"] == pytest.approx(
+                by_case[patient["case"]][region]["hd95"]
+            )
     assert set(scored["regions"]) == {"WT", "TC", "ET"}
 
 
@@ -138,7 +191,9 @@ def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
     for case in ("BraTS2021_00014", "BraTS-GLI-00000-000"):
         for seg in (real_data_root / case).glob("*seg.nii.gz"):
             shutil.copy(seg, pred_dir / seg.name)
-    result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path}", cwd=tmp_path)
+    result = run_cli(
+        "evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     scored = json.loads((tmp_path / "metrics.json").read_text())
     # the three other reference cases score 0 and are listed
@@ -162,14 +217,34 @@ def test_model_input_is_the_runs_preprocessing(real_run):
 
 @pytest.mark.slow
 def test_predict_refuses_slices_of_another_size(real_data_root, tmp_path):
-    """A model trained on small synthetic slices, without a crop, asked to segment 240x240 BraTS cases."""
+    """A model trained on small synthetic slices, without a crop.
+
+    It is asked to segment 240x240 BraTS cases.
+    """
+
     run_dir = tmp_path / "tiny-run"
-    result = run_cli("train", "debug=tiny", *SMALL_UNET, "trainer.epochs=1", f"paths.output_root={tmp_path}",
-                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    result = run_cli(
+        "train",
+        "debug=tiny",
+        *SMALL_UNET,
+        "trainer.epochs=1",
+        f"paths.output_root={tmp_path}",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    result = run_cli("predict", f"run={run_dir}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    result = run_cli(
+        "predict",
+        f"run={run_dir}",
+        f"input={real_data_root}",
+        f"output={tmp_path / 'o'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
-    assert "are 240x240x4 (HxWxchannels)" in result.stderr and "was trained on 32x32x4" in result.stderr
+    assert (
+        "are 240x240x4 (HxWxchannels)" in result.stderr
+        and "was trained on 32x32x4" in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not list((tmp_path / "o").glob("*.nii.gz"))
 
@@ -194,22 +269,38 @@ def test_predict_names_the_missing_modality(real_run, real_data_root, tmp_path):
     for path in (real_data_root / "BraTS2021_00019").iterdir():
         if not path.name.endswith("_t2.nii.gz"):
             shutil.copy(path, case / path.name)
-    result = run_cli("predict", f"run={real_run}", f"input={case}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    result = run_cli(
+        "predict", f"run={real_run}", f"input={case}", f"output={tmp_path / 'o'}", cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "BraTS2021_00019_t2.nii" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow
-def test_predict_refuses_a_run_folder_whose_training_saved_no_model(real_run, real_data_root, tmp_path):
+def test_predict_refuses_a_run_folder_whose_training_saved_no_model(
+    real_run, real_data_root, tmp_path
+):
     shutil.copy(real_run / "config.yaml", tmp_path / "config.yaml")
-    result = run_cli("predict", f"run={tmp_path}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    result = run_cli(
+        "predict",
+        f"run={tmp_path}",
+        f"input={real_data_root}",
+        f"output={tmp_path / 'o'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "no model checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_predict_refuses_a_run_folder_without_a_model(tmp_path, real_data_root):
-    result = run_cli("predict", f"run={tmp_path}", f"input={real_data_root}", f"output={tmp_path / 'o'}", cwd=tmp_path)
+    result = run_cli(
+        "predict",
+        f"run={tmp_path}",
+        f"input={real_data_root}",
+        f"output={tmp_path / 'o'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "not a brats-seg run folder" in result.stderr and "Traceback" not in result.stderr
 
@@ -220,11 +311,22 @@ def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path)
     reference = nib.load(str(real_data_root / "BraTS2021_00014" / "BraTS2021_00014_seg.nii.gz"))
     shifted = reference.affine.copy()
     shifted[:3, 3] += 5.0  # the same voxels, placed 5 mm away
-    nib.save(nib.Nifti1Image(np.asarray(reference.dataobj), shifted), str(pred_dir / "BraTS2021_00014_seg.nii.gz"))
-    result = run_cli("evaluate", f"pred={pred_dir}", f"ref={real_data_root}", f"out={tmp_path / 'scores'}",
-                     cwd=tmp_path)
+    nib.save(
+        nib.Nifti1Image(np.asarray(reference.dataobj), shifted),
+        str(pred_dir / "BraTS2021_00014_seg.nii.gz"),
+    )
+    result = run_cli(
+        "evaluate",
+        f"pred={pred_dir}",
+        f"ref={real_data_root}",
+        f"out={tmp_path / 'scores'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
-    assert "BraTS2021_00014_seg.nii.gz: affine differs" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        "BraTS2021_00014_seg.nii.gz: affine differs" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert not (tmp_path / "scores" / "metrics.json").exists()
 
 
@@ -232,20 +334,38 @@ def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path)
 def test_predict_submission_naming_writes_what_evaluate_scores(real_run, real_data_root, tmp_path):
     out = tmp_path / "submission"
     case = real_data_root / "BraTS-GLI-00000-000"
-    result = run_cli("predict", f"run={real_run}", f"input={case}",
-                     f"output={out}", "naming=submission", "montage_slices=0", cwd=tmp_path)
+    result = run_cli(
+        "predict",
+        f"run={real_run}",
+        f"input={case}",
+        f"output={out}",
+        "naming=submission",
+        "montage_slices=0",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["BraTS-GLI-00000-000.nii.gz"]
     written = nib.load(str(out / "BraTS-GLI-00000-000.nii.gz"))
     assert written.shape == (240, 240, 155)
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
-    scored = run_cli("evaluate", f"pred={out}", f"ref={real_data_root}",
-                     f"out={tmp_path / 'scores'}", cwd=tmp_path)
+    scored = run_cli(
+        "evaluate",
+        f"pred={out}",
+        f"ref={real_data_root}",
+        f"out={tmp_path / 'scores'}",
+        cwd=tmp_path,
+    )
     assert scored.returncode == 0, scored.stderr[-2000:]
     metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert "BraTS-GLI-00000-000" not in metrics["missing"] and len(metrics["missing"]) == 4
-    bad = run_cli("predict", f"run={real_run}", f"input={real_data_root}", f"output={out}",
-                  "naming=bids", cwd=tmp_path)
+    bad = run_cli(
+        "predict",
+        f"run={real_run}",
+        f"input={real_data_root}",
+        f"output={out}",
+        "naming=bids",
+        cwd=tmp_path,
+    )
     # refused by the config schema while composing
     assert bad.returncode == 1 and "naming=bids" in bad.stderr
     assert "expected one of [brats, submission]" in bad.stderr

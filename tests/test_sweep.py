@@ -1,4 +1,7 @@
-"""The 22-row smoke sweep end to end, the results table, skipping completed runs, and a submitit-launched sweep."""
+"""The 22-row smoke sweep end to end.
+
+Also the results table, skipping completed runs, and a submitit-launched sweep.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +23,21 @@ def smoke_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep") / "outputs"
     out.mkdir()
     start = time.perf_counter()
-    result = run_cli("train", "-m", "experiment=glob(*)", "debug=smoke", f"paths.output_root={out}",
-                     cwd=out.parent, timeout=1800)
+    result = run_cli(
+        "train",
+        "-m",
+        "experiment=glob(*)",
+        "debug=smoke",
+        f"paths.output_root={out}",
+        cwd=out.parent,
+        timeout=1800,
+    )
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-4000:]
     yield out, out / "sweeps" / "smoke", elapsed
-    for checkpoint in out.rglob("*.keras"):  # full-size models: several GB that pytest would keep around
+    for checkpoint in out.rglob(
+        "*.keras"
+    ):  # full-size models: several GB that pytest would keep around
         checkpoint.unlink()
 
 
@@ -57,7 +69,9 @@ def test_table_has_22_rows_with_expected_parameters_and_measured_metrics(smoke_s
         for key in ("recall", "f1", "precision", "specificity", "WT Dice"):
             assert row[key] != "" and 0.0 <= float(row[key]) <= 1.0
     md = (table_dir / "results.md").read_text()
-    assert md.count("\n| ") == 23  # header + 22 rows (the separator line starts with "| ---" too: counted once)
+    assert (
+        md.count("\n| ") == 23
+    )  # header + 22 rows (the separator line starts with "| ---" too: counted once)
     assert (table_dir / "results.png").stat().st_size > 0
 
 
@@ -66,20 +80,35 @@ def test_running_the_same_sweep_again_skips_completed_runs(smoke_sweep):
 
     def written() -> dict[str, int]:
         # metrics and checkpoints, which training and evaluation write (a rerun appends to the logs)
-        files = [p for run in sweep.iterdir() for p in [run / "metrics.json", *run.rglob("*.keras")]
-                 if p.exists()]
+        files = [
+            p
+            for run in sweep.iterdir()
+            for p in [run / "metrics.json", *run.rglob("*.keras")]
+            if p.exists()
+        ]
         return {str(p.relative_to(sweep)): p.stat().st_mtime_ns for p in files}
 
     before = written()
-    result = run_cli("train", "-m", "experiment=glob(*)", "debug=smoke", f"paths.output_root={out}",
-                     cwd=out.parent, timeout=900)
+    result = run_cli(
+        "train",
+        "-m",
+        "experiment=glob(*)",
+        "debug=smoke",
+        f"paths.output_root={out}",
+        cwd=out.parent,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len([name for name in before if name.endswith("metrics.json")]) == 22
     assert written() == before  # nothing trained or evaluated again
 
 
 def test_table_marks_failed_unfinished_and_missing_runs(smoke_sweep, tmp_path):
-    """A sweep cut short: four rows have folders (completed, failed, killed, still running), the rest none yet."""
+    """A sweep cut short.
+
+    Four rows have folders (completed, failed, killed, still running), the rest none yet.
+    """
+
     import shutil
 
     from filelock import FileLock
@@ -91,8 +120,11 @@ def test_table_marks_failed_unfinished_and_missing_runs(smoke_sweep, tmp_path):
         shutil.copytree(run, copy / run.name, ignore=shutil.ignore_patterns("*.keras"))
     shutil.copy(sweep / "multirun.yaml", copy / "multirun.yaml")
     failed, killed, running = (copy / run.name for run in runs[1:])
-    for folder, state in ((failed, {"status": "failed", "error": "TrainingFailed: NaN"}),
-                          (killed, {"status": "running"}), (running, {"status": "running"})):
+    for folder, state in (
+        (failed, {"status": "failed", "error": "TrainingFailed: NaN"}),
+        (killed, {"status": "running"}),
+        (running, {"status": "running"}),
+    ):
         status = json.loads((folder / "run.json").read_text())
         (folder / "run.json").write_text(json.dumps({**status, **state}))
     with FileLock(str(running / ".run.lock")):  # as a live training process holds it
@@ -119,12 +151,26 @@ def test_table_marks_failed_unfinished_and_missing_runs(smoke_sweep, tmp_path):
 def test_one_failing_job_does_not_stop_the_sweep(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
-    result = run_cli("train", "-m", "optimizer=sgd", "optimizer.lr=1e12,1e-3", "loss=weighted", "debug=tiny",
-                     "trainer.epochs=2", "trainer.precision=float32", "model.filters=[8,16,32,64]",
-                     "model.bridge_filters=128", f"paths.output_root={out}", cwd=tmp_path)
+    result = run_cli(
+        "train",
+        "-m",
+        "optimizer=sgd",
+        "optimizer.lr=1e12,1e-3",
+        "loss=weighted",
+        "debug=tiny",
+        "trainer.epochs=2",
+        "trainer.precision=float32",
+        "model.filters=[8,16,32,64]",
+        "model.bridge_filters=128",
+        f"paths.output_root={out}",
+        cwd=tmp_path,
+    )
     assert result.returncode != 0  # Hydra reports the failed job once every job has run
-    runs = {p.name: json.loads((p / "run.json").read_text()) for p in (out / "sweeps" / "tiny").iterdir()
-            if (p / "run.json").exists()}
+    runs = {
+        p.name: json.loads((p / "run.json").read_text())
+        for p in (out / "sweeps" / "tiny").iterdir()
+        if (p / "run.json").exists()
+    }
     assert len(runs) == 2, runs
     statuses = sorted(run["status"] for run in runs.values())
     assert statuses == ["completed", "failed"], runs
@@ -137,9 +183,17 @@ def test_one_failing_job_does_not_stop_the_sweep(tmp_path):
 def test_two_experiment_sweep_through_submitits_local_executor(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
-    result = run_cli("train", "-m", "experiment=e01_3pp_unet_nobridge,e03_res_unetpp_nobridge", "debug=smoke",
-                     "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=20", f"paths.output_root={out}",
-                     cwd=tmp_path, timeout=1200)
+    result = run_cli(
+        "train",
+        "-m",
+        "experiment=e01_3pp_unet_nobridge,e03_res_unetpp_nobridge",
+        "debug=smoke",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=20",
+        f"paths.output_root={out}",
+        cwd=tmp_path,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = out / "sweeps" / "smoke"
     for name in ("e01_3pp_unet_nobridge-s42", "e03_res_unetpp_nobridge-s42"):

@@ -1,4 +1,7 @@
-"""The built-in synthetic BraTS-like cases: anatomy, contrasts, files, the cache entry point and `brats-seg synth`."""
+"""The built-in synthetic BraTS-like cases.
+
+Anatomy, contrasts, files, the cache entry point and `brats-seg synth`.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +47,9 @@ def test_background_is_exactly_zero_outside_one_solid_brain():
         assert np.array_equal(mask, brain), "every modality must share the brain mask"
     assert 0.1 < brain.mean() < 0.6
     assert np.all(brain[seg > 0]), "tumour labels must lie inside the brain"
-    for axis in range(3):  # skull-stripped head inside the field of view: the faces of the volume are empty
+    for axis in range(
+        3
+    ):  # skull-stripped head inside the field of view: the faces of the volume are empty
         assert not np.take(brain, [0, -1], axis=axis).any()
     _, components = ndimage.label(brain)
     assert components == 1
@@ -74,7 +79,8 @@ def test_tissue_contrasts_point_the_right_way():
     assert mean("t1", syn.WM) > mean("t1", syn.GM) > mean("t1", syn.CSF)
     assert mean("t2", syn.CSF) > mean("t2", syn.GM) > mean("t2", syn.WM)
     assert mean("flair", syn.GM) > mean("flair", syn.WM) > mean("flair", syn.CSF)
-    # tumour: oedema bright on T2 and FLAIR, enhancing rim bright on T1ce, necrosis dark on T1ce, core dark on T1
+    # tumour: oedema bright on T2 and FLAIR, enhancing rim bright on T1ce, necrosis dark on T1ce,
+    # core dark on T1
     assert mean("flair", syn.EDEMA) > 1.5 * mean("flair", syn.WM)
     assert mean("t2", syn.EDEMA) > 1.5 * mean("t2", syn.WM)
     assert mean("t1ce", syn.ENHANCING) > 2 * mean("t1ce", syn.NECROSIS)
@@ -97,18 +103,24 @@ def test_same_seed_same_case_other_seed_other_case():
     assert not np.array_equal(a_images["flair"], c_images["flair"])
     # BraTS is not intensity-normalised: the scale differs from case to case
     assert np.percentile(a_images["t1ce"][a_images["t1ce"] > 0], 50) != np.percentile(
-        c_images["t1ce"][c_images["t1ce"] > 0], 50)
+        c_images["t1ce"][c_images["t1ce"] > 0], 50
+    )
 
 
 def test_default_synthetic_config_gives_slices_above_its_threshold():
-    """configs/data/synthetic.yaml: the study's rule must keep the tumour's core slices of most cases, not all slices.
+    """configs/data/synthetic.yaml: the study's rule must keep the tumour's core slices.
 
-    As in BraTS, small tumours have no slice above the threshold: a few of the 20 cases give none.
+    Of most cases, not all: as in BraTS, small tumours have no slice above the threshold, so a
+    few of the 20 cases give none.
     """
     from omegaconf import OmegaConf
 
     data = OmegaConf.load(REPO / "configs" / "data" / "synthetic.yaml")
-    shape, threshold, cases = tuple(data.synth.shape), int(data.selection.threshold), int(data.synth.cases)
+    shape, threshold, cases = (
+        tuple(data.synth.shape),
+        int(data.selection.threshold),
+        int(data.synth.cases),
+    )
     kept = []
     for index in range(cases):
         _, seg = syn.make_case(shape, [int(data.synth.seed), index])
@@ -124,7 +136,9 @@ def test_write_case_writes_brats_like_nifti(tmp_path):
     folder = syn.write_case(tmp_path, "SynBraTS_00042", shape, seed=[4, 2])
     assert folder == tmp_path / "SynBraTS_00042"
     expected_images, expected_seg = syn.make_case(shape, np.random.default_rng([4, 2]))
-    affine = np.array([[-1, 0, 0, 0], [0, -1, 0, shape[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+    affine = np.array(
+        [[-1, 0, 0, 0], [0, -1, 0, shape[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float
+    )
     for name in (*syn.MODALITIES, "seg"):
         path = folder / f"SynBraTS_00042_{name}.nii.gz"
         image = nib.load(path)
@@ -134,8 +148,12 @@ def test_write_case_writes_brats_like_nifti(tmp_path):
         np.testing.assert_array_equal(image.affine, affine)
         assert nib.aff2axcodes(image.affine) == ("L", "P", "S")
         assert image.header.get_zooms() == (1.0, 1.0, 1.0)
-        np.testing.assert_array_equal(data, expected_seg if name == "seg" else expected_images[name])
-    assert [p.name for p in tmp_path.iterdir()] == ["SynBraTS_00042"]  # no temporary folder left behind
+        np.testing.assert_array_equal(
+            data, expected_seg if name == "seg" else expected_images[name]
+        )
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "SynBraTS_00042"
+    ]  # no temporary folder left behind
 
 
 def test_dataset_is_reproducible_resumable_and_described(tmp_path):
@@ -143,7 +161,11 @@ def test_dataset_is_reproducible_resumable_and_described(tmp_path):
     ids = ["SynBraTS_00000", "SynBraTS_00001", "SynBraTS_00002"]
     assert sorted(p.name for p in root.iterdir()) == sorted([*ids, "dataset.json"])
     description = json.loads((root / "dataset.json").read_text())
-    assert description["cases"] == 3 and description["shape"] == [32, 32, 16] and description["seed"] == 5
+    assert (
+        description["cases"] == 3
+        and description["shape"] == [32, 32, 16]
+        and description["seed"] == 5
+    )
     assert description["case_ids"] == ids
 
     # case i comes from the seed sequence (seed, i), whatever else is generated
@@ -159,7 +181,9 @@ def test_dataset_is_reproducible_resumable_and_described(tmp_path):
     syn.write_synthetic_dataset(root, cases=3, shape=(32, 32, 16), seed=5)
     assert kept.stat().st_mtime_ns == kept_mtime
     assert syn.is_complete(root / ids[1], ids[1])
-    np.testing.assert_array_equal(seg_before, np.asanyarray(nib.load(root / ids[2] / f"{ids[2]}_seg.nii.gz").dataobj))
+    np.testing.assert_array_equal(
+        seg_before, np.asanyarray(nib.load(root / ids[2] / f"{ids[2]}_seg.nii.gz").dataobj)
+    )
 
 
 def test_refuses_to_mix_other_settings_into_a_folder(tmp_path):
@@ -180,8 +204,12 @@ def test_refuses_to_mix_other_settings_into_a_folder(tmp_path):
 
 def test_parallel_generation_matches_serial(tmp_path, monkeypatch):
     monkeypatch.setattr(syn, "POOL_MIN_VOXELS", 0)  # force the worker pool even for a tiny set
-    serial = syn.write_synthetic_dataset(tmp_path / "serial", cases=2, shape=(32, 32, 16), seed=9, workers=1)
-    parallel = syn.write_synthetic_dataset(tmp_path / "parallel", cases=2, shape=(32, 32, 16), seed=9, workers=2)
+    serial = syn.write_synthetic_dataset(
+        tmp_path / "serial", cases=2, shape=(32, 32, 16), seed=9, workers=1
+    )
+    parallel = syn.write_synthetic_dataset(
+        tmp_path / "parallel", cases=2, shape=(32, 32, 16), seed=9, workers=2
+    )
     for case in ("SynBraTS_00000", "SynBraTS_00001"):
         for name in ("t2", "seg"):
             a = np.asanyarray(nib.load(serial / case / f"{case}_{name}.nii.gz").dataobj)
@@ -208,13 +236,21 @@ def test_the_project_loader_reads_synthetic_cases(tmp_path):
 def test_ensure_synthetic_dataset_generates_once_into_the_cache(tmp_path, as_dictconfig):
     from omegaconf import OmegaConf
 
-    data_cfg = {"name": "synthetic", "root": None, "cache_dir": str(tmp_path / "cache"), "workers": 1,
-                "synth": {"cases": 2, "shape": [32, 32, 16], "seed": 3}}
+    data_cfg = {
+        "name": "synthetic",
+        "root": None,
+        "cache_dir": str(tmp_path / "cache"),
+        "workers": 1,
+        "synth": {"cases": 2, "shape": [32, 32, 16], "seed": 3},
+    }
     if as_dictconfig:
         data_cfg = OmegaConf.create(data_cfg)
     root = syn.ensure_synthetic_dataset(data_cfg)
     assert root == tmp_path / "cache" / "synthetic" / "2x32x32x16-seed3"
-    assert json.loads((root / "dataset.json").read_text())["case_ids"] == ["SynBraTS_00000", "SynBraTS_00001"]
+    assert json.loads((root / "dataset.json").read_text())["case_ids"] == [
+        "SynBraTS_00000",
+        "SynBraTS_00001",
+    ]
     stamp = (root / "SynBraTS_00000" / "SynBraTS_00000_t1.nii.gz").stat().st_mtime_ns
     assert syn.ensure_synthetic_dataset(data_cfg) == root
     assert (root / "SynBraTS_00000" / "SynBraTS_00000_t1.nii.gz").stat().st_mtime_ns == stamp
@@ -237,7 +273,11 @@ def test_ensure_synthetic_dataset_returns_a_given_root_untouched(tmp_path):
     ],
 )
 def test_bad_generator_options_name_the_option(tmp_path, cases, shape, message):
-    data_cfg = {"root": None, "cache_dir": str(tmp_path), "synth": {"cases": cases, "shape": shape, "seed": 0}}
+    data_cfg = {
+        "root": None,
+        "cache_dir": str(tmp_path),
+        "synth": {"cases": cases, "shape": shape, "seed": 0},
+    }
     with pytest.raises(ConfigError) as err:
         syn.ensure_synthetic_dataset(data_cfg)
     assert message in str(err.value) and "\n" not in str(err.value)
@@ -245,19 +285,31 @@ def test_bad_generator_options_name_the_option(tmp_path, cases, shape, message):
 
 
 def _brats_seg(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "brats_seg", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_synth_command_writes_cases_and_nothing_else(tmp_path):
     result = _brats_seg(["synth", "out=made", "cases=2", "shape=[32,32,16]", "seed=4"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "wrote 2 synthetic cases" in result.stdout and "made" in result.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["made"]  # no .hydra, no log file, no outputs/
-    assert sorted(p.name for p in (tmp_path / "made").iterdir()) == ["SynBraTS_00000", "SynBraTS_00001",
-                                                                      "dataset.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "made"
+    ]  # no .hydra, no log file, no outputs/
+    assert sorted(p.name for p in (tmp_path / "made").iterdir()) == [
+        "SynBraTS_00000",
+        "SynBraTS_00001",
+        "dataset.json",
+    ]
     expected_images, _ = syn.make_case((32, 32, 16), np.random.default_rng([4, 1]))
-    written = np.asanyarray(nib.load(tmp_path / "made" / "SynBraTS_00001" / "SynBraTS_00001_t1ce.nii.gz").dataobj)
+    written = np.asanyarray(
+        nib.load(tmp_path / "made" / "SynBraTS_00001" / "SynBraTS_00001_t1ce.nii.gz").dataobj
+    )
     np.testing.assert_array_equal(written, expected_images["t1ce"])
 
 

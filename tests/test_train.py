@@ -1,4 +1,7 @@
-"""brats-seg train end to end: real Hydra composition, real Keras training (tiny), real run folders, resume."""
+"""brats-seg train end to end.
+
+Real Hydra composition, real Keras training (tiny), real run folders, resume.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +23,15 @@ SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 
 
 def train(out: Path, *overrides: str, timeout: int = 900):
-    return run_cli("train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET, *overrides, cwd=out.parent,
-                   timeout=timeout)
+    return run_cli(
+        "train",
+        "debug=tiny",
+        f"paths.output_root={out}",
+        *SMALL_UNET,
+        *overrides,
+        cwd=out.parent,
+        timeout=timeout,
+    )
 
 
 def only_run_dir(out: Path) -> Path:
@@ -54,9 +64,19 @@ def test_run_folder_holds_every_artifact(tiny_run):
     for key in ("started", "ended", "versions", "params", "precision", "device", "config_hash"):
         assert status.get(key) not in (None, ""), key
     overlays = [f"plots/overlay_{i}.png" for i in range(1, 6)]
-    for name in ("config.yaml", "split.json", "history.csv", "metrics.json", "metrics.md", "model.txt",
-                 "checkpoints/best.keras", "checkpoints/last.keras", "plots/learning_curves.png",
-                 "plots/confusion_matrix.png", *overlays):
+    for name in (
+        "config.yaml",
+        "split.json",
+        "history.csv",
+        "metrics.json",
+        "metrics.md",
+        "model.txt",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+        "plots/learning_curves.png",
+        "plots/confusion_matrix.png",
+        *overlays,
+    ):
         assert (run_dir / name).exists(), name
     assert not (run_dir / "backup").exists() or not any((run_dir / "backup").iterdir())
     assert history_epochs(run_dir) == [0, 1]
@@ -73,7 +93,12 @@ def test_metrics_json_has_the_documented_shape(tiny_run):
     split = json.loads((run_dir / "split.json").read_text())
     assert [p["case"] for p in metrics["per_patient"]] == split["test"]
     for region in ("WT", "TC", "ET"):
-        assert set(metrics["regions"][region]) == {"dice_mean", "dice_median", "hd95_mean", "hd95_median"}
+        assert set(metrics["regions"][region]) == {
+            "dice_mean",
+            "dice_median",
+            "hd95_mean",
+            "hd95_median",
+        }
         for patient in metrics["per_patient"]:
             assert 0.0 <= patient[region]["dice"] <= 1.0
     # the split is by patient: no case in two splits
@@ -87,7 +112,11 @@ def test_completed_run_is_appended_to_the_experiment_table(tiny_run):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1
     assert Path(rows[0]["run_dir"]) == run_dir.resolve()
-    assert rows[0]["model"] == "unet" and rows[0]["loss"] == "weighted (weights ** 0.5)" and int(rows[0]["params"]) > 0
+    assert (
+        rows[0]["model"] == "unet"
+        and rows[0]["loss"] == "weighted (weights ** 0.5)"
+        and int(rows[0]["params"]) > 0
+    )
 
 
 def test_same_command_again_skips_the_completed_run(tiny_run):
@@ -112,7 +141,11 @@ def test_evaluate_command_rewrites_metrics_from_the_checkpoint(tiny_run):
 
 
 def test_a_crash_after_training_resumes_with_evaluation_only(tiny_run):
-    """The state a crash during evaluation leaves: trained, checkpoints saved, no metrics, status running."""
+    """The state a crash during evaluation leaves.
+
+    Trained, checkpoints saved, no metrics, status running.
+    """
+
     out, run_dir, _ = tiny_run
     status = json.loads((run_dir / "run.json").read_text())
     assert status["trained"] is True and status["epochs_done"] == 2
@@ -131,10 +164,24 @@ def test_a_crash_after_training_resumes_with_evaluation_only(tiny_run):
 def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
-    args = [sys.executable, "-m", "brats_seg", "train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET,
-            "trainer.epochs=6", "trainer.steps_per_epoch=4"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "brats_seg",
+        "train",
+        "debug=tiny",
+        f"paths.output_root={out}",
+        *SMALL_UNET,
+        "trainer.epochs=6",
+        "trainer.steps_per_epoch=4",
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 600
     run_dir = None
     try:
@@ -153,11 +200,18 @@ def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
     done_before = history_epochs(run_dir)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
 
-    result = run_cli("train", "debug=tiny", f"paths.output_root={out}", *SMALL_UNET, "trainer.epochs=6",
-                     "trainer.steps_per_epoch=4", cwd=tmp_path)
+    result = run_cli(
+        "train",
+        "debug=tiny",
+        f"paths.output_root={out}",
+        *SMALL_UNET,
+        "trainer.epochs=6",
+        "trainer.steps_per_epoch=4",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     epochs = history_epochs(run_dir)
-    resumed = epochs[len(done_before):]
+    resumed = epochs[len(done_before) :]
     assert resumed, epochs
     assert resumed[0] >= 2 and resumed[0] <= max(done_before) + 1, (done_before, resumed)
     assert sorted(set(epochs)) == list(range(6))
@@ -168,8 +222,14 @@ def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
 def test_nan_loss_marks_the_run_failed_and_appends_nothing(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
-    result = train(out, "optimizer=sgd", "optimizer.lr=1e12", "loss=weighted", "trainer.epochs=3",
-                   "trainer.precision=float32")
+    result = train(
+        out,
+        "optimizer=sgd",
+        "optimizer.lr=1e12",
+        "loss=weighted",
+        "trainer.epochs=3",
+        "trainer.precision=float32",
+    )
     assert result.returncode == 1
     assert "NaN" in result.stderr and "Traceback" not in result.stderr
     run_dir = only_run_dir(out)
