@@ -28,8 +28,9 @@ def brats_seg() -> list[str]:
     return [sys.executable, "-m", "brats_seg"]
 
 
-def outer_folds(root: Path, recipe: str, folds: int | None,
-                overrides: list[str]) -> tuple[int, list[dict], dict[str, str]]:
+def outer_folds(
+    root: Path, recipe: str, folds: int | None, overrides: list[str]
+) -> tuple[int, list[dict], dict[str, str]]:
     """K, the split of every outer fold and each case's patient fingerprint (this builds the slice cache once,
     if needed)."""
     from brats_seg.config import compose
@@ -56,30 +57,57 @@ def run(cmd: list[str]) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", type=Path, required=True, help="folder of BraTS cases")
-    parser.add_argument("--out", type=Path, help="sweep folder (default outputs/cv/<recipe>[-inner])")
+    parser.add_argument(
+        "--out", type=Path, help="sweep folder (default outputs/cv/<recipe>[-inner])"
+    )
     parser.add_argument("--recipe", default="real_cpu")
     parser.add_argument("--folds", type=int, help="K (default: one fold per distinct patient)")
-    parser.add_argument("--inner", action="store_true", help="tuning folds inside each outer fold's training set")
+    parser.add_argument(
+        "--inner", action="store_true", help="tuning folds inside each outer fold's training set"
+    )
     args, overrides = parser.parse_known_args()
     root = args.root.resolve()
-    out = (args.out or REPO / "outputs" / "cv" / (args.recipe + ("-inner" if args.inner else ""))).resolve()
+    out = (
+        args.out or REPO / "outputs" / "cv" / (args.recipe + ("-inner" if args.inner else ""))
+    ).resolve()
     common = [f"recipe={args.recipe}", f"data.root={root}", *overrides]
     status = 0
     if not args.inner:
         k, _, _ = outer_folds(root, args.recipe, args.folds, overrides)
-        status = run([*brats_seg(), "train", "-m", *common, f"data.split.folds={k}",
-                      f"data.split.fold=range({k})", f"hydra.sweep.dir={out}",
-                      "hydra.sweep.subdir=fold${data.split.fold}"])
+        status = run(
+            [
+                *brats_seg(),
+                "train",
+                "-m",
+                *common,
+                f"data.split.folds={k}",
+                f"data.split.fold=range({k})",
+                f"hydra.sweep.dir={out}",
+                "hydra.sweep.subdir=fold${data.split.fold}",
+            ]
+        )
     else:
         k, splits, fingerprints = outer_folds(root, args.recipe, args.folds, overrides)
         for i, split in enumerate(splits):
             cases = sorted(split["train"] + split["val"])
             inner_k = len({fingerprints[c] for c in cases})  # leave one training patient out
-            status |= run([*brats_seg(), "train", "-m", *common, f"data.cases=[{','.join(cases)}]",
-                           f"data.split.folds={inner_k}", f"data.split.fold={i % inner_k}",
-                           f"hydra.sweep.dir={out}/outer{i}", "hydra.sweep.subdir=inner${data.split.fold}"])
+            status |= run(
+                [
+                    *brats_seg(),
+                    "train",
+                    "-m",
+                    *common,
+                    f"data.cases=[{','.join(cases)}]",
+                    f"data.split.folds={inner_k}",
+                    f"data.split.fold={i % inner_k}",
+                    f"hydra.sweep.dir={out}/outer{i}",
+                    "hydra.sweep.subdir=inner${data.split.fold}",
+                ]
+            )
     summary = run([*brats_seg(), "cv-summary", str(out)])
     return status or summary
 

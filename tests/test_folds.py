@@ -10,10 +10,15 @@ from brats_seg.errors import ConfigError, DataError
 
 # Seven patients in nine cases: two patients were shipped under two names each (equal images, equal fingerprint).
 FINGERPRINTS = {
-    "BraTS2021_00000": "p0", "BraTS-GLI-00000-000": "p0",
-    "BraTS2021_00014": "p1", "BraTS2021_00019": "p2", "Brats18_2013_2_1": "p3",
-    "BraTS2021_00100": "p4", "BraTS-GLI-00100-000": "p4",
-    "BraTS2021_00200": "p5", "BraTS2021_00300": "p6",
+    "BraTS2021_00000": "p0",
+    "BraTS-GLI-00000-000": "p0",
+    "BraTS2021_00014": "p1",
+    "BraTS2021_00019": "p2",
+    "Brats18_2013_2_1": "p3",
+    "BraTS2021_00100": "p4",
+    "BraTS-GLI-00100-000": "p4",
+    "BraTS2021_00200": "p5",
+    "BraTS2021_00300": "p6",
 }
 
 
@@ -29,12 +34,14 @@ def test_folds_are_disjoint_by_patient_and_cover_every_patient(folds):
         split = kfold_split(groups, folds, fold, val_fraction=0.0, seed=0)
         assert split["val"] == []
         assert not patients(split["train"]) & patients(split["test"])
-        assert sorted(split["train"] + split["test"]) == sorted(FINGERPRINTS)  # every case is somewhere
+        assert sorted(split["train"] + split["test"]) == sorted(
+            FINGERPRINTS
+        )  # every case is somewhere
         tests.append(split["test"])
     every = [c for test in tests for c in test]
     assert sorted(every) == sorted(FINGERPRINTS)  # each case is tested exactly once
     for i, a in enumerate(tests):
-        for b in tests[i + 1:]:
+        for b in tests[i + 1 :]:
             assert not patients(a) & patients(b)  # no patient in two test folds
     sizes = sorted(len(patients(t)) for t in tests)
     assert sizes[-1] - sizes[0] <= 1 or folds == 2  # groups dealt out evenly
@@ -58,15 +65,19 @@ def test_leave_one_patient_out_and_a_validation_share():
 def test_fold_options_are_checked_in_one_line():
     assert fold_settings({"folds": None, "fold": 3}) is None
     assert fold_settings({"folds": 4, "fold": 3}) == (4, 3)
-    for cfg, message in (({"folds": 1}, "data.split.folds must be null or a whole number >= 2"),
-                         ({"folds": 4, "fold": 4}, "data.split.fold must be a whole number from 0 to 3"),
-                         ({"folds": "4"}, "data.split.folds"),
-                         ({"folds": 3, "fold": -1}, "data.split.fold")):
+    for cfg, message in (
+        ({"folds": 1}, "data.split.folds must be null or a whole number >= 2"),
+        ({"folds": 4, "fold": 4}, "data.split.fold must be a whole number from 0 to 3"),
+        ({"folds": "4"}, "data.split.folds"),
+        ({"folds": 3, "fold": -1}, "data.split.fold"),
+    ):
         with pytest.raises(ConfigError, match=message):
             fold_settings(cfg)
     with pytest.raises(ConfigError, match=r"data.split.val must be a fraction in \[0, 1\)"):
         val_fraction_and_seed({"val": 1.0})
-    with pytest.raises(DataError, match="data.split.folds=8, but the data holds only 7 distinct patient"):
+    with pytest.raises(
+        DataError, match="data.split.folds=8, but the data holds only 7 distinct patient"
+    ):
         kfold_split(group_cases(FINGERPRINTS), 8, 0)
     with pytest.raises(DataError, match="leaves no training patient"):
         kfold_split(group_cases({"a": "1", "b": "2"}), 2, 0, val_fraction=0.5)
@@ -76,7 +87,11 @@ def test_test_zero_trains_on_every_patient_and_train_null_takes_the_rest():
     fractions, _ = split_fractions({"train": None, "val": 0.0, "test": 0.0})
     assert fractions == (1.0, 0.0, 0.0)
     split = split_cases(FINGERPRINTS, fractions, seed=0)
-    assert split["test"] == [] and split["val"] == [] and sorted(split["train"]) == sorted(FINGERPRINTS)
+    assert (
+        split["test"] == []
+        and split["val"] == []
+        and sorted(split["train"]) == sorted(FINGERPRINTS)
+    )
     fractions, _ = split_fractions({"train": None, "val": 0.0, "test": 0.25})
     split = split_cases(FINGERPRINTS, fractions, seed=0)
     assert split["val"] == [] and len(patients(split["test"])) == 2

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brats_seg.inference.postprocess import PostprocessSettings, postprocess
 from brats_seg.errors import ConfigError
+from brats_seg.inference.postprocess import PostprocessSettings, postprocess
 
 keras = pytest.importorskip("keras")
 
@@ -20,7 +20,6 @@ from brats_seg.inference.slices import (  # noqa: E402  (Keras first)
     predict_slices,
 )
 from brats_seg.models import build_model  # noqa: E402
-
 
 
 def _tiny_unet() -> dict:
@@ -79,14 +78,18 @@ def test_flip_tta_averages_the_four_mirrorings_mapped_back():
     manual /= len(FLIPS)
     np.testing.assert_allclose(tta[:, 4:], manual, atol=2e-6)
     assert np.all(tta[:, :4, :, 0] == 1.0)
-    assert not np.allclose(tta, predict_probabilities(model, x, divisor=4), atol=1e-4)  # a plain model is not flip-symmetric
+    assert not np.allclose(
+        tta, predict_probabilities(model, x, divisor=4), atol=1e-4
+    )  # a plain model is not flip-symmetric
 
 
 def test_a_fully_convolutional_model_takes_any_multiple_of_its_divisor():
     model = tiny_model()
     assert is_fully_convolutional(model) and not is_fully_convolutional(tiny_model((32, 32, 4)))
     fixed = tiny_model((32, 32, 4))
-    fixed.set_weights(model.get_weights())  # the same weights: the parameter count does not depend on the size
+    fixed.set_weights(
+        model.get_weights()
+    )  # the same weights: the parameter count does not depend on the size
     assert fixed.count_params() == model.count_params()
     for shape in ((2, 32, 32, 4), (2, 96, 64, 4), (2, 36, 52, 4)):
         x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
@@ -94,7 +97,9 @@ def test_a_fully_convolutional_model_takes_any_multiple_of_its_divisor():
         assert probs.shape == shape[:3] + (4,)
         np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 4)).astype(np.float32)
-    np.testing.assert_allclose(predict_probabilities(model, x, divisor=4), np.asarray(fixed(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        predict_probabilities(model, x, divisor=4), np.asarray(fixed(x)), atol=1e-6
+    )
 
 
 def test_only_the_brain_box_is_predicted_and_padded_to_the_divisor():
@@ -108,7 +113,7 @@ def test_only_the_brain_box_is_predicted_and_padded_to_the_divisor():
     model = tiny_model()
     probs = predict_probabilities(model, x, divisor=16)
     outside = np.ones(x.shape[:3], bool)
-    outside[1:3, window[0]:window[1], window[2]:window[3]] = False
+    outside[1:3, window[0] : window[1], window[2] : window[3]] = False
     assert np.all(probs[outside][:, 0] == 1.0)  # background without running the model
     assert not np.all(probs[1:3, 7:30, 11:40, 0] == 1.0)
     assert predict_slices(model, np.zeros((3, 32, 32, 4), np.float32)).max() == 0
@@ -116,9 +121,9 @@ def test_only_the_brain_box_is_predicted_and_padded_to_the_divisor():
 
 def test_postprocessing_removes_a_small_component_and_keeps_the_large_one():
     classes = np.zeros((40, 40, 30), np.uint8)
-    classes[5:25, 5:25, 5:20] = 2      # a large tumour: 6000 voxels of edema ...
-    classes[10:20, 10:20, 8:16] = 3    # ... around 800 voxels of ET
-    classes[32:35, 32:35, 25:28] = 2   # a planted 27-voxel component far away
+    classes[5:25, 5:25, 5:20] = 2  # a large tumour: 6000 voxels of edema ...
+    classes[10:20, 10:20, 8:16] = 3  # ... around 800 voxels of ET
+    classes[32:35, 32:35, 25:28] = 2  # a planted 27-voxel component far away
     out = postprocess(classes, PostprocessSettings(min_component=100))
     assert np.count_nonzero(out[32:35, 32:35, 25:28]) == 0
     np.testing.assert_array_equal(out[:30, :30], classes[:30, :30])
@@ -137,8 +142,12 @@ def test_postprocessing_relabels_small_et_as_necrosis():
 
 def test_postprocessing_options_are_checked():
     assert PostprocessSettings.from_cfg({"min_component": 10, "et_min_volume": None}).as_dict() == {
-        "min_component": 10, "et_min_volume": 0}
-    with pytest.raises(ConfigError, match="postprocess.min_component must be a whole number of voxels >= 0"):
+        "min_component": 10,
+        "et_min_volume": 0,
+    }
+    with pytest.raises(
+        ConfigError, match="postprocess.min_component must be a whole number of voxels >= 0"
+    ):
         PostprocessSettings.from_cfg({"min_component": -1})
     with pytest.raises(ConfigError, match="postprocess.size: unknown option"):
         PostprocessSettings.from_cfg({"size": 3})

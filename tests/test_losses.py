@@ -10,8 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from brats_seg import losses as L
-from brats_seg.results.naming import loss_label
 from brats_seg.errors import ConfigError
+from brats_seg.results.naming import loss_label
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
 EPS = 1e-7
@@ -19,6 +19,7 @@ K = 4
 
 
 # --------------------------------------------------------------------------------------------- numpy reference
+
 
 def example(seed: int = 0, shape=(2, 4, 4)) -> tuple[np.ndarray, np.ndarray]:
     """One-hot truth and softmax probabilities, float64."""
@@ -39,8 +40,12 @@ def np_dice_loss(y, p, s=1e-6):
 
 
 def np_class_dice(y, p, s):
-    return np.array([(2 * np.sum(y[..., c] * p[..., c]) + s) / (np.sum(y[..., c]) + np.sum(p[..., c]) + s)
-                     for c in range(K)])
+    return np.array(
+        [
+            (2 * np.sum(y[..., c] * p[..., c]) + s) / (np.sum(y[..., c]) + np.sum(p[..., c]) + s)
+            for c in range(K)
+        ]
+    )
 
 
 def np_soft_dice(y, p, s=1e-6):
@@ -49,7 +54,9 @@ def np_soft_dice(y, p, s=1e-6):
 
 def np_weighted_cce(y, p, w):
     pixels = y.reshape(-1, K), np.clip(p, EPS, 1 - EPS).reshape(-1, K)
-    return np.mean([-sum(w[c] * yy[c] * np.log(pp[c]) for c in range(K)) for yy, pp in zip(*pixels)])
+    return np.mean(
+        [-sum(w[c] * yy[c] * np.log(pp[c]) for c in range(K)) for yy, pp in zip(*pixels)]
+    )
 
 
 def np_exp_log(y, p, weights, w_dice=0.8, w_cross=0.2, g_dice=0.3, g_cross=0.3, smooth=1.0):
@@ -83,8 +90,10 @@ def np_dice_ce(y, p, regions=True, s=1.0):
         p = np.stack([p[..., 1] + p[..., 2] + p[..., 3], p[..., 1] + p[..., 3], p[..., 3]], -1)
     else:
         y, p = y[..., 1:], p[..., 1:]
-    dice = [(2 * np.sum(y[..., c] * p[..., c]) + s) / (np.sum(y[..., c]) + np.sum(p[..., c]) + s)
-            for c in range(y.shape[-1])]
+    dice = [
+        (2 * np.sum(y[..., c] * p[..., c]) + s) / (np.sum(y[..., c]) + np.sum(p[..., c]) + s)
+        for c in range(y.shape[-1])
+    ]
     return ce + 1 - np.mean(dice)
 
 
@@ -103,7 +112,9 @@ COUNTS = np.array([1000.0, 30.0, 120.0, 50.0])
 def test_study_losses_match_numpy(seed):
     y, p = example(seed)
     assert value(L.DiceLoss(), y, p) == pytest.approx(np_dice_loss(y, p), abs=1e-5)
-    assert value(L.BCEDiceLoss(), y, p) == pytest.approx(np_bce(y, p) + np_dice_loss(y, p), abs=1e-5)
+    assert value(L.BCEDiceLoss(), y, p) == pytest.approx(
+        np_bce(y, p) + np_dice_loss(y, p), abs=1e-5
+    )
     for alpha in (0.2, 0.7):
         expected = alpha * np_bce(y, p) + (1 - alpha) * np_dice_loss(y, p)
         assert value(L.ELLLoss(alpha=alpha), y, p) == pytest.approx(expected, abs=1e-5)
@@ -124,7 +135,9 @@ def test_dice_loss_hand_value_on_two_pixels():
 def test_other_losses_match_numpy(seed):
     y, p = example(seed)
     weights = [float(COUNTS.sum() / (K * c)) for c in COUNTS]
-    assert value(L.WeightedCrossEntropy(weights), y, p) == pytest.approx(np_weighted_cce(y, p, weights), abs=1e-5)
+    assert value(L.WeightedCrossEntropy(weights), y, p) == pytest.approx(
+        np_weighted_cce(y, p, weights), abs=1e-5
+    )
     label_weights = np.sqrt(COUNTS.sum() / COUNTS)  # Wong et al.: ((sum_k f_k) / f_l) ** 0.5
     exp_log = L.ExpLogLoss(L.counts_to_exp_log_weights(COUNTS))
     assert value(exp_log, y, p) == pytest.approx(np_exp_log(y, p, label_weights), abs=1e-5)
@@ -133,7 +146,9 @@ def test_other_losses_match_numpy(seed):
     for regions in (True, False):
         expected = np_dice_ce(y, p, regions)
         assert value(L.DiceCELoss(regions=regions), y, p) == pytest.approx(expected, abs=1e-5)
-    other = L.ExpLogLoss([1.0, 2.0, 0.5, 3.0], w_dice=0.5, w_cross=0.5, gamma_dice=1.0, gamma_cross=0.5)
+    other = L.ExpLogLoss(
+        [1.0, 2.0, 0.5, 3.0], w_dice=0.5, w_cross=0.5, gamma_dice=1.0, gamma_cross=0.5
+    )
     expected = np_exp_log(y, p, [1.0, 2.0, 0.5, 3.0], 0.5, 0.5, 1.0, 0.5)
     assert value(other, y, p) == pytest.approx(expected, abs=1e-5)
 
@@ -141,8 +156,9 @@ def test_other_losses_match_numpy(seed):
 def test_class_weights_from_counts():
     weights = L.counts_to_weights([100, 10, 20, 0])
     assert weights == pytest.approx([130 / 400, 130 / 40, 130 / 80, 0.0])
-    assert L.counts_to_exp_log_weights([100, 10, 20, 0]) == pytest.approx([130 ** 0.5 / 10, 13 ** 0.5,
-                                                                            6.5 ** 0.5, 0.0])
+    assert L.counts_to_exp_log_weights([100, 10, 20, 0]) == pytest.approx(
+        [130**0.5 / 10, 13**0.5, 6.5**0.5, 0.0]
+    )
 
 
 def test_perfect_prediction_gives_zero_for_dice_type_losses():
@@ -162,7 +178,13 @@ def test_bfloat16_inputs_give_float32_and_same_value():
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        for loss in (L.DiceLoss(), L.BCEDiceLoss(), L.SoftDiceLoss(), L.ExpLogLoss([1.0] * K), L.TverskyLoss()):
+        for loss in (
+            L.DiceLoss(),
+            L.BCEDiceLoss(),
+            L.SoftDiceLoss(),
+            L.ExpLogLoss([1.0] * K),
+            L.TverskyLoss(),
+        ):
             out = loss(yb, pb)
             assert out.dtype == "float32", loss.name
             direct = loss.call(yb, pb)
@@ -236,6 +258,7 @@ def test_training_step_reduces_a_study_loss():
 
 # ---------------------------------------------------------------------------------------------- TumourDice
 
+
 def test_tumour_dice_pools_over_batches():
     y1, p1 = example(6)
     y2, p2 = example(7)
@@ -269,6 +292,7 @@ def test_tumour_dice_counts_absent_class_as_one():
 
 # ------------------------------------------------------------------------------------ build_loss / labels
 
+
 def load(name: str, **overrides):
     cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
     for key, val in overrides.items():
@@ -276,11 +300,21 @@ def load(name: str, **overrides):
     return cfg
 
 
-@pytest.mark.parametrize("name,cls", [
-    ("dice", L.DiceLoss), ("bce_dice", L.BCEDiceLoss), ("ell", L.ELLLoss), ("soft_dice", L.SoftDiceLoss),
-    ("weighted", L.WeightedCrossEntropy), ("exp_log", L.ExpLogLoss), ("focal", L.FocalLoss),
-    ("tversky", L.TverskyLoss), ("weighted_sqrt", L.WeightedCrossEntropy), ("dice_ce", L.DiceCELoss),
-])
+@pytest.mark.parametrize(
+    "name,cls",
+    [
+        ("dice", L.DiceLoss),
+        ("bce_dice", L.BCEDiceLoss),
+        ("ell", L.ELLLoss),
+        ("soft_dice", L.SoftDiceLoss),
+        ("weighted", L.WeightedCrossEntropy),
+        ("exp_log", L.ExpLogLoss),
+        ("focal", L.FocalLoss),
+        ("tversky", L.TverskyLoss),
+        ("weighted_sqrt", L.WeightedCrossEntropy),
+        ("dice_ce", L.DiceCELoss),
+    ],
+)
 def test_build_loss_from_each_config_file(name, cls):
     loss = L.build_loss(load(name), class_counts=COUNTS)
     assert type(loss) is cls
@@ -295,30 +329,52 @@ def test_build_loss_parameters():
     weighted = L.build_loss(load("weighted"), class_counts=np.array([100, 10, 20, 0]))
     assert weighted.class_weights == pytest.approx([130 / 400, 130 / 40, 130 / 80, 0.0])
     tempered = L.build_loss(load("weighted_sqrt"), class_counts=np.array([100, 10, 20, 0]))
-    assert tempered.class_weights == pytest.approx([(130 / 400) ** 0.5, (130 / 40) ** 0.5, (130 / 80) ** 0.5, 0.0])
+    assert tempered.class_weights == pytest.approx(
+        [(130 / 400) ** 0.5, (130 / 40) ** 0.5, (130 / 80) ** 0.5, 0.0]
+    )
     fixed = L.build_loss({"name": "weighted", "class_weights": [1, 2, 3, 4]})
     assert fixed.class_weights == [1.0, 2.0, 3.0, 4.0]
     exp_log = L.build_loss(load("exp_log"), class_counts=COUNTS)
     assert exp_log.label_weights == pytest.approx(np.sqrt(COUNTS.sum() / COUNTS))
-    assert (exp_log.w_dice, exp_log.w_cross, exp_log.gamma_dice, exp_log.gamma_cross, exp_log.smooth) == (
-        0.8, 0.2, 0.3, 0.3, 1.0)
+    assert (
+        exp_log.w_dice,
+        exp_log.w_cross,
+        exp_log.gamma_dice,
+        exp_log.gamma_cross,
+        exp_log.smooth,
+    ) == (0.8, 0.2, 0.3, 0.3, 1.0)
     tversky = L.build_loss(load("tversky"))
     assert (tversky.alpha, tversky.beta) == (0.3, 0.7)
     focal = L.build_loss(load("focal"))
     assert (focal.gamma, focal.alpha) == (2.0, 0.25)
 
 
-@pytest.mark.parametrize("cfg,counts,message", [
-    ({"name": "nope"}, None, "loss=nope: unknown loss (valid: bce_dice, dice, dice_ce, ell, exp_log, focal, soft_dice"),
-    ({"name": "weighted", "class_weights": None}, None, "loss=weighted: needs the training label counts"),
-    ({"name": "exp_log"}, None, "loss=exp_log: needs the training label counts"),
-    ({"name": "weighted"}, np.array([1, 2, 3]), "loss=weighted: class counts must be 4"),
-    ({"name": "weighted", "class_weights": [1, 2]}, None, "loss.class_weights: expected 4 non-negative"),
-    ({"name": "ell", "alpha": 1.5}, None, "loss.alpha: must be in [0.0, 1.0], got 1.5"),
-    ({"name": "dice", "smooth": 0}, None, "loss.smooth: must be > 0.0"),
-    ({"name": "dice", "alpha": 0.3}, None, "loss.alpha: not an option of loss=dice"),
-    ({"name": "focal", "gamma": "big"}, None, "loss.gamma: expected a number"),
-])
+@pytest.mark.parametrize(
+    "cfg,counts,message",
+    [
+        (
+            {"name": "nope"},
+            None,
+            "loss=nope: unknown loss (valid: bce_dice, dice, dice_ce, ell, exp_log, focal, soft_dice",
+        ),
+        (
+            {"name": "weighted", "class_weights": None},
+            None,
+            "loss=weighted: needs the training label counts",
+        ),
+        ({"name": "exp_log"}, None, "loss=exp_log: needs the training label counts"),
+        ({"name": "weighted"}, np.array([1, 2, 3]), "loss=weighted: class counts must be 4"),
+        (
+            {"name": "weighted", "class_weights": [1, 2]},
+            None,
+            "loss.class_weights: expected 4 non-negative",
+        ),
+        ({"name": "ell", "alpha": 1.5}, None, "loss.alpha: must be in [0.0, 1.0], got 1.5"),
+        ({"name": "dice", "smooth": 0}, None, "loss.smooth: must be > 0.0"),
+        ({"name": "dice", "alpha": 0.3}, None, "loss.alpha: not an option of loss=dice"),
+        ({"name": "focal", "gamma": "big"}, None, "loss.gamma: expected a number"),
+    ],
+)
 def test_build_loss_errors(cfg, counts, message):
     with pytest.raises(ConfigError) as info:
         L.build_loss(cfg, class_counts=counts)
@@ -329,8 +385,15 @@ def test_build_loss_errors(cfg, counts, message):
 def test_loss_labels():
     assert loss_label(load("ell")) == "ell_loss (0.2)"
     assert loss_label(load("ell", alpha=0.7)) == "ell_loss (0.7)"
-    expected = {"dice": "dice_loss", "bce_dice": "bce_dice_loss", "soft_dice": "soft_dice_loss",
-                "weighted": "weighted", "exp_log": "exp_log", "focal": "focal", "tversky": "tversky"}
+    expected = {
+        "dice": "dice_loss",
+        "bce_dice": "bce_dice_loss",
+        "soft_dice": "soft_dice_loss",
+        "weighted": "weighted",
+        "exp_log": "exp_log",
+        "focal": "focal",
+        "tversky": "tversky",
+    }
     for name, label in expected.items():
         assert loss_label(load(name)) == label
 

@@ -29,7 +29,9 @@ from brats_seg.models import (  # noqa: E402
 log = logging.getLogger(__name__)
 
 # Keras' weight saving on numpy 2 warns about __array__(copy=...) once per variable; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword"
+)
 
 # (row, model config, input channels, reconstructed count, document count, flag) - architectures.md section 1.
 STUDY_ROWS = [
@@ -53,21 +55,59 @@ STUDY_ROWS = [
     (18, "unet_dilated", 4, 31_379_716, 31_379_716, ""),
     (19, "unet3pp_dropout_e3", 4, 8_907_396, 8_907_396, ""),
     (20, "unet3pp_3cnn_dilated", 5, 12_046_212, 15_911_684, "swapped in source (with row 21)"),
-    (21, "unet_dilated_nobridge_dropout", 4, 15_911_684, 12_046_212, "swapped in source (with row 20)"),
+    (
+        21,
+        "unet_dilated_nobridge_dropout",
+        4,
+        15_911_684,
+        12_046_212,
+        "swapped in source (with row 20)",
+    ),
     (22, "unet_nobridge", 4, 15_826_116, 15_826_116, ""),
 ]
 ARCHITECTURE = {
-    "unet": "A", "unet_dropout": "A", "unet_nobridge": "B", "unet_nobridge_dropout": "B", "unet_3cnn": "C",
-    "unet_3cnn_nobridge": "D", "unet_dilated": "E", "unet_dilated_dropout": "E", "unet_dilated_nobridge": "F",
-    "unet_dilated_nobridge_dropout": "F", "unet3pp": "G", "unet3pp_dropout_e3": "G", "unet3pp_3cnn": "H",
-    "unet3pp_3cnn_dilated": "H", "resunetpp": "I", "resunetpp_dropout": "I",
+    "unet": "A",
+    "unet_dropout": "A",
+    "unet_nobridge": "B",
+    "unet_nobridge_dropout": "B",
+    "unet_3cnn": "C",
+    "unet_3cnn_nobridge": "D",
+    "unet_dilated": "E",
+    "unet_dilated_dropout": "E",
+    "unet_dilated_nobridge": "F",
+    "unet_dilated_nobridge_dropout": "F",
+    "unet3pp": "G",
+    "unet3pp_dropout_e3": "G",
+    "unet3pp_3cnn": "H",
+    "unet3pp_3cnn_dilated": "H",
+    "resunetpp": "I",
+    "resunetpp_dropout": "I",
 }
 # Non-trainable parameters (BN moving statistics) per architecture, architectures.md section 3.
-NON_TRAINABLE = {"A": 0, "B": 0, "C": 17_664, "D": 11_520, "E": 0, "F": 0, "G": 7_936, "H": 9_856, "I": 6_464}
+NON_TRAINABLE = {
+    "A": 0,
+    "B": 0,
+    "C": 17_664,
+    "D": 11_520,
+    "E": 0,
+    "F": 0,
+    "G": 7_936,
+    "H": 9_856,
+    "I": 6_464,
+}
 # Forward GMAC per 240x240 slice, architectures.md section 6 (3 decimals), keyed by (architecture, channels).
 GMAC = {
-    ("A", 4): 42.379, ("B", 4): 38.958, ("E", 4): 48.985, ("F", 4): 43.912, ("C", 4): 61.489, ("C", 5): 61.522,
-    ("D", 4): 55.945, ("D", 5): 55.978, ("G", 4): 92.392, ("H", 5): 100.919, ("I", 4): 13.783,
+    ("A", 4): 42.379,
+    ("B", 4): 38.958,
+    ("E", 4): 48.985,
+    ("F", 4): 43.912,
+    ("C", 4): 61.489,
+    ("C", 5): 61.522,
+    ("D", 4): 55.945,
+    ("D", 5): 55.978,
+    ("G", 4): 92.392,
+    ("H", 5): 100.919,
+    ("I", 4): 13.783,
 }
 
 _measured: dict[tuple[str, int], dict[str, int]] = {}
@@ -82,7 +122,11 @@ def measure_at_240(config: str, channels: int) -> dict[str, int]:
         keras.backend.clear_session()
         model = build_model(load_model_config(config), (240, 240, channels))
         trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
-        _measured[key] = {"total": model.count_params(), "trainable": trainable, "flops": count_flops(model)}
+        _measured[key] = {
+            "total": model.count_params(),
+            "trainable": trainable,
+            "flops": count_flops(model),
+        }
         del model
         keras.backend.clear_session()
         _build_seconds.append(time.perf_counter() - start)
@@ -102,8 +146,14 @@ def test_study_row_parameter_count(row):
     counts = measure_at_240(config, channels)
     if flag:
         # Rows 10, 20, 21: the study's printed count is kept beside ours; we build by name (architectures.md §5).
-        log.warning("row %d: document prints %s (%s), built as %s -> %s", number, f"{document:,}", flag,
-                    ARCHITECTURE[config], f"{reconstructed:,}")
+        log.warning(
+            "row %d: document prints %s (%s), built as %s -> %s",
+            number,
+            f"{document:,}",
+            flag,
+            ARCHITECTURE[config],
+            f"{reconstructed:,}",
+        )
         assert document != reconstructed
     else:
         assert document == reconstructed
@@ -119,8 +169,12 @@ def test_study_rows_build_time_and_flops():
     for _, config, channels, *_ in STUDY_ROWS:
         measure_at_240(config, channels)
     seconds = sum(_build_seconds)
-    log.warning("22 study rows: %d distinct builds at 240x240 took %.1f s in total (this call %.1f s)",
-                len(_measured), seconds, time.perf_counter() - start)
+    log.warning(
+        "22 study rows: %d distinct builds at 240x240 took %.1f s in total (this call %.1f s)",
+        len(_measured),
+        seconds,
+        time.perf_counter() - start,
+    )
     assert len(_measured) == 16
     for (config, channels), counts in _measured.items():
         expected = GMAC.get((ARCHITECTURE[config], channels))
@@ -161,7 +215,13 @@ def attention_unet_params(channels: int, widths=(64, 128, 256, 512), bridge=1024
     gating = bridge
     for width in reversed(widths):
         inner = width // 2
-        gate = 4 * width * inner + (gating * inner + inner) + (inner + 1) + _conv(1, width, width) + 4 * width
+        gate = (
+            4 * width * inner
+            + (gating * inner + inner)
+            + (inner + 1)
+            + _conv(1, width, width)
+            + 4 * width
+        )
         up = 4 * gating * width + width
         block = _conv(3, 2 * width, width) + 4 * width + _conv(3, width, width) + 4 * width
         total += gate + up + block
@@ -173,7 +233,9 @@ def test_attention_unet_count_matches_hand_arithmetic():
     model = build_model(load_model_config("attention_unet"), (32, 32, 4))
     assert model.count_params() == attention_unet_params(4)
     small = {**load_model_config("attention_unet"), "filters": [4, 8, 16, 32], "bridge_filters": 64}
-    assert build_model(small, (32, 32, 5)).count_params() == attention_unet_params(5, (4, 8, 16, 32), 64)
+    assert build_model(small, (32, 32, 5)).count_params() == attention_unet_params(
+        5, (4, 8, 16, 32), 64
+    )
 
 
 def test_count_flops_matches_hand_count_on_a_tiny_model():
@@ -193,7 +255,12 @@ SMALL = {
     "unet_dilated_nobridge_dropout": {"filters": [4, 8, 16, 32]},
     "unet_3cnn": {"filters": [4, 8, 16, 32], "bridge_filters": 32},
     "unet3pp_dropout_e3": {"filters": [4, 8, 16, 32], "cat_channels": 4},
-    "unet3plus_full": {"filters": [4, 8, 16, 32], "bridge_filters": 32, "cat_channels": 4, "deep_supervision": True},
+    "unet3plus_full": {
+        "filters": [4, 8, 16, 32],
+        "bridge_filters": 32,
+        "cat_channels": 4,
+        "deep_supervision": True,
+    },
     "resunetpp_dropout": {"filters": [8, 16, 24, 32], "bridge_filters": 32},
     "attention_unet": {"filters": [4, 8, 16, 32], "bridge_filters": 32},
 }
@@ -223,7 +290,9 @@ def test_save_and_load_round_trip_without_custom_objects(name, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["unet_nobridge", "unet3pp", "resunetpp", "attention_unet", "unet3plus_full"])
+@pytest.mark.parametrize(
+    "name", ["unet_nobridge", "unet3pp", "resunetpp", "attention_unet", "unet3plus_full"]
+)
 def test_fully_convolutional_builds_keep_the_parameter_count(name):
     """Built with unknown H and W (one config per family), a model has the fixed-size build's parameters and
     takes two other sizes its divisor allows."""
@@ -234,7 +303,9 @@ def test_fully_convolutional_builds_keep_the_parameter_count(name):
     model = build_model(cfg, (None, None, 5))
     assert model.count_params() == fixed
     for height, width in ((div, 3 * div), (2 * div, div)):
-        (probabilities,) = _as_list(model(np.zeros((1, height, width, 5), "float32"), training=False))
+        (probabilities,) = _as_list(
+            model(np.zeros((1, height, width, 5), "float32"), training=False)
+        )
         assert probabilities.shape == (1, height, width, 4)
     keras.backend.clear_session()
 
@@ -275,7 +346,10 @@ def test_output_is_float32_under_mixed_bfloat16():
 def test_input_size_refusal_names_model_and_nearest_sizes():
     with pytest.raises(ConfigError) as err:
         build_model(load_model_config("unet"), (100, 100, 4))
-    assert str(err.value) == "model unet needs H and W divisible by 16; got 100x100 (nearest: 96 or 112)"
+    assert (
+        str(err.value)
+        == "model unet needs H and W divisible by 16; got 100x100 (nearest: 96 or 112)"
+    )
     refusal = r"model unet3pp needs H and W divisible by 8; got 96x100 \(nearest: W 96 or 104\)"
     with pytest.raises(ConfigError, match=refusal):
         build_model(load_model_config("unet3pp"), (96, 100, 4))
@@ -290,8 +364,15 @@ def test_input_size_refusal_names_model_and_nearest_sizes():
 def test_divisor_per_family_and_from_composed_config():
     from brats_seg.config import compose
 
-    expected = {"unet": 16, "unet_dilated_nobridge": 16, "unet3pp": 8, "unet3pp_3cnn": 8, "resunetpp": 8,
-                "unet3plus_full": 16, "attention_unet": 16}
+    expected = {
+        "unet": 16,
+        "unet_dilated_nobridge": 16,
+        "unet3pp": 8,
+        "unet3pp_3cnn": 8,
+        "resunetpp": 8,
+        "unet3plus_full": 16,
+        "attention_unet": 16,
+    }
     assert {name: divisor(load_model_config(name)) for name in expected} == expected
     composed = compose("train", ["model=unet3pp_3cnn"]).model
     assert divisor(composed) == 8
@@ -300,7 +381,12 @@ def test_divisor_per_family_and_from_composed_config():
 
 def test_config_files_follow_the_contract():
     names = model_config_names()
-    wanted = {row[1] for row in STUDY_ROWS} | {"unet", "unet_dilated_nobridge", "unet3plus_full", "attention_unet"}
+    wanted = {row[1] for row in STUDY_ROWS} | {
+        "unet",
+        "unet_dilated_nobridge",
+        "unet3plus_full",
+        "attention_unet",
+    }
     assert wanted <= set(names)
     for name in names:
         cfg = load_model_config(name)
@@ -313,10 +399,24 @@ def test_config_files_follow_the_contract():
 
 def test_layers_have_readable_names():
     model = build_model(_small("unet_3cnn"), (32, 32, 4))
-    for layer in ("enc1_conv1", "enc1_bn1", "bridge_conv2", "dec3_up", "dec3_concat", "head", "softmax"):
+    for layer in (
+        "enc1_conv1",
+        "enc1_bn1",
+        "bridge_conv2",
+        "dec3_up",
+        "dec3_concat",
+        "head",
+        "softmax",
+    ):
         model.get_layer(layer)
     model = build_model(_small("unet3pp_dropout_e3"), (32, 32, 4))
-    for layer in ("enc3_dropout", "dec4_from_enc1_pool", "dec1_from_dec4_up", "dec2_fuse_conv", "head"):
+    for layer in (
+        "enc3_dropout",
+        "dec4_from_enc1_pool",
+        "dec1_from_dec4_up",
+        "dec2_fuse_conv",
+        "head",
+    ):
         model.get_layer(layer)
 
 
@@ -324,7 +424,9 @@ def test_dropout_placements_are_where_the_spec_puts_them():
     model = build_model(_small("unet_dilated_nobridge_dropout"), (32, 32, 4))
     dropouts = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
     assert dropouts == ["enc3_conv1_dropout", "dec4_conv1_dropout"]
-    assert all(layer.rate == 0.2 for layer in model.layers if isinstance(layer, keras.layers.Dropout))
+    assert all(
+        layer.rate == 0.2 for layer in model.layers if isinstance(layer, keras.layers.Dropout)
+    )
     # Row 19: the dropped e3 feeds both the pool and every e3 branch.
     model = build_model(_small("unet3pp_dropout_e3"), (32, 32, 4))
     consumers = {node.operation.name for node in model.get_layer("enc3_dropout")._outbound_nodes}
@@ -335,9 +437,18 @@ def test_dropout_placements_are_where_the_spec_puts_them():
     "change, message",
     [
         ({"colour": "red"}, r"model unet: unknown option\(s\) model.colour for family unet"),
-        ({"upsample": "cubic"}, r"model unet: model.upsample must be one of transpose, nearest, got 'cubic'"),
-        ({"encoder_dilation": [1, 2]}, r"model.encoder_dilation must be a positive integer or a list of 5"),
-        ({"dropout_after": ["enc9"]}, r"model.dropout_after names enc9, which this model does not have \(valid: enc1_"),
+        (
+            {"upsample": "cubic"},
+            r"model unet: model.upsample must be one of transpose, nearest, got 'cubic'",
+        ),
+        (
+            {"encoder_dilation": [1, 2]},
+            r"model.encoder_dilation must be a positive integer or a list of 5",
+        ),
+        (
+            {"dropout_after": ["enc9"]},
+            r"model.dropout_after names enc9, which this model does not have \(valid: enc1_",
+        ),
         ({"family": "vnet"}, r"model unet: unknown model.family 'vnet'"),
         ({"convs_per_block": 0}, r"model.convs_per_block must be a positive integer, got 0"),
     ],
@@ -352,8 +463,14 @@ def _run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
     # A subprocess: in-process, Hydra's logging setup closes the absl handler that TF attached to pytest's
     # captured stderr, which breaks pytest's capture for the rest of the session.
     # TF_CPP_MIN_LOG_LEVEL as the command sets it (2), which does not silence TensorFlow's start-up lines.
-    return subprocess.run([sys.executable, "-m", "brats_seg", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return subprocess.run(
+        [sys.executable, "-m", "brats_seg", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
 
 
 def test_models_command_prints_counts_and_writes_nothing(tmp_path):
@@ -370,8 +487,13 @@ def test_models_command_prints_counts_and_writes_nothing(tmp_path):
 def test_models_command_rejects_unknown_names_in_one_line(tmp_path):
     done = _run_cli(["models", "names=[unet,nope]"], tmp_path)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        "brats-seg models: error: option names: unknown model config(s) nope (available: attention_unet,")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "brats-seg models: error: option names: unknown model config(s) nope (available: attention_unet,"
+        )
+    )
     assert os.listdir(tmp_path) == []
 
 

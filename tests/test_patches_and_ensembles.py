@@ -14,9 +14,18 @@ import pytest
 from test_cli import run_cli
 
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
-PATCH_RUN = ["debug=tiny", "data.synth.shape=[96,96,16]", "data.patch.size=[64,64]", "data.sampling.foreground=0.5",
-             "data.augment.enabled=true", "data.augment.gamma=0.3", "data.augment.blur=1.0",
-             "data.augment.noise=0.1", "trainer.epochs=1", *SMALL_UNET]
+PATCH_RUN = [
+    "debug=tiny",
+    "data.synth.shape=[96,96,16]",
+    "data.patch.size=[64,64]",
+    "data.sampling.foreground=0.5",
+    "data.augment.enabled=true",
+    "data.augment.gamma=0.3",
+    "data.augment.blur=1.0",
+    "data.augment.noise=0.1",
+    "trainer.epochs=1",
+    *SMALL_UNET,
+]
 
 
 def synthetic_root(out: Path) -> Path:
@@ -26,7 +35,9 @@ def synthetic_root(out: Path) -> Path:
 
 
 def segmentations(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: np.asarray(nib.load(str(p)).dataobj) for p in sorted(folder.glob("*_seg.nii.gz"))}
+    return {
+        p.name: np.asarray(nib.load(str(p)).dataobj) for p in sorted(folder.glob("*_seg.nii.gz"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +45,9 @@ def patch_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("patch") / "outputs"
     out.mkdir()
     run_dir = out / "patch-run"
-    result = run_cli("train", *PATCH_RUN, f"paths.output_root={out}", f"hydra.run.dir={run_dir}", cwd=out.parent)
+    result = run_cli(
+        "train", *PATCH_RUN, f"paths.output_root={out}", f"hydra.run.dir={run_dir}", cwd=out.parent
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, run_dir
 
@@ -48,17 +61,27 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
     model = keras.models.load_model(run_dir / "checkpoints" / "best.keras")
     assert tuple(model.input_shape[1:]) == (None, None, 4)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test_pixels"] > 0 and metrics["test_pixels"] % (96 * 96) == 0  # evaluated on whole slices
+    assert (
+        metrics["test_pixels"] > 0 and metrics["test_pixels"] % (96 * 96) == 0
+    )  # evaluated on whole slices
     status = json.loads((run_dir / "run.json").read_text())
     assert status["train_seconds"] > 0 and status["train_cpu_seconds"] > 0
     predicted = out.parent / "predicted"
-    result = run_cli("predict", f"run={run_dir}", f"input={synthetic_root(out)}", f"output={predicted}",
-                     cwd=out.parent)
+    result = run_cli(
+        "predict",
+        f"run={run_dir}",
+        f"input={synthetic_root(out)}",
+        f"output={predicted}",
+        cwd=out.parent,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     segs = segmentations(predicted)
     assert len(segs) == 6 and all(s.shape == (96, 96, 16) for s in segs.values())
     assert json.loads((predicted / "inference.json").read_text()) == {
-        "runs": [str(run_dir.resolve())], "tta": False, "postprocess": {"min_component": 0, "et_min_volume": 0}}
+        "runs": [str(run_dir.resolve())],
+        "tta": False,
+        "postprocess": {"min_component": 0, "et_min_volume": 0},
+    }
 
 
 def test_an_ensemble_of_two_copies_of_one_run_equals_that_run(patch_run, tmp_path):
@@ -68,12 +91,17 @@ def test_an_ensemble_of_two_copies_of_one_run_equals_that_run(patch_run, tmp_pat
     sweep = tmp_path / "sweep"
     for name in ("a", "b"):
         shutil.copytree(run_dir, sweep / name)
-    assert resolve_runs(str(sweep)) == [sweep / "a", sweep / "b"]  # a sweep folder: its completed runs
+    assert resolve_runs(str(sweep)) == [
+        sweep / "a",
+        sweep / "b",
+    ]  # a sweep folder: its completed runs
     case = sorted(p for p in synthetic_root(out).iterdir() if p.is_dir())[0]
     options = ["tta=true", "postprocess.min_component=20"]
     single, folder = tmp_path / "single", tmp_path / "folder"
     for run, target in ((run_dir, single), (sweep, folder)):
-        result = run_cli("predict", f"run={run}", f"input={case}", f"output={target}", *options, cwd=tmp_path)
+        result = run_cli(
+            "predict", f"run={run}", f"input={case}", f"output={target}", *options, cwd=tmp_path
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     one = segmentations(single)
     assert len(one) == 1 and segmentations(folder).keys() == one.keys()
@@ -90,7 +118,12 @@ def test_evaluate_scores_an_ensemble_and_records_tta(patch_run, tmp_path):
     for name in ("a", "b"):
         shutil.copytree(run_dir, tmp_path / name)
     trained = json.loads((run_dir / "metrics.json").read_text())
-    result = run_cli("evaluate", f"run=[{tmp_path / 'a'},{tmp_path / 'b'}]", f"out={tmp_path / 'ens'}", cwd=tmp_path)
+    result = run_cli(
+        "evaluate",
+        f"run=[{tmp_path / 'a'},{tmp_path / 'b'}]",
+        f"out={tmp_path / 'ens'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ensemble = json.loads((tmp_path / "ens" / "metrics.json").read_text())
     assert ensemble["inference"]["models"] == 2 and ensemble["inference"]["tta"] is False
@@ -100,7 +133,11 @@ def test_evaluate_scores_an_ensemble_and_records_tta(patch_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["inference"]["tta"] is True
     result = run_cli("evaluate", f"run=[{tmp_path / 'a'},{tmp_path / 'b'}]", cwd=tmp_path)
-    assert result.returncode == 1 and "needs out=DIR" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 1
+        and "needs out=DIR" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(patch_run, tmp_path):
@@ -110,17 +147,32 @@ def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(patch_run
     split = json.loads((other / "split.json").read_text())
     split["test"], split["train"] = split["train"][:1], split["train"][1:] + split["test"]
     (other / "split.json").write_text(json.dumps(split))
-    result = run_cli("evaluate", f"run=[{run_dir},{other}]", f"out={tmp_path / 'ens'}", cwd=tmp_path)
-    assert result.returncode == 1 and "test patients differ" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli(
+        "evaluate", f"run=[{run_dir},{other}]", f"out={tmp_path / 'ens'}", cwd=tmp_path
+    )
+    assert (
+        result.returncode == 1
+        and "test patients differ" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_test_zero_trains_on_every_patient_then_predicts(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
     run_dir = out / "all"
-    result = run_cli("train", "debug=tiny", *SMALL_UNET, "trainer.epochs=2", "data.split.train=null",
-                     "data.split.val=0", "data.split.test=0", f"paths.output_root={out}", f"hydra.run.dir={run_dir}",
-                     cwd=tmp_path)
+    result = run_cli(
+        "train",
+        "debug=tiny",
+        *SMALL_UNET,
+        "trainer.epochs=2",
+        "data.split.train=null",
+        "data.split.val=0",
+        "data.split.test=0",
+        f"paths.output_root={out}",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     split = json.loads((run_dir / "split.json").read_text())
     assert split["test"] == [] and split["val"] == [] and len(split["train"]) == 6
@@ -129,8 +181,13 @@ def test_test_zero_trains_on_every_patient_then_predicts(tmp_path):
     assert not (out / "experiments.csv").exists()  # nothing was scored, so no table row
     best = json.loads((run_dir / "checkpoints" / "best.json").read_text())
     assert best["epoch"] == 2  # without validation the latest epoch is kept
-    result = run_cli("predict", f"run={run_dir}", f"input={synthetic_root(out)}", f"output={tmp_path / 'p'}",
-                     cwd=tmp_path)
+    result = run_cli(
+        "predict",
+        f"run={run_dir}",
+        f"input={synthetic_root(out)}",
+        f"output={tmp_path / 'p'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(segmentations(tmp_path / "p")) == 6
     result = run_cli("table", str(run_dir), f"out={tmp_path / 'table'}", cwd=tmp_path)
@@ -142,10 +199,21 @@ def test_a_kfold_sweep_tests_every_patient_once_and_is_summarised(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
     sweep = out / "cv"
-    result = run_cli("train", "-m", "debug=tiny", *SMALL_UNET, "trainer.epochs=1", "data.split.folds=3",
-                     "data.split.fold=range(3)", "data.split.val=0", f"paths.output_root={out}",
-                     f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=fold${data.split.fold}", cwd=tmp_path,
-                     timeout=1200)
+    result = run_cli(
+        "train",
+        "-m",
+        "debug=tiny",
+        *SMALL_UNET,
+        "trainer.epochs=1",
+        "data.split.folds=3",
+        "data.split.fold=range(3)",
+        "data.split.val=0",
+        f"paths.output_root={out}",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=fold${data.split.fold}",
+        cwd=tmp_path,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     tested = []
     for fold in range(3):

@@ -20,8 +20,14 @@ tf = pytest.importorskip("tensorflow")
 from brats_seg.data.pipeline import make_dataset  # noqa: E402  (TensorFlow first)
 
 
-def cached_slices(path: Path, slices: int = 12, size: int = 48, channels: int = 4,
-                  preprocess: PreprocessSettings | None = None, background_rows: int = 0) -> PreparedData:
+def cached_slices(
+    path: Path,
+    slices: int = 12,
+    size: int = 48,
+    channels: int = 4,
+    preprocess: PreprocessSettings | None = None,
+    background_rows: int = 0,
+) -> PreparedData:
     """A cache written directly: every pixel is brain, channel 0 holds its row + 1 and channel 1 its column + 1
     (so a window tells where it was cut from; channel c repeats channel c % 4), tumour (a 4x4 block of ET) is
     only on even slices."""
@@ -29,18 +35,32 @@ def cached_slices(path: Path, slices: int = 12, size: int = 48, channels: int = 
     rng = np.random.default_rng(0)
     for k in range(0, slices, 2):
         r, c = rng.integers(0, size - 4, 2)
-        y[k, r:r + 4, c:c + 4] = 3
+        y[k, r : r + 4, c : c + 4] = 3
     base = np.ones((slices, size, size, 4), np.float32)
     base[..., 0] += np.arange(size, dtype=np.float32)[None, :, None]
     base[..., 1] += np.arange(size, dtype=np.float32)[None, None, :]
     base[:, :background_rows] = 0.0
     x = base[..., [c % 4 for c in range(channels)]]
-    meta = {"case_id": "S_1", "convention": "brats2021", "fingerprint": "s", "slice_shape": [size, size, channels],
-            "selected": list(range(slices)), "class_counts": np.bincount(y.ravel(), minlength=4).tolist()}
+    meta = {
+        "case_id": "S_1",
+        "convention": "brats2021",
+        "fingerprint": "s",
+        "slice_shape": [size, size, channels],
+        "selected": list(range(slices)),
+        "class_counts": np.bincount(y.ravel(), minlength=4).tolist(),
+    }
     cache.write_case_entry(path, meta, x, y)
     settings = preprocess or PreprocessSettings()
-    cache.write_index(path, {"name": "s", "root": str(path), "preprocess": settings.as_dict(),
-                             "selection": SelectionSettings("brain", 0).as_dict(), "cases": {"S_1": meta}})
+    cache.write_index(
+        path,
+        {
+            "name": "s",
+            "root": str(path),
+            "preprocess": settings.as_dict(),
+            "selection": SelectionSettings("brain", 0).as_dict(),
+            "cases": {"S_1": meta},
+        },
+    )
     return PreparedData.open(path)
 
 
@@ -51,7 +71,9 @@ def epoch(ds):
 
 def test_patches_are_windows_of_the_cached_slices(tmp_path):
     data = cached_slices(tmp_path / "c")
-    ds = make_dataset(data, ["S_1"], 5, shuffle=True, seed=0, sampling=SamplingSettings(None, (16, 32)))
+    ds = make_dataset(
+        data, ["S_1"], 5, shuffle=True, seed=0, sampling=SamplingSettings(None, (16, 32))
+    )
     assert ds.element_spec[0].shape.as_list() == [None, 16, 32, 4]
     x, y = epoch(ds)
     assert len(x) == 12  # without a foreground share: every slice once per epoch
@@ -60,40 +82,72 @@ def test_patches_are_windows_of_the_cached_slices(tmp_path):
     corners = set()
     for patch, labels in zip(x, y):
         r0, c0 = int(patch[0, 0, 0]) - 1, int(patch[0, 0, 1]) - 1
-        np.testing.assert_array_equal(patch, np.asarray(full_x[0, r0:r0 + 16, c0:c0 + 32], np.float32))
+        np.testing.assert_array_equal(
+            patch, np.asarray(full_x[0, r0 : r0 + 16, c0 : c0 + 32], np.float32)
+        )
         assert labels.shape == (16, 32)
-        assert any(np.array_equal(labels, np.asarray(full_y[k])[r0:r0 + 16, c0:c0 + 32]) for k in slices.values())
+        assert any(
+            np.array_equal(labels, np.asarray(full_y[k])[r0 : r0 + 16, c0 : c0 + 32])
+            for k in slices.values()
+        )
         corners.add((r0, c0))
     assert len(corners) > 3  # random positions
 
 
 def test_the_foreground_share_centres_patches_on_tumour(tmp_path):
     data = cached_slices(tmp_path / "c")
+
     def tumour_share(share):
-        x, y = epoch(make_dataset(data, ["S_1"], 6, shuffle=True, seed=1, sampling=SamplingSettings(share, (16, 16))))
+        x, y = epoch(
+            make_dataset(
+                data, ["S_1"], 6, shuffle=True, seed=1, sampling=SamplingSettings(share, (16, 16))
+            )
+        )
         assert len(x) == 12  # an epoch draws as many samples as there are cached slices
         return np.mean([(labels > 0).any() for labels in y])
+
     assert tumour_share(1.0) == 1.0
-    assert tumour_share(0.0) < 0.5  # 4x4 tumours on half of the 48x48 slices rarely fall in a random window
+    assert (
+        tumour_share(0.0) < 0.5
+    )  # 4x4 tumours on half of the 48x48 slices rarely fall in a random window
     # reproducible for a seed, different for another
-    a = epoch(make_dataset(data, ["S_1"], 6, shuffle=True, seed=1, sampling=SamplingSettings(0.3, (16, 16))))[0]
-    b = epoch(make_dataset(data, ["S_1"], 6, shuffle=True, seed=1, sampling=SamplingSettings(0.3, (16, 16))))[0]
-    c = epoch(make_dataset(data, ["S_1"], 6, shuffle=True, seed=2, sampling=SamplingSettings(0.3, (16, 16))))[0]
+    a = epoch(
+        make_dataset(
+            data, ["S_1"], 6, shuffle=True, seed=1, sampling=SamplingSettings(0.3, (16, 16))
+        )
+    )[0]
+    b = epoch(
+        make_dataset(
+            data, ["S_1"], 6, shuffle=True, seed=1, sampling=SamplingSettings(0.3, (16, 16))
+        )
+    )[0]
+    c = epoch(
+        make_dataset(
+            data, ["S_1"], 6, shuffle=True, seed=2, sampling=SamplingSettings(0.3, (16, 16))
+        )
+    )[0]
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_sampling_options_are_checked(tmp_path):
-    assert SamplingSettings.from_data_cfg({"sampling": {"foreground": 0.33}, "patch": {"size": [64, 96]}}) == \
-        SamplingSettings(0.33, (64, 96))
-    for cfg, message in (({"sampling": {"foreground": 1.5}}, "data.sampling.foreground must be null or a share"),
-                         ({"patch": {"size": [64]}}, "data.patch.size must be null or two positive"),
-                         ({"patch": {"size": [64, 0]}}, "data.patch.size")):
+    assert SamplingSettings.from_data_cfg(
+        {"sampling": {"foreground": 0.33}, "patch": {"size": [64, 96]}}
+    ) == SamplingSettings(0.33, (64, 96))
+    for cfg, message in (
+        ({"sampling": {"foreground": 1.5}}, "data.sampling.foreground must be null or a share"),
+        ({"patch": {"size": [64]}}, "data.patch.size must be null or two positive"),
+        ({"patch": {"size": [64, 0]}}, "data.patch.size"),
+    ):
         with pytest.raises(ConfigError, match=message):
             SamplingSettings.from_data_cfg(cfg)
     data = cached_slices(tmp_path / "c", size=32)
-    with pytest.raises(ConfigError, match=r"data.patch.size \[48, 16\] is larger than the cached slices \(32x32\)"):
-        make_dataset(data, ["S_1"], 4, shuffle=True, seed=0, sampling=SamplingSettings(None, (48, 16)))
+    with pytest.raises(
+        ConfigError, match=r"data.patch.size \[48, 16\] is larger than the cached slices \(32x32\)"
+    ):
+        make_dataset(
+            data, ["S_1"], 4, shuffle=True, seed=0, sampling=SamplingSettings(None, (48, 16))
+        )
 
 
 def test_appearance_augmentation_changes_the_brain_only(tmp_path):
@@ -101,7 +155,9 @@ def test_appearance_augmentation_changes_the_brain_only(tmp_path):
     plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))
     cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
     for extra in ({"gamma": 0.5}, {"blur": 1.5}, {"noise": 0.2}, {"intensity": 0.3}):
-        aug = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg={**cfg, **extra}))
+        aug = epoch(
+            make_dataset(data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg={**cfg, **extra})
+        )
         np.testing.assert_array_equal(aug[1], plain[1])  # labels untouched
         assert np.all(aug[0][:, :6] == 0.0), extra  # background stays 0
         assert not np.allclose(aug[0][:, 6:], plain[0][:, 6:], atol=1e-3), extra
@@ -116,24 +172,31 @@ def test_context_slices_get_their_modalitys_gain(tmp_path):
     plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))[0]
     aug = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg=cfg))[0]
     for c in range(4):
-        np.testing.assert_allclose(aug[..., c + 4], aug[..., c], atol=1e-5)  # equal input, equal jitter
+        np.testing.assert_allclose(
+            aug[..., c + 4], aug[..., c], atol=1e-5
+        )  # equal input, equal jitter
         np.testing.assert_allclose(aug[..., c + 8], aug[..., c], atol=1e-5)
     assert not np.allclose(aug, plain)
 
 
 def test_add_context_stacks_neighbours_after_the_slice_itself():
-    x = np.arange(5, dtype=np.float32)[:, None, None, None] * np.ones((5, 2, 2, 3), np.float32) + 1.0
+    x = (
+        np.arange(5, dtype=np.float32)[:, None, None, None] * np.ones((5, 2, 2, 3), np.float32)
+        + 1.0
+    )
     out = add_context(x, 2)
     assert out.shape == (5, 2, 2, 15)
     z = out[:, 0, 0]
-    np.testing.assert_array_equal(z[:, 0:3], x[:, 0, 0])                   # the slice's own channels first
-    np.testing.assert_array_equal(z[:, 3], [0, 0, 1, 2, 3])                 # z-2 (zeros beyond the volume)
-    np.testing.assert_array_equal(z[:, 6], [0, 1, 2, 3, 4])                 # z-1
-    np.testing.assert_array_equal(z[:, 9], [2, 3, 4, 5, 0])                 # z+1
-    np.testing.assert_array_equal(z[:, 12], [3, 4, 5, 0, 0])                # z+2
+    np.testing.assert_array_equal(z[:, 0:3], x[:, 0, 0])  # the slice's own channels first
+    np.testing.assert_array_equal(z[:, 3], [0, 0, 1, 2, 3])  # z-2 (zeros beyond the volume)
+    np.testing.assert_array_equal(z[:, 6], [0, 1, 2, 3, 4])  # z-1
+    np.testing.assert_array_equal(z[:, 9], [2, 3, 4, 5, 0])  # z+1
+    np.testing.assert_array_equal(z[:, 12], [3, 4, 5, 0, 0])  # z+2
     assert PreprocessSettings(context_slices=2).channels == 20
     assert "context_slices" not in PreprocessSettings().as_dict()  # plain 2D caches keep their keys
-    with pytest.raises(ConfigError, match="data.preprocess.context_slices must be a whole number from 0 to 4"):
+    with pytest.raises(
+        ConfigError, match="data.preprocess.context_slices must be a whole number from 0 to 4"
+    ):
         PreprocessSettings.from_cfg({"context_slices": 9})
 
 
@@ -141,9 +204,15 @@ def test_the_recipe_composes_outside_the_studys_experiments():
     from brats_seg.config import compose
 
     cfg = compose("train", ["recipe=real_cpu", "data.root=/data/BraTS"])
-    assert cfg.data.name == "brats" and cfg.data.patch.size == [128, 128] and cfg.data.selection.rule == "brain"
+    assert (
+        cfg.data.name == "brats"
+        and cfg.data.patch.size == [128, 128]
+        and cfg.data.selection.rule == "brain"
+    )
     assert cfg.data.preprocess.crop.size == [160, 192] and cfg.model.batch_norm is True
     assert cfg.experiment_id is None and cfg.study is None
-    folds = compose("train", ["recipe=real_cpu", "data.root=/x", "data.split.folds=4", "data.split.fold=3"])
+    folds = compose(
+        "train", ["recipe=real_cpu", "data.root=/x", "data.split.folds=4", "data.split.fold=3"]
+    )
     assert folds.data.split.folds == 4 and folds.data.split.fold == 3
     assert compose("train", []).data.patch.size is None  # the default demo keeps today's behaviour

@@ -26,7 +26,13 @@ USAGE = "usage: brats-seg {" + ",".join(COMMANDS) + "} [key=value ...]"
 
 
 def _help() -> str:
-    lines = [USAGE, "", "2D brain-tumour segmentation of BraTS MRI: an experiment runner.", "", "commands:"]
+    lines = [
+        USAGE,
+        "",
+        "2D brain-tumour segmentation of BraTS MRI: an experiment runner.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
     lines += [
         "",
@@ -111,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if user_wants_traces():
             raise
-        print(f"brats-seg {command}: error: {type(err).__name__}: {one_line(err)} "
-              f"({FULL_ERROR_ENV}=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"brats-seg {command}: error: {type(err).__name__}: {one_line(err)} "
+            f"({FULL_ERROR_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

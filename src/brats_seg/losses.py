@@ -127,8 +127,10 @@ def global_dice_loss_from_sums(sums, smooth: float) -> Any:
 def class_dice_sums(y_true, y_pred) -> dict[str, Any]:
     """Sums behind the soft Dice of each class pooled over the batch: shape (C,) each."""
     axes = _pixel_axes(y_pred)
-    return {"class_intersection": ops.sum(y_true * y_pred, axis=axes),
-            "class_total": ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)}
+    return {
+        "class_intersection": ops.sum(y_true * y_pred, axis=axes),
+        "class_total": ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes),
+    }
 
 
 def class_dice_from_sums(sums, smooth: float) -> Any:
@@ -192,7 +194,9 @@ class _BatchLoss(keras.losses.Loss):
 class DiceLoss(_BatchLoss):
     """Study's dice_loss: 1 - (2*sum(y*p) + s) / (sum(y) + sum(p) + s) over the whole batch tensor."""
 
-    def __init__(self, smooth: float = 1e-6, name: str = "dice_loss", reduction="sum_over_batch_size"):
+    def __init__(
+        self, smooth: float = 1e-6, name: str = "dice_loss", reduction="sum_over_batch_size"
+    ):
         super().__init__(name=name, reduction=reduction)
         self.smooth = float(smooth)
 
@@ -210,8 +214,13 @@ class DiceLoss(_BatchLoss):
 class ELLLoss(_BatchLoss):
     """Study's ell_loss(alpha): alpha * BCE + (1 - alpha) * dice_loss (not Wong et al.'s loss; see ExpLogLoss)."""
 
-    def __init__(self, alpha: float = 0.2, smooth: float = 1e-6, name: str = "ell_loss",
-                 reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        alpha: float = 0.2,
+        smooth: float = 1e-6,
+        name: str = "ell_loss",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.alpha = float(alpha)
         self.smooth = float(smooth)
@@ -231,7 +240,9 @@ class ELLLoss(_BatchLoss):
 class BCEDiceLoss(_BatchLoss):
     """Study's bce_dice_loss: BCE on the one-hot channels + dice_loss."""
 
-    def __init__(self, smooth: float = 1e-6, name: str = "bce_dice_loss", reduction="sum_over_batch_size"):
+    def __init__(
+        self, smooth: float = 1e-6, name: str = "bce_dice_loss", reduction="sum_over_batch_size"
+    ):
         super().__init__(name=name, reduction=reduction)
         self.smooth = float(smooth)
 
@@ -249,7 +260,9 @@ class BCEDiceLoss(_BatchLoss):
 class SoftDiceLoss(_BatchLoss):
     """Study's soft_dice_loss: 1 - mean over classes of the per-class soft Dice (pooled over the batch)."""
 
-    def __init__(self, smooth: float = 1e-6, name: str = "soft_dice_loss", reduction="sum_over_batch_size"):
+    def __init__(
+        self, smooth: float = 1e-6, name: str = "soft_dice_loss", reduction="sum_over_batch_size"
+    ):
         super().__init__(name=name, reduction=reduction)
         self.smooth = float(smooth)
 
@@ -275,8 +288,13 @@ class DiceCELoss(_BatchLoss):
     Dice; a class or region absent from the batch pulls its probability towards 0 through the smoothing term.
     """
 
-    def __init__(self, regions: bool = True, smooth: float = 1.0, name: str = "dice_ce_loss",
-                 reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        regions: bool = True,
+        smooth: float = 1.0,
+        name: str = "dice_ce_loss",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.regions = bool(regions)
         self.smooth = float(smooth)
@@ -304,8 +322,12 @@ class WeightedCrossEntropy(_BatchLoss):
     The mean is a plain mean over pixels (not divided by the sum of the weights).
     """
 
-    def __init__(self, class_weights: Sequence[float], name: str = "weighted_cce",
-                 reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        class_weights: Sequence[float],
+        name: str = "weighted_cce",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.class_weights = [float(w) for w in class_weights]
 
@@ -330,9 +352,17 @@ class ExpLogLoss(_BatchLoss):
     of pixel x, p_l its clipped probability and w_l = ((sum_k f_k) / f_l) ** 0.5 (``label_weights``).
     """
 
-    def __init__(self, label_weights: Sequence[float], w_dice: float = 0.8, w_cross: float = 0.2,
-                 gamma_dice: float = 0.3, gamma_cross: float = 0.3, smooth: float = 1.0,
-                 name: str = "exp_log_loss", reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        label_weights: Sequence[float],
+        w_dice: float = 0.8,
+        w_cross: float = 0.2,
+        gamma_dice: float = 0.3,
+        gamma_cross: float = 0.3,
+        smooth: float = 1.0,
+        name: str = "exp_log_loss",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.label_weights = [float(w) for w in label_weights]
         self.w_dice = float(w_dice)
@@ -356,16 +386,27 @@ class ExpLogLoss(_BatchLoss):
         return self.w_dice * dice_term + self.w_cross * cross_term
 
     def params(self):
-        return {"label_weights": list(self.label_weights), "w_dice": self.w_dice, "w_cross": self.w_cross,
-                "gamma_dice": self.gamma_dice, "gamma_cross": self.gamma_cross, "smooth": self.smooth}
+        return {
+            "label_weights": list(self.label_weights),
+            "w_dice": self.w_dice,
+            "w_cross": self.w_cross,
+            "gamma_dice": self.gamma_dice,
+            "gamma_cross": self.gamma_cross,
+            "smooth": self.smooth,
+        }
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FocalLoss(_BatchLoss):
     """Categorical focal loss: mean over pixels of -sum_c alpha * y_c * (1 - p_c) ** gamma * ln(p_c)."""
 
-    def __init__(self, gamma: float = 2.0, alpha: float = 0.25, name: str = "focal_loss",
-                 reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        name: str = "focal_loss",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.gamma = float(gamma)
         self.alpha = float(alpha)
@@ -386,8 +427,14 @@ class FocalLoss(_BatchLoss):
 class TverskyLoss(_BatchLoss):
     """Tversky loss: 1 - mean_c (TP + s) / (TP + alpha*FP + beta*FN + s), soft counts pooled over the batch."""
 
-    def __init__(self, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1e-6, name: str = "tversky_loss",
-                 reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        smooth: float = 1e-6,
+        name: str = "tversky_loss",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -395,9 +442,11 @@ class TverskyLoss(_BatchLoss):
 
     def batch_sums(self, y_true, y_pred):
         axes = _pixel_axes(y_pred)
-        return {"tp": ops.sum(y_true * y_pred, axis=axes),
-                "fp": ops.sum((1.0 - y_true) * y_pred, axis=axes),
-                "fn": ops.sum(y_true * (1.0 - y_pred), axis=axes)}
+        return {
+            "tp": ops.sum(y_true * y_pred, axis=axes),
+            "fp": ops.sum((1.0 - y_true) * y_pred, axis=axes),
+            "fn": ops.sum(y_true * (1.0 - y_pred), axis=axes),
+        }
 
     def from_sums(self, sums):
         tp, fp, fn = sums["tp"], sums["fp"], sums["fn"]
@@ -464,6 +513,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 }
 LOSS_NAMES: tuple[str, ...] = tuple(sorted(_OPTIONS))
 
+
 def _as_dict(loss_cfg: Any) -> dict[str, Any]:
     from omegaconf import DictConfig, OmegaConf
 
@@ -481,8 +531,14 @@ def _loss_name(cfg: dict[str, Any]) -> str:
     return name
 
 
-def _number(cfg: dict[str, Any], key: str, default: float, low: float | None = None,
-            high: float | None = None, low_open: bool = False) -> float:
+def _number(
+    cfg: dict[str, Any],
+    key: str,
+    default: float,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float:
     value = cfg.get(key)
     if value is None:
         return default
@@ -499,27 +555,42 @@ def _class_weights(cfg: dict[str, Any]) -> list[float] | None:
     weights = cfg.get("class_weights")
     if weights is None:
         return None
-    values = list(weights) if isinstance(weights, Sequence) and not isinstance(weights, str) else None
-    if (values is None or len(values) != NUM_CLASSES
-            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in values)):
-        raise ConfigError(f"loss.class_weights: expected {NUM_CLASSES} non-negative numbers, got {weights!r}")
+    values = (
+        list(weights) if isinstance(weights, Sequence) and not isinstance(weights, str) else None
+    )
+    if (
+        values is None
+        or len(values) != NUM_CLASSES
+        or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in values
+        )
+    ):
+        raise ConfigError(
+            f"loss.class_weights: expected {NUM_CLASSES} non-negative numbers, got {weights!r}"
+        )
     return [float(w) for w in values]
 
 
 def _checked_counts(class_counts: Any, name: str) -> np.ndarray:
     if class_counts is None:
-        raise ConfigError(f"loss={name}: needs the training label counts (or set loss.class_weights=[w0,w1,w2,w3])")
+        raise ConfigError(
+            f"loss={name}: needs the training label counts (or set loss.class_weights=[w0,w1,w2,w3])"
+        )
     counts = np.asarray(class_counts, dtype=np.float64)
     if counts.shape != (NUM_CLASSES,) or np.any(counts < 0) or counts.sum() <= 0:
-        raise ConfigError(f"loss={name}: class counts must be {NUM_CLASSES} non-negative numbers with a positive "
-                          f"total, got {class_counts!r}")
+        raise ConfigError(
+            f"loss={name}: class counts must be {NUM_CLASSES} non-negative numbers with a positive "
+            f"total, got {class_counts!r}"
+        )
     return counts
 
 
 def _check_options(cfg: dict[str, Any], name: str) -> None:
     unknown = sorted(set(cfg) - {"name", *_OPTIONS[name]})
     if unknown:
-        raise ConfigError(f"loss.{unknown[0]}: not an option of loss={name} (valid: {', '.join(_OPTIONS[name])})")
+        raise ConfigError(
+            f"loss.{unknown[0]}: not an option of loss={name} (valid: {', '.join(_OPTIONS[name])})"
+        )
 
 
 def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.losses.Loss:
@@ -532,7 +603,9 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
     cfg = _as_dict(loss_cfg)
     name = _loss_name(cfg)
     _check_options(cfg, name)
-    smooth = _number(cfg, "smooth", 1.0 if name in ("exp_log", "dice_ce") else 1e-6, low=0.0, low_open=True)
+    smooth = _number(
+        cfg, "smooth", 1.0 if name in ("exp_log", "dice_ce") else 1e-6, low=0.0, low_open=True
+    )
     if name == "dice":
         return DiceLoss(smooth=smooth)
     if name == "bce_dice":
@@ -545,12 +618,19 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
         regions = cfg.get("regions", True)
         if not isinstance(regions, bool):
             raise ConfigError(f"loss.regions: expected true or false, got {regions!r}")
-        return DiceCELoss(regions=regions, smooth=_number(cfg, "smooth", 1.0, low=0.0, low_open=True))
+        return DiceCELoss(
+            regions=regions, smooth=_number(cfg, "smooth", 1.0, low=0.0, low_open=True)
+        )
     if name == "focal":
-        return FocalLoss(gamma=_number(cfg, "gamma", 2.0, low=0.0), alpha=_number(cfg, "alpha", 0.25, low=0.0))
+        return FocalLoss(
+            gamma=_number(cfg, "gamma", 2.0, low=0.0), alpha=_number(cfg, "alpha", 0.25, low=0.0)
+        )
     if name == "tversky":
-        return TverskyLoss(alpha=_number(cfg, "alpha", 0.3, low=0.0), beta=_number(cfg, "beta", 0.7, low=0.0),
-                           smooth=smooth)
+        return TverskyLoss(
+            alpha=_number(cfg, "alpha", 0.3, low=0.0),
+            beta=_number(cfg, "beta", 0.7, low=0.0),
+            smooth=smooth,
+        )
     weights = _class_weights(cfg)
     if name == "weighted":
         power = _number(cfg, "weight_power", 1.0, low=0.0)

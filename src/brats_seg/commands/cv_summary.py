@@ -19,7 +19,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         raise ConfigError(f"cv-summary: unknown option {unknown[0]}= (valid: out=DIR)")
     if len(dirs) != 1:
-        raise ConfigError("cv-summary: name one sweep folder (brats-seg cv-summary outputs/sweeps/real-cpu-cv)")
+        raise ConfigError(
+            "cv-summary: name one sweep folder (brats-seg cv-summary outputs/sweeps/real-cpu-cv)"
+        )
     out = Path(options["out"]) if options.get("out") else None
     result = cv_summary(Path(dirs[0]), out)
     where = out or Path(dirs[0])

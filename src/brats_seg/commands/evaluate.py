@@ -24,11 +24,17 @@ def _task(cfg) -> None:
         allow_missing = (cfg.get("evaluate") or {}).get("allow_missing", True)
         if not isinstance(allow_missing, bool):
             raise ConfigError(
-                f"evaluate.allow_missing must be true or false, got {allow_missing!r}")
+                f"evaluate.allow_missing must be true or false, got {allow_missing!r}"
+            )
         lesionwise = True if cfg.get("lesionwise") is None else bool(cfg.lesionwise)
-        metrics = score_prediction_folder(Path(cfg.pred), Path(cfg.ref), out,
-                                          empty_rule=cfg.empty_rule or "brats",
-                                          allow_missing=allow_missing, lesionwise=lesionwise)
+        metrics = score_prediction_folder(
+            Path(cfg.pred),
+            Path(cfg.ref),
+            out,
+            empty_rule=cfg.empty_rule or "brats",
+            allow_missing=allow_missing,
+            lesionwise=lesionwise,
+        )
         _warn_unmatched(metrics, Path(cfg.pred))
         _print_regions(metrics, out / METRICS_FILE)
     else:
@@ -49,16 +55,20 @@ def _evaluate_run(cfg) -> None:
         metrics = evaluate_run(where, cfg=run_cfgs[0])
     else:
         if not cfg.out:
-            raise ConfigError(f"evaluate: an ensemble of {len(run_dirs)} runs needs out=DIR for its results")
+            raise ConfigError(
+                f"evaluate: an ensemble of {len(run_dirs)} runs needs out=DIR for its results"
+            )
         where = Path(cfg.out)
         metrics = evaluate_ensemble(run_dirs, where, run_cfgs, batch_size=int(cfg.batch_size))
     if metrics.get("checkpoint_note"):
         print(f"{where}: {metrics['checkpoint_note']}")
     ca = metrics["col_ave"]
     used = metrics["inference"]
-    print(f"{where}: {len(run_dirs)} run(s), tta={str(used['tta']).lower()}, postprocess={used['postprocess']}; "
-          f"Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
-          f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}")
+    print(
+        f"{where}: {len(run_dirs)} run(s), tta={str(used['tta']).lower()}, postprocess={used['postprocess']}; "
+        f"Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
+        f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}"
+    )
     _print_regions(metrics, where / METRICS_FILE)
 
 
@@ -90,18 +100,26 @@ def _warn_unmatched(metrics: dict, pred_dir: Path) -> None:
 
     missing, orphans = metrics["missing"], metrics["unmatched_predictions"]
     if missing:
-        print(f"brats-seg evaluate: warning: {len(missing)} of {len(metrics['per_patient'])} "
-              f"reference case(s) have no prediction in {pred_dir}, scored Dice 0 / HD95 "
-              f"{HD95_EMPTY}: {', '.join(missing)}", file=sys.stderr)
+        print(
+            f"brats-seg evaluate: warning: {len(missing)} of {len(metrics['per_patient'])} "
+            f"reference case(s) have no prediction in {pred_dir}, scored Dice 0 / HD95 "
+            f"{HD95_EMPTY}: {', '.join(missing)}",
+            file=sys.stderr,
+        )
     if orphans:
-        print(f"brats-seg evaluate: warning: {len(orphans)} prediction(s) have no reference seg "
-              f"and are not scored: {', '.join(orphans)}", file=sys.stderr)
+        print(
+            f"brats-seg evaluate: warning: {len(orphans)} prediction(s) have no reference seg "
+            f"and are not scored: {', '.join(orphans)}",
+            file=sys.stderr,
+        )
 
 
 def _print_regions(metrics: dict, where: Path) -> None:
     for region, r in metrics["regions"].items():
-        print(f"  {region}: Dice mean {r['dice_mean']:.4f} (median {r['dice_median']:.4f}), "
-              f"HD95 mean {r['hd95_mean']:.2f} mm (median {r['hd95_median']:.2f})")
+        print(
+            f"  {region}: Dice mean {r['dice_mean']:.4f} (median {r['dice_median']:.4f}), "
+            f"HD95 mean {r['hd95_mean']:.2f} mm (median {r['hd95_median']:.2f})"
+        )
     _print_lesionwise(metrics)
     print(f"wrote {where}")
 
@@ -111,8 +129,10 @@ def _print_lesionwise(metrics: dict) -> None:
         print(f"  lesion-wise, {metrics['lesionwise_conventions'][convention]}:")
         for region, r in regions.items():
             dice = r.get("dsc_mean", r.get("dice_mean"))
-            print(f"    {region}: Dice {dice:.4f}, HD95 {r['hd95_mean']:.2f} mm, "
-                  f"lesions tp {r['tp']} fp {r['fp']} fn {r['fn']}")
+            print(
+                f"    {region}: Dice {dice:.4f}, HD95 {r['hd95_mean']:.2f} mm, "
+                f"lesions tp {r['tp']} fp {r['fp']} fn {r['fn']}"
+            )
 
 
 def main(argv: list[str]) -> int:

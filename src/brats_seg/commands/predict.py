@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 # A command line that works, shown when a mandatory option is missing.
-EXAMPLE = ("brats-seg predict run=outputs/runs/default-s42 input=/path/to/BraTS2021_00001 "
-           "output=outputs/predictions")
+EXAMPLE = (
+    "brats-seg predict run=outputs/runs/default-s42 input=/path/to/BraTS2021_00001 "
+    "output=outputs/predictions"
+)
 
 
 def _task(cfg) -> None:
@@ -15,20 +17,31 @@ def _task(cfg) -> None:
 
     import_tensorflow_quietly()
 
-    result = predict_cases(cfg.run, Path(cfg.input), Path(cfg.output), batch_size=int(cfg.batch_size),
-                           montage_slices=int(cfg.montage_slices), empty_rule=cfg.empty_rule,
-                           tta=cfg.get("tta"), postprocess=cfg.get("postprocess"),
-                           naming=cfg.get("naming", "brats"),
-                           lesionwise=bool(cfg.get("lesionwise", True)))
+    result = predict_cases(
+        cfg.run,
+        Path(cfg.input),
+        Path(cfg.output),
+        batch_size=int(cfg.batch_size),
+        montage_slices=int(cfg.montage_slices),
+        empty_rule=cfg.empty_rule,
+        tta=cfg.get("tta"),
+        postprocess=cfg.get("postprocess"),
+        naming=cfg.get("naming", "brats"),
+        lesionwise=bool(cfg.get("lesionwise", True)),
+    )
     used = result["inference"]
-    print(f"{len(result['cases'])} case(s) segmented into {result['output']} by {len(used['runs'])} run(s), "
-          f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}")
+    print(
+        f"{len(result['cases'])} case(s) segmented into {result['output']} by {len(used['runs'])} run(s), "
+        f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}"
+    )
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():
             print(f"  {region}: Dice mean {r['dice_mean']:.4f}, HD95 mean {r['hd95_mean']:.2f} mm")
         for region, r in (result["metrics"].get("lesionwise") or {}).get("brats2024", {}).items():
-            print(f"  {region} lesion-wise (official convention): Dice {r['dsc_mean']:.4f}, "
-                  f"HD95 {r['hd95_mean']:.2f} mm, tp {r['tp']} fp {r['fp']} fn {r['fn']}")
+            print(
+                f"  {region} lesion-wise (official convention): Dice {r['dsc_mean']:.4f}, "
+                f"HD95 {r['hd95_mean']:.2f} mm, tp {r['tp']} fp {r['fp']} fn {r['fn']}"
+            )
         print(f"wrote {Path(cfg.output) / 'metrics.json'}")
 
 

@@ -36,7 +36,7 @@ class AugmentSettings:
     noise: float = 0.0
 
     @classmethod
-    def from_cfg(cls, cfg: Any) -> "AugmentSettings":
+    def from_cfg(cls, cfg: Any) -> AugmentSettings:
         if isinstance(cfg, AugmentSettings):
             return cfg
         cfg = to_plain(cfg) or {}
@@ -44,12 +44,25 @@ class AugmentSettings:
         for name, value in (("enabled", enabled), ("flip", flip)):
             if not isinstance(value, bool):
                 raise ConfigError(f"data.augment.{name} must be true or false, got {value!r}")
-        limits = {"rotation_deg": 180.0, "scale": 0.9, "intensity": 1.0, "gamma": 2.0, "blur": 3.0, "noise": 1.0}
+        limits = {
+            "rotation_deg": 180.0,
+            "scale": 0.9,
+            "intensity": 1.0,
+            "gamma": 2.0,
+            "blur": 3.0,
+            "noise": 1.0,
+        }
         values = {}
         for name, limit in limits.items():
             value = cfg.get(name, getattr(cls, name))
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= limit:
-                raise ConfigError(f"data.augment.{name} must be a number between 0 and {limit}, got {value!r}")
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value <= limit
+            ):
+                raise ConfigError(
+                    f"data.augment.{name} must be a number between 0 and {limit}, got {value!r}"
+                )
             values[name] = float(value)
         return cls(enabled, flip, **values)
 
@@ -105,17 +118,20 @@ def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None
     extra = 3 + 2 * base
     gamma_col, blur_col, noise_col, _ = (extra + k for k in _extra_offsets(base, settings))
     if settings.gamma > 0:
-        log_gamma = (2.0 * u[:, gamma_col:gamma_col + base] - 1.0) * math.log1p(settings.gamma)
+        log_gamma = (2.0 * u[:, gamma_col : gamma_col + base] - 1.0) * math.log1p(settings.gamma)
         x = _gamma(x, brain, tf.tile(tf.exp(log_gamma), [1, copies]))
     if settings.intensity > 0:
-        gain = 1.0 + (2.0 * u[:, 3:3 + base] - 1.0) * settings.intensity
-        shift = (2.0 * u[:, 3 + base:3 + 2 * base] - 1.0) * settings.intensity
-        x = x * tf.tile(gain, [1, copies])[:, None, None, :] + tf.tile(shift, [1, copies])[:, None, None, :]
+        gain = 1.0 + (2.0 * u[:, 3 : 3 + base] - 1.0) * settings.intensity
+        shift = (2.0 * u[:, 3 + base : 3 + 2 * base] - 1.0) * settings.intensity
+        x = (
+            x * tf.tile(gain, [1, copies])[:, None, None, :]
+            + tf.tile(shift, [1, copies])[:, None, None, :]
+        )
     if settings.blur > 0:
         x = _blur(x, u[:, blur_col] * settings.blur, settings.blur)
     if settings.noise > 0:
         sd = u[:, noise_col] * settings.noise
-        seed = tf.cast(u[0, noise_col + 1:noise_col + 3] * 2.0**31, tf.int64)
+        seed = tf.cast(u[0, noise_col + 1 : noise_col + 3] * 2.0**31, tf.int64)
         x = x + tf.random.stateless_normal(tf.shape(x), seed=seed) * sd[:, None, None, None]
     return tf.where(brain, x, tf.zeros_like(x))
 
@@ -150,7 +166,7 @@ def _blur(x, sigma, max_sigma: float):
         size = tf.shape(x)[axis]
         total = tf.zeros_like(x)
         for k in range(2 * radius + 1):
-            window = padded[:, k:k + size] if axis == 1 else padded[:, :, k:k + size]
+            window = padded[:, k : k + size] if axis == 1 else padded[:, :, k : k + size]
             total += window * weights[:, k][:, None, None, None]
         x = total
     return x
@@ -175,5 +191,10 @@ def _transform(images, transforms, interpolation: str):
     import tensorflow as tf
 
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=tf.constant(0.0, tf.float32), interpolation=interpolation, fill_mode="CONSTANT")
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=tf.constant(0.0, tf.float32),
+        interpolation=interpolation,
+        fill_mode="CONSTANT",
+    )

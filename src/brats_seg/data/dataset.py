@@ -11,9 +11,9 @@ import numpy as np
 
 from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
+from brats_seg.data.folds import fold_settings, kfold_split, val_fraction_and_seed
 from brats_seg.data.labels import NUM_CLASSES, check_resection_cavity
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
-from brats_seg.data.folds import fold_settings, kfold_split, val_fraction_and_seed
 from brats_seg.data.split import group_cases, split_cases, split_fractions
 from brats_seg.errors import ConfigError, DataError
 
@@ -22,26 +22,37 @@ from brats_seg.errors import ConfigError, DataError
 class PreparedData:
     """A built slice cache plus the settings it was built with."""
 
-    cache_dir: Path                  # the cache folder of this data set + settings (``<data.cache_dir>/<name>-<key>``)
-    root: Path                       # where the cases were found
+    cache_dir: (
+        Path  # the cache folder of this data set + settings (``<data.cache_dir>/<name>-<key>``)
+    )
+    root: Path  # where the cases were found
     name: str
     preprocess: PreprocessSettings
     selection: SelectionSettings
-    metas: dict[str, dict]           # case id -> meta (see cache.py)
+    metas: dict[str, dict]  # case id -> meta (see cache.py)
     split_cfg: dict = field(default_factory=dict)
     num_classes: int = NUM_CLASSES
 
     @classmethod
-    def open(cls, cache_path: str | Path, split_cfg: Any = None) -> "PreparedData":
+    def open(cls, cache_path: str | Path, split_cfg: Any = None) -> PreparedData:
         """Open a complete cache folder."""
         cache_path = Path(cache_path)
         if not cache.is_complete(cache_path):
-            raise DataError(f"{cache_path}: not a complete brats-seg slice cache (no {cache.INDEX_FILE})")
+            raise DataError(
+                f"{cache_path}: not a complete brats-seg slice cache (no {cache.INDEX_FILE})"
+            )
         index = cache.read_index(cache_path)
         preprocess = PreprocessSettings.from_cfg(_preprocess_cfg(index["preprocess"]))
         selection = SelectionSettings.from_cfg(index["selection"])
-        return cls(cache_path, Path(index["root"]), index["name"], preprocess, selection, index["cases"],
-                   to_plain(split_cfg) or {})
+        return cls(
+            cache_path,
+            Path(index["root"]),
+            index["name"],
+            preprocess,
+            selection,
+            index["cases"],
+            to_plain(split_cfg) or {},
+        )
 
     @property
     def case_ids(self) -> list[str]:
@@ -52,9 +63,13 @@ class PreparedData:
         """(H, W, C) of every slice."""
         shapes = {tuple(m["slice_shape"]) for m in self.metas.values()}
         if len(shapes) != 1:
-            detail = ", ".join(f"{c}: {'x'.join(map(str, m['slice_shape'][:2]))}" for c, m in self.metas.items())
-            raise DataError(f"cases under {self.root} have different axial sizes ({detail}); set "
-                            f"data.preprocess.crop.enabled=true with a data.preprocess.crop.size that fits all")
+            detail = ", ".join(
+                f"{c}: {'x'.join(map(str, m['slice_shape'][:2]))}" for c, m in self.metas.items()
+            )
+            raise DataError(
+                f"cases under {self.root} have different axial sizes ({detail}); set "
+                f"data.preprocess.crop.enabled=true with a data.preprocess.crop.size that fits all"
+            )
         return shapes.pop()
 
     def split(self) -> dict[str, list[str]]:
@@ -71,7 +86,9 @@ class PreparedData:
         try:
             return self.metas[case_id]
         except KeyError:
-            raise DataError(f"case {case_id} is not in the prepared data ({self.cache_dir})") from None
+            raise DataError(
+                f"case {case_id} is not in the prepared data ({self.cache_dir})"
+            ) from None
 
     def one_case_per_patient(self, case_ids: list[str]) -> list[str]:
         """``case_ids`` without the second name of identical images (the same scan shipped twice), so that
@@ -122,8 +139,16 @@ def prepare_data(data_cfg: Any) -> PreparedData:
     _require_segmentations(cases)
     labels = cfg.get("labels") or {}
     resection_cavity = check_resection_cavity(labels.get("resection_cavity", "error"))
-    path = cache.build_cache(Path(cache_dir), _safe_name(name), root, cases, preprocess, selection,
-                             workers, resection_cavity)
+    path = cache.build_cache(
+        Path(cache_dir),
+        _safe_name(name),
+        root,
+        cases,
+        preprocess,
+        selection,
+        workers,
+        resection_cavity,
+    )
     return PreparedData.open(path, cfg.get("split"))
 
 
@@ -136,7 +161,9 @@ def _check_split(split_cfg: Any) -> None:
 
 def _data_root(data_cfg: Any) -> Path:
     if _is_missing(data_cfg, "root"):
-        raise ConfigError("data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)")
+        raise ConfigError(
+            "data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)"
+        )
     cfg = to_plain(data_cfg)
     root = cfg.get("root")
     if root in (None, ""):
@@ -144,7 +171,9 @@ def _data_root(data_cfg: Any) -> Path:
             from brats_seg.data.synthetic import ensure_synthetic_dataset
 
             return Path(ensure_synthetic_dataset(data_cfg)).resolve()
-        raise ConfigError("data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)")
+        raise ConfigError(
+            "data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)"
+        )
     root = Path(str(root)).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root {root}: no such folder")
@@ -180,7 +209,9 @@ def _chosen_cases(cases: list[CaseFiles], wanted: Any, root: Path) -> list[CaseF
 def _require_segmentations(cases: list[CaseFiles]) -> None:
     for case in cases:
         if case.seg is None:
-            raise DataError(f"{case.folder}: case {case.case_id} has no segmentation; needed for training")
+            raise DataError(
+                f"{case.folder}: case {case.case_id} has no segmentation; needed for training"
+            )
 
 
 def _safe_name(name: str) -> str:

@@ -7,7 +7,8 @@ held out for validation (0: train on all of them). The train and test fractions 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,10 @@ def fold_settings(split_cfg: Mapping[str, Any] | None) -> tuple[int, int] | None
         raise ConfigError(f"data.split.folds must be null or a whole number >= 2, got {folds!r}")
     fold = cfg.get("fold", 0)
     if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < folds:
-        raise ConfigError(f"data.split.fold must be a whole number from 0 to {folds - 1} "
-                          f"(data.split.folds={folds}), got {fold!r}")
+        raise ConfigError(
+            f"data.split.fold must be a whole number from 0 to {folds - 1} "
+            f"(data.split.folds={folds}), got {fold!r}"
+        )
     return folds, fold
 
 
@@ -46,7 +49,9 @@ def fold_groups(groups: list[list[str]], folds: int) -> list[list[int]]:
     from sklearn.model_selection import GroupKFold
 
     if folds > len(groups):
-        raise DataError(f"data.split.folds={folds}, but the data holds only {len(groups)} distinct patient(s)")
+        raise DataError(
+            f"data.split.folds={folds}, but the data holds only {len(groups)} distinct patient(s)"
+        )
     labels = np.concatenate([np.full(len(g), i) for i, g in enumerate(groups)])
     out = []
     for _, test in GroupKFold(n_splits=folds).split(np.zeros(len(labels)), groups=labels):
@@ -54,17 +59,22 @@ def fold_groups(groups: list[list[str]], folds: int) -> list[list[int]]:
     return out
 
 
-def kfold_split(groups: list[list[str]], folds: int, fold: int, val_fraction: float = 0.0,
-                seed: int = 0) -> dict[str, list[str]]:
+def kfold_split(
+    groups: list[list[str]], folds: int, fold: int, val_fraction: float = 0.0, seed: int = 0
+) -> dict[str, list[str]]:
     """Case ids of train/val/test for fold ``fold`` of ``folds``, by patient group."""
     test = fold_groups(groups, folds)[fold]
     rest = [g for g in range(len(groups)) if g not in test]
     n_val = max(1, round(val_fraction * len(rest))) if val_fraction > 0 else 0
     if n_val >= len(rest):
-        raise DataError(f"data.split.val={val_fraction} leaves no training patient in fold {fold} "
-                        f"({len(rest)} patient(s) outside the test fold)")
+        raise DataError(
+            f"data.split.val={val_fraction} leaves no training patient in fold {fold} "
+            f"({len(rest)} patient(s) outside the test fold)"
+        )
     order = np.random.default_rng(seed).permutation(len(rest))
     val = [rest[i] for i in order[:n_val]]
     train = [rest[i] for i in order[n_val:]]
-    return {name: sorted(c for g in chosen for c in groups[g])
-            for name, chosen in (("train", train), ("val", val), ("test", test))}
+    return {
+        name: sorted(c for g in chosen for c in groups[g])
+        for name, chosen in (("train", train), ("val", val), ("test", test))
+    }

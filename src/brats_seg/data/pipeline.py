@@ -10,20 +10,34 @@ appearance augmentation, padding, one-hot encoding and prefetching run in Tensor
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from brats_seg.data.cache import SliceReader
 from brats_seg.data.dataset import PreparedData
-from brats_seg.data.sampling import SamplingSettings, SliceSampler, cut_windows, epoch_order, slice_index
+from brats_seg.data.sampling import (
+    SamplingSettings,
+    SliceSampler,
+    cut_windows,
+    epoch_order,
+    slice_index,
+)
 from brats_seg.errors import DataError
 
 __all__ = ["batch_generator", "epoch_order", "make_dataset", "slice_index"]
 
 
-def batch_generator(prepared: PreparedData, case_ids: list[str], batch_size: int, shuffle: bool, seed: int,
-                    augment_params: int = 0, sampling: SamplingSettings | None = None) -> Any:
+def batch_generator(
+    prepared: PreparedData,
+    case_ids: list[str],
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    augment_params: int = 0,
+    sampling: SamplingSettings | None = None,
+) -> Any:
     """A callable for ``Dataset.from_generator``; every call runs the next epoch.
 
     Yields ``(x, y[, u][, corners])``: u the augmentation's uniform numbers, corners the patch windows.
@@ -38,20 +52,30 @@ def batch_generator(prepared: PreparedData, case_ids: list[str], batch_size: int
         draws = np.random.default_rng([seed, epoch, 1])
         windows = np.random.default_rng([seed, epoch, 3])
         for start in range(0, len(pairs), batch_size):
-            x, y = reader.read(pairs[start:start + batch_size])
+            x, y = reader.read(pairs[start : start + batch_size])
             batch: tuple[np.ndarray, ...] = (x, y)
             if augment_params:
                 batch += (draws.random((len(x), augment_params), dtype=np.float32),)
             if sampler.settings.patch_size is not None:
-                batch += (sampler.windows(y, centred[start:start + batch_size], windows),)
+                batch += (sampler.windows(y, centred[start : start + batch_size], windows),)
             yield batch
 
     return run_epoch
 
 
-def make_dataset(prepared: PreparedData, case_ids: list[str], batch_size: int, *, shuffle: bool, seed: int,
-                 augment_cfg: Any = None, repeat: bool = False, split_name: str | None = None,
-                 sampling: SamplingSettings | None = None, pad_multiple: int = 1):
+def make_dataset(
+    prepared: PreparedData,
+    case_ids: list[str],
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    augment_cfg: Any = None,
+    repeat: bool = False,
+    split_name: str | None = None,
+    sampling: SamplingSettings | None = None,
+    pad_multiple: int = 1,
+):
     """Batches ``(x float32 (B, H, W, C), y float32 one-hot (B, H, W, 4))`` of the selected slices of ``case_ids``.
 
     Without ``repeat`` one pass is one epoch (the last batch may be smaller); with the default sampling every
@@ -70,16 +94,20 @@ def make_dataset(prepared: PreparedData, case_ids: list[str], batch_size: int, *
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if prepared.slice_count(case_ids) == 0:
         which = f"the {split_name} split" if split_name else "the requested cases"
-        raise DataError(f"no slices selected in {which} ({len(case_ids)} case(s)) with {prepared.selection.describe()};"
-                        f" loosen the selection (a lower data.selection.threshold, or data.selection.rule=tumour)")
+        raise DataError(
+            f"no slices selected in {which} ({len(case_ids)} case(s)) with {prepared.selection.describe()};"
+            f" loosen the selection (a lower data.selection.threshold, or data.selection.rule=tumour)"
+        )
     height, width, channels = prepared.input_shape
     base_channels = prepared.preprocess.base_channels
     if channels % base_channels:  # a cache whose channels the settings do not explain
         base_channels = channels
     settings = augment.AugmentSettings.from_cfg(augment_cfg)
     n_params = augment.param_count(base_channels, settings) if settings.enabled else 0
-    signature = (tf.TensorSpec((None, height, width, channels), tf.float32),
-                 tf.TensorSpec((None, height, width), tf.uint8))
+    signature = (
+        tf.TensorSpec((None, height, width, channels), tf.float32),
+        tf.TensorSpec((None, height, width), tf.uint8),
+    )
     if n_params:
         signature += (tf.TensorSpec((None, n_params), tf.float32),)
     patch = sampling.patch_size
@@ -109,9 +137,15 @@ def make_dataset(prepared: PreparedData, case_ids: list[str], batch_size: int, *
         ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     if patch is None and pad_multiple > 1 and (height % pad_multiple or width % pad_multiple):
         pad_h, pad_w = -height % pad_multiple, -width % pad_multiple
-        ds = ds.map(lambda x, y: (tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]),
-                                  tf.pad(y, [[0, 0], [0, pad_h], [0, pad_w]])))
+        ds = ds.map(
+            lambda x, y: (
+                tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]),
+                tf.pad(y, [[0, 0], [0, pad_h], [0, pad_w]]),
+            )
+        )
     num_classes = prepared.num_classes
-    ds = ds.map(lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=tf.float32)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=tf.float32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return ds.prefetch(tf.data.AUTOTUNE)

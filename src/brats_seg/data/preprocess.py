@@ -7,8 +7,9 @@ Slice z of a volume is ``vol[:, :, z]`` (rows: array axis X, columns: axis Y); a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -29,17 +30,18 @@ PREPROCESS_VERSION = 1
 @dataclass
 class PreprocessedCase:
     case_id: str
-    x: np.ndarray                 # (Z, H, W, C) float32
-    y: np.ndarray | None          # (Z, H, W) uint8 classes, or None without a segmentation
-    crop_box: CropBox | None      # None when cropping is off
+    x: np.ndarray  # (Z, H, W, C) float32
+    y: np.ndarray | None  # (Z, H, W) uint8 classes, or None without a segmentation
+    crop_box: CropBox | None  # None when cropping is off
     full_shape: tuple[int, int, int]  # (X, Y, Z) of the original volume
-    brain_pixels: np.ndarray      # (Z,) int64: non-zero image pixels per (cropped) slice
-    cut_brain: int = 0            # brain voxels (non-zero in any modality) outside the crop box
+    brain_pixels: np.ndarray  # (Z,) int64: non-zero image pixels per (cropped) slice
+    cut_brain: int = 0  # brain voxels (non-zero in any modality) outside the crop box
     cut_tumour: int | None = None  # tumour voxels (class > 0) outside the box; None without a seg
 
 
-def normalize(vol: np.ndarray, mask: np.ndarray, method: str,
-              percentiles: tuple[float, float] = (0.5, 99.5)) -> np.ndarray:
+def normalize(
+    vol: np.ndarray, mask: np.ndarray, method: str, percentiles: tuple[float, float] = (0.5, 99.5)
+) -> np.ndarray:
     """Normalise ``vol`` using the statistics of its voxels inside ``mask``; voxels outside stay 0.
 
     zscore: (v - mean) / std; minmax: (v - min) / (max - min); percentile: clip to the two percentiles, then
@@ -76,7 +78,9 @@ def flair_edges(flair: np.ndarray, sigma: float) -> np.ndarray:
     return np.hypot(d_rows, d_cols).astype(np.float32)
 
 
-def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | PreprocessSettings) -> PreprocessedCase:
+def preprocess_case(
+    loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | PreprocessSettings
+) -> PreprocessedCase:
     """Normalise, add the fifth channel, crop and slice one case (labels are cropped and sliced alike)."""
     settings = PreprocessSettings.from_cfg(preprocess_cfg)
     image = loaded.image
@@ -84,7 +88,9 @@ def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | Prep
     brain = image[..., 0] != 0
     for c in range(1, image.shape[-1]):
         brain |= image[..., c] != 0
-    box = centred_crop_box(brain, settings.crop_size, loaded.case_id) if settings.crop_size else None
+    box = (
+        centred_crop_box(brain, settings.crop_size, loaded.case_id) if settings.crop_size else None
+    )
     view = (lambda vol: crop_volume(vol, box)) if box else (lambda vol: vol)
 
     channels = [_normalized_channel(image[..., c], settings) for c in range(image.shape[-1])]
@@ -105,8 +111,9 @@ def preprocess_case(loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | Prep
     cut_tumour = None
     if loaded.seg is not None:
         cut_tumour = int(np.count_nonzero(loaded.seg)) - int(np.count_nonzero(y))
-    return PreprocessedCase(loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain,
-                            cut_tumour)
+    return PreprocessedCase(
+        loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain, cut_tumour
+    )
 
 
 def add_context(x: np.ndarray, k: int) -> np.ndarray:
@@ -120,7 +127,7 @@ def add_context(x: np.ndarray, k: int) -> np.ndarray:
     for offset in [*range(-k, 0), *range(1, k + 1)]:
         shifted = np.zeros_like(x)
         lo, hi = max(0, -offset), min(depth, depth - offset)
-        shifted[lo:hi] = x[lo + offset:hi + offset]
+        shifted[lo:hi] = x[lo + offset : hi + offset]
         parts.append(shifted)
     return np.concatenate(parts, axis=-1)
 
@@ -139,11 +146,15 @@ def slices_to_volume(slices: np.ndarray) -> np.ndarray:
     return np.moveaxis(slices, 0, 2)
 
 
-def restore_prediction(classes: np.ndarray, crop_box: CropBox | None, full_shape: tuple[int, int, int]) -> np.ndarray:
+def restore_prediction(
+    classes: np.ndarray, crop_box: CropBox | None, full_shape: tuple[int, int, int]
+) -> np.ndarray:
     """A (Z, H, W) class stack predicted on preprocessed slices -> (X, Y, Z) uint8 in the original volume's grid."""
     volume = np.ascontiguousarray(slices_to_volume(np.asarray(classes, dtype=np.uint8)))
     if crop_box is None:
         if volume.shape != tuple(full_shape):
-            raise ValueError(f"prediction of shape {volume.shape} does not fill the volume {tuple(full_shape)}")
+            raise ValueError(
+                f"prediction of shape {volume.shape} does not fill the volume {tuple(full_shape)}"
+            )
         return volume
     return uncrop(volume, tuple(crop_box), tuple(full_shape), layout="volume")

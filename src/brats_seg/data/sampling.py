@@ -28,18 +28,26 @@ class SamplingSettings:
     patch_size: tuple[int, int] | None = None
 
     @classmethod
-    def from_data_cfg(cls, data_cfg: Any) -> "SamplingSettings":
+    def from_data_cfg(cls, data_cfg: Any) -> SamplingSettings:
         cfg = to_plain(data_cfg) or {}
         share = (cfg.get("sampling") or {}).get("foreground")
-        if share is not None and (not isinstance(share, (int, float)) or isinstance(share, bool)
-                                  or not 0 <= share <= 1):
-            raise ConfigError(f"data.sampling.foreground must be null or a share between 0 and 1, got {share!r}")
+        if share is not None and (
+            not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1
+        ):
+            raise ConfigError(
+                f"data.sampling.foreground must be null or a share between 0 and 1, got {share!r}"
+            )
         size = (cfg.get("patch") or {}).get("size")
         if size is not None:
-            ok = (isinstance(size, (list, tuple)) and len(size) == 2
-                  and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size))
+            ok = (
+                isinstance(size, (list, tuple))
+                and len(size) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+            )
             if not ok:
-                raise ConfigError(f"data.patch.size must be null or two positive whole numbers [H, W], got {size!r}")
+                raise ConfigError(
+                    f"data.patch.size must be null or two positive whole numbers [H, W], got {size!r}"
+                )
             size = (int(size[0]), int(size[1]))
         return cls(None if share is None else float(share), size)
 
@@ -66,7 +74,9 @@ def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
 class SliceSampler:
     """The (case, row) pairs of each epoch, and the patch windows of each batch."""
 
-    def __init__(self, prepared, case_ids: list[str], settings: SamplingSettings, shuffle: bool, seed: int):
+    def __init__(
+        self, prepared, case_ids: list[str], settings: SamplingSettings, shuffle: bool, seed: int
+    ):
         self.settings = settings
         self.shuffle = shuffle
         self.seed = seed
@@ -75,15 +85,21 @@ class SliceSampler:
         if settings.patch_size is not None:
             too_big = [p > s for p, s in zip(settings.patch_size, self.slice_shape)]
             if any(too_big):
-                raise ConfigError(f"data.patch.size {list(settings.patch_size)} is larger than the cached slices "
-                                  f"({self.slice_shape[0]}x{self.slice_shape[1]})")
+                raise ConfigError(
+                    f"data.patch.size {list(settings.patch_size)} is larger than the cached slices "
+                    f"({self.slice_shape[0]}x{self.slice_shape[1]})"
+                )
         self.tumour_rows = np.zeros(0, dtype=np.int64)
         if settings.foreground:
             has_tumour = [_rows_with_tumour(prepared, case_id) for case_id in case_ids]
-            self.tumour_rows = np.flatnonzero(np.concatenate(has_tumour)) if has_tumour else self.tumour_rows
+            self.tumour_rows = (
+                np.flatnonzero(np.concatenate(has_tumour)) if has_tumour else self.tumour_rows
+            )
             if len(self.tumour_rows) == 0:
-                raise DataError(f"data.sampling.foreground={settings.foreground}: no cached slice of "
-                                f"{len(case_ids)} case(s) holds tumour")
+                raise DataError(
+                    f"data.sampling.foreground={settings.foreground}: no cached slice of "
+                    f"{len(case_ids)} case(s) holds tumour"
+                )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -92,18 +108,24 @@ class SliceSampler:
         """The epoch's (N, 2) pairs and (N,) flags of the samples to centre on tumour."""
         n = len(self.index)
         if not self.settings.random:
-            return self.index[epoch_order(n, self.shuffle, self.seed, epoch)], np.zeros(n, dtype=bool)
+            return self.index[epoch_order(n, self.shuffle, self.seed, epoch)], np.zeros(
+                n, dtype=bool
+            )
         rng = np.random.default_rng([self.seed, epoch, 2])
         centred = rng.random(n) < self.settings.foreground
         rows = rng.integers(0, n, size=n)
-        rows[centred] = self.tumour_rows[rng.integers(0, len(self.tumour_rows), size=int(centred.sum()))]
+        rows[centred] = self.tumour_rows[
+            rng.integers(0, len(self.tumour_rows), size=int(centred.sum()))
+        ]
         return self.index[rows], centred
 
     def windows(self, y: np.ndarray, centred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(B, 2) int32 top-left corners of the patches of a batch of label slices y (B, H, W)."""
         height, width = self.settings.patch_size
         limits = np.array([y.shape[1] - height, y.shape[2] - width])
-        corners = np.stack([rng.integers(0, limits[0] + 1, len(y)), rng.integers(0, limits[1] + 1, len(y))], 1)
+        corners = np.stack(
+            [rng.integers(0, limits[0] + 1, len(y)), rng.integers(0, limits[1] + 1, len(y))], 1
+        )
         for b in np.flatnonzero(centred):
             classes = np.unique(y[b])
             classes = classes[classes > 0]

@@ -5,8 +5,9 @@ Every invalid value raises a ConfigError naming the option (``data.preprocess.cr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from brats_seg.config_schema import FifthChannel, Normalization, SelectionRule, choices
 from brats_seg.errors import ConfigError
@@ -53,28 +54,40 @@ class PreprocessSettings:
         return self.base_channels * (1 + 2 * self.context_slices)
 
     @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any] | "PreprocessSettings" | None) -> "PreprocessSettings":
+    def from_cfg(cls, cfg: Mapping[str, Any] | PreprocessSettings | None) -> PreprocessSettings:
         if isinstance(cfg, PreprocessSettings):
             return cfg
         cfg = to_plain(cfg) or {}
         normalization = cfg.get("normalization", "zscore")
         if normalization not in NORMALIZATIONS:
-            raise ConfigError(f"data.preprocess.normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                              f"got {normalization!r}")
+            raise ConfigError(
+                f"data.preprocess.normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                f"got {normalization!r}"
+            )
         percentiles = _percentiles(cfg.get("percentiles", (0.5, 99.5)))
         fifth = cfg.get("fifth_channel")
         if fifth is not None and fifth not in FIFTH_CHANNELS:
-            raise ConfigError(f"data.preprocess.fifth_channel must be null or one of {', '.join(FIFTH_CHANNELS)}, "
-                              f"got {fifth!r}")
+            raise ConfigError(
+                f"data.preprocess.fifth_channel must be null or one of {', '.join(FIFTH_CHANNELS)}, "
+                f"got {fifth!r}"
+            )
         sigma = cfg.get("fifth_channel_sigma", 1.0)
         if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
-            raise ConfigError(f"data.preprocess.fifth_channel_sigma must be a positive number, got {sigma!r}")
+            raise ConfigError(
+                f"data.preprocess.fifth_channel_sigma must be a positive number, got {sigma!r}"
+            )
         crop = cfg.get("crop") or {}
         crop_size = _crop_size(crop.get("size")) if crop.get("enabled", False) else None
         context = cfg.get("context_slices", 0)
-        if not isinstance(context, int) or isinstance(context, bool) or not 0 <= context <= MAX_CONTEXT:
-            raise ConfigError(f"data.preprocess.context_slices must be a whole number from 0 to {MAX_CONTEXT}, "
-                              f"got {context!r}")
+        if (
+            not isinstance(context, int)
+            or isinstance(context, bool)
+            or not 0 <= context <= MAX_CONTEXT
+        ):
+            raise ConfigError(
+                f"data.preprocess.context_slices must be a whole number from 0 to {MAX_CONTEXT}, "
+                f"got {context!r}"
+            )
         return cls(normalization, percentiles, fifth, float(sigma), crop_size, context)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,20 +112,30 @@ class SelectionSettings:
     threshold: int = 3000
 
     @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any] | "SelectionSettings" | None) -> "SelectionSettings":
+    def from_cfg(cls, cfg: Mapping[str, Any] | SelectionSettings | None) -> SelectionSettings:
         if isinstance(cfg, SelectionSettings):
             return cfg
         cfg = to_plain(cfg) or {}
         rule = cfg.get("rule", "threshold")
         if rule not in SELECTION_RULES:
-            raise ConfigError(f"data.selection.rule must be one of {', '.join(SELECTION_RULES)}, got {rule!r}")
+            raise ConfigError(
+                f"data.selection.rule must be one of {', '.join(SELECTION_RULES)}, got {rule!r}"
+            )
         threshold = cfg.get("threshold", 3000)
-        if rule == "threshold" and (not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0):
-            raise ConfigError(f"data.selection.threshold must be a whole number of pixels >= 0, got {threshold!r}")
+        if rule == "threshold" and (
+            not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0
+        ):
+            raise ConfigError(
+                f"data.selection.threshold must be a whole number of pixels >= 0, got {threshold!r}"
+            )
         return cls(rule, int(threshold) if rule == "threshold" else 0)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "threshold": self.threshold} if self.rule == "threshold" else {"rule": self.rule}
+        return (
+            {"rule": self.rule, "threshold": self.threshold}
+            if self.rule == "threshold"
+            else {"rule": self.rule}
+        )
 
     def describe(self) -> str:
         if self.rule == "threshold":
@@ -124,16 +147,28 @@ def _percentiles(value: Any) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"data.preprocess.percentiles must be two numbers [low, high], got {value!r}") from None
+        raise ConfigError(
+            f"data.preprocess.percentiles must be two numbers [low, high], got {value!r}"
+        ) from None
     if not 0.0 <= lo < hi <= 100.0:
-        raise ConfigError(f"data.preprocess.percentiles must satisfy 0 <= low < high <= 100, got {[lo, hi]}")
+        raise ConfigError(
+            f"data.preprocess.percentiles must satisfy 0 <= low < high <= 100, got {[lo, hi]}"
+        )
     return lo, hi
 
 
 def _crop_size(value: Any) -> tuple[int, int]:
-    ok = (isinstance(value, (list, tuple)) and len(value) == 2
-          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % CROP_MULTIPLE == 0 for v in value))
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % CROP_MULTIPLE == 0
+            for v in value
+        )
+    )
     if not ok:
-        raise ConfigError(f"data.preprocess.crop.size must be two positive multiples of {CROP_MULTIPLE} [H, W] "
-                          f"(the models halve the image 4 times), got {value!r}")
+        raise ConfigError(
+            f"data.preprocess.crop.size must be two positive multiples of {CROP_MULTIPLE} [H, W] "
+            f"(the models halve the image 4 times), got {value!r}"
+        )
     return int(value[0]), int(value[1])

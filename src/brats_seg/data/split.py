@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,9 @@ def content_fingerprint(image: np.ndarray) -> str:
     fingerprint, whatever the array's memory layout."""
     data = np.asfortranarray(image, dtype=np.float32)
     digest = hashlib.sha256(repr(data.shape).encode())
-    digest.update(memoryview(data.T).cast("B"))  # data.T of a Fortran array is C-contiguous: no copy
+    digest.update(
+        memoryview(data.T).cast("B")
+    )  # data.T of a Fortran array is C-contiguous: no copy
     return digest.hexdigest()
 
 
@@ -53,15 +56,21 @@ def split_fractions(split_cfg: Mapping[str, Any] | None) -> tuple[tuple[float, f
             fractions.append(None)
             continue
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise ConfigError(f"data.split.{name} must be a fraction between 0 and 1, got {value!r}")
+            raise ConfigError(
+                f"data.split.{name} must be a fraction between 0 and 1, got {value!r}"
+            )
         fractions.append(float(value))
     if fractions[0] is None:
         fractions[0] = 1.0 - fractions[1] - fractions[2]
         if fractions[0] <= 0:
-            raise ConfigError(f"data.split: val={fractions[1]} and test={fractions[2]} leave no patient to train on")
+            raise ConfigError(
+                f"data.split: val={fractions[1]} and test={fractions[2]} leave no patient to train on"
+            )
     if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(f"data.split fractions must add up to 1, got train={fractions[0]} val={fractions[1]} "
-                          f"test={fractions[2]} (or set data.split.train=null: the rest)")
+        raise ConfigError(
+            f"data.split fractions must add up to 1, got train={fractions[0]} val={fractions[1]} "
+            f"test={fractions[2]} (or set data.split.train=null: the rest)"
+        )
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"data.split.seed must be an integer, got {seed!r}")
@@ -94,8 +103,9 @@ def group_cases(fingerprints: Mapping[str, str]) -> list[list[str]]:
     return sorted(groups.values())
 
 
-def distinct_scans(case_ids: list[str],
-                   fingerprints: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+def distinct_scans(
+    case_ids: list[str], fingerprints: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
     """``case_ids`` with byte-identical duplicates dropped (the first id in sorted order is kept),
     and ``{dropped: kept}``; a patient shipped twice is scored once."""
     kept: dict[str, str] = {}
@@ -112,7 +122,9 @@ def split_counts(n_groups: int, fractions: tuple[float, float, float]) -> tuple[
     rest (at least 1)."""
     n_val = max(1, round(fractions[1] * n_groups)) if fractions[1] > 0 else 0
     n_test = max(1, round(fractions[2] * n_groups)) if fractions[2] > 0 else 0
-    while n_groups - n_val - n_test < 1:  # the fractions leave train empty: take from the larger of val/test
+    while (
+        n_groups - n_val - n_test < 1
+    ):  # the fractions leave train empty: take from the larger of val/test
         if n_val >= n_test:
             n_val -= 1
         else:
@@ -120,19 +132,24 @@ def split_counts(n_groups: int, fractions: tuple[float, float, float]) -> tuple[
     return n_groups - n_val - n_test, n_val, n_test
 
 
-def split_cases(fingerprints: Mapping[str, str], fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-                seed: int = 0) -> dict[str, list[str]]:
+def split_cases(
+    fingerprints: Mapping[str, str],
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+) -> dict[str, list[str]]:
     """Assign case ids to train/val/test by patient group; deterministic for a given seed."""
     groups = group_cases(fingerprints)
     needed = 1 + (fractions[1] > 0) + (fractions[2] > 0)
     if len(groups) < needed:
-        raise DataError(f"found {len(groups)} distinct patient(s) in {len(fingerprints)} case(s); a train/val/test "
-                        f"split needs at least {needed}")
+        raise DataError(
+            f"found {len(groups)} distinct patient(s) in {len(fingerprints)} case(s); a train/val/test "
+            f"split needs at least {needed}"
+        )
     n_train, n_val, n_test = split_counts(len(groups), fractions)
     order = np.random.default_rng(seed).permutation(len(groups))
     chosen = {
         "val": order[:n_val],
-        "test": order[n_val:n_val + n_test],
-        "train": order[n_val + n_test:],
+        "test": order[n_val : n_val + n_test],
+        "train": order[n_val + n_test :],
     }
     return {name: sorted(c for g in chosen[name] for c in groups[g]) for name in SPLITS}

@@ -26,7 +26,9 @@ def resolve_runs(spec: Any) -> list[Path]:
 
     spec = to_plain(spec)
     if spec in (None, "", []):
-        raise ConfigError("run: name a run folder, a list [A,B,...] of run folders, or a sweep folder")
+        raise ConfigError(
+            "run: name a run folder, a list [A,B,...] of run folders, or a sweep folder"
+        )
     paths = [Path(str(p)) for p in (spec if isinstance(spec, (list, tuple)) else [spec])]
     runs: list[Path] = []
     for path in paths:
@@ -35,9 +37,13 @@ def resolve_runs(spec: Any) -> list[Path]:
         if is_run_dir(path) or len(paths) > 1:
             runs.append(path)
             continue
-        found = sorted(p.parent for p in path.rglob("run.json") if RunFolder(p.parent).status == COMPLETED)
+        found = sorted(
+            p.parent for p in path.rglob("run.json") if RunFolder(p.parent).status == COMPLETED
+        )
         if not found:
-            raise RunError(f"{path}: not a brats-seg run folder (no config.yaml), and no completed run under it")
+            raise RunError(
+                f"{path}: not a brats-seg run folder (no config.yaml), and no completed run under it"
+            )
         runs.extend(found)
     return runs
 
@@ -46,9 +52,9 @@ def resolve_runs(spec: Any) -> list[Path]:
 class Member:
     run_dir: Path
     model: Any
-    preprocess: Any      # PreprocessSettings
+    preprocess: Any  # PreprocessSettings
     divisor: int
-    cfg: Any             # the run's config
+    cfg: Any  # the run's config
 
 
 def load_members(run_dirs: list[Path]) -> list[Member]:
@@ -59,8 +65,15 @@ def load_members(run_dirs: list[Path]) -> list[Member]:
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
         cfg = folder.read_config()
-        members.append(Member(run_dir, folder.load_best_model(), PreprocessSettings.from_cfg(cfg.data.preprocess),
-                              divisor(cfg.model), cfg))
+        members.append(
+            Member(
+                run_dir,
+                folder.load_best_model(),
+                PreprocessSettings.from_cfg(cfg.data.preprocess),
+                divisor(cfg.model),
+                cfg,
+            )
+        )
     return members
 
 
@@ -73,8 +86,10 @@ def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None
     got = tuple(int(d) for d in x.shape[1:])
     fits = got[-1] == expected[-1] if is_fully_convolutional(model) else got == expected
     if not fits:
-        raise DataError(f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) but the model of {run_dir} "
-                        f"was trained on {fmt(expected)}; predict cases of the size the run was trained on")
+        raise DataError(
+            f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) but the model of {run_dir} "
+            f"was trained on {fmt(expected)}; predict cases of the size the run was trained on"
+        )
 
 
 def full_grid(probs: np.ndarray, crop_box, full_shape) -> np.ndarray:
@@ -93,9 +108,7 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
     """The ensemble's class volume (X, Y, Z) uint8 for a loaded case, and the first member's prepared case and
     its class slices (for the montage)."""
     from brats_seg.data.preprocess import preprocess_case, slices_to_volume
-    from brats_seg.inference.slices import predict_probabilities
-
-    from brats_seg.inference.slices import is_fully_convolutional
+    from brats_seg.inference.slices import is_fully_convolutional, predict_probabilities
 
     prepared: dict[str, Any] = {}
     total = None
@@ -110,7 +123,9 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
             prepared[key] = preprocess_case(loaded, settings)
         case = prepared[key]
         check_slice_shape(loaded.case_id, case.x, member.model, member.run_dir)
-        probs = predict_probabilities(member.model, case.x, batch_size, divisor=member.divisor, tta=tta)
+        probs = predict_probabilities(
+            member.model, case.x, batch_size, divisor=member.divisor, tta=tta
+        )
         probs = full_grid(probs, case.crop_box, case.full_shape)
         total = probs if total is None else total + probs
     classes = np.ascontiguousarray(slices_to_volume(np.argmax(total, axis=-1).astype(np.uint8)))

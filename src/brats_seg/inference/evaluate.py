@@ -23,13 +23,23 @@ from brats_seg.errors import RunError
 from brats_seg.inference.postprocess import PostprocessSettings
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
 from brats_seg.inference.slices import predict_probabilities
-from brats_seg.metrics.confusion import (METRIC_NAMES, ConfusionAccumulator, collapse_note,
-                                         per_class_metrics)
+from brats_seg.metrics.confusion import (
+    METRIC_NAMES,
+    ConfusionAccumulator,
+    collapse_note,
+    per_class_metrics,
+)
 from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
-from brats_seg.runfolder import (BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, METRICS_FILE,
-                                 METRICS_MD_FILE, RunFolder)
+from brats_seg.runfolder import (
+    BEST_CHECKPOINT,
+    HISTORY_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    METRICS_MD_FILE,
+    RunFolder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +51,19 @@ def model_divisor(cfg) -> int:
     return divisor(cfg.model)
 
 
-def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "brats", batch_size: int = 16,
-                   n_overlays: int = 5, divisor: int = 1, tta: bool = False,
-                   postprocess: Any = None,
-                   lesionwise: bool = True) -> tuple[dict[str, Any], list[tuple]]:
+def evaluate_model(
+    model,
+    prepared,
+    case_ids: list[str],
+    *,
+    empty_rule: str = "brats",
+    batch_size: int = 16,
+    n_overlays: int = 5,
+    divisor: int = 1,
+    tta: bool = False,
+    postprocess: Any = None,
+    lesionwise: bool = True,
+) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
     A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
@@ -56,15 +75,23 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     confusion = ConfusionAccumulator(NUM_CLASSES)
     per_patient = []
-    candidates: list[list[tuple]] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
+    candidates: list[
+        list[tuple]
+    ] = []  # per patient: (tumour pixels, case, z, image, truth, prediction)
     fingerprints = {c: prepared.case_meta(c)["fingerprint"] for c in case_ids}
     scored, duplicates = distinct_scans(list(case_ids), fingerprints)
     for case_id in duplicates:
-        log.warning("%s holds the same images as %s: scored once, as %s", case_id,
-                    duplicates[case_id], duplicates[case_id])
+        log.warning(
+            "%s holds the same images as %s: scored once, as %s",
+            case_id,
+            duplicates[case_id],
+            duplicates[case_id],
+        )
     for case_id in scored:
         x, y_full, meta = prepared.load_volume(case_id)
-        probs = sum(predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta) for m in models)
+        probs = sum(
+            predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta) for m in models
+        )
         pred = np.argmax(probs, axis=-1).astype(np.uint8)
         del probs
         pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
@@ -75,13 +102,21 @@ def evaluate_model(model, prepared, case_ids: list[str], *, empty_rule: str = "b
         if len(selected):
             _, y_sel = prepared.read_slices(case_id)
             confusion.add(np.asarray(y_sel), pred[selected])
-        scores = region_scores(pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule)
+        scores = region_scores(
+            pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule
+        )
         per_patient.append({"case": case_id, **scores})
         if lesionwise:
-            per_patient[-1]["lesionwise"] = lesion_scores(pred_full, y_full,
-                                                          spacing=tuple(meta["spacing"]))
-        log.info("%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f", case_id,
-                 scores["WT"]["dice"], scores["TC"]["dice"], scores["ET"]["dice"])
+            per_patient[-1]["lesionwise"] = lesion_scores(
+                pred_full, y_full, spacing=tuple(meta["spacing"])
+            )
+        log.info(
+            "%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f",
+            case_id,
+            scores["WT"]["dice"],
+            scores["TC"]["dice"],
+            scores["ET"]["dice"],
+        )
         candidates.append(_tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta))
     cm = confusion.matrix
     per_class = per_class_metrics(cm)
@@ -135,27 +170,53 @@ def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> lis
             break
         if all(abs(int(z) - c) >= gap for c in chosen):
             chosen.append(int(z))
-    return [(int(areas[z]), case_id, z, np.array(x[z, ..., FLAIR_CHANNEL]), np.array(truth_slices[z]), np.array(pred[z]))
-            for z in chosen]
+    return [
+        (
+            int(areas[z]),
+            case_id,
+            z,
+            np.array(x[z, ..., FLAIR_CHANNEL]),
+            np.array(truth_slices[z]),
+            np.array(pred[z]),
+        )
+        for z in chosen
+    ]
 
 
 def _pick_overlays(candidates: list[list[tuple]], n: int) -> list[tuple]:
     """``n`` slices spread over patients: every patient's best slice first, then their second best, and so on."""
-    ranked = [(rank, -item[0], i, item) for i, items in enumerate(candidates) for rank, item in enumerate(items)]
+    ranked = [
+        (rank, -item[0], i, item)
+        for i, items in enumerate(candidates)
+        for rank, item in enumerate(items)
+    ]
     return [item for *_, item in sorted(ranked, key=lambda r: r[:3])[:n]]
 
 
-def write_evaluation(run_dir: Path, metrics: dict[str, Any], overlays: list[tuple], title: str = "") -> None:
+def write_evaluation(
+    run_dir: Path, metrics: dict[str, Any], overlays: list[tuple], title: str = ""
+) -> None:
     """metrics.json, metrics.md and the plots; each file written atomically."""
     from brats_seg.viz import plots
 
     plot_dir = RunFolder(run_dir).plot_dir
-    plots.confusion_matrix(np.asarray(metrics["confusion_matrix"]), list(CLASS_NAMES),
-                           plot_dir / "confusion_matrix.png")
+    plots.confusion_matrix(
+        np.asarray(metrics["confusion_matrix"]),
+        list(CLASS_NAMES),
+        plot_dir / "confusion_matrix.png",
+    )
     plots.learning_curves(run_dir / HISTORY_FILE, plot_dir / "learning_curves.png")
     for i, (area, case_id, z, image, truth, pred) in enumerate(overlays, start=1):
-        plots.overlay(image, truth, pred, plot_dir / f"overlay_{i}.png", title=f"{case_id}, slice {z} ({area} tumour px)")
-    for stale in plot_dir.glob("overlay_*.png"):  # left by an earlier evaluation that drew more of them
+        plots.overlay(
+            image,
+            truth,
+            pred,
+            plot_dir / f"overlay_{i}.png",
+            title=f"{case_id}, slice {z} ({area} tumour px)",
+        )
+    for stale in plot_dir.glob(
+        "overlay_*.png"
+    ):  # left by an earlier evaluation that drew more of them
         if stale.stem.split("_")[-1].isdigit() and int(stale.stem.split("_")[-1]) > len(overlays):
             stale.unlink()
     write_text(run_dir / METRICS_MD_FILE, metrics_markdown(metrics, title))
@@ -181,18 +242,26 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
     prepared = prepared if prepared is not None else prepare_data(cfg.data)
     ev = cfg.get("evaluate", {}) or {}
     metrics, overlays = evaluate_model(
-        model, prepared, split["test"],
-        empty_rule=ev.get("empty_rule", "brats"), batch_size=int(ev.get("batch_size", 16)),
-        n_overlays=int(ev.get("overlays", 5)), lesionwise=bool(ev.get("lesionwise", True)),
-        divisor=model_divisor(cfg), tta=bool(ev.get("tta", False)), postprocess=ev.get("postprocess"),
+        model,
+        prepared,
+        split["test"],
+        empty_rule=ev.get("empty_rule", "brats"),
+        batch_size=int(ev.get("batch_size", 16)),
+        n_overlays=int(ev.get("overlays", 5)),
+        lesionwise=bool(ev.get("lesionwise", True)),
+        divisor=model_divisor(cfg),
+        tta=bool(ev.get("tta", False)),
+        postprocess=ev.get("postprocess"),
     )
     if checkpoint_note:
         metrics["checkpoint_note"] = checkpoint_note
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
     if folder.status_path.exists():
-        folder.update(evaluated_checkpoint=LAST_CHECKPOINT if checkpoint_note else BEST_CHECKPOINT,
-                      checkpoint_note=checkpoint_note)
+        folder.update(
+            evaluated_checkpoint=LAST_CHECKPOINT if checkpoint_note else BEST_CHECKPOINT,
+            checkpoint_note=checkpoint_note,
+        )
     return metrics
 
 
@@ -201,11 +270,17 @@ def fallback_note(folder: RunFolder, checkpoint: Path | None) -> str | None:
     otherwise."""
     if checkpoint is None or checkpoint.name != LAST_CHECKPOINT:
         return None
-    note = (f"no {BEST_CHECKPOINT} in {folder.checkpoint_dir}: evaluated {LAST_CHECKPOINT}, the "
-            "model of the last epoch trained, not the best one")
+    note = (
+        f"no {BEST_CHECKPOINT} in {folder.checkpoint_dir}: evaluated {LAST_CHECKPOINT}, the "
+        "model of the last epoch trained, not the best one"
+    )
     log.warning("%s", note)
     return note
-def evaluate_ensemble(run_dirs: list[Path], out: Path, cfgs: list, *, batch_size: int = 16) -> dict[str, Any]:
+
+
+def evaluate_ensemble(
+    run_dirs: list[Path], out: Path, cfgs: list, *, batch_size: int = 16
+) -> dict[str, Any]:
     """Evaluate the averaged softmax of several runs on their common test patients; write into ``out``.
 
     The runs must share their data settings and their test patients (seeds or models of one split); folds of a
@@ -224,22 +299,35 @@ def evaluate_ensemble(run_dirs: list[Path], out: Path, cfgs: list, *, batch_size
         raise RunError(f"{run_dirs[0]}: the split has no test patients")
     for run_dir, test in zip(run_dirs[1:], tests[1:]):
         if test != tests[0]:
-            raise RunError(f"{run_dir}: its test patients differ from those of {run_dirs[0]}; an ensemble of "
-                           "runs is evaluated on common test patients (score other runs with brats-seg predict)")
+            raise RunError(
+                f"{run_dir}: its test patients differ from those of {run_dirs[0]}; an ensemble of "
+                "runs is evaluated on common test patients (score other runs with brats-seg predict)"
+            )
     data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
     for run_dir, other in zip(run_dirs[1:], data[1:]):
-        if {k: v for k, v in other.items() if k != "workers"} != {k: v for k, v in data[0].items()
-                                                                   if k != "workers"}:
-            raise RunError(f"{run_dir}: its data settings differ from those of {run_dirs[0]}; evaluate an ensemble "
-                           "of runs over one data set and preprocessing, or score it with brats-seg predict")
+        if {k: v for k, v in other.items() if k != "workers"} != {
+            k: v for k, v in data[0].items() if k != "workers"
+        }:
+            raise RunError(
+                f"{run_dir}: its data settings differ from those of {run_dirs[0]}; evaluate an ensemble "
+                "of runs over one data set and preprocessing, or score it with brats-seg predict"
+            )
     models = [f.load_best_model() for f in folders]
     prepared = prepare_data(cfgs[0].data)
     ev = cfgs[0].get("evaluate", {}) or {}
     divisor = math.lcm(*(model_divisor(c) for c in cfgs))
     metrics, overlays = evaluate_model(
-        models, prepared, tests[0], empty_rule=ev.get("empty_rule", "brats"), batch_size=batch_size,
-        n_overlays=int(ev.get("overlays", 5)), divisor=divisor, tta=bool(ev.get("tta", False)),
-        postprocess=ev.get("postprocess"), lesionwise=bool(ev.get("lesionwise", True)))
+        models,
+        prepared,
+        tests[0],
+        empty_rule=ev.get("empty_rule", "brats"),
+        batch_size=batch_size,
+        n_overlays=int(ev.get("overlays", 5)),
+        divisor=divisor,
+        tta=bool(ev.get("tta", False)),
+        postprocess=ev.get("postprocess"),
+        lesionwise=bool(ev.get("lesionwise", True)),
+    )
     metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
     out.mkdir(parents=True, exist_ok=True)
     write_evaluation(out, metrics, overlays, title=f"ensemble of {len(run_dirs)} runs")

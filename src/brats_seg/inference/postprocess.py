@@ -26,22 +26,28 @@ class PostprocessSettings:
     et_min_volume: int = 0
 
     @classmethod
-    def from_cfg(cls, cfg: Any, where: str = "postprocess") -> "PostprocessSettings":
+    def from_cfg(cls, cfg: Any, where: str = "postprocess") -> PostprocessSettings:
         if isinstance(cfg, PostprocessSettings):
             return cfg
         from brats_seg.data.settings import to_plain
 
         cfg = to_plain(cfg) or {}
         if not isinstance(cfg, dict):
-            raise ConfigError(f"{where} must be a mapping with min_component and et_min_volume, got {cfg!r}")
+            raise ConfigError(
+                f"{where} must be a mapping with min_component and et_min_volume, got {cfg!r}"
+            )
         unknown = sorted(set(cfg) - {"min_component", "et_min_volume"})
         if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown option (valid: min_component, et_min_volume)")
+            raise ConfigError(
+                f"{where}.{unknown[0]}: unknown option (valid: min_component, et_min_volume)"
+            )
         values = {}
         for key in ("min_component", "et_min_volume"):
             value = cfg.get(key) or 0
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{where}.{key} must be a whole number of voxels >= 0, got {value!r}")
+                raise ConfigError(
+                    f"{where}.{key} must be a whole number of voxels >= 0, got {value!r}"
+                )
             values[key] = value
         return cls(**values)
 

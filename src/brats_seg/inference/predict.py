@@ -55,19 +55,23 @@ def check_outputs(cases, out_dir: Path, naming: str = "brats") -> None:
     for case in cases:
         target = output_path(case, out_dir, naming).resolve()
         if target in inputs:
-            raise DataError(f"output={out_dir}: writing {target.name} there would overwrite the input file {target}; "
-                            "choose another output folder")
+            raise DataError(
+                f"output={out_dir}: writing {target.name} there would overwrite the input file {target}; "
+                "choose another output folder"
+            )
 
 
-def write_segmentation(classes_xyz: np.ndarray, loaded, out_dir: Path,
-                       naming: str = "brats") -> Path:
+def write_segmentation(
+    classes_xyz: np.ndarray, loaded, out_dir: Path, naming: str = "brats"
+) -> Path:
     """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
     from brats_seg.data.labels import to_convention
     from brats_seg.data.nifti import write_nifti
 
     labels = to_convention(classes_xyz, loaded.convention).astype(np.uint8)
-    return write_nifti(output_path(loaded, out_dir, naming), labels, loaded.affine,
-                       header=loaded.header)
+    return write_nifti(
+        output_path(loaded, out_dir, naming), labels, loaded.affine, header=loaded.header
+    )
 
 
 def inference_settings(members, tta: Any = None, postprocess: Any = None) -> tuple[bool, Any]:
@@ -85,10 +89,19 @@ def inference_settings(members, tta: Any = None, postprocess: Any = None) -> tup
     return tta, PostprocessSettings.from_cfg(chosen, "postprocess")
 
 
-def predict_cases(run_spec: Any, input_path: Path, out_dir: Path, *, batch_size: int = 16,
-                  montage_slices: int = 6, empty_rule: str = "brats", tta: Any = None,
-                  postprocess: Any = None, naming: str = "brats",
-                  lesionwise: bool = True) -> dict[str, Any]:
+def predict_cases(
+    run_spec: Any,
+    input_path: Path,
+    out_dir: Path,
+    *,
+    batch_size: int = 16,
+    montage_slices: int = 6,
+    empty_rule: str = "brats",
+    tta: Any = None,
+    postprocess: Any = None,
+    naming: str = "brats",
+    lesionwise: bool = True,
+) -> dict[str, Any]:
     """Predict every case under ``input_path`` with one run or an ensemble; score those that have a segmentation.
 
     ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). What was used (runs, TTA,
@@ -112,7 +125,11 @@ def predict_cases(run_spec: Any, input_path: Path, out_dir: Path, *, batch_size:
     members = load_members(run_dirs)
     resection_cavity = (members[0].cfg.data.get("labels") or {}).get("resection_cavity", "error")
     tta, post = inference_settings(members, tta, postprocess)
-    record = {"runs": [str(Path(r).resolve()) for r in run_dirs], "tta": tta, "postprocess": post.as_dict()}
+    record = {
+        "runs": [str(Path(r).resolve()) for r in run_dirs],
+        "tta": tta,
+        "postprocess": post.as_dict(),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / INFERENCE_FILE, record)
     per_patient = []
@@ -120,27 +137,44 @@ def predict_cases(run_spec: Any, input_path: Path, out_dir: Path, *, batch_size:
         loaded = load_case(case, resection_cavity)
         classes, prepared = ensemble_classes(members, loaded, batch_size=batch_size, tta=tta)
         if prepared.cut_brain:
-            tqdm.write(f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
-                       f"{prepared.cut_brain} brain voxel(s), predicted as background")
+            tqdm.write(
+                f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
+                f"{prepared.cut_brain} brain voxel(s), predicted as background"
+            )
         classes = apply_postprocess(classes, post)
         path = write_segmentation(classes, loaded, out_dir, naming)
         if montage_slices:
             pred = on_cached_grid(classes, prepared.crop_box)
-            _montage(plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png")
+            _montage(
+                plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png"
+            )
         line = f"{case.case_id}: wrote {path}"
         if loaded.seg is not None:
-            scores = region_scores(classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule)
+            scores = region_scores(
+                classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule
+            )
             per_patient.append({"case": case.case_id, **scores})
             if lesionwise:
-                per_patient[-1]["lesionwise"] = lesion_scores(classes, loaded.seg,
-                                                              spacing=loaded.spacing)
-            line += "; " + ", ".join(f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
-                                      for r in REGIONS)
+                per_patient[-1]["lesionwise"] = lesion_scores(
+                    classes, loaded.seg, spacing=loaded.spacing
+                )
+            line += "; " + ", ".join(
+                f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}" for r in REGIONS
+            )
         tqdm.write(line)
-    result: dict[str, Any] = {"cases": [c.case_id for c in cases], "output": str(out_dir), "inference": record}
+    result: dict[str, Any] = {
+        "cases": [c.case_id for c in cases],
+        "output": str(out_dir),
+        "inference": record,
+    }
     if per_patient:
-        metrics = {"per_patient": per_patient, "regions": summarise(per_patient), "empty_rule": empty_rule,
-                   "inference": record, **lesionwise_summary(per_patient)}
+        metrics = {
+            "per_patient": per_patient,
+            "regions": summarise(per_patient),
+            "empty_rule": empty_rule,
+            "inference": record,
+            **lesionwise_summary(per_patient),
+        }
         write_json(out_dir / METRICS_FILE, metrics)
         result["metrics"] = metrics
     return result
@@ -148,7 +182,13 @@ def predict_cases(run_spec: Any, input_path: Path, out_dir: Path, *, batch_size:
 
 def _montage(plots, x: np.ndarray, pred: np.ndarray, n: int, out: Path) -> None:
     areas = (pred > 0).reshape(pred.shape[0], -1).sum(axis=1)
-    order = [int(z) for z in np.argsort(areas)[::-1][:n] if areas[z] > 0] or [int(pred.shape[0] // 2)]
+    order = [int(z) for z in np.argsort(areas)[::-1][:n] if areas[z] > 0] or [
+        int(pred.shape[0] // 2)
+    ]
     order.sort()
-    plots.montage([x[z, ..., FLAIR_CHANNEL] for z in order], [pred[z] for z in order],
-                  [f"slice {z}: {int(areas[z])} px" for z in order], out)
+    plots.montage(
+        [x[z, ..., FLAIR_CHANNEL] for z in order],
+        [pred[z] for z in order],
+        [f"slice {z}: {int(areas[z])} px" for z in order],
+        out,
+    )

@@ -45,7 +45,7 @@ def _window(x: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
     r0, r1, c0, c1 = window
     out = np.zeros((x.shape[0], r1 - r0, c1 - c0) + x.shape[3:], dtype=np.float32)
     sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, x.shape[1]), max(c0, 0), min(c1, x.shape[2])
-    out[:, sr0 - r0:sr1 - r0, sc0 - c0:sc1 - c0] = x[:, sr0:sr1, sc0:sc1]
+    out[:, sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0] = x[:, sr0:sr1, sc0:sc1]
     return out
 
 
@@ -62,13 +62,23 @@ def _softmax(model, batch: np.ndarray, tta: bool) -> np.ndarray:
     return total / (len(FLIPS) if tta else 1)
 
 
-def predict_probabilities(model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1,
-                          tta: bool = False, num_classes: int | None = None) -> np.ndarray:
+def predict_probabilities(
+    model,
+    x: np.ndarray,
+    batch_size: int = 16,
+    *,
+    divisor: int = 1,
+    tta: bool = False,
+    num_classes: int | None = None,
+) -> np.ndarray:
     """Softmax (Z, H, W, K) float32 for a preprocessed volume ``x`` (Z, H, W, C); background 1 off the brain."""
     depth, height, width = x.shape[:3]
     if num_classes is None:
-        num_classes = int(model.output_shape[0][-1] if isinstance(model.output_shape, list)
-                          else model.output_shape[-1])
+        num_classes = int(
+            model.output_shape[0][-1]
+            if isinstance(model.output_shape, list)
+            else model.output_shape[-1]
+        )
     out = np.zeros((depth, height, width, num_classes), dtype=np.float32)
     out[..., 0] = 1.0
     slices, box = brain_box(x)
@@ -78,13 +88,15 @@ def predict_probabilities(model, x: np.ndarray, batch_size: int = 16, *, divisor
     r0, r1, c0, c1 = window
     sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
     for start in range(0, len(slices), batch_size):
-        idx = slices[start:start + batch_size]
+        idx = slices[start : start + batch_size]
         probs = _softmax(model, _window(x[idx], window), tta)
-        out[idx, sr0:sr1, sc0:sc1] = probs[:, sr0 - r0:sr1 - r0, sc0 - c0:sc1 - c0]
+        out[idx, sr0:sr1, sc0:sc1] = probs[:, sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0]
     return out
 
 
-def predict_slices(model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1, tta: bool = False) -> np.ndarray:
+def predict_slices(
+    model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1, tta: bool = False
+) -> np.ndarray:
     """Class map (Z, H, W) uint8 for a preprocessed volume ``x`` (Z, H, W, C): the argmax of the softmax."""
     probs = predict_probabilities(model, x, batch_size, divisor=divisor, tta=tta)
     return np.argmax(probs, axis=-1).astype(np.uint8)

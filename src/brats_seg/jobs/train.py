@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from brats_seg.atomic import write_json, write_text
 from brats_seg.errors import RunError, first_line
 from brats_seg.runfolder import (
-    CONFIG_FILE,
     COMPLETED,
+    CONFIG_FILE,
     LOCK_FILE,
     METRICS_FILE,
     RESULT_DIRS,
@@ -82,7 +82,12 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         if cfg.trainer.force and previous:
             _clear_previous(run_dir)
         write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(resolved))
-        folder.start(config_hash=chash, experiment_id=cfg.get("experiment_id"), model=cfg.model.name, seed=cfg.seed)
+        folder.start(
+            config_hash=chash,
+            experiment_id=cfg.get("experiment_id"),
+            model=cfg.model.name,
+            seed=cfg.seed,
+        )
         try:
             return _run(cfg, run_dir, folder, role)
         except KeyboardInterrupt:
@@ -124,8 +129,11 @@ def _set_up_devices(cfg: DictConfig) -> tuple[str, Any, list[str]]:
 
     trainer = cfg.trainer
     hardware.configure_cpu_devices(trainer.get("cpu_devices"))
-    gpu_models = gpus.configure_gpus(trainer.get("device", "auto"), trainer.get("job_gpus", "auto"),
-                                     parallel=_launched_in_parallel())
+    gpu_models = gpus.configure_gpus(
+        trainer.get("device", "auto"),
+        trainer.get("job_gpus", "auto"),
+        parallel=_launched_in_parallel(),
+    )
     # MultiWorkerMirroredStrategy must configure TensorFlow's collectives before anything runs an
     # op.
     strategy = hardware.make_strategy(trainer.strategy)
@@ -154,8 +162,9 @@ def _run_worker(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict
         prepared = prepare_data(cfg.data)
         split = _load_or_make_split(run_dir, prepared, write=False)
         if _trained_before(folder):
-            log.info("%s: training finished in an earlier attempt; the chief evaluates it",
-                     role.name)
+            log.info(
+                "%s: training finished in an earlier attempt; the chief evaluates it", role.name
+            )
             return {}
         fit_model(cfg, run_dir, prepared, split, strategy, folder, role=role)
         log.info("%s: training done; the chief writes the results to %s", role.name, run_dir)
@@ -174,10 +183,16 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
     from brats_seg.training.fit import epochs_logged, fit_model
 
     precision, strategy, gpu_models = _set_up_devices(cfg)
-    folder.update(precision=precision, device=hardware.device_description(),
-                  gpu_count=len(gpu_models), gpu_models=gpu_models, workers=role.workers,
-                  replicas=strategy.num_replicas_in_sync,
-                  versions=_versions(), malloc_keeps_freed=memory.applied)
+    folder.update(
+        precision=precision,
+        device=hardware.device_description(),
+        gpu_count=len(gpu_models),
+        gpu_models=gpu_models,
+        workers=role.workers,
+        replicas=strategy.num_replicas_in_sync,
+        versions=_versions(),
+        malloc_keeps_freed=memory.applied,
+    )
 
     prepared = prepare_data(cfg.data)
     split = _load_or_make_split(run_dir, prepared)
@@ -196,24 +211,38 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
     ev = cfg.evaluate
     if not split["test"]:
         # data.split.test=0: every patient trained the model; score it on other patients with predict/evaluate.
-        metrics = {"test_cases": [], "params": int(model.count_params()),
-                   "note": "no test patients (data.split.test=0); score with brats-seg predict or evaluate"}
+        metrics = {
+            "test_cases": [],
+            "params": int(model.count_params()),
+            "note": "no test patients (data.split.test=0); score with brats-seg predict or evaluate",
+        }
         write_json(run_dir / METRICS_FILE, metrics)
         folder.complete()
         log.info("%s: completed; no test patients to evaluate", run_dir)
         return metrics
-    metrics, overlays = evaluate_model(model, prepared, split["test"], empty_rule=ev.empty_rule,
-                                       batch_size=int(ev.batch_size), n_overlays=int(ev.overlays),
-                                       lesionwise=bool(ev.get("lesionwise", True)),
-                                       divisor=divisor(cfg.model), tta=bool(ev.get("tta", False)),
-                                       postprocess=ev.get("postprocess"))
+    metrics, overlays = evaluate_model(
+        model,
+        prepared,
+        split["test"],
+        empty_rule=ev.empty_rule,
+        batch_size=int(ev.batch_size),
+        n_overlays=int(ev.overlays),
+        lesionwise=bool(ev.get("lesionwise", True)),
+        divisor=divisor(cfg.model),
+        tta=bool(ev.get("tta", False)),
+        postprocess=ev.get("postprocess"),
+    )
     metrics["params"] = int(model.count_params())
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
     folder.complete()
     _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics)
-    log.info("%s: completed; Col Ave F1 %.4f, mean WT Dice %.4f", run_dir, metrics["col_ave"]["f1"],
-             metrics["regions"]["WT"]["dice_mean"])
+    log.info(
+        "%s: completed; Col Ave F1 %.4f, mean WT Dice %.4f",
+        run_dir,
+        metrics["col_ave"]["f1"],
+        metrics["regions"]["WT"]["dice_mean"],
+    )
     return metrics
 
 
@@ -257,5 +286,9 @@ def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) 
     except (OSError, Timeout) as err:
         # The run's own folder already holds its complete result, and `brats-seg table` rebuilds the table from
         # run folders, so a table that cannot be written must not turn a completed run into a failed one.
-        log.warning("%s: completed, but its row was not appended to %s (%s); `brats-seg table` rebuilds the table",
-                    run_dir, cfg.paths.experiments_table, first_line(err) or type(err).__name__)
+        log.warning(
+            "%s: completed, but its row was not appended to %s (%s); `brats-seg table` rebuilds the table",
+            run_dir,
+            cfg.paths.experiments_table,
+            first_line(err) or type(err).__name__,
+        )

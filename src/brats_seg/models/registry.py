@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from brats_seg.errors import ConfigError
 from brats_seg.models.options import parse_options
@@ -29,7 +30,9 @@ def model_config_names() -> list[str]:
 
     The family bases they extend live in configs/base/model and are not models."""
     folder = importlib.resources.files(CONFIG_PACKAGE).joinpath(CONFIG_GROUP)
-    return sorted(entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+    return sorted(
+        entry.name[: -len(".yaml")] for entry in folder.iterdir() if entry.name.endswith(".yaml")
+    )
 
 
 def load_model_config(name: str) -> dict[str, Any]:
@@ -62,7 +65,9 @@ def divisor(model_cfg: Any) -> int:
     return options.divisor()
 
 
-def build_model(model_cfg: Any, input_shape: tuple[int | None, int | None, int], num_classes: int = 4):
+def build_model(
+    model_cfg: Any, input_shape: tuple[int | None, int | None, int], num_classes: int = 4
+):
     """Build the Keras model described by the `model` config node for inputs of shape (H, W, C).
 
     H and W None build it fully convolutional: it then takes slices of any size that its divisor divides, with
@@ -71,7 +76,9 @@ def build_model(model_cfg: Any, input_shape: tuple[int | None, int | None, int],
     name, family, options = parse_model_config(model_cfg)
     shape = check_input_shape(name, input_shape, options.divisor())
     if not (isinstance(num_classes, int) and num_classes >= 1):
-        raise ConfigError(f"model {name}: num_classes must be a positive integer, got {num_classes!r}")
+        raise ConfigError(
+            f"model {name}: num_classes must be a positive integer, got {num_classes!r}"
+        )
     return _builder(family)(options, name=name, input_shape=shape, num_classes=num_classes)
 
 
@@ -87,9 +94,13 @@ def check_input_shape(name: str, input_shape: Any, div: int) -> tuple[int | None
             return None, None, channels
         height, width, channels = int(height), int(width), int(channels)
     except (TypeError, ValueError):
-        raise ConfigError(f"model {name}: input shape must be (H, W, C), got {input_shape!r}") from None
+        raise ConfigError(
+            f"model {name}: input shape must be (H, W, C), got {input_shape!r}"
+        ) from None
     if min(height, width, channels) < 1:
-        raise ConfigError(f"model {name}: input shape must be positive, got {height}x{width}x{channels}")
+        raise ConfigError(
+            f"model {name}: input shape must be positive, got {height}x{width}x{channels}"
+        )
     bad = {axis: size for axis, size in (("H", height), ("W", width)) if size % div}
     if bad:
         raise ConfigError(

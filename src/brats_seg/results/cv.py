@@ -27,9 +27,13 @@ def fold_row(run_dir: Path) -> dict[str, Any]:
 
     folder = RunFolder(run_dir)
     info = folder.read() or {}
-    cfg_path = folder.config_path if folder.config_path.exists() else run_dir / ".hydra" / "config.yaml"
-    cfg = OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False) if cfg_path.exists() else {}
-    split_cfg = ((cfg.get("data") or {}).get("split") or {})
+    cfg_path = (
+        folder.config_path if folder.config_path.exists() else run_dir / ".hydra" / "config.yaml"
+    )
+    cfg = (
+        OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False) if cfg_path.exists() else {}
+    )
+    split_cfg = (cfg.get("data") or {}).get("split") or {}
     row: dict[str, Any] = {
         "run": str(run_dir),
         "fold": split_cfg.get("fold") if split_cfg.get("folds") else None,
@@ -54,7 +58,10 @@ def fold_row(run_dir: Path) -> dict[str, Any]:
 def summarise_folds(rows: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in rows if r["status"] == COMPLETED and r.get("WT_dice") is not None]
     summary: dict[str, Any] = {"folds_completed": len(done), "folds_found": len(rows)}
-    keys = [f"{r}_{m}" for m in ("dice", "hd95") for r in REGIONS] + ["train_seconds", "train_cpu_seconds"]
+    keys = [f"{r}_{m}" for m in ("dice", "hd95") for r in REGIONS] + [
+        "train_seconds",
+        "train_cpu_seconds",
+    ]
     for key in keys:
         values = [r[key] for r in done if r.get(key) is not None]
         summary[key] = {"mean": _mean(values), "sd": _sd(values), "n": len(values)}
@@ -70,7 +77,9 @@ def cv_summary(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
     run_dirs = find_run_dirs([sweep_dir])
     if not run_dirs:
         raise ConfigError(f"cv-summary: no run folders under {sweep_dir}")
-    rows = sorted((fold_row(d) for d in run_dirs), key=lambda r: (r["fold"] is None, r["fold"] or 0, r["run"]))
+    rows = sorted(
+        (fold_row(d) for d in run_dirs), key=lambda r: (r["fold"] is None, r["fold"] or 0, r["run"])
+    )
     result = {"sweep": str(sweep_dir), "rows": rows, "summary": summarise_folds(rows)}
     out = out or sweep_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -80,14 +89,29 @@ def cv_summary(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    header = ["fold", "test patient(s)", "WT Dice", "TC Dice", "ET Dice", "WT HD95", "TC HD95", "ET HD95",
-              "train (wall)", "train (CPU)", "status"]
+    header = [
+        "fold",
+        "test patient(s)",
+        "WT Dice",
+        "TC Dice",
+        "ET Dice",
+        "WT HD95",
+        "TC HD95",
+        "ET HD95",
+        "train (wall)",
+        "train (CPU)",
+        "status",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in result["rows"]:
         cells = ["" if r["fold"] is None else str(r["fold"]), ", ".join(r["test_cases"])]
         cells += [_fmt(r.get(f"{region}_dice")) for region in REGIONS]
         cells += [_fmt(r.get(f"{region}_hd95"), 1) for region in REGIONS]
-        cells += [_minutes(r.get("train_seconds")), _minutes(r.get("train_cpu_seconds")), r["status"]]
+        cells += [
+            _minutes(r.get("train_seconds")),
+            _minutes(r.get("train_cpu_seconds")),
+            r["status"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     s = result["summary"]
     cells = [f"mean ± sd ({s['folds_completed']} folds)", ""]
@@ -118,7 +142,9 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def _pm(stat: dict[str, Any], digits: int = 3) -> str:
     if stat["mean"] is None:
         return ""
-    return _fmt(stat["mean"], digits) + ("" if stat["sd"] is None else f" ± {_fmt(stat['sd'], digits)}")
+    return _fmt(stat["mean"], digits) + (
+        "" if stat["sd"] is None else f" ± {_fmt(stat['sd'], digits)}"
+    )
 
 
 def _minutes(seconds: float | None) -> str:

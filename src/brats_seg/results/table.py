@@ -23,7 +23,12 @@ from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
 
 MEASURED = ("recall", "f1", "precision", "specificity")
-_METRIC_KEY = {"recall": "sensitivity", "f1": "f1", "precision": "precision", "specificity": "specificity"}
+_METRIC_KEY = {
+    "recall": "sensitivity",
+    "f1": "f1",
+    "precision": "precision",
+    "specificity": "specificity",
+}
 REGIONS = ("WT", "TC", "ET")
 
 
@@ -102,7 +107,9 @@ def read_run(run_dir: Path) -> ResultRow:
     return _row_from_config(cfg, run_dir, status, info)
 
 
-def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict[str, Any]) -> ResultRow:
+def _row_from_config(
+    cfg: dict[str, Any], run_dir: Path, status: str, info: dict[str, Any]
+) -> ResultRow:
     study = cfg.get("study") or {}
     result = ResultRow(
         run_dir=run_dir,
@@ -116,7 +123,9 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
         base_model=study.get("base_model") or "",
         printed=study.get("printed") or {},
         error=info.get("error") or "",
-        params=info.get("params"),  # recorded when the model is built, so unfinished runs show it too
+        params=info.get(
+            "params"
+        ),  # recorded when the model is built, so unfinished runs show it too
     )
     result.optimizer, result.loss, result.preprocessing = _labels(cfg)
     result.group, result.seeds = group_key(cfg), varying(cfg)
@@ -132,7 +141,9 @@ def _row_from_config(cfg: dict[str, Any], run_dir: Path, status: str, info: dict
         result.lesionwise = metrics.get("lesionwise") or {}
         result.per_patient = {
             p["case"]: {region: p[region]["dice"] for region in REGIONS if region in p}
-            for p in metrics.get("per_patient", []) if "case" in p}
+            for p in metrics.get("per_patient", [])
+            if "case" in p
+        }
     return result
 
 
@@ -193,8 +204,14 @@ def not_started_rows(paths: list[Path], rows: list[ResultRow]) -> list[ResultRow
                 try:
                     cfg = compose("train", [f"experiment={name}", *others])
                 except Exception:  # noqa: BLE001  (an experiment deleted since the sweep ran still gets its row)
-                    missing.append(ResultRow(run_dir=sweep / name, status="not started", title=name,
-                                             experiment_id=name))
+                    missing.append(
+                        ResultRow(
+                            run_dir=sweep / name,
+                            status="not started",
+                            title=name,
+                            experiment_id=name,
+                        )
+                    )
                     continue
                 container = OmegaConf.to_container(cfg, resolve=False)
                 missing.append(_row_from_config(container, sweep / name, "not started", {}))
@@ -205,7 +222,11 @@ def _labels(cfg: dict[str, Any]) -> tuple[str, str, str]:
     from brats_seg.results.naming import loss_label, optimizer_label, preprocessing_label
 
     try:
-        return optimizer_label(cfg["optimizer"]), loss_label(cfg["loss"]), preprocessing_label(cfg["data"])
+        return (
+            optimizer_label(cfg["optimizer"]),
+            loss_label(cfg["loss"]),
+            preprocessing_label(cfg["data"]),
+        )
     except (KeyError, TypeError):
         return "", "", ""
 
@@ -254,8 +275,9 @@ def dice_intervals(r: ResultRow, samples: int, seed: int = 0) -> dict[str, str]:
     """Bootstrap 95% interval of the run's mean region Dice over its test patients."""
     rec = {}
     for region in REGIONS:
-        values = [p[region] for p in r.per_patient.values()
-                  if region in p and p[region] is not None]
+        values = [
+            p[region] for p in r.per_patient.values() if region in p and p[region] is not None
+        ]
         low, high = bootstrap_mean_ci(values, samples=samples, seed=seed)
         rec[f"{region} Dice 95% CI"] = fmt_interval(low, high)
     return rec
@@ -304,7 +326,9 @@ def table_records(rows: list[ResultRow], printed: bool, intervals: int = 0) -> l
 def to_markdown(records: list[dict[str, str]]) -> str:
     header = list(records[0])
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(rec[h].replace("|", "\\|") for h in header) + " |" for rec in records]
+    lines += [
+        "| " + " | ".join(rec[h].replace("|", "\\|") for h in header) + " |" for rec in records
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -324,6 +348,7 @@ def bar_chart(rows: list[ResultRow], out: Path) -> None:
     import numpy as np
 
     labels = [str(r.row) if r.row is not None else r.run_dir.name[:12] for r in rows]
+
     def value(v):  # an undefined metric is null in metrics.json
         return np.nan if v is None else v
 
@@ -346,8 +371,12 @@ def bar_chart(rows: list[ResultRow], out: Path) -> None:
     plt.close(fig)
 
 
-GROUP_METRICS = (*MEASURED, *(f"{r} Dice" for r in REGIONS), *(f"{r} HD95" for r in REGIONS),
-                 *(f"{r} LW Dice" for r in REGIONS))
+GROUP_METRICS = (
+    *MEASURED,
+    *(f"{r} Dice" for r in REGIONS),
+    *(f"{r} HD95" for r in REGIONS),
+    *(f"{r} LW Dice" for r in REGIONS),
+)
 
 
 def _metric_value(r: ResultRow, name: str) -> float | None:
@@ -381,8 +410,10 @@ def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
             "title": first.title if first.experiment_id else first.run_dir.name,
             "runs": f"{len(done)} of {len(members)} completed",
             "seeds / folds": "; ".join(
-                f"{k}=" + ",".join(str(r.seeds.get(k)) for r in members) for k in varied
-                if len({str(r.seeds.get(k)) for r in members}) > 1),
+                f"{k}=" + ",".join(str(r.seeds.get(k)) for r in members)
+                for k in varied
+                if len({str(r.seeds.get(k)) for r in members}) > 1
+            ),
         }
         for name in GROUP_METRICS:
             digits = 2 if "HD95" in name else 4
@@ -392,16 +423,20 @@ def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
     return records
 
 
-def write_table(paths: list[Path], out: Path, printed: bool = True,
-                intervals: int = 0) -> list[ResultRow]:
+def write_table(
+    paths: list[Path], out: Path, printed: bool = True, intervals: int = 0
+) -> list[ResultRow]:
     rows = collect(paths)
     records = table_records(rows, printed, intervals)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.md", to_markdown(records))
     write_text(out / "results.csv", to_csv(records))
     groups = group_records(rows)
-    write_text(out / "groups.md", "Runs that differ only by seed or fold, as mean ± sd (n) over "
-               "completed runs.\n\n" + to_markdown(groups))
+    write_text(
+        out / "groups.md",
+        "Runs that differ only by seed or fold, as mean ± sd (n) over "
+        "completed runs.\n\n" + to_markdown(groups),
+    )
     write_text(out / "groups.csv", to_csv(groups))
     bar_chart(rows, out / "results.png")
     return rows

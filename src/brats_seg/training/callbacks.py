@@ -53,8 +53,14 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
     so far lives in ``best.json``, so a resumed run keeps comparing against the epochs before the interruption.
     """
 
-    def __init__(self, folder: str | Path, monitor: str | None = "val_loss", mode: str = "min",
-                 save_last: bool = True, write_folder: str | Path | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        monitor: str | None = "val_loss",
+        mode: str = "min",
+        save_last: bool = True,
+        write_folder: str | Path | None = None,
+    ):
         super().__init__()
         self.save_last = save_last
         self.folder = Path(folder)

@@ -27,8 +27,15 @@ from brats_seg.training.multiworker import fit_across_workers
 log = logging.getLogger(__name__)
 
 
-def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder: RunFolder,
-              role: WorkerRole = SINGLE):
+def fit_model(
+    cfg: DictConfig,
+    run_dir: Path,
+    prepared,
+    split,
+    strategy,
+    folder: RunFolder,
+    role: WorkerRole = SINGLE,
+):
     """Train with resume and checkpoints; return the model if its final weights are the best
     checkpoint's.
 
@@ -50,38 +57,69 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     batch = int(trainer.batch_size)
     replicas = strategy.num_replicas_in_sync
     if batch % replicas:
-        raise ConfigError(f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync")
+        raise ConfigError(
+            f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync"
+        )
     sampling = SamplingSettings.from_data_cfg(cfg.data)
-    fully_convolutional = sampling.patch_size is not None or bool(trainer.get("fully_convolutional", False))
+    fully_convolutional = sampling.patch_size is not None or bool(
+        trainer.get("fully_convolutional", False)
+    )
     div = divisor(cfg.model)
     if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
-        raise ConfigError(f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
-                          f"divisible by {div}")
+        raise ConfigError(
+            f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
+            f"divisible by {div}"
+        )
     train_cases = prepared.one_case_per_patient(split["train"])
     n_train = prepared.slice_count(train_cases)
     steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
     has_val = bool(split["val"])
     val_steps = trainer.validation_steps if has_val else None
-    if not has_val and trainer.early_stopping.enabled and str(trainer.early_stopping.monitor).startswith("val"):
-        raise ConfigError(f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation "
-                          "patients, and data.split.val leaves none")
-    train_ds = make_dataset(prepared, train_cases, batch, shuffle=True, seed=int(cfg.seed),
-                            augment_cfg=cfg.data.augment, repeat=trainer.steps_per_epoch is not None,
-                            split_name="train", sampling=sampling)
+    if (
+        not has_val
+        and trainer.early_stopping.enabled
+        and str(trainer.early_stopping.monitor).startswith("val")
+    ):
+        raise ConfigError(
+            f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation "
+            "patients, and data.split.val leaves none"
+        )
+    train_ds = make_dataset(
+        prepared,
+        train_cases,
+        batch,
+        shuffle=True,
+        seed=int(cfg.seed),
+        augment_cfg=cfg.data.augment,
+        repeat=trainer.steps_per_epoch is not None,
+        split_name="train",
+        sampling=sampling,
+    )
     val_ds = None
     if has_val:
-        val_ds = make_dataset(prepared, split["val"], batch, shuffle=False, seed=int(cfg.seed),
-                              repeat=val_steps is not None, split_name="val",
-                              pad_multiple=div if fully_convolutional else 1)
+        val_ds = make_dataset(
+            prepared,
+            split["val"],
+            batch,
+            shuffle=False,
+            seed=int(cfg.seed),
+            repeat=val_steps is not None,
+            split_name="val",
+            pad_multiple=div if fully_convolutional else 1,
+        )
     if replicas > 1:
-        passes = (("train", train_cases, trainer.steps_per_epoch is not None),
-                  ("val", split["val"], val_steps is not None))
+        passes = (
+            ("train", train_cases, trainer.steps_per_epoch is not None),
+            ("val", split["val"], val_steps is not None),
+        )
         for name, cases, repeated in passes:
             if cases and not repeated and prepared.slice_count(cases) < batch:
                 option = "steps_per_epoch" if name == "train" else "validation_steps"
-                raise ConfigError(f"trainer.batch_size={batch}: the {name} split has fewer slices; "
-                                  f"a run on {replicas} replicas uses full batches only, "
-                                  f"set trainer.{option}")
+                raise ConfigError(
+                    f"trainer.batch_size={batch}: the {name} split has fewer slices; "
+                    f"a run on {replicas} replicas uses full batches only, "
+                    f"set trainer.{option}"
+                )
         train_ds = whole_batches(train_ds, batch, repeated=trainer.steps_per_epoch is not None)
         if val_ds is not None:
             val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
@@ -97,9 +135,12 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
         loss = build_loss(cfg.loss, class_counts=prepared.class_counts(train_cases))
         optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
         n_outputs = len(model.outputs)
-        model.compile(optimizer=optimizer, loss=[loss] * n_outputs if n_outputs > 1 else loss,
-                      metrics=[TumourDice()] if n_outputs == 1 else None,
-                      run_eagerly=bool(trainer.get("run_eagerly", False)))
+        model.compile(
+            optimizer=optimizer,
+            loss=[loss] * n_outputs if n_outputs > 1 else loss,
+            metrics=[TumourDice()] if n_outputs == 1 else None,
+            run_eagerly=bool(trainer.get("run_eagerly", False)),
+        )
     if role.workers > 1:
         fit_across_workers(model, strategy)
     if n_outputs > 1:  # deep supervision: every output learns the same target
@@ -115,10 +156,13 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
     # Without validation patients the latest epoch's model is the one kept as best.keras.
     monitor = trainer.checkpoint_monitor if has_val else None
     nan_guard = NanGuard()
-    checkpoints = BestAndLastCheckpoint(run_dir / CHECKPOINT_DIR, monitor=monitor,
-                                        mode="max" if monitor and "dice" in monitor else "min",
-                                        save_last=bool(trainer.save_last),
-                                        write_folder=None if chief else scratch / CHECKPOINT_DIR)
+    checkpoints = BestAndLastCheckpoint(
+        run_dir / CHECKPOINT_DIR,
+        monitor=monitor,
+        mode="max" if monitor and "dice" in monitor else "min",
+        save_last=bool(trainer.save_last),
+        write_folder=None if chief else scratch / CHECKPOINT_DIR,
+    )
     throughput = Throughput(batch)
     callbacks = [checkpoints, nan_guard, throughput, *extra_callbacks]
     if chief:
@@ -128,28 +172,52 @@ def fit_model(cfg: DictConfig, run_dir: Path, prepared, split, strategy, folder:
         backup_scratch = None if chief else scratch / BACKUP_DIR
         callbacks.insert(0, RunBackup(run_dir / BACKUP_DIR, write_dir=backup_scratch))
     if trainer.tensorboard and chief:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False))
+        callbacks.append(
+            keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False)
+        )
     if trainer.early_stopping.enabled:
         es = trainer.early_stopping
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=int(es.patience),
-                                                       mode="max" if "dice" in es.monitor else "min"))
-    log.info("training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
-             cfg.model.name, f"{model.count_params():,}", n_train, len(train_cases), steps)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es.monitor,
+                patience=int(es.patience),
+                mode="max" if "dice" in es.monitor else "min",
+            )
+        )
+    log.info(
+        "training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
+        cfg.model.name,
+        f"{model.count_params():,}",
+        n_train,
+        len(train_cases),
+        steps,
+    )
     wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(train_ds, validation_data=val_ds, epochs=int(trainer.epochs), steps_per_epoch=trainer.steps_per_epoch,
-              validation_steps=val_steps, callbacks=callbacks,
-              verbose=resolve_verbose(trainer.verbose) if chief else 0)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=int(trainer.epochs),
+        steps_per_epoch=trainer.steps_per_epoch,
+        validation_steps=val_steps,
+        callbacks=callbacks,
+        verbose=resolve_verbose(trainer.verbose) if chief else 0,
+    )
     if chief:
         # Added up over the attempts that got through fit (time of an attempt killed mid-training is lost).
         # CPU time is the process's (every thread); it stays meaningful when other work shares the cores.
         before = folder.read() or {}
         folder.update(
             train_seconds=round(before.get("train_seconds", 0.0) + time.perf_counter() - wall, 1),
-            train_cpu_seconds=round(before.get("train_cpu_seconds", 0.0) + time.process_time() - cpu, 1))
+            train_cpu_seconds=round(
+                before.get("train_cpu_seconds", 0.0) + time.process_time() - cpu, 1
+            ),
+        )
     if nan_guard.nan_at is not None:
         epoch, batch_index = nan_guard.nan_at
-        raise TrainingFailed(f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
-                             "or try trainer.precision=float32")
+        raise TrainingFailed(
+            f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
+            "or try trainer.precision=float32"
+        )
     fingerprint = weights_fingerprint(model)
     log.info("%s: weights after training: %s", role.name, fingerprint)
     if chief:

@@ -9,6 +9,7 @@ import numpy as np
 
 from brats_seg.atomic import atomic_path
 
+
 def _pyplot():
     import matplotlib
 
@@ -50,7 +51,9 @@ def learning_curves(history_csv: str | Path, out: str | Path) -> bool:
         return False
     plt = _pyplot()
     epochs = [e + 1 for e in history["epoch"]]
-    metrics = sorted({k.removeprefix("val_") for k in history if k not in ("epoch", "learning_rate")})
+    metrics = sorted(
+        {k.removeprefix("val_") for k in history if k not in ("epoch", "learning_rate")}
+    )
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
     for ax, name in zip(axes[0], metrics):
         for key, style in ((name, "-o"), (f"val_{name}", "--s")):
@@ -76,7 +79,15 @@ def confusion_matrix(cm: np.ndarray, labels: list[str], out: str | Path) -> None
     for i in range(len(labels)):
         for j in range(len(labels)):
             colour = "white" if norm[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{norm[i, j]:.3f}\n{int(cm[i, j]):,}", ha="center", va="center", fontsize=7, color=colour)
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.3f}\n{int(cm[i, j]):,}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color=colour,
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("pooled confusion matrix (row-normalised)")
     _save(fig, Path(out))
@@ -89,7 +100,9 @@ def label_rgb(image: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return to_display(overlay_rgb(image, classes, alpha=0.45))
 
 
-def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, out: str | Path, title: str = "") -> None:
+def overlay(
+    image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, out: str | Path, title: str = ""
+) -> None:
     """Three panels: the image, the truth and the prediction (truth omitted when unknown)."""
     plt = _pyplot()
     panels = [("image", label_rgb(image, np.zeros_like(pred)))]
@@ -106,7 +119,12 @@ def overlay(image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, out: 
     _save(fig, Path(out))
 
 
-def montage(image_slices: list[np.ndarray], pred_slices: list[np.ndarray], titles: list[str], out: str | Path) -> None:
+def montage(
+    image_slices: list[np.ndarray],
+    pred_slices: list[np.ndarray],
+    titles: list[str],
+    out: str | Path,
+) -> None:
     """A row of predicted overlays, e.g. the slices of one patient with the most tumour."""
     plt = _pyplot()
     n = len(image_slices)
