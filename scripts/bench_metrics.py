@@ -1,7 +1,7 @@
 """Benchmark the numpy evaluation metrics and fail when they are too slow.
 
     python scripts/bench_metrics.py         # the study's test set: 1302 slices of 240x240
-    python scripts/bench_metrics.py --tiny  # a quick run on small arrays
+    python scripts/bench_metrics.py --tiny  # a quick run on small arrays (floors reported, not enforced)
 
 Pooled confusion matrix: pixels per second over ``--slices`` argmax slices (floor 150 million/s,
 best of the repeats). HD95: seconds per WT/TC/ET region of a synthetic tumour made of a few blobs
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     hd_ok, hd_rows = bench_hd95(shape, repeats, rng)
     print("\n".join(cm_rows + hd_rows))
     if not (cm_ok and hd_ok):
+        if args.tiny:  # a quick check that the script runs; speed is judged at full size only
+            print("bench_metrics: a floor was missed (reported, not enforced with --tiny)")
+            return 0
         print("bench_metrics: a floor was missed", file=sys.stderr)
         return 1
     return 0
