@@ -1,16 +1,17 @@
 """Leave-one-patient-out cross-validation of a recipe on real BraTS cases, and its per-fold table.
 
-    python scripts/cv_real.py --root ../shared/data/brats-real                 # outer folds: the reported table
-    python scripts/cv_real.py --root ../shared/data/brats-real --inner        # tuning folds (see below)
+    python scripts/cv_real.py --root ../shared/data/brats-real  # outer folds: the reported table
+    python scripts/cv_real.py --root ../shared/data/brats-real --inner  # tuning folds (see below)
 
-The outer mode runs one sweep, ``brats-seg train -m recipe=... data.split.folds=K 'data.split.fold=range(K)'``,
-where K defaults to the number of distinct patients (so each fold holds one patient out), and then
-``brats-seg cv-summary`` on the sweep folder.
+The outer mode runs one sweep, ``brats-seg train -m recipe=... data.split.folds=K
+'data.split.fold=range(K)'``, where K defaults to the number of distinct patients (so each fold
+holds one patient out), and then ``brats-seg cv-summary`` on the sweep folder.
 
-The inner mode is for tuning without touching the patients a table reports: for every outer fold it takes only
-that fold's training patients (``data.cases=[...]``) and trains on all but one of them, scoring the one left
-out (inner fold ``i mod (K-1)`` of outer fold i). Compare settings on these inner scores only; the outer
-fold's own patient is never seen. Extra ``key=value`` arguments go to every training run.
+The inner mode is for tuning without touching the patients a table reports: for every outer fold it
+takes only that fold's training patients (``data.cases=[...]``) and trains on all but one of them,
+scoring the one left out (inner fold ``i mod (K-1)`` of outer fold i). Compare settings on these
+inner scores only; the outer fold's own patient is never seen. Extra ``key=value`` arguments go to
+every training run.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def brats_seg() -> list[str]:
 def outer_folds(
     root: Path, recipe: str, folds: int | None, overrides: list[str]
 ) -> tuple[int, list[dict], dict[str, str]]:
-    """K, the split of every outer fold and each case's patient fingerprint (this builds the slice cache once,
-    if needed)."""
+    """K, the split of every outer fold and each case's patient fingerprint (this builds the slice
+    cache once, if needed)."""
     from brats_seg.config import compose
     from brats_seg.data.dataset import prepare_data
     from brats_seg.data.split import group_cases

@@ -1,4 +1,5 @@
-"""The ``brats-seg`` command: a thin dispatcher that imports nothing heavy until a subcommand runs."""
+"""The ``brats-seg`` command: a thin dispatcher that imports nothing heavy until a subcommand
+runs."""
 
 from __future__ import annotations
 

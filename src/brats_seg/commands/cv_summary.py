@@ -1,4 +1,5 @@
-"""brats-seg cv-summary DIR [out=DIR]: per-fold scores of a cross-validation sweep and their mean +- sd."""
+"""brats-seg cv-summary DIR [out=DIR]: per-fold scores of a cross-validation sweep and their mean +-
+sd."""
 
 from __future__ import annotations
 

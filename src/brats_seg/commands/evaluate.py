@@ -1,4 +1,5 @@
-"""brats-seg evaluate: re-evaluate a run folder, or score a folder of predictions against reference segs."""
+"""brats-seg evaluate: re-evaluate a run folder, or score a folder of predictions against reference
+segs."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def _evaluate_run(cfg) -> None:
     ca = metrics["col_ave"]
     used = metrics["inference"]
     print(
-        f"{where}: {len(run_dirs)} run(s), tta={str(used['tta']).lower()}, postprocess={used['postprocess']}; "
+        f"{where}: {len(run_dirs)} run(s), tta={str(used['tta']).lower()}, "
+        f"postprocess={used['postprocess']}; "
         f"Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
         f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}"
     )
@@ -73,7 +75,8 @@ def _evaluate_run(cfg) -> None:
 
 
 def _with_overrides(run_cfg, cfg):
-    """A run's config with the evaluate command's options that are set (null keeps the run's own)."""
+    """A run's config with the evaluate command's options that are set (null keeps the run's
+    own)."""
     from omegaconf import open_dict
 
     with open_dict(run_cfg):

@@ -1,4 +1,5 @@
-"""brats-seg predict run=RUN_DIR input=PATH output=DIR: segment new patients, NIfTI in, NIfTI out."""
+"""brats-seg predict run=RUN_DIR input=PATH output=DIR: segment new patients, NIfTI in, NIfTI
+out."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _task(cfg) -> None:
     )
     used = result["inference"]
     print(
-        f"{len(result['cases'])} case(s) segmented into {result['output']} by {len(used['runs'])} run(s), "
+        f"{len(result['cases'])} case(s) segmented into {result['output']} "
+        f"by {len(used['runs'])} run(s), "
         f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}"
     )
     if "metrics" in result:

@@ -1,4 +1,5 @@
-"""brats-seg train: compose a run from the config groups, train it, evaluate it on held-out patients."""
+"""brats-seg train: compose a run from the config groups, train it, evaluate it on held-out
+patients."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def _task(cfg) -> float | None:
     import_tensorflow_quietly()
 
     metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
-    # None for a non-chief worker of a multi-worker run (the chief evaluates) or a run without test patients.
+    # None for a non-chief worker of a multi-worker run (the chief evaluates) or a run without test
+    # patients.
     return (metrics.get("col_ave") or {}).get("f1") if metrics else None
 
 
@@ -24,8 +26,8 @@ def main(argv: list[str]) -> int:
     from brats_seg.training.cluster import launched_as_non_chief
 
     if launched_as_non_chief():
-        # Only the chief writes the run folder, Hydra's own files (.hydra/, train.log) included. Hydra's
-        # parser takes its overrides in one run, so these join the user's (or come first).
+        # Only the chief writes the run folder, Hydra's own files (.hydra/, train.log) included.
+        # Hydra's parser takes its overrides in one run, so these join the user's (or come first).
         at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
         argv = [*argv[:at], "hydra.output_subdir=null", "hydra/job_logging=stdout", *argv[at:]]
     run_hydra_app(_task, "train", "brats-seg train", argv, example=EXAMPLE)

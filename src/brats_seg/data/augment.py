@@ -1,15 +1,16 @@
 """Optional training-time augmentation in TensorFlow, applied to images and labels consistently.
 
-Spatial, per slice: a left-right flip (rows are the patient's left-right axis), a small rotation and scaling
-about the slice centre (bilinear for images, nearest for labels, zeros outside).
+Spatial, per slice: a left-right flip (rows are the patient's left-right axis), a small rotation and
+scaling about the slice centre (bilinear for images, nearest for labels, zeros outside).
 
-Appearance, per slice and inside the brain only (background stays 0), for carrying a few patients' contrasts
-to new ones: a gamma per channel (on the slice's brain intensities rescaled to [0, 1]), an intensity gain and
-shift per channel, a Gaussian blur and additive Gaussian noise. With 2.5D input (``context_slices``) the
-neighbouring slices' copies of a modality get that modality's gain, shift and gamma.
+Appearance, per slice and inside the brain only (background stays 0), for carrying a few patients'
+contrasts to new ones: a gamma per channel (on the slice's brain intensities rescaled to [0, 1]), an
+intensity gain and shift per channel, a Gaussian blur and additive Gaussian noise. With 2.5D input
+(``context_slices``) the neighbouring slices' copies of a modality get that modality's gain, shift
+and gamma.
 
-The random draws come from the input pipeline's seeded numpy generator (one row of uniform numbers per slice),
-so augmentation is reproducible and differs every epoch.
+The random draws come from the input pipeline's seeded numpy generator (one row of uniform numbers
+per slice), so augmentation is reproducible and differs every epoch.
 """
 
 from __future__ import annotations
@@ -68,14 +69,15 @@ class AugmentSettings:
 
 
 def param_count(channels: int, settings: AugmentSettings | None = None) -> int:
-    """Uniform numbers needed per slice: flip, angle, scale, a gain and a shift per channel, then (when on) a gamma
-    per channel, a blur width, a noise level and two numbers seeding the noise."""
+    """Uniform numbers needed per slice: flip, angle, scale, a gain and a shift per channel, then
+    (when on) a gamma per channel, a blur width, a noise level and two numbers seeding the noise."""
     settings = settings or AugmentSettings()
     return 3 + 2 * channels + _extra_offsets(channels, settings)[-1]
 
 
 def _extra_offsets(channels: int, settings: AugmentSettings) -> tuple[int, int, int, int]:
-    """Columns of gamma, blur and noise after the first 3 + 2C, and how many extra columns there are."""
+    """Columns of gamma, blur and noise after the first 3 + 2C, and how many extra columns there
+    are."""
     gamma = 0
     blur = gamma + (channels if settings.gamma > 0 else 0)
     noise = blur + (1 if settings.blur > 0 else 0)
@@ -84,7 +86,8 @@ def _extra_offsets(channels: int, settings: AugmentSettings) -> tuple[int, int, 
 
 
 def augment_batch(x, y, u, settings: AugmentSettings, base_channels: int | None = None):
-    """Augment a batch: x (B, H, W, C) float32, y (B, H, W) uint8, u (B, param_count(base_channels)) in [0, 1)."""
+    """Augment a batch: x (B, H, W, C) float32, y (B, H, W) uint8, u (B, param_count(base_channels))
+    in [0, 1)."""
     x, y = spatial(x, y, u, settings)
     return appearance(x, u, settings, base_channels), y
 
@@ -137,7 +140,8 @@ def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None
 
 
 def _gamma(x, brain, gamma):
-    """Per slice and channel: rescale the brain's values to [0, 1], raise to ``gamma`` (B, C), scale back."""
+    """Per slice and channel: rescale the brain's values to [0, 1], raise to ``gamma`` (B, C), scale
+    back."""
     import tensorflow as tf
 
     inf = tf.constant(float("inf"), x.dtype)
@@ -151,7 +155,8 @@ def _gamma(x, brain, gamma):
 
 
 def _blur(x, sigma, max_sigma: float):
-    """Separable Gaussian blur with a width ``sigma`` (B,) per slice; a width near 0 leaves the slice as it is."""
+    """Separable Gaussian blur with a width ``sigma`` (B,) per slice; a width near 0 leaves the
+    slice as it is."""
     import tensorflow as tf
 
     radius = max(1, math.ceil(3.0 * max_sigma))
@@ -173,8 +178,8 @@ def _blur(x, sigma, max_sigma: float):
 
 
 def _rotation_scaling(angle, scale, height, width):
-    """(B, 8) projective transforms mapping each output pixel to its input position (rotation + scaling about
-    the centre), in TensorFlow's (column, row) convention."""
+    """(B, 8) projective transforms mapping each output pixel to its input position (rotation +
+    scaling about the centre), in TensorFlow's (column, row) convention."""
     import tensorflow as tf
 
     cx = (tf.cast(width, tf.float32) - 1.0) / 2.0

@@ -1,5 +1,5 @@
-"""The data layer's entry point: ``prepare_data(cfg.data)`` finds the cases, builds or reuses the slice cache and
-returns a ``PreparedData`` that training and evaluation read from."""
+"""The data layer's entry point: ``prepare_data(cfg.data)`` finds the cases, builds or reuses the
+slice cache and returns a ``PreparedData`` that training and evaluation read from."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ class PreparedData:
         return shapes.pop()
 
     def split(self) -> dict[str, list[str]]:
-        """Case ids per split (train/val/test), by patient, from ``data.split`` (fractions, or one fold)."""
+        """Case ids per split (train/val/test), by patient, from ``data.split`` (fractions, or one
+        fold)."""
         fingerprints = {c: m["fingerprint"] for c, m in self.metas.items()}
         kfold = fold_settings(self.split_cfg)
         if kfold is not None:
@@ -91,8 +92,8 @@ class PreparedData:
             ) from None
 
     def one_case_per_patient(self, case_ids: list[str]) -> list[str]:
-        """``case_ids`` without the second name of identical images (the same scan shipped twice), so that
-        training does not draw such a patient twice as often as the others."""
+        """``case_ids`` without the second name of identical images (the same scan shipped twice),
+        so that training does not draw such a patient twice as often as the others."""
         seen: set[str] = set()
         kept = []
         for case_id in case_ids:
@@ -119,12 +120,14 @@ class PreparedData:
         return cache.read_slices(self.cache_dir, case_id)
 
     def load_volume(self, case_id: str) -> cache.Volume:
-        """``(x (Z, H, W, C) float32, classes (X, Y, Z) uint8, meta)``: every slice, for evaluation."""
+        """``(x (Z, H, W, C) float32, classes (X, Y, Z) uint8, meta)``: every slice, for
+        evaluation."""
         return cache.load_volume(self.cache_dir, self.case_meta(case_id), self.preprocess)
 
 
 def prepare_data(data_cfg: Any) -> PreparedData:
-    """Find the cases of ``data_cfg`` (the composed ``data`` node), build or reuse their cache, open it."""
+    """Find the cases of ``data_cfg`` (the composed ``data`` node), build or reuse their cache, open
+    it."""
     root = _data_root(data_cfg)
     cfg = to_plain(data_cfg)
     name = str(cfg.get("name") or "data")
@@ -162,7 +165,8 @@ def _check_split(split_cfg: Any) -> None:
 def _data_root(data_cfg: Any) -> Path:
     if _is_missing(data_cfg, "root"):
         raise ConfigError(
-            "data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)"
+            "data.root is not set: pass data.root=/path/to/BraTS "
+            "(a folder holding BraTS case folders)"
         )
     cfg = to_plain(data_cfg)
     root = cfg.get("root")
@@ -172,7 +176,8 @@ def _data_root(data_cfg: Any) -> Path:
 
             return Path(ensure_synthetic_dataset(data_cfg)).resolve()
         raise ConfigError(
-            "data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)"
+            "data.root is not set: pass data.root=/path/to/BraTS "
+            "(a folder holding BraTS case folders)"
         )
     root = Path(str(root)).expanduser()
     if not root.is_dir():

@@ -1,8 +1,9 @@
 """K-fold cross-validation by patient: ``data.split.folds=K data.split.fold=i``.
 
-The patient groups (cases with identical images are one group, see split.py) are dealt into K folds with
-scikit-learn's GroupKFold; fold i is the test set. ``data.split.val`` is then the share of the remaining groups
-held out for validation (0: train on all of them). The train and test fractions are not used in this mode.
+The patient groups (cases with identical images are one group, see split.py) are dealt into K folds
+with scikit-learn's GroupKFold; fold i is the test set. ``data.split.val`` is then the share of the
+remaining groups held out for validation (0: train on all of them). The train and test fractions are
+not used in this mode.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from brats_seg.errors import ConfigError, DataError
 
 
 def fold_settings(split_cfg: Mapping[str, Any] | None) -> tuple[int, int] | None:
-    """``(folds, fold)`` from ``data.split``, or None when ``data.split.folds`` is null (a fractional split)."""
+    """``(folds, fold)`` from ``data.split``, or None when ``data.split.folds`` is null (a
+    fractional split)."""
     cfg = to_plain(split_cfg) or {}
     folds = cfg.get("folds")
     if folds is None:

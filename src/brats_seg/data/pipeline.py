@@ -1,10 +1,11 @@
 """tf.data input pipeline over the slice cache (TensorFlow: imported only by training).
 
-A Python generator walks the epoch's (case, slice) pairs (see sampling.py: every selected slice once in a
-seeded per-epoch order, or random draws with a share centred on tumour) and reads each batch from the cache
-files with ``os.pread``, so memory stays flat whatever the split's size. The generator yields whole batches
-(one Python call per batch, not per slice) with their random numbers; spatial augmentation, patch windows,
-appearance augmentation, padding, one-hot encoding and prefetching run in TensorFlow.
+A Python generator walks the epoch's (case, slice) pairs (see sampling.py: every selected slice once
+in a seeded per-epoch order, or random draws with a share centred on tumour) and reads each batch
+from the cache files with ``os.pread``, so memory stays flat whatever the split's size. The
+generator yields whole batches (one Python call per batch, not per slice) with their random numbers;
+spatial augmentation, patch windows, appearance augmentation, padding, one-hot encoding and
+prefetching run in TensorFlow.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def batch_generator(
 ) -> Any:
     """A callable for ``Dataset.from_generator``; every call runs the next epoch.
 
-    Yields ``(x, y[, u][, corners])``: u the augmentation's uniform numbers, corners the patch windows.
+    Yields ``(x, y[, u][, corners])``: u the augmentation's uniform numbers, corners the patch
+    windows.
     """
     sampler = SliceSampler(prepared, case_ids, sampling or SamplingSettings(), shuffle, seed)
     reader = SliceReader(prepared.cache_dir, case_ids)
@@ -76,13 +78,15 @@ def make_dataset(
     sampling: SamplingSettings | None = None,
     pad_multiple: int = 1,
 ):
-    """Batches ``(x float32 (B, H, W, C), y float32 one-hot (B, H, W, 4))`` of the selected slices of ``case_ids``.
+    """Batches ``(x float32 (B, H, W, C), y float32 one-hot (B, H, W, 4))`` of the selected slices
+    of ``case_ids``.
 
-    Without ``repeat`` one pass is one epoch (the last batch may be smaller); with the default sampling every
-    selected slice appears exactly once per pass, and each new pass reshuffles with a permutation derived from
-    ``seed`` and the pass number. ``sampling`` may cut patches and draw samples at random (see sampling.py).
-    ``pad_multiple`` pads whole slices at the bottom and right with background up to a multiple of it (for a
-    fully convolutional model whose divisor does not divide the cached size).
+    Without ``repeat`` one pass is one epoch (the last batch may be smaller); with the default
+    sampling every selected slice appears exactly once per pass, and each new pass reshuffles with a
+    permutation derived from ``seed`` and the pass number. ``sampling`` may cut patches and draw
+    samples at random (see sampling.py). ``pad_multiple`` pads whole slices at the bottom and right
+    with background up to a multiple of it (for a fully convolutional model whose divisor does not
+    divide the cached size).
     """
     import tensorflow as tf
 
@@ -95,8 +99,9 @@ def make_dataset(
     if prepared.slice_count(case_ids) == 0:
         which = f"the {split_name} split" if split_name else "the requested cases"
         raise DataError(
-            f"no slices selected in {which} ({len(case_ids)} case(s)) with {prepared.selection.describe()};"
-            f" loosen the selection (a lower data.selection.threshold, or data.selection.rule=tumour)"
+            f"no slices selected in {which} ({len(case_ids)} case(s)) "
+            f"with {prepared.selection.describe()}; "
+            "loosen the selection (a lower data.selection.threshold, or data.selection.rule=tumour)"
         )
     height, width, channels = prepared.input_shape
     base_channels = prepared.preprocess.base_channels
@@ -118,7 +123,8 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     else:
-        # from_generator cannot know its length; telling Keras gives a real progress bar from the first epoch.
+        # from_generator cannot know its length; telling Keras gives a real progress bar from the
+        # first epoch.
         n_batches = -(-prepared.slice_count(case_ids) // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
 

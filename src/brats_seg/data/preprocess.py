@@ -1,8 +1,9 @@
-"""Turn a loaded case into model input: per-modality normalisation, optional fifth channel, crop, axial slices.
+"""Turn a loaded case into model input: per-modality normalisation, optional fifth channel, crop,
+axial slices.
 
-The same function serves the training cache and prediction, so a model always sees identically prepared input.
-Slice z of a volume is ``vol[:, :, z]`` (rows: array axis X, columns: axis Y); arrays for the model are
-(Z, H, W, C).
+The same function serves the training cache and prediction, so a model always sees identically
+prepared input. Slice z of a volume is ``vol[:, :, z]`` (rows: array axis X, columns: axis Y);
+arrays for the model are (Z, H, W, C).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def normalize(
 ) -> np.ndarray:
     """Normalise ``vol`` using the statistics of its voxels inside ``mask``; voxels outside stay 0.
 
-    zscore: (v - mean) / std; minmax: (v - min) / (max - min); percentile: clip to the two percentiles, then
-    scale that range to [0, 1]. A constant brain gives 0 everywhere.
+    zscore: (v - mean) / std; minmax: (v - min) / (max - min); percentile: clip to the two
+    percentiles, then scale that range to [0, 1]. A constant brain gives 0 everywhere.
     """
     out = np.zeros(vol.shape, dtype=np.float32)
     values = vol[mask].astype(np.float64)
@@ -66,10 +67,12 @@ def normalize(
 
 
 def flair_edges(flair: np.ndarray, sigma: float) -> np.ndarray:
-    """Gradient magnitude of the Gaussian-smoothed FLAIR, per axial slice (2D: no smoothing or gradient along z).
+    """Gradient magnitude of the Gaussian-smoothed FLAIR, per axial slice (2D: no smoothing or
+    gradient along z).
 
-    Computed on the brain-z-scored FLAIR, whose background (0) equals the brain mean, so the brain outline does
-    not dominate the map whatever normalisation the other channels use. Uses the images only, never labels.
+    Computed on the brain-z-scored FLAIR, whose background (0) equals the brain mean, so the brain
+    outline does not dominate the map whatever normalisation the other channels use. Uses the images
+    only, never labels.
     """
     zscored = normalize(flair, flair != 0, "zscore")
     sigmas = (sigma, sigma, 0.0)  # scipy skips axes with sigma 0: the filter is 2D on every slice
@@ -81,7 +84,8 @@ def flair_edges(flair: np.ndarray, sigma: float) -> np.ndarray:
 def preprocess_case(
     loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | PreprocessSettings
 ) -> PreprocessedCase:
-    """Normalise, add the fifth channel, crop and slice one case (labels are cropped and sliced alike)."""
+    """Normalise, add the fifth channel, crop and slice one case (labels are cropped and sliced
+    alike)."""
     settings = PreprocessSettings.from_cfg(preprocess_cfg)
     image = loaded.image
     full_shape = tuple(int(s) for s in image.shape[:3])
@@ -119,8 +123,8 @@ def preprocess_case(
 def add_context(x: np.ndarray, k: int) -> np.ndarray:
     """2.5D input: (Z, H, W, C) -> (Z, H, W, C * (2k + 1)).
 
-    The slice's own C channels come first (so channel 3 is still its FLAIR), then the C channels of slice z-k,
-    ..., z-1, z+1, ..., z+k; a neighbour beyond the volume's ends is zeros (background).
+    The slice's own C channels come first (so channel 3 is still its FLAIR), then the C channels of
+    slice z-k, ..., z-1, z+1, ..., z+k; a neighbour beyond the volume's ends is zeros (background).
     """
     depth = x.shape[0]
     parts = [x]
@@ -149,7 +153,8 @@ def slices_to_volume(slices: np.ndarray) -> np.ndarray:
 def restore_prediction(
     classes: np.ndarray, crop_box: CropBox | None, full_shape: tuple[int, int, int]
 ) -> np.ndarray:
-    """A (Z, H, W) class stack predicted on preprocessed slices -> (X, Y, Z) uint8 in the original volume's grid."""
+    """A (Z, H, W) class stack predicted on preprocessed slices -> (X, Y, Z) uint8 in the original
+    volume's grid."""
     volume = np.ascontiguousarray(slices_to_volume(np.asarray(classes, dtype=np.uint8)))
     if crop_box is None:
         if volume.shape != tuple(full_shape):

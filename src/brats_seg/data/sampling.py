@@ -1,14 +1,17 @@
-"""Which training samples an epoch draws: whole slices or random patches, and how many centre on tumour.
+"""Which training samples an epoch draws: whole slices or random patches, and how many centre on
+tumour.
 
-``data.sampling.foreground`` null (the study's way): every cached slice once per epoch, in a fresh order.
-A share p in [0, 1]: an epoch draws as many samples as there are cached slices, at random with replacement; a
-share p of them come from slices holding tumour and, with ``data.patch.size``, are centred on a tumour pixel
-(a tumour class present in the slice is picked first, then one of its pixels, so small classes are not
-crowded out); the rest come from any cached slice (with ``data.selection.rule=brain``: any brain slice), at a
-random position. nnU-Net oversamples foreground this way with p = 1/3.
+``data.sampling.foreground`` null (the study's way): every cached slice once per epoch, in a fresh
+order. A share p in [0, 1]: an epoch draws as many samples as there are cached slices, at random
+with replacement; a share p of them come from slices holding tumour and, with ``data.patch.size``,
+are centred on a tumour pixel (a tumour class present in the slice is picked first, then one of its
+pixels, so small classes are not crowded out); the rest come from any cached slice (with
+``data.selection.rule=brain``: any brain slice), at a random position. nnU-Net oversamples
+foreground this way with p = 1/3.
 
-``data.patch.size=[H, W]``: each sample is an H x W window of its cached slice (the window is cut in tf.data);
-the model is then built fully convolutional, so it predicts whole slices of any size its divisor allows.
+``data.patch.size=[H, W]``: each sample is an H x W window of its cached slice (the window is cut in
+tf.data); the model is then built fully convolutional, so it predicts whole slices of any size its
+divisor allows.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class SamplingSettings:
             )
             if not ok:
                 raise ConfigError(
-                    f"data.patch.size must be null or two positive whole numbers [H, W], got {size!r}"
+                    "data.patch.size must be null or two positive whole numbers [H, W], "
+                    f"got {size!r}"
                 )
             size = (int(size[0]), int(size[1]))
         return cls(None if share is None else float(share), size)
@@ -65,7 +69,8 @@ def slice_index(prepared, case_ids: list[str]) -> np.ndarray:
 
 
 def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
-    """The order in which epoch ``epoch`` visits the n slices: a fresh seeded permutation each epoch."""
+    """The order in which epoch ``epoch`` visits the n slices: a fresh seeded permutation each
+    epoch."""
     if not shuffle:
         return np.arange(n)
     return np.random.default_rng([seed, epoch]).permutation(n)
@@ -83,7 +88,7 @@ class SliceSampler:
         self.index = slice_index(prepared, case_ids)
         self.slice_shape = tuple(prepared.input_shape[:2])
         if settings.patch_size is not None:
-            too_big = [p > s for p, s in zip(settings.patch_size, self.slice_shape)]
+            too_big = [p > s for p, s in zip(settings.patch_size, self.slice_shape, strict=True)]
             if any(too_big):
                 raise ConfigError(
                     f"data.patch.size {list(settings.patch_size)} is larger than the cached slices "

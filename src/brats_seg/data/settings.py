@@ -68,7 +68,8 @@ class PreprocessSettings:
         fifth = cfg.get("fifth_channel")
         if fifth is not None and fifth not in FIFTH_CHANNELS:
             raise ConfigError(
-                f"data.preprocess.fifth_channel must be null or one of {', '.join(FIFTH_CHANNELS)}, "
+                "data.preprocess.fifth_channel must be null or one of "
+                f"{', '.join(FIFTH_CHANNELS)}, "
                 f"got {fifth!r}"
             )
         sigma = cfg.get("fifth_channel_sigma", 1.0)
@@ -91,7 +92,8 @@ class PreprocessSettings:
         return cls(normalization, percentiles, fifth, float(sigma), crop_size, context)
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings that change the output (used in the cache key and recorded in the cache index)."""
+        """The settings that change the output (used in the cache key and recorded in the cache
+        index)."""
         out: dict[str, Any] = {"normalization": self.normalization}
         if self.normalization == "percentile":
             out["percentiles"] = list(self.percentiles)

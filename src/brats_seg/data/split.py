@@ -35,8 +35,8 @@ def patient_id(case_id: str) -> str | None:
 
 
 def content_fingerprint(image: np.ndarray) -> str:
-    """sha256 of the decoded voxels (as float32, in Fortran order like NIfTI) and the shape: equal images, equal
-    fingerprint, whatever the array's memory layout."""
+    """sha256 of the decoded voxels (as float32, in Fortran order like NIfTI) and the shape: equal
+    images, equal fingerprint, whatever the array's memory layout."""
     data = np.asfortranarray(image, dtype=np.float32)
     digest = hashlib.sha256(repr(data.shape).encode())
     digest.update(
@@ -46,11 +46,12 @@ def content_fingerprint(image: np.ndarray) -> str:
 
 
 def split_fractions(split_cfg: Mapping[str, Any] | None) -> tuple[tuple[float, float, float], int]:
-    """``((train, val, test), seed)`` from ``data.split``, validated; ``train: null`` takes what val and test
-    leave. A val or test fraction of 0 leaves that split empty (``test=0``: train on every patient)."""
+    """``((train, val, test), seed)`` from ``data.split``, validated; ``train: null`` takes what val
+    and test leave. A val or test fraction of 0 leaves that split empty (``test=0``: train on every
+    patient)."""
     cfg = to_plain(split_cfg) or {}
     fractions = []
-    for name, default in zip(SPLITS, (0.6, 0.2, 0.2)):
+    for name, default in zip(SPLITS, (0.6, 0.2, 0.2), strict=True):
         value = cfg.get(name, default)
         if name == "train" and value is None:
             fractions.append(None)
@@ -64,7 +65,8 @@ def split_fractions(split_cfg: Mapping[str, Any] | None) -> tuple[tuple[float, f
         fractions[0] = 1.0 - fractions[1] - fractions[2]
         if fractions[0] <= 0:
             raise ConfigError(
-                f"data.split: val={fractions[1]} and test={fractions[2]} leave no patient to train on"
+                f"data.split: val={fractions[1]} and test={fractions[2]} "
+                "leave no patient to train on"
             )
     if abs(sum(fractions) - 1.0) > 1e-6:
         raise ConfigError(
@@ -118,8 +120,8 @@ def distinct_scans(
 
 
 def split_counts(n_groups: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
-    """Groups per split: val and test get round(fraction * n), at least 1 unless their fraction is 0; train the
-    rest (at least 1)."""
+    """Groups per split: val and test get round(fraction * n), at least 1 unless their fraction is
+    0; train the rest (at least 1)."""
     n_val = max(1, round(fractions[1] * n_groups)) if fractions[1] > 0 else 0
     n_test = max(1, round(fractions[2] * n_groups)) if fractions[2] > 0 else 0
     while (
@@ -142,7 +144,8 @@ def split_cases(
     needed = 1 + (fractions[1] > 0) + (fractions[2] > 0)
     if len(groups) < needed:
         raise DataError(
-            f"found {len(groups)} distinct patient(s) in {len(fingerprints)} case(s); a train/val/test "
+            f"found {len(groups)} distinct patient(s) in {len(fingerprints)} case(s); "
+            "a train/val/test "
             f"split needs at least {needed}"
         )
     n_train, n_val, n_test = split_counts(len(groups), fractions)

@@ -1,10 +1,11 @@
-"""Ensembles of runs: which run folders ``run=`` names, and their averaged softmax on a case's full grid.
+"""Ensembles of runs: which run folders ``run=`` names, and their averaged softmax on a case's full
+grid.
 
-``run=`` may be one run folder, a list ``[A,B,...]`` of run folders, or a folder that is not itself a run (a
-sweep folder, e.g. the K folds of a cross-validation): then every completed run found under it. Each member
-prepares the case with its own run's preprocessing and predicts with its own model; the softmax of every
-member is put back on the case's full grid and averaged there, so members trained on different crops or
-channels still combine.
+``run=`` may be one run folder, a list ``[A,B,...]`` of run folders, or a folder that is not itself
+a run (a sweep folder, e.g. the K folds of a cross-validation): then every completed run found under
+it. Each member prepares the case with its own run's preprocessing and predicts with its own model;
+the softmax of every member is put back on the case's full grid and averaged there, so members
+trained on different crops or channels still combine.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from brats_seg.runfolder import COMPLETED, RunFolder, is_run_dir
 
 
 def resolve_runs(spec: Any) -> list[Path]:
-    """Run folders named by ``run=``: one folder, a list of folders, or a sweep folder's completed runs."""
+    """Run folders named by ``run=``: one folder, a list of folders, or a sweep folder's completed
+    runs."""
     from brats_seg.data.settings import to_plain
 
     spec = to_plain(spec)
@@ -42,7 +44,8 @@ def resolve_runs(spec: Any) -> list[Path]:
         )
         if not found:
             raise RunError(
-                f"{path}: not a brats-seg run folder (no config.yaml), and no completed run under it"
+                f"{path}: not a brats-seg run folder (no config.yaml), "
+                "and no completed run under it"
             )
         runs.extend(found)
     return runs
@@ -78,7 +81,8 @@ def load_members(run_dirs: list[Path]) -> list[Member]:
 
 
 def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None:
-    """Refuse slices the model cannot take: other channels, or another size for a model of fixed size."""
+    """Refuse slices the model cannot take: other channels, or another size for a model of fixed
+    size."""
     from brats_seg.inference.slices import is_fully_convolutional
 
     fmt = lambda s: "x".join("?" if d is None else str(d) for d in s)  # noqa: E731
@@ -87,13 +91,15 @@ def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None
     fits = got[-1] == expected[-1] if is_fully_convolutional(model) else got == expected
     if not fits:
         raise DataError(
-            f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) but the model of {run_dir} "
+            f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) "
+            f"but the model of {run_dir} "
             f"was trained on {fmt(expected)}; predict cases of the size the run was trained on"
         )
 
 
 def full_grid(probs: np.ndarray, crop_box, full_shape) -> np.ndarray:
-    """Softmax (Z, h, w, K) of cropped slices -> (Z, X, Y, K) on the full grid, background 1 off the crop."""
+    """Softmax (Z, h, w, K) of cropped slices -> (Z, X, Y, K) on the full grid, background 1 off the
+    crop."""
     if crop_box is None:
         return probs
     x0, x1, y0, y1 = (int(v) for v in crop_box)
@@ -105,8 +111,8 @@ def full_grid(probs: np.ndarray, crop_box, full_shape) -> np.ndarray:
 
 
 def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta: bool = False):
-    """The ensemble's class volume (X, Y, Z) uint8 for a loaded case, and the first member's prepared case and
-    its class slices (for the montage)."""
+    """The ensemble's class volume (X, Y, Z) uint8 for a loaded case, and the first member's
+    prepared case and its class slices (for the montage)."""
     from brats_seg.data.preprocess import preprocess_case, slices_to_volume
     from brats_seg.inference.slices import is_fully_convolutional, predict_probabilities
 
@@ -115,8 +121,9 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
     for member in members:
         settings = member.preprocess
         if is_fully_convolutional(member.model):
-            # It takes any size, and only the brain's box is predicted: the training crop is not needed, and
-            # dropping it keeps the whole brain of a patient whose head is larger than the crop.
+            # It takes any size, and only the brain's box is predicted: the training crop is not
+            # needed, and dropping it keeps the whole brain of a patient whose head is larger than
+            # the crop.
             settings = replace(settings, crop_size=None)
         key = json.dumps(settings.as_dict(), sort_keys=True)
         if key not in prepared:

@@ -1,8 +1,10 @@
 """Evaluate a trained model on its run's held-out test patients.
 
 Two views, as the study and the BraTS challenge report them:
-- the study's pooled metrics: every pixel of the test patients' selected slices in one 4x4 confusion matrix;
-- BraTS region metrics per patient: all axial slices predicted, the volume rebuilt on the source grid, Dice and
+- the study's pooled metrics: every pixel of the test patients' selected slices in one 4x4 confusion
+  matrix;
+- BraTS region metrics per patient: all axial slices predicted, the volume rebuilt on the source
+  grid, Dice and
   HD95 for WT, TC and ET.
 """
 
@@ -68,8 +70,9 @@ def evaluate_model(
 
     A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
     the per-patient means and in the pooled matrix alike; ``duplicates`` names the dropped copies.
-    ``model`` may be a list of models (an ensemble over one preprocessing: their softmax is averaged).
-    ``tta`` and ``postprocess`` (see slices.py and postprocess.py) are applied and recorded in the metrics.
+    ``model`` may be a list of models (an ensemble over one preprocessing: their softmax is
+    averaged). ``tta`` and ``postprocess`` (see slices.py and postprocess.py) are applied and
+    recorded in the metrics.
     """
     post = PostprocessSettings.from_cfg(postprocess, "evaluate.postprocess")
     models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -154,7 +157,8 @@ def on_cached_grid(pred_full: np.ndarray, crop_box) -> np.ndarray:
 
 
 def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> list[tuple]:
-    """Up to ``n`` of a patient's slices with the most tumour, at least a few slices apart, best first."""
+    """Up to ``n`` of a patient's slices with the most tumour, at least a few slices apart, best
+    first."""
     if n <= 0 or y_full is None:
         return []
     truth_slices = np.transpose(y_full, (2, 0, 1))
@@ -184,7 +188,8 @@ def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> lis
 
 
 def _pick_overlays(candidates: list[list[tuple]], n: int) -> list[tuple]:
-    """``n`` slices spread over patients: every patient's best slice first, then their second best, and so on."""
+    """``n`` slices spread over patients: every patient's best slice first, then their second best,
+    and so on."""
     ranked = [
         (rank, -item[0], i, item)
         for i, items in enumerate(candidates)
@@ -281,11 +286,13 @@ def fallback_note(folder: RunFolder, checkpoint: Path | None) -> str | None:
 def evaluate_ensemble(
     run_dirs: list[Path], out: Path, cfgs: list, *, batch_size: int = 16
 ) -> dict[str, Any]:
-    """Evaluate the averaged softmax of several runs on their common test patients; write into ``out``.
+    """Evaluate the averaged softmax of several runs on their common test patients; write into
+    ``out``.
 
-    The runs must share their data settings and their test patients (seeds or models of one split); folds of a
-    cross-validation do not, and are scored on new patients with ``brats-seg predict`` instead. TTA,
-    post-processing and the empty-region rule are the first run's (``cfgs`` carry any overrides).
+    The runs must share their data settings and their test patients (seeds or models of one split);
+    folds of a cross-validation do not, and are scored on new patients with ``brats-seg predict``
+    instead. TTA, post-processing and the empty-region rule are the first run's (``cfgs`` carry any
+    overrides).
     """
     import math
 
@@ -297,20 +304,22 @@ def evaluate_ensemble(
     tests = [sorted(f.read_split().get("test") or []) for f in folders]
     if not tests[0]:
         raise RunError(f"{run_dirs[0]}: the split has no test patients")
-    for run_dir, test in zip(run_dirs[1:], tests[1:]):
+    for run_dir, test in zip(run_dirs[1:], tests[1:], strict=True):
         if test != tests[0]:
             raise RunError(
-                f"{run_dir}: its test patients differ from those of {run_dirs[0]}; an ensemble of "
-                "runs is evaluated on common test patients (score other runs with brats-seg predict)"
+                f"{run_dir}: its test patients differ from those of {run_dirs[0]}; "
+                "an ensemble of runs is evaluated on common test patients "
+                "(score other runs with brats-seg predict)"
             )
     data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
-    for run_dir, other in zip(run_dirs[1:], data[1:]):
+    for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
         if {k: v for k, v in other.items() if k != "workers"} != {
             k: v for k, v in data[0].items() if k != "workers"
         }:
             raise RunError(
-                f"{run_dir}: its data settings differ from those of {run_dirs[0]}; evaluate an ensemble "
-                "of runs over one data set and preprocessing, or score it with brats-seg predict"
+                f"{run_dir}: its data settings differ from those of {run_dirs[0]}; "
+                "evaluate an ensemble of runs over one data set and preprocessing, "
+                "or score it with brats-seg predict"
             )
     models = [f.load_best_model() for f in folders]
     prepared = prepare_data(cfgs[0].data)
