@@ -1,4 +1,5 @@
-"""Patient k-fold cross-validation (data.split.folds / fold) and splits that leave val or test empty."""
+"""Patient k-fold cross-validation (data.split.folds / fold) and splits that leave val or test
+empty."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from brats_seg.data.folds import fold_settings, kfold_split, val_fraction_and_se
 from brats_seg.data.split import group_cases, split_cases, split_fractions
 from brats_seg.errors import ConfigError, DataError
 
-# Seven patients in nine cases: two patients were shipped under two names each (equal images, equal fingerprint).
+# Seven patients in nine cases: two patients were shipped under two names each (equal images, equal
+# fingerprint).
 FINGERPRINTS = {
     "BraTS2021_00000": "p0",
     "BraTS-GLI-00000-000": "p0",

@@ -1,5 +1,5 @@
-"""Inference beyond one plain pass: fully convolutional models on other slice sizes, the brain box, flip TTA and
-BraTS post-processing (real Keras models, real arrays)."""
+"""Inference beyond one plain pass: fully convolutional models on other slice sizes, the brain box,
+flip TTA and BraTS post-processing (real Keras models, real arrays)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def tiny_model(shape=(None, None, 4), seed=0):
 
 
 def symmetrise_kernels(model) -> None:
-    """Make every convolution kernel mirror-symmetric in both spatial axes: the model then commutes with flips."""
+    """Make every convolution kernel mirror-symmetric in both spatial axes: the model then commutes
+    with flips."""
     for layer in model.layers:
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
             kernel, *rest = layer.get_weights()
@@ -68,7 +69,8 @@ def test_flip_tta_averages_the_four_mirrorings_mapped_back():
     model = tiny_model(seed=3)
     x = volume((3, 32, 32, 4), seed=5)
     tta = predict_probabilities(model, x, divisor=4, tta=True)
-    # rows 0..3 hold no brain, so the model sees the brain box, rows 4..31 (28 rows, a multiple of 4)
+    # rows 0..3 hold no brain, so the model sees the brain box, rows 4..31 (28 rows, a multiple of
+    # 4)
     box = x[:, 4:]
     manual = np.zeros(box.shape[:3] + (4,), np.float32)
     for axes in FLIPS:

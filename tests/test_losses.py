@@ -18,7 +18,7 @@ EPS = 1e-7
 K = 4
 
 
-# --------------------------------------------------------------------------------------------- numpy reference
+# ---------------------------------------------------------------------------------- numpy reference
 
 
 def example(seed: int = 0, shape=(2, 4, 4)) -> tuple[np.ndarray, np.ndarray]:
@@ -55,14 +55,17 @@ def np_soft_dice(y, p, s=1e-6):
 def np_weighted_cce(y, p, w):
     pixels = y.reshape(-1, K), np.clip(p, EPS, 1 - EPS).reshape(-1, K)
     return np.mean(
-        [-sum(w[c] * yy[c] * np.log(pp[c]) for c in range(K)) for yy, pp in zip(*pixels)]
+        [
+            -sum(w[c] * yy[c] * np.log(pp[c]) for c in range(K))
+            for yy, pp in zip(*pixels, strict=True)
+        ]
     )
 
 
 def np_exp_log(y, p, weights, w_dice=0.8, w_cross=0.2, g_dice=0.3, g_cross=0.3, smooth=1.0):
     dice_term = np.mean((-np.log(np_class_dice(y, p, smooth))) ** g_dice)
     cross = []
-    for yy, pp in zip(y.reshape(-1, K), np.clip(p, EPS, 1 - EPS).reshape(-1, K)):
+    for yy, pp in zip(y.reshape(-1, K), np.clip(p, EPS, 1 - EPS).reshape(-1, K), strict=True):
         label = int(np.argmax(yy))
         cross.append(weights[label] * (-np.log(pp[label])) ** g_cross)
     return w_dice * dice_term + w_cross * np.mean(cross)
@@ -103,7 +106,7 @@ def value(loss, y, p) -> float:
     return float(out)
 
 
-# ----------------------------------------------------------------------------------------------- the losses
+# --------------------------------------------------------------------------------------- the losses
 
 COUNTS = np.array([1000.0, 30.0, 120.0, 50.0])
 
@@ -127,7 +130,8 @@ def test_dice_loss_hand_value_on_two_pixels():
     y = np.array([[[[1, 0, 0, 0], [0, 0, 1, 0]]]], dtype=float)
     p = np.array([[[[0.5, 0.5, 0, 0], [0, 0, 1, 0]]]], dtype=float)
     assert value(L.DiceLoss(), y, p) == pytest.approx(0.25, abs=1e-6)
-    # Per class: c0 1/1.5, c1 0/0.5 = 0, c2 1, c3 (0 + s)/(0 + s) = 1 -> 1 - mean = 1 - (2/3 + 2)/4 = 1/3.
+    # Per class: c0 1/1.5, c1 0/0.5 = 0, c2 1, c3 (0 + s)/(0 + s) = 1 -> 1 - mean = 1 - (2/3 + 2)/4
+    # = 1/3.
     assert value(L.SoftDiceLoss(), y, p) == pytest.approx(1 / 3, abs=1e-5)
 
 
@@ -166,7 +170,8 @@ def test_perfect_prediction_gives_zero_for_dice_type_losses():
     for loss in (L.DiceLoss(), L.SoftDiceLoss(), L.TverskyLoss(), L.BCEDiceLoss(), L.ELLLoss(0.7)):
         assert value(loss, y, y) == pytest.approx(0.0, abs=1e-5), loss.name
     assert value(L.FocalLoss(), y, y) == pytest.approx(0.0, abs=1e-5)
-    # exp_log keeps a small floor from clipping (x**0.3 magnifies 1e-7) but must be far below a random guess.
+    # exp_log keeps a small floor from clipping (x**0.3 magnifies 1e-7) but must be far below a
+    # random guess.
     exp_log = L.ExpLogLoss([1.0] * K)
     assert value(exp_log, y, y) < 0.01 < value(exp_log, y, example(5)[1])
 
@@ -195,7 +200,7 @@ def test_bfloat16_inputs_give_float32_and_same_value():
         keras.mixed_precision.set_global_policy(previous)
 
 
-# ------------------------------------------------------------------------------------------ serialisation
+# ------------------------------------------------------------------------------------ serialisation
 
 ALL_LOSSES = [
     L.DiceLoss(smooth=1e-5),
@@ -256,7 +261,7 @@ def test_training_step_reduces_a_study_loss():
     assert np.all(np.isfinite(history)) and history[-1] < history[0]
 
 
-# ---------------------------------------------------------------------------------------------- TumourDice
+# --------------------------------------------------------------------------------------- TumourDice
 
 
 def test_tumour_dice_pools_over_batches():
@@ -282,7 +287,8 @@ def test_tumour_dice_pools_over_batches():
 
 
 def test_tumour_dice_counts_absent_class_as_one():
-    # Only classes 0 and 1 anywhere: classes 2 and 3 absent from both -> Dice 1; class 1: 2*1/(2+1+0) = 2/3.
+    # Only classes 0 and 1 anywhere: classes 2 and 3 absent from both -> Dice 1; class 1:
+    # 2*1/(2+1+0) = 2/3.
     y = np.eye(K, dtype="float32")[np.array([[[0, 1], [1, 0]]])]
     p = np.eye(K, dtype="float32")[np.array([[[0, 1], [0, 0]]])]
     metric = L.TumourDice()
@@ -290,7 +296,7 @@ def test_tumour_dice_counts_absent_class_as_one():
     assert float(metric.result()) == pytest.approx((2 / 3 + 1 + 1) / 3, abs=1e-6)
 
 
-# ------------------------------------------------------------------------------------ build_loss / labels
+# ------------------------------------------------------------------------------ build_loss / labels
 
 
 def load(name: str, **overrides):
@@ -355,7 +361,8 @@ def test_build_loss_parameters():
         (
             {"name": "nope"},
             None,
-            "loss=nope: unknown loss (valid: bce_dice, dice, dice_ce, ell, exp_log, focal, soft_dice",
+            "loss=nope: unknown loss "
+            "(valid: bce_dice, dice, dice_ce, ell, exp_log, focal, soft_dice",
         ),
         (
             {"name": "weighted", "class_weights": None},

@@ -1,6 +1,8 @@
-"""The model zoo: the 22 study rows' parameter counts, FLOPs, save/load, sizes, mixed precision, the CLI.
+"""The model zoo: the 22 study rows' parameter counts, FLOPs, save/load, sizes, mixed precision, the
+CLI.
 
-Expected counts come from architectures.md (built independently there) or from hand arithmetic below.
+Expected counts come from architectures.md (built independently there) or from hand arithmetic
+below.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from brats_seg.models import (  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# Keras' weight saving on numpy 2 warns about __array__(copy=...) once per variable; not ours to fix.
+# Keras' weight saving on numpy 2 warns about __array__(copy=...) once per variable; not ours to
+# fix.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword"
 )
 
-# (row, model config, input channels, reconstructed count, document count, flag) - architectures.md section 1.
+# (row, model config, input channels, reconstructed count, document count, flag) - architectures.md
+# section 1.
 STUDY_ROWS = [
     (1, "unet3pp", 4, 8_907_396, 8_907_396, ""),
     (2, "unet_nobridge", 4, 15_826_116, 15_826_116, ""),
@@ -95,7 +99,8 @@ NON_TRAINABLE = {
     "H": 9_856,
     "I": 6_464,
 }
-# Forward GMAC per 240x240 slice, architectures.md section 6 (3 decimals), keyed by (architecture, channels).
+# Forward GMAC per 240x240 slice, architectures.md section 6 (3 decimals), keyed by (architecture,
+# channels).
 GMAC = {
     ("A", 4): 42.379,
     ("B", 4): 38.958,
@@ -145,7 +150,8 @@ def test_study_row_parameter_count(row):
     number, config, channels, reconstructed, document, flag = row
     counts = measure_at_240(config, channels)
     if flag:
-        # Rows 10, 20, 21: the study's printed count is kept beside ours; we build by name (architectures.md §5).
+        # Rows 10, 20, 21: the study's printed count is kept beside ours; we build by name
+        # (architectures.md §5).
         log.warning(
             "row %d: document prints %s (%s), built as %s -> %s",
             number,
@@ -164,7 +170,8 @@ def test_study_row_parameter_count(row):
 
 @pytest.mark.slow
 def test_study_rows_build_time_and_flops():
-    """All 22 rows, built once per distinct (config, channels); also checks FLOPs against section 6."""
+    """All 22 rows, built once per distinct (config, channels); also checks FLOPs against section
+    6."""
     start = time.perf_counter()
     for _, config, channels, *_ in STUDY_ROWS:
         measure_at_240(config, channels)
@@ -250,7 +257,7 @@ def test_count_flops_matches_hand_count_on_a_tiny_model():
     assert count_flops(model) == 2 * macs
 
 
-# --- small models for the fast tests: the study's configs with narrow widths -----------------------------------
+# --- small models for the fast tests: the study's configs with narrow widths ----------------------
 SMALL = {
     "unet_dilated_nobridge_dropout": {"filters": [4, 8, 16, 32]},
     "unet_3cnn": {"filters": [4, 8, 16, 32], "bridge_filters": 32},
@@ -286,7 +293,7 @@ def test_save_and_load_round_trip_without_custom_objects(name, tmp_path):
     after = _as_list(loaded(x, training=False))
     assert loaded.name == name
     assert len(before) == len(after)
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -294,8 +301,8 @@ def test_save_and_load_round_trip_without_custom_objects(name, tmp_path):
     "name", ["unet_nobridge", "unet3pp", "resunetpp", "attention_unet", "unet3plus_full"]
 )
 def test_fully_convolutional_builds_keep_the_parameter_count(name):
-    """Built with unknown H and W (one config per family), a model has the fixed-size build's parameters and
-    takes two other sizes its divisor allows."""
+    """Built with unknown H and W (one config per family), a model has the fixed-size build's
+    parameters and takes two other sizes its divisor allows."""
     keras.backend.clear_session()
     cfg = load_model_config(name)
     div = divisor(cfg)
@@ -460,9 +467,10 @@ def test_bad_options_raise_one_line_config_errors(change, message):
 
 
 def _run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
-    # A subprocess: in-process, Hydra's logging setup closes the absl handler that TF attached to pytest's
-    # captured stderr, which breaks pytest's capture for the rest of the session.
-    # TF_CPP_MIN_LOG_LEVEL as the command sets it (2), which does not silence TensorFlow's start-up lines.
+    # A subprocess: in-process, Hydra's logging setup closes the absl handler that TF attached to
+    # pytest's captured stderr, which breaks pytest's capture for the rest of the session.
+    # TF_CPP_MIN_LOG_LEVEL as the command sets it (2), which does not silence TensorFlow's start-up
+    # lines.
     return subprocess.run(
         [sys.executable, "-m", "brats_seg", *args],
         cwd=cwd,
@@ -491,7 +499,8 @@ def test_models_command_rejects_unknown_names_in_one_line(tmp_path):
         done.stderr.strip()
         .splitlines()[-1]
         .startswith(
-            "brats-seg models: error: option names: unknown model config(s) nope (available: attention_unet,"
+            "brats-seg models: error: option names: unknown model config(s) nope "
+            "(available: attention_unet,"
         )
     )
     assert os.listdir(tmp_path) == []

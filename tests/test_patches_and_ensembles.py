@@ -1,5 +1,6 @@
-"""Patch training with a fully convolutional model, ensembles of runs, TTA and post-processing in predict and
-evaluate, a run without test patients, and a k-fold sweep with its summary (real CLI, real Keras, tiny sizes)."""
+"""Patch training with a fully convolutional model, ensembles of runs, TTA and post-processing in
+predict and evaluate, a run without test patients, and a k-fold sweep with its summary (real CLI,
+real Keras, tiny sizes)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Whole-volume sampling in tf.data: random patches, a foreground-centred share, appearance augmentation, 2.5D
-input and the recipe that puts them together."""
+"""Whole-volume sampling in tf.data: random patches, a foreground-centred share, appearance
+augmentation, 2.5D input and the recipe that puts them together."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def cached_slices(
     preprocess: PreprocessSettings | None = None,
     background_rows: int = 0,
 ) -> PreparedData:
-    """A cache written directly: every pixel is brain, channel 0 holds its row + 1 and channel 1 its column + 1
-    (so a window tells where it was cut from; channel c repeats channel c % 4), tumour (a 4x4 block of ET) is
-    only on even slices."""
+    """A cache written directly: every pixel is brain, channel 0 holds its row + 1 and channel 1 its
+    column + 1 (so a window tells where it was cut from; channel c repeats channel c % 4), tumour (a
+    4x4 block of ET) is only on even slices."""
     y = np.zeros((slices, size, size), np.uint8)
     rng = np.random.default_rng(0)
     for k in range(0, slices, 2):
@@ -65,7 +65,7 @@ def cached_slices(
 
 
 def epoch(ds):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
     return np.concatenate(xs), np.concatenate(ys).argmax(-1)
 
 
@@ -80,7 +80,7 @@ def test_patches_are_windows_of_the_cached_slices(tmp_path):
     full_x, full_y = data.read_slices("S_1")
     slices = {tuple(np.asarray(full_y[k]).ravel()): k for k in range(len(full_y))}
     corners = set()
-    for patch, labels in zip(x, y):
+    for patch, labels in zip(x, y, strict=True):
         r0, c0 = int(patch[0, 0, 0]) - 1, int(patch[0, 0, 1]) - 1
         np.testing.assert_array_equal(
             patch, np.asarray(full_x[0, r0 : r0 + 16, c0 : c0 + 32], np.float32)
@@ -165,7 +165,8 @@ def test_appearance_augmentation_changes_the_brain_only(tmp_path):
 
 
 def test_context_slices_get_their_modalitys_gain(tmp_path):
-    """2.5D input: a modality's neighbouring-slice copies are scaled like the slice's own channel."""
+    """2.5D input: a modality's neighbouring-slice copies are scaled like the slice's own
+    channel."""
     settings = PreprocessSettings(context_slices=1)
     data = cached_slices(tmp_path / "c", size=32, channels=12, preprocess=settings)
     cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.3}

@@ -1,10 +1,10 @@
 """Segmentation losses of the study (and a few standard alternatives) as registered Keras losses.
 
-Every loss takes ``y_true`` one-hot of shape (B, H, W, C) and ``y_pred`` softmax probabilities of the same
-shape, casts both to float32 first (safe under ``mixed_bfloat16``) and returns ONE float32 scalar for the whole
-batch: the sums and means run over every pixel of every sample at once, as the study's losses did. Keras'
-reduction leaves a scalar unchanged (``sum_over_batch_size`` divides by the size of a 0-d tensor, 1), so
-``loss(y_true, y_pred)`` returns exactly what ``call`` computes.
+Every loss takes ``y_true`` one-hot of shape (B, H, W, C) and ``y_pred`` softmax probabilities of
+the same shape, casts both to float32 first (safe under ``mixed_bfloat16``) and returns ONE float32
+scalar for the whole batch: the sums and means run over every pixel of every sample at once, as the
+study's losses did. Keras' reduction leaves a scalar unchanged (``sum_over_batch_size`` divides by
+the size of a 0-d tensor, 1), so ``loss(y_true, y_pred)`` returns exactly what ``call`` computes.
 
 Under tf.distribute (mirrored, multi-worker) each replica sees only its part of the global batch.
 Every loss is
@@ -20,12 +20,12 @@ scalar, so these losses apply it themselves. The result: the same loss, gradient
 as on one
 device, whatever the number of replicas and however unevenly a last batch splits.
 
-Names follow the study's table: dice_loss, bce_dice_loss, ell_loss (alpha), soft_dice_loss, weighted; plus
-exp_log (Wong et al., MICCAI 2018), focal (Lin et al., 2017), tversky (Salehi et al., 2017) and dice_ce
-(cross-entropy + Dice of the tumour classes or BraTS regions, as nnU-Net trains).
+Names follow the study's table: dice_loss, bce_dice_loss, ell_loss (alpha), soft_dice_loss,
+weighted; plus exp_log (Wong et al., MICCAI 2018), focal (Lin et al., 2017), tversky (Salehi et al.,
+2017) and dice_ce (cross-entropy + Dice of the tumour classes or BraTS regions, as nnU-Net trains).
 
-Class weights from label counts (``weighted``, ``exp_log``): a class with count 0 gets weight 0 (it cannot be
-learned from these labels, and a finite weight keeps the loss finite).
+Class weights from label counts (``weighted``, ``exp_log``): a class with count 0 gets weight 0 (it
+cannot be learned from these labels, and a finite weight keeps the loss finite).
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def bce_from_sums(sums) -> Any:
 
 
 def binary_crossentropy(y_true, y_pred):
-    """Mean binary cross-entropy over every element of the one-hot tensor (probabilities clipped)."""
+    """Mean binary cross-entropy over every element of the one-hot tensor (probabilities
+    clipped)."""
     return bce_from_sums(bce_sums(y_true, y_pred))
 
 
@@ -138,10 +139,11 @@ def class_dice_from_sums(sums, smooth: float) -> Any:
 
 
 def counts_to_weights(class_counts: Sequence[float], power: float = 1.0) -> list[float]:
-    """Inverse-frequency weights w_c = (total / (n_classes * count_c)) ** power; 0 for a class with count 0.
+    """Inverse-frequency weights w_c = (total / (n_classes * count_c)) ** power; 0 for a class with
+    count 0.
 
-    ``power`` 1 is plain inverse frequency; 0.5 (the square root) tempers the weights, which trades some recall of
-    the rare classes for fewer false positives.
+    ``power`` 1 is plain inverse frequency; 0.5 (the square root) tempers the weights, which trades
+    some recall of the rare classes for fewer false positives.
     """
     counts = np.asarray(class_counts, dtype=np.float64)
     total = counts.sum()
@@ -192,7 +194,8 @@ class _BatchLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class DiceLoss(_BatchLoss):
-    """Study's dice_loss: 1 - (2*sum(y*p) + s) / (sum(y) + sum(p) + s) over the whole batch tensor."""
+    """Study's dice_loss: 1 - (2*sum(y*p) + s) / (sum(y) + sum(p) + s) over the whole batch
+    tensor."""
 
     def __init__(
         self, smooth: float = 1e-6, name: str = "dice_loss", reduction="sum_over_batch_size"
@@ -212,7 +215,8 @@ class DiceLoss(_BatchLoss):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ELLLoss(_BatchLoss):
-    """Study's ell_loss(alpha): alpha * BCE + (1 - alpha) * dice_loss (not Wong et al.'s loss; see ExpLogLoss)."""
+    """Study's ell_loss(alpha): alpha * BCE + (1 - alpha) * dice_loss (not Wong et al.'s loss; see
+    ExpLogLoss)."""
 
     def __init__(
         self,
@@ -258,7 +262,8 @@ class BCEDiceLoss(_BatchLoss):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class SoftDiceLoss(_BatchLoss):
-    """Study's soft_dice_loss: 1 - mean over classes of the per-class soft Dice (pooled over the batch)."""
+    """Study's soft_dice_loss: 1 - mean over classes of the per-class soft Dice (pooled over the
+    batch)."""
 
     def __init__(
         self, smooth: float = 1e-6, name: str = "soft_dice_loss", reduction="sum_over_batch_size"
@@ -277,15 +282,17 @@ class SoftDiceLoss(_BatchLoss):
 
 
 def brats_regions(y):
-    """One-hot classes or softmax (..., 4) -> the BraTS regions (..., 3): WT = 1+2+3, TC = 1+3, ET = 3."""
+    """One-hot classes or softmax (..., 4) -> the BraTS regions (..., 3): WT = 1+2+3, TC = 1+3, ET =
+    3."""
     return ops.stack([y[..., 1] + y[..., 2] + y[..., 3], y[..., 1] + y[..., 3], y[..., 3]], axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class DiceCELoss(_BatchLoss):
-    """Cross-entropy + 1 - mean soft Dice (pooled over the batch) of the tumour classes 1..3, or with ``regions``
-    of the BraTS regions WT, TC and ET (sums of the softmax), as nnU-Net trains. Background is left out of the
-    Dice; a class or region absent from the batch pulls its probability towards 0 through the smoothing term.
+    """Cross-entropy + 1 - mean soft Dice (pooled over the batch) of the tumour classes 1..3, or
+    with ``regions`` of the BraTS regions WT, TC and ET (sums of the softmax), as nnU-Net trains.
+    Background is left out of the Dice; a class or region absent from the batch pulls its
+    probability towards 0 through the smoothing term.
     """
 
     def __init__(
@@ -347,9 +354,10 @@ class WeightedCrossEntropy(_BatchLoss):
 class ExpLogLoss(_BatchLoss):
     """Exponential logarithmic loss (Wong et al., MICCAI 2018).
 
-    L = w_dice * mean_c[(-ln Dice_c) ** gamma_dice] + w_cross * mean_x[w_l * (-ln p_l) ** gamma_cross], where
-    Dice_c = (2*sum(y*p) + smooth) / (sum(y) + sum(p) + smooth) is pooled over the batch, l is the true label
-    of pixel x, p_l its clipped probability and w_l = ((sum_k f_k) / f_l) ** 0.5 (``label_weights``).
+    L = w_dice * mean_c[(-ln Dice_c) ** gamma_dice] + w_cross * mean_x[w_l * (-ln p_l) **
+    gamma_cross], where Dice_c = (2*sum(y*p) + smooth) / (sum(y) + sum(p) + smooth) is pooled over
+    the batch, l is the true label of pixel x, p_l its clipped probability and w_l = ((sum_k f_k) /
+    f_l) ** 0.5 (``label_weights``).
     """
 
     def __init__(
@@ -398,7 +406,8 @@ class ExpLogLoss(_BatchLoss):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FocalLoss(_BatchLoss):
-    """Categorical focal loss: mean over pixels of -sum_c alpha * y_c * (1 - p_c) ** gamma * ln(p_c)."""
+    """Categorical focal loss: mean over pixels of -sum_c alpha * y_c * (1 - p_c) ** gamma *
+    ln(p_c)."""
 
     def __init__(
         self,
@@ -425,7 +434,8 @@ class FocalLoss(_BatchLoss):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class TverskyLoss(_BatchLoss):
-    """Tversky loss: 1 - mean_c (TP + s) / (TP + alpha*FP + beta*FN + s), soft counts pooled over the batch."""
+    """Tversky loss: 1 - mean_c (TP + s) / (TP + alpha*FP + beta*FN + s), soft counts pooled over
+    the batch."""
 
     def __init__(
         self,
@@ -461,9 +471,9 @@ class TverskyLoss(_BatchLoss):
 class TumourDice(keras.metrics.Metric):
     """Progress-bar metric: mean hard Dice over the tumour classes 1..C-1, pooled over the epoch.
 
-    Predictions and references are taken by argmax; TP/FP/FN are summed over every pixel seen since the last
-    reset, so the value equals the mean F1 of classes 1..3 in the study's pooled confusion matrix. A class
-    absent from both prediction and reference so far counts as Dice 1.
+    Predictions and references are taken by argmax; TP/FP/FN are summed over every pixel seen since
+    the last reset, so the value equals the mean F1 of classes 1..3 in the study's pooled confusion
+    matrix. A class absent from both prediction and reference so far counts as Dice 1.
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, name: str = "tumour_dice", dtype=None):
@@ -498,7 +508,7 @@ class TumourDice(keras.metrics.Metric):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
-# ---------------------------------------------------------------------------------------------- from config
+# -------------------------------------------------------------------------------------- from config
 
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "dice": ("smooth",),
@@ -574,7 +584,8 @@ def _class_weights(cfg: dict[str, Any]) -> list[float] | None:
 def _checked_counts(class_counts: Any, name: str) -> np.ndarray:
     if class_counts is None:
         raise ConfigError(
-            f"loss={name}: needs the training label counts (or set loss.class_weights=[w0,w1,w2,w3])"
+            f"loss={name}: needs the training label counts "
+            "(or set loss.class_weights=[w0,w1,w2,w3])"
         )
     counts = np.asarray(class_counts, dtype=np.float64)
     if counts.shape != (NUM_CLASSES,) or np.any(counts < 0) or counts.sum() <= 0:
@@ -596,9 +607,9 @@ def _check_options(cfg: dict[str, Any], name: str) -> None:
 def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.losses.Loss:
     """Build the loss named by ``loss_cfg.name`` with its parameters.
 
-    ``loss_cfg`` is the composed ``loss`` node (DictConfig or dict). ``weighted`` and ``exp_log`` derive their
-    class weights from ``class_counts`` (pixel counts of classes 0..3 over the training slices) unless
-    ``class_weights`` is set; without either they raise ConfigError.
+    ``loss_cfg`` is the composed ``loss`` node (DictConfig or dict). ``weighted`` and ``exp_log``
+    derive their class weights from ``class_counts`` (pixel counts of classes 0..3 over the training
+    slices) unless ``class_weights`` is set; without either they raise ConfigError.
     """
     cfg = _as_dict(loss_cfg)
     name = _loss_name(cfg)

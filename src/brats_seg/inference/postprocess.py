@@ -1,9 +1,11 @@
-"""BraTS post-processing of a predicted class volume (classes 0..3, ET = 3), as nnU-Net did for BraTS.
+"""BraTS post-processing of a predicted class volume (classes 0..3, ET = 3), as nnU-Net did for
+BraTS.
 
-- ``min_component``: connected components of the whole tumour (26-connected in 3D) smaller than this many
-  voxels become background (0: off);
-- ``et_min_volume``: when the whole volume holds fewer ET voxels than this, they become NCR (0: off). A few
-  false ET voxels on a patient without ET cost the whole ET Dice under the BraTS empty-region rule.
+- ``min_component``: connected components of the whole tumour (26-connected in 3D) smaller than this
+  many voxels become background (0: off);
+- ``et_min_volume``: when the whole volume holds fewer ET voxels than this, they become NCR (0:
+  off). A few false ET voxels on a patient without ET cost the whole ET Dice under the BraTS
+  empty-region rule.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Segment new patients with a trained run: NIfTI in, NIfTI out, on the source grid and in the case's labels."""
+"""Segment new patients with a trained run: NIfTI in, NIfTI out, on the source grid and in the
+case's labels."""
 
 from __future__ import annotations
 
@@ -50,21 +51,23 @@ def output_path(case, out_dir: Path, naming: str = "brats") -> Path:
 
 
 def check_outputs(cases, out_dir: Path, naming: str = "brats") -> None:
-    """Refuse, before anything is written, an output folder where a prediction would replace an input file."""
+    """Refuse, before anything is written, an output folder where a prediction would replace an
+    input file."""
     inputs = {p.resolve() for case in cases for p in case.files}
     for case in cases:
         target = output_path(case, out_dir, naming).resolve()
         if target in inputs:
             raise DataError(
-                f"output={out_dir}: writing {target.name} there would overwrite the input file {target}; "
-                "choose another output folder"
+                f"output={out_dir}: writing {target.name} there would overwrite the input file "
+                f"{target}; choose another output folder"
             )
 
 
 def write_segmentation(
     classes_xyz: np.ndarray, loaded, out_dir: Path, naming: str = "brats"
 ) -> Path:
-    """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's labels."""
+    """Write a class map as a uint8 NIfTI with the source image's affine and header, in the case's
+    labels."""
     from brats_seg.data.labels import to_convention
     from brats_seg.data.nifti import write_nifti
 
@@ -75,7 +78,8 @@ def write_segmentation(
 
 
 def inference_settings(members, tta: Any = None, postprocess: Any = None) -> tuple[bool, Any]:
-    """TTA and post-processing for predict: what is given, else the (first) run's own ``evaluate`` settings."""
+    """TTA and post-processing for predict: what is given, else the (first) run's own ``evaluate``
+    settings."""
     from brats_seg.data.settings import to_plain
     from brats_seg.inference.postprocess import PostprocessSettings
 
@@ -102,10 +106,11 @@ def predict_cases(
     naming: str = "brats",
     lesionwise: bool = True,
 ) -> dict[str, Any]:
-    """Predict every case under ``input_path`` with one run or an ensemble; score those that have a segmentation.
+    """Predict every case under ``input_path`` with one run or an ensemble; score those that have a
+    segmentation.
 
-    ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). What was used (runs, TTA,
-    post-processing) is written to ``inference.json`` and into ``metrics.json``.
+    ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). What was used
+    (runs, TTA, post-processing) is written to ``inference.json`` and into ``metrics.json``.
     """
     from tqdm import tqdm
 

@@ -1,11 +1,11 @@
 """Slice-wise prediction of a preprocessed volume: softmax probabilities or classes per slice.
 
-Slices without a single non-zero voxel (outside the skull-stripped brain) are background without running the
-model; every other axial slice is predicted, in batches. A fully convolutional model (built with unknown H and
-W) sees only the brain's bounding box over all slices, padded with background to a multiple of the model's
-divisor, and the probabilities are pasted back (background outside the box); a model of fixed size sees the
-whole slice. With ``tta`` the softmax is averaged over the four in-plane mirrorings (none, rows, columns,
-both), each mapped back before averaging.
+Slices without a single non-zero voxel (outside the skull-stripped brain) are background without
+running the model; every other axial slice is predicted, in batches. A fully convolutional model
+(built with unknown H and W) sees only the brain's bounding box over all slices, padded with
+background to a multiple of the model's divisor, and the probabilities are pasted back (background
+outside the box); a model of fixed size sees the whole slice. With ``tta`` the softmax is averaged
+over the four in-plane mirrorings (none, rows, columns, both), each mapped back before averaging.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def is_fully_convolutional(model) -> bool:
 
 
 def brain_box(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
-    """Indices of the slices holding brain, and the bounding box ``(r0, r1, c0, c1)`` of the brain over them."""
+    """Indices of the slices holding brain, and the bounding box ``(r0, r1, c0, c1)`` of the brain
+    over them."""
     nonzero = np.any(x != 0, axis=-1)  # (Z, H, W)
     slices = np.flatnonzero(nonzero.any(axis=(1, 2)))
     if len(slices) == 0:
@@ -34,7 +35,8 @@ def brain_box(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | No
 
 
 def padded_window(box: tuple[int, int, int, int], divisor: int) -> tuple[int, int, int, int]:
-    """The box grown evenly on both sides to multiples of ``divisor`` (it may reach past the slice's edges)."""
+    """The box grown evenly on both sides to multiples of ``divisor`` (it may reach past the slice's
+    edges)."""
     r0, r1, c0, c1 = box
     grow_r, grow_c = -(r1 - r0) % divisor, -(c1 - c0) % divisor
     return r0 - grow_r // 2, r1 + grow_r - grow_r // 2, c0 - grow_c // 2, c1 + grow_c - grow_c // 2
@@ -71,7 +73,8 @@ def predict_probabilities(
     tta: bool = False,
     num_classes: int | None = None,
 ) -> np.ndarray:
-    """Softmax (Z, H, W, K) float32 for a preprocessed volume ``x`` (Z, H, W, C); background 1 off the brain."""
+    """Softmax (Z, H, W, K) float32 for a preprocessed volume ``x`` (Z, H, W, C); background 1 off
+    the brain."""
     depth, height, width = x.shape[:3]
     if num_classes is None:
         num_classes = int(
@@ -97,6 +100,7 @@ def predict_probabilities(
 def predict_slices(
     model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1, tta: bool = False
 ) -> np.ndarray:
-    """Class map (Z, H, W) uint8 for a preprocessed volume ``x`` (Z, H, W, C): the argmax of the softmax."""
+    """Class map (Z, H, W) uint8 for a preprocessed volume ``x`` (Z, H, W, C): the argmax of the
+    softmax."""
     probs = predict_probabilities(model, x, batch_size, divisor=divisor, tta=tta)
     return np.argmax(probs, axis=-1).astype(np.uint8)

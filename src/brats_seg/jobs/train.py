@@ -1,7 +1,8 @@
-"""One training job, start to finish: data, fit with resume, evaluation, status and the experiment table.
+"""One training job, start to finish: data, fit with resume, evaluation, status and the experiment
+table.
 
-The job spans the stages, so it sits above them: it calls training, inference and results, none of which
-imports it.
+The job spans the stages, so it sits above them: it calls training, inference and results, none of
+which imports it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def absolute_paths(resolved: dict[str, Any]) -> dict[str, Any]:
-    """Make the paths of a resolved config absolute, so the run folder's config.yaml works from any directory."""
+    """Make the paths of a resolved config absolute, so the run folder's config.yaml works from any
+    directory."""
     import os
 
     for key, value in (resolved.get("paths") or {}).items():
@@ -48,10 +50,10 @@ def absolute_paths(resolved: dict[str, Any]) -> dict[str, Any]:
 def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train and evaluate one configuration in ``run_dir``; resume it if it was interrupted.
 
-    A completed run of the same configuration is not trained again (``trainer.force=true`` retrains); a run folder
-    holding a different configuration is refused rather than mixed. In a multi-worker run only the
-    chief writes
-    the run folder; the other workers train beside it and return an empty dict.
+    A completed run of the same configuration is not trained again (``trainer.force=true``
+    retrains); a run folder holding a different configuration is refused rather than mixed. In a
+    multi-worker run only the chief writes the run folder; the other workers train beside it and
+    return an empty dict.
     """
     from brats_seg.training.cluster import worker_role
 
@@ -65,8 +67,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     previous = folder.read() or {}
     if previous.get("config_hash") not in (None, chash) and not cfg.trainer.force:
         raise RunError(
-            f"{run_dir} holds a run of a different configuration; pick another folder (hydra.run.dir=...) "
-            "or pass trainer.force=true to replace it"
+            f"{run_dir} holds a run of a different configuration; pick another folder "
+            "(hydra.run.dir=...) or pass trainer.force=true to replace it"
         )
     if previous.get("status") == COMPLETED and not cfg.trainer.force:
         log.info("%s: already completed, skipping (trainer.force=true trains it again)", run_dir)
@@ -197,24 +199,29 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
     prepared = prepare_data(cfg.data)
     split = _load_or_make_split(run_dir, prepared)
     if _trained_before(folder):
-        # An earlier attempt finished training and stopped during evaluation: evaluate, do not train again.
+        # An earlier attempt finished training and stopped during evaluation: evaluate, do not train
+        # again.
         log.info("%s: training finished in an earlier attempt; evaluating its checkpoint", run_dir)
         model = None
     else:
         model = fit_model(cfg, run_dir, prepared, split, strategy, folder, role=role)
         folder.update(trained=True, epochs_done=epochs_logged(run_dir))
-    # Both here and in `brats-seg evaluate`, the result is the best checkpoint's (the last one's without it);
-    # fit_model hands back its model only when that is the best checkpoint, which spares reading it back.
+    # Both here and in `brats-seg evaluate`, the result is the best checkpoint's (the last one's
+    # without it); fit_model hands back its model only when that is the best checkpoint, which
+    # spares reading it back.
     if model is None:
         model = folder.load_best_model()
 
     ev = cfg.evaluate
     if not split["test"]:
-        # data.split.test=0: every patient trained the model; score it on other patients with predict/evaluate.
+        # data.split.test=0: every patient trained the model; score it on other patients with
+        # predict/evaluate.
         metrics = {
             "test_cases": [],
             "params": int(model.count_params()),
-            "note": "no test patients (data.split.test=0); score with brats-seg predict or evaluate",
+            "note": (
+                "no test patients (data.split.test=0); score with brats-seg predict or evaluate"
+            ),
         }
         write_json(run_dir / METRICS_FILE, metrics)
         folder.complete()
@@ -284,10 +291,12 @@ def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) 
     try:
         append_row(cfg.paths.experiments_table, row)
     except (OSError, Timeout) as err:
-        # The run's own folder already holds its complete result, and `brats-seg table` rebuilds the table from
-        # run folders, so a table that cannot be written must not turn a completed run into a failed one.
+        # The run's own folder already holds its complete result, and `brats-seg table` rebuilds the
+        # table from run folders, so a table that cannot be written must not turn a completed run
+        # into a failed one.
         log.warning(
-            "%s: completed, but its row was not appended to %s (%s); `brats-seg table` rebuilds the table",
+            "%s: completed, but its row was not appended to %s (%s); "
+            "`brats-seg table` rebuilds the table",
             run_dir,
             cfg.paths.experiments_table,
             first_line(err) or type(err).__name__,

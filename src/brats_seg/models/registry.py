@@ -1,4 +1,5 @@
-"""From a model config to a Keras model: the family registry, the config files and the input-size check.
+"""From a model config to a Keras model: the family registry, the config files and the input-size
+check.
 
 TF-free at import time: each family's builder module is imported only when a model is built.
 """
@@ -16,7 +17,8 @@ from brats_seg.models.options import parse_options
 CONFIG_PACKAGE = "brats_seg.configs"
 CONFIG_GROUP = "model"
 
-# family -> "module:function" of its builder; each builder takes (options, name, input_shape, num_classes).
+# family -> "module:function" of its builder; each builder takes (options, name, input_shape,
+# num_classes).
 BUILDERS: dict[str, str] = {
     "unet": "brats_seg.models.unet:build_unet",
     "unet3plus": "brats_seg.models.unet3plus:build_unet3plus",
@@ -70,8 +72,8 @@ def build_model(
 ):
     """Build the Keras model described by the `model` config node for inputs of shape (H, W, C).
 
-    H and W None build it fully convolutional: it then takes slices of any size that its divisor divides, with
-    the same weights (and parameter count) as at any fixed size.
+    H and W None build it fully convolutional: it then takes slices of any size that its divisor
+    divides, with the same weights (and parameter count) as at any fixed size.
     """
     name, family, options = parse_model_config(model_cfg)
     shape = check_input_shape(name, input_shape, options.divisor())
@@ -83,8 +85,8 @@ def build_model(
 
 
 def check_input_shape(name: str, input_shape: Any, div: int) -> tuple[int | None, int | None, int]:
-    """Return (H, W, C) as ints (H and W may both be None), or raise a ConfigError naming the sizes that would
-    work."""
+    """Return (H, W, C) as ints (H and W may both be None), or raise a ConfigError naming the sizes
+    that would work."""
     try:
         height, width, channels = input_shape
         if height is None and width is None:
@@ -104,7 +106,8 @@ def check_input_shape(name: str, input_shape: Any, div: int) -> tuple[int | None
     bad = {axis: size for axis, size in (("H", height), ("W", width)) if size % div}
     if bad:
         raise ConfigError(
-            f"model {name} needs H and W divisible by {div}; got {height}x{width} ({_nearest_hint(bad, div)})"
+            f"model {name} needs H and W divisible by {div}; got {height}x{width} "
+            f"({_nearest_hint(bad, div)})"
         )
     return height, width, channels
 

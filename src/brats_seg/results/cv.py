@@ -1,8 +1,9 @@
 """Summary of a cross-validation sweep: one row per fold and the mean +- sd over folds.
 
-Every run folder under the sweep folder is one fold: its test patients' Dice and HD95 (the mean over the fold's
-test cases), its training time (wall and CPU, from run.json) and its status. Only completed folds enter the
-mean and the sample standard deviation (n - 1); the summary says how many folds that is.
+Every run folder under the sweep folder is one fold: its test patients' Dice and HD95 (the mean over
+the fold's test cases), its training time (wall and CPU, from run.json) and its status. Only
+completed folds enter the mean and the sample standard deviation (n - 1); the summary says how many
+folds that is.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def summarise_folds(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def cv_summary(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
-    """Rows and summary of the runs under ``sweep_dir``; writes cv_summary.json and cv_summary.md."""
+    """Rows and summary of the runs under ``sweep_dir``; writes cv_summary.json and
+    cv_summary.md."""
     from brats_seg.results.table import find_run_dirs
 
     if not sweep_dir.is_dir():

@@ -1,10 +1,11 @@
 """The study's results table, rebuilt from run folders.
 
-Every run folder found is one row. Only a run whose run.json says ``completed`` shows measured values; failed,
-running, interrupted (``running`` but no live process holds its lock) and not-started runs keep their row with their
-status and empty metrics, so nothing is dropped and nothing is invented. A sweep folder's ``multirun.yaml`` says which
-experiments the sweep asked for, so jobs that never got a folder are listed as not started. The table reads only
-files the runs and Hydra wrote at launch; no end-of-sweep callback is involved.
+Every run folder found is one row. Only a run whose run.json says ``completed`` shows measured
+values; failed, running, interrupted (``running`` but no live process holds its lock) and
+not-started runs keep their row with their status and empty metrics, so nothing is dropped and
+nothing is invented. A sweep folder's ``multirun.yaml`` says which experiments the sweep asked for,
+so jobs that never got a folder are listed as not started. The table reads only files the runs and
+Hydra wrote at launch; no end-of-sweep callback is involved.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class ResultRow:
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
-    """Run folders in ``paths``: folders with a config.yaml or run.json written by brats-seg train, or a Hydra job
-    folder (.hydra/config.yaml) that never got that far."""
+    """Run folders in ``paths``: folders with a config.yaml or run.json written by brats-seg train,
+    or a Hydra job folder (.hydra/config.yaml) that never got that far."""
     found: set[Path] = set()
     for root in paths:
         if not root.is_dir():
@@ -82,7 +83,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 
 
 def _is_locked(lock_file: Path) -> bool:
-    """True while a live brats-seg process holds the run folder's lock (the OS releases it when a process dies)."""
+    """True while a live brats-seg process holds the run folder's lock (the OS releases it when a
+    process dies)."""
     from filelock import FileLock, Timeout
 
     if not lock_file.exists():
@@ -157,8 +159,8 @@ def experiment_names() -> list[str]:
 def swept_experiments(sweep_dir: Path) -> tuple[list[str], list[str]]:
     """The experiments a sweep folder's multirun.yaml asked for, and the sweep's other overrides.
 
-    Only the ``experiment`` override is expanded (a glob, a comma list or one name); ([], []) when the folder is not a
-    sweep of experiments.
+    Only the ``experiment`` override is expanded (a glob, a comma list or one name); ([], []) when
+    the folder is not a sweep of experiments.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep, Glob
@@ -186,7 +188,8 @@ def swept_experiments(sweep_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def not_started_rows(paths: list[Path], rows: list[ResultRow]) -> list[ResultRow]:
-    """A row for every experiment that a sweep under ``paths`` asked for but that has no run folder yet."""
+    """A row for every experiment that a sweep under ``paths`` asked for but that has no run folder
+    yet."""
     from omegaconf import OmegaConf
 
     from brats_seg.config import compose

@@ -46,11 +46,12 @@ class NanGuard(keras.callbacks.Callback):
 class BestAndLastCheckpoint(keras.callbacks.Callback):
     """Save ``last.keras`` after every epoch and ``best.keras`` when ``monitor`` improves.
 
-    ``monitor=None`` (a run without validation patients): every epoch counts as the best, so ``best.keras`` is
-    the latest model.
+    ``monitor=None`` (a run without validation patients): every epoch counts as the best, so
+    ``best.keras`` is the latest model.
 
-    Files are written under a temporary name and renamed, so a kill never leaves a half-written model. The best value
-    so far lives in ``best.json``, so a resumed run keeps comparing against the epochs before the interruption.
+    Files are written under a temporary name and renamed, so a kill never leaves a half-written
+    model. The best value so far lives in ``best.json``, so a resumed run keeps comparing against
+    the epochs before the interruption.
     """
 
     def __init__(
@@ -70,7 +71,8 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode
         self.best: float | None = None
-        # True while the model's current weights are those in best.keras (the latest epoch was the best).
+        # True while the model's current weights are those in best.keras (the latest epoch was the
+        # best).
         self.best_is_latest = False
 
     @property

@@ -1,4 +1,5 @@
-"""The training stage: build the model, loss and optimizer under a strategy, and fit with checkpoints and resume."""
+"""The training stage: build the model, loss and optimizer under a strategy, and fit with
+checkpoints and resume."""
 
 from __future__ import annotations
 
@@ -168,7 +169,8 @@ def fit_model(
     if chief:
         callbacks.insert(1, keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True))
     if int(trainer.epochs) > 1:
-        # Restores at epoch boundaries only, so a one-epoch run has nothing to resume and skips the write.
+        # Restores at epoch boundaries only, so a one-epoch run has nothing to resume and skips the
+        # write.
         backup_scratch = None if chief else scratch / BACKUP_DIR
         callbacks.insert(0, RunBackup(run_dir / BACKUP_DIR, write_dir=backup_scratch))
     if trainer.tensorboard and chief:
@@ -203,8 +205,9 @@ def fit_model(
         verbose=resolve_verbose(trainer.verbose) if chief else 0,
     )
     if chief:
-        # Added up over the attempts that got through fit (time of an attempt killed mid-training is lost).
-        # CPU time is the process's (every thread); it stays meaningful when other work shares the cores.
+        # Added up over the attempts that got through fit (time of an attempt killed mid-training is
+        # lost). CPU time is the process's (every thread); it stays meaningful when other work
+        # shares the cores.
         before = folder.read() or {}
         folder.update(
             train_seconds=round(before.get("train_seconds", 0.0) + time.perf_counter() - wall, 1),

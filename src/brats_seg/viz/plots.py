@@ -1,4 +1,5 @@
-"""Figures of a run: learning curves, the pooled confusion matrix and image/truth/prediction overlays."""
+"""Figures of a run: learning curves, the pooled confusion matrix and image/truth/prediction
+overlays."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
     for epoch in history["epoch"]:
         for key, value in rows[epoch].items():
             if key != "epoch":
-                # Keras' CSVLogger writes NA for the val_ columns of a run without validation patients.
+                # Keras' CSVLogger writes NA for the val_ columns of a run without validation
+                # patients.
                 missing = value in ("", None, "NA")
                 history.setdefault(key, []).append(float("nan") if missing else float(value))
     return history
@@ -55,7 +57,7 @@ def learning_curves(history_csv: str | Path, out: str | Path) -> bool:
         {k.removeprefix("val_") for k in history if k not in ("epoch", "learning_rate")}
     )
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
-    for ax, name in zip(axes[0], metrics):
+    for ax, name in zip(axes[0], metrics, strict=True):
         for key, style in ((name, "-o"), (f"val_{name}", "--s")):
             if key in history:
                 ax.plot(epochs, history[key], style, label=key, markersize=3)
@@ -110,7 +112,7 @@ def overlay(
         panels.append(("truth", label_rgb(image, truth)))
     panels.append(("prediction", label_rgb(image, pred)))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
-    for ax, (name, rgb) in zip(np.atleast_1d(axes), panels):
+    for ax, (name, rgb) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.imshow(rgb)
         ax.set_title(name)
         ax.axis("off")
@@ -129,7 +131,7 @@ def montage(
     plt = _pyplot()
     n = len(image_slices)
     fig, axes = plt.subplots(1, n, figsize=(3 * n, 3.2), squeeze=False)
-    for ax, image, pred, title in zip(axes[0], image_slices, pred_slices, titles):
+    for ax, image, pred, title in zip(axes[0], image_slices, pred_slices, titles, strict=False):
         ax.imshow(label_rgb(image, pred))
         ax.set_title(title, fontsize=9)
         ax.axis("off")
