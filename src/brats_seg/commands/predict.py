@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from brats_seg.runfolder import METRICS_FILE
+
 # A command line that works, shown when a mandatory option is missing.
 EXAMPLE = (
     "brats-seg predict run=outputs/runs/default-s42 input=/path/to/BraTS2021_00001 "
@@ -44,7 +46,7 @@ def _task(cfg) -> None:
                 f"  {region} lesion-wise (official convention): Dice {r['dsc_mean']:.4f}, "
                 f"HD95 {r['hd95_mean']:.2f} mm, tp {r['tp']} fp {r['fp']} fn {r['fn']}"
             )
-        print(f"wrote {Path(cfg.output) / 'metrics.json'}")
+        print(f"wrote {Path(cfg.output) / METRICS_FILE}")
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ from brats_seg.atomic import atomic_path, write_text
 from brats_seg.errors import ConfigError
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
+from brats_seg.runfolder import METRICS_FILE
 
 MEASURED = ("recall", "f1", "precision", "specificity")
 _METRIC_KEY = {
@@ -131,8 +132,8 @@ def _row_from_config(
     )
     result.optimizer, result.loss, result.preprocessing = _labels(cfg)
     result.group, result.seeds = group_key(cfg), varying(cfg)
-    if status == "completed" and (run_dir / "metrics.json").exists():
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+    if status == "completed" and (run_dir / METRICS_FILE).exists():
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
         result.params = metrics.get("params", result.params)
         if "col_ave" in metrics:  # a run trained on every patient (data.split.test=0) has no scores
             result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}
