@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
@@ -39,6 +40,7 @@ def test_its_config_is_what_brats_seg_train_composes(tmp_path, real_data_root):
     assert ours["trainer"]["device"] == "gpu" and ours["data"]["name"] == "brats"
 
 
+@pytest.mark.slow
 def test_without_a_gpu_it_says_so_and_exits_0(tmp_path):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--out", str(tmp_path)],

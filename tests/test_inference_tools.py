@@ -132,6 +132,22 @@ def test_postprocessing_removes_a_small_component_and_keeps_the_large_one():
     assert postprocess(classes, PostprocessSettings()) is classes  # off: untouched
 
 
+def test_postprocessing_keeps_components_above_a_share_of_the_largest():
+    classes = np.zeros((60, 60, 30), np.uint8)
+    classes[5:25, 5:25, 5:20] = 2  # the tumour: 6000 voxels
+    classes[40:50, 40:50, 5:11] = 2  # 600 voxels: 10% of it
+    classes[40:45, 5:10, 20:24] = 1  # 100 voxels: under 2%
+    out = postprocess(classes, PostprocessSettings(min_component_share=0.05))
+    np.testing.assert_array_equal(out[:30, :30], classes[:30, :30])
+    np.testing.assert_array_equal(out[40:50, 40:50], classes[40:50, 40:50])
+    assert np.count_nonzero(out[40:45, 5:10]) == 0
+    largest = postprocess(classes, PostprocessSettings(min_component_share=1.0))
+    assert np.count_nonzero(largest) == 6000
+    # the absolute floor and the share combine: the larger of the two applies
+    both = postprocess(classes, PostprocessSettings(min_component=700, min_component_share=0.01))
+    assert np.count_nonzero(both) == 6000
+
+
 def test_postprocessing_relabels_small_et_as_necrosis():
     classes = np.zeros((30, 30, 20), np.uint8)
     classes[5:25, 5:25, 5:15] = 2
@@ -146,7 +162,12 @@ def test_postprocessing_options_are_checked():
     assert PostprocessSettings.from_cfg({"min_component": 10, "et_min_volume": None}).as_dict() == {
         "min_component": 10,
         "et_min_volume": 0,
+        "min_component_share": 0.0,
     }
+    with pytest.raises(
+        ConfigError, match=r"postprocess.min_component_share must be a number in \[0, 1\]"
+    ):
+        PostprocessSettings.from_cfg({"min_component_share": 1.5})
     with pytest.raises(
         ConfigError, match="postprocess.min_component must be a whole number of voxels >= 0"
     ):

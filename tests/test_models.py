@@ -481,6 +481,7 @@ def _run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_models_command_prints_counts_and_writes_nothing(tmp_path):
     done = _run_cli(["models", "names=[unet3pp,resunetpp]"], tmp_path)
     assert done.returncode == 0, done.stderr

@@ -81,7 +81,7 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
     assert json.loads((predicted / "inference.json").read_text()) == {
         "runs": [str(run_dir.resolve())],
         "tta": False,
-        "postprocess": {"min_component": 0, "et_min_volume": 0},
+        "postprocess": {"min_component": 0, "et_min_volume": 0, "min_component_share": 0.0},
     }
 
 
@@ -114,6 +114,7 @@ def test_an_ensemble_of_two_copies_of_one_run_equals_that_run(patch_run, tmp_pat
     assert json.loads((folder / "metrics.json").read_text())["inference"] == record
 
 
+@pytest.mark.slow
 def test_evaluate_scores_an_ensemble_and_records_tta(patch_run, tmp_path):
     _, run_dir = patch_run
     for name in ("a", "b"):
@@ -158,6 +159,7 @@ def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(patch_run
     )
 
 
+@pytest.mark.slow
 def test_test_zero_trains_on_every_patient_then_predicts(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()

@@ -219,6 +219,7 @@ def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
     assert status["status"] == "completed" and status["attempts"] == 2
 
 
+@pytest.mark.slow
 def test_nan_loss_marks_the_run_failed_and_appends_nothing(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
@@ -249,6 +250,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     assert status["status"] == "completed" and status["replicas"] == 2
 
 
+@pytest.mark.slow
 def test_a_table_that_cannot_be_written_leaves_the_run_completed(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()

@@ -193,6 +193,7 @@ class PatchSchema(Dict[str, Any]):
 class PostprocessSchema(Dict[str, Any]):
     min_component: Optional[int] = MISSING
     et_min_volume: Optional[int] = MISSING
+    min_component_share: Optional[float] = MISSING
 
 
 @dataclass

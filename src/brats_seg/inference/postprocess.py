@@ -3,6 +3,9 @@ BraTS.
 
 - ``min_component``: connected components of the whole tumour (26-connected in 3D) smaller than this
   many voxels become background (0: off);
+- ``min_component_share``: components smaller than this share of the largest one become background
+  (0: off; 1: the largest component alone). A glioma is mostly one connected lesion, and a model
+  trained on few patients scatters small false detections far from it;
 - ``et_min_volume``: when the whole volume holds fewer ET voxels than this, they become NCR (0:
   off). A few false ET voxels on a patient without ET cost the whole ET Dice under the BraTS
   empty-region rule.
@@ -20,12 +23,14 @@ from brats_seg.errors import ConfigError
 
 NCR, ET = 1, 3
 _CONNECTIVITY = ndimage.generate_binary_structure(3, 3)
+OPTIONS = ("min_component", "et_min_volume", "min_component_share")
 
 
 @dataclass(frozen=True)
 class PostprocessSettings:
     min_component: int = 0
     et_min_volume: int = 0
+    min_component_share: float = 0.0
 
     @classmethod
     def from_cfg(cls, cfg: Any, where: str = "postprocess") -> PostprocessSettings:
@@ -35,14 +40,10 @@ class PostprocessSettings:
 
         cfg = to_plain(cfg) or {}
         if not isinstance(cfg, dict):
-            raise ConfigError(
-                f"{where} must be a mapping with min_component and et_min_volume, got {cfg!r}"
-            )
-        unknown = sorted(set(cfg) - {"min_component", "et_min_volume"})
+            raise ConfigError(f"{where} must be a mapping of {', '.join(OPTIONS)}, got {cfg!r}")
+        unknown = sorted(set(cfg) - set(OPTIONS))
         if unknown:
-            raise ConfigError(
-                f"{where}.{unknown[0]}: unknown option (valid: min_component, et_min_volume)"
-            )
+            raise ConfigError(f"{where}.{unknown[0]}: unknown option (valid: {', '.join(OPTIONS)})")
         values = {}
         for key in ("min_component", "et_min_volume"):
             value = cfg.get(key) or 0
@@ -51,13 +52,19 @@ class PostprocessSettings:
                     f"{where}.{key} must be a whole number of voxels >= 0, got {value!r}"
                 )
             values[key] = value
+        share = cfg.get("min_component_share") or 0.0
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ConfigError(
+                f"{where}.min_component_share must be a number in [0, 1], got {share!r}"
+            )
+        values["min_component_share"] = float(share)
         return cls(**values)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.min_component or self.et_min_volume)
+        return bool(self.min_component or self.et_min_volume or self.min_component_share)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
@@ -66,11 +73,12 @@ def postprocess(classes: np.ndarray, settings: PostprocessSettings) -> np.ndarra
     if not settings.enabled:
         return classes
     out = np.array(classes, dtype=np.uint8, copy=True)
-    if settings.min_component:
+    if settings.min_component or settings.min_component_share:
         labels, count = ndimage.label(out > 0, structure=_CONNECTIVITY)
         if count:
             sizes = np.bincount(labels.ravel())
-            small = sizes < settings.min_component
+            floor = max(settings.min_component, settings.min_component_share * sizes[1:].max())
+            small = sizes < floor
             small[0] = False
             out[small[labels]] = 0
     if settings.et_min_volume and 0 < np.count_nonzero(out == ET) < settings.et_min_volume:
