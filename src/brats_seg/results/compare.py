@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError
 from brats_seg.results.stats import (
     BOOTSTRAP_SAMPLES,
@@ -25,7 +26,7 @@ from brats_seg.results.stats import (
     fmt_interval,
     wilcoxon_p,
 )
-from brats_seg.results.table import REGIONS, ResultRow, find_run_dirs, read_run
+from brats_seg.results.table import ResultRow, find_run_dirs, read_run
 
 
 @dataclass

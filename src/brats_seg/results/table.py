@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from brats_seg.atomic import atomic_path, write_text
+from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
@@ -31,7 +32,6 @@ _METRIC_KEY = {
     "precision": "precision",
     "specificity": "specificity",
 }
-REGIONS = ("WT", "TC", "ET")
 
 
 @dataclass
