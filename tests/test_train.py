@@ -210,11 +210,10 @@ def test_kill_9_mid_training_then_same_command_resumes(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    epochs = history_epochs(run_dir)
-    resumed = epochs[len(done_before) :]
-    assert resumed, epochs
-    assert resumed[0] >= 2 and resumed[0] <= max(done_before) + 1, (done_before, resumed)
-    assert sorted(set(epochs)) == list(range(6))
+    # The kill may land between an epoch's history row and its backup; that epoch is trained again
+    # and logged once.
+    assert "resuming from the backup after epoch" in result.stderr + result.stdout
+    assert history_epochs(run_dir) == list(range(6)), (done_before, history_epochs(run_dir))
     status = json.loads((run_dir / "run.json").read_text())
     assert status["status"] == "completed" and status["attempts"] == 2
 

@@ -159,6 +159,13 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.restored_epoch = int(state["epoch"])
         log.info("resuming from the backup after epoch %d (%s)", self.restored_epoch, self.folder)
 
+    def on_epoch_end(self, epoch, logs=None):
+        # A non-finite epoch is not a state worth resuming from.
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return
+        super().on_epoch_end(epoch, logs)
+
     def _save_model(self):
         target = self.write_dir or self.folder
         target.mkdir(parents=True, exist_ok=True)
@@ -176,6 +183,14 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if self.write_dir is None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def backed_up_epoch(backup_dir: str | Path) -> int:
+    """The number of epochs the backup in ``backup_dir`` holds (0 when there is none)."""
+    state_path = Path(backup_dir) / RunBackup.STATE_FILE
+    if not state_path.exists():
+        return 0
+    return int(json.loads(state_path.read_text())["epoch"])
 
 
 class Throughput(keras.callbacks.Callback):

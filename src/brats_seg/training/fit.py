@@ -51,7 +51,13 @@ def fit_model(
     from brats_seg.losses import TumourDice, build_loss
     from brats_seg.models import build_model
     from brats_seg.models.registry import divisor
-    from brats_seg.training.callbacks import BestAndLastCheckpoint, NanGuard, RunBackup, Throughput
+    from brats_seg.training.callbacks import (
+        BestAndLastCheckpoint,
+        NanGuard,
+        RunBackup,
+        Throughput,
+        backed_up_epoch,
+    )
     from brats_seg.training.optimizers import build_optimizer
 
     trainer = cfg.trainer
@@ -167,12 +173,10 @@ def fit_model(
     throughput = Throughput(batch)
     callbacks = [checkpoints, nan_guard, throughput, *extra_callbacks]
     if chief:
+        # Rows of epochs after the backup were written by an attempt killed before it could back
+        # them up; they are trained again, so they are dropped rather than logged twice.
+        trim_history(run_dir / HISTORY_FILE, backed_up_epoch(run_dir / BACKUP_DIR))
         callbacks.insert(1, keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True))
-    if int(trainer.epochs) > 1:
-        # Restores at epoch boundaries only, so a one-epoch run has nothing to resume and skips the
-        # write.
-        backup_scratch = None if chief else scratch / BACKUP_DIR
-        callbacks.insert(0, RunBackup(run_dir / BACKUP_DIR, write_dir=backup_scratch))
     if trainer.tensorboard and chief:
         callbacks.append(
             keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False)
@@ -186,6 +190,11 @@ def fit_model(
                 mode="max" if "dice" in es.monitor else "min",
             )
         )
+    if int(trainer.epochs) > 1:
+        # Last, so that an epoch is backed up only once its history row and checkpoints are
+        # written. Restores at epoch boundaries only, so a one-epoch run has nothing to resume.
+        backup_scratch = None if chief else scratch / BACKUP_DIR
+        callbacks.append(RunBackup(run_dir / BACKUP_DIR, write_dir=backup_scratch))
     log.info(
         "training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
         cfg.model.name,
@@ -279,6 +288,27 @@ def model_summary(model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=120)
     return "\n".join(lines) + "\n"
+
+
+def trim_history(path: Path, epochs: int) -> None:
+    """Keep the rows of the first ``epochs`` epochs of the history CSV at ``path`` (atomically)."""
+    import csv
+    import io
+
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        fields = reader.fieldnames
+    kept = [row for row in rows if row.get("epoch") and int(row["epoch"]) < epochs]
+    if len(kept) == len(rows) or not fields:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept)
+    write_text(path, buffer.getvalue())
 
 
 def epochs_logged(run_dir: Path) -> int:
