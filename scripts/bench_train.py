@@ -1,75 +1,108 @@
-"""Training and prediction throughput of the study's base U-Net, side by side in one process.
+"""Training throughput of the study's base U-Net, and the time to predict one volume, each
+measurement in a fresh process.
 
-    python scripts/bench_train.py         # 240x240, batch 8 (~8 min on 2 cores without bf16)
-    python scripts/bench_train.py --tiny  # 64x64, a narrow U-Net (seconds; floors not enforced)
+    python scripts/bench_train.py                      # 240x240x4, batch 8: the study's setting
+    python scripts/bench_train.py --tiny               # 64x64, a narrow U-Net; floors not enforced
+    python scripts/bench_train.py --rounds 5 --steps 12
+    python scripts/bench_train.py --modes ours,study   # a subset; --no-torch drops the peer
 
+Modes, one worker process per measurement (`bench_train.py --worker MODE`):
 
-(a) the study's way: Keras fit on float32 arrays held in memory, float32 policy, glibc's default
-    malloc;
-(b) the brats-seg way, as `brats-seg train` runs: freed memory kept in the process
-    (brats_seg.memory), the slice cache streamed through tf.data (pipeline.make_dataset),
-    trainer.precision=auto;
-(c) the very model of (b), fed one batch that is already a tensor in memory (no input pipeline at
-    all), to isolate what the input pipeline costs. (b) and (c) alternate round by round and report
-    medians, so that the machine's noise does not pass for a pipeline cost.
-(a) runs first, in a fresh process, which is the most favourable place for it: the allocator setting
-of (b) cannot be undone within the process, and a process that has already trained a model only gets
-slower without it.
-Prediction: seconds per 240x240x155 volume with the policy of (b), through the same code as
-`brats-seg predict` (brain slices only; slices with no brain voxel are background without running
-the model).
-Floors: (b) >= 3.5x (a); (b) at most 10% slower than (c). Exit status 1 when a floor is missed (full
-mode).
+study    the study's way: Keras fit on float32 arrays held in memory, the float32 policy, glibc's
+         malloc as it comes.
+ours     the brats-seg way, as `brats-seg train` runs: freed memory kept in the process
+         (brats_seg.memory.keep_freed_memory, first thing in the process), the synthetic slice
+         cache streamed through tf.data (pipeline.make_dataset), trainer.precision=auto.
+torch    a PyTorch peer: the same architecture and parameter count written in PyTorch,
+         channels_last, bf16 autocast where the CPU has bf16 arithmetic (float32 otherwise),
+         Adam 1e-4, BCE + soft Dice on the softmax, random inputs of the same shape. Runs only
+         when PyTorch is installed (pip install '.[bench]').
+predict  seconds to predict one 240x240x155 volume through the code of `brats-seg predict`
+         (inference.slices.predict_slices, batch 16, precision=auto); slices without a brain voxel
+         are background without running the model.
 
-The 3.5x floor assumes a CPU (or GPU) with bf16 arithmetic, where `auto` picks mixed_bfloat16.
-Without it `auto` stays in float32, (b) can only match (a), and the script says so.
+Every training worker builds its model, fits 2 warm-up steps (graph building, allocator warm-up),
+then times `--steps` steps (default 8, 4 with --tiny) and prints one JSON line as its last line of
+stdout; the parent, which never imports TensorFlow, reads it. Giving each measurement a process of
+its own means no mode inherits another's allocator state, threads or compiled graphs. `--rounds`
+rounds (default 3) repeat every mode, and the order of the modes flips from one round to the next
+(study, ours, torch, predict, then the reverse), so that a drift of the machine falls on all modes
+alike. The report gives each mode's median and all its values, the ratios ours/study and ours/torch
+of the medians, and the median seconds per predicted volume. Progress goes to stderr; the report
+to stdout, its first line naming the CPU, its bf16/avx2 flags, the core count and the versions.
+
+Floors (full size only; --tiny reports them but always exits 0):
+    ours/study >= 3.5 on a CPU with bf16 arithmetic (avx512_bf16 or amx_bf16), where auto picks
+    mixed_bfloat16; >= 1.0 without it (auto stays in float32, so ours can only match the study);
+    ours/torch >= 1.0 on a CPU with bf16 arithmetic, when the PyTorch peer ran.
+Exit status 1 when a floor is missed or a worker fails.
+
+The floors are written for CPUs: on a machine with a GPU, TensorFlow trains there while the PyTorch
+peer stays on the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SPEEDUP_FLOOR = 3.5
-PIPELINE_CEILING = 0.10
+MODES = ("study", "ours", "torch", "predict")
+TRAIN_MODES = ("study", "ours", "torch")
+KEPT_MEMORY_MODES = ("ours", "predict")  # as brats-seg train and brats-seg predict run
+WARMUP_STEPS = 2
 VOLUME_DEPTH = 155
+PREDICT_BATCH = 16  # brats-seg predict's batch_size
+CHANNELS, CLASSES = 4, 4
+BF16_FLOOR, FLOAT32_FLOOR, TORCH_FLOOR = 3.5, 1.0, 1.0
+STUDY_PARAMETERS = 31_032_516  # the study's base U-Net with 4 input channels
+WORKER_TIMEOUT_S = 3600
 
 
-def slices_per_second(model, x, y, steps: int, batch: int) -> float:
-    """Keras fit on in-memory arrays: throughput over ``steps`` steps.
-
-    One warm-up step first builds the graph.
-    """
-    model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(
-        x[: steps * batch], y[: steps * batch], batch_size=batch, epochs=1, verbose=0, shuffle=False
-    )
-    return steps * batch / (time.perf_counter() - start)
+# --- sizes and the architecture, shared by the parent and every worker (no TensorFlow) ---------
 
 
-def interleaved_step_seconds(model, datasets: dict, rounds: int, steps: int) -> dict[str, float]:
-    """Median seconds per step of one model fed from each dataset, alternating round by round.
+def sizes(tiny: bool) -> tuple[int, int, int]:
+    """(slice size, volume depth, batch)."""
+    return (64, 24, 4) if tiny else (240, VOLUME_DEPTH, 8)
 
-    Alternating (and switching which goes first) puts the machine's drifts and bursts on both sides
-    alike; the median drops the rounds that a neighbour disturbed.
-    """
-    for data in datasets.values():  # build the graph for each input signature
-        model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-    seconds: dict[str, list[float]] = {name: [] for name in datasets}
-    names = list(datasets)
-    for round_index in range(rounds):
-        for name in names if round_index % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            model.fit(datasets[name], steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-            seconds[name].append((time.perf_counter() - start) / steps)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+
+def model_config(tiny: bool) -> dict:
+    """The study's base U-Net (configs/model/unet.yaml), narrowed for --tiny."""
+    from brats_seg.models.registry import load_model_config
+
+    cfg = load_model_config("unet")
+    if tiny:
+        cfg.update(filters=[8, 16, 32, 64], bridge_filters=128)
+    return cfg
+
+
+def unet_parameter_count(channels: int, filters: list[int], bridge: int, classes: int) -> int:
+    """Parameters of the plain U-Net: two biased 3x3 convs per block, 2x2 transposed convs, 1x1
+    head."""
+
+    def conv(k: int, c_in: int, c_out: int) -> int:
+        return k * k * c_in * c_out + c_out
+
+    total, width = 0, channels
+    for f in filters:
+        total += conv(3, width, f) + conv(3, f, f)
+        width = f
+    total += conv(3, width, bridge) + conv(3, bridge, bridge)
+    width = bridge
+    for f in reversed(filters):
+        total += conv(2, width, f) + conv(3, 2 * f, f) + conv(3, f, f)
+        width = f
+    return total + conv(1, width, classes)
 
 
 def synthetic_data_config(cache_dir: str, size: int, depth: int) -> dict:
@@ -92,111 +125,436 @@ def synthetic_data_config(cache_dir: str, size: int, depth: int) -> dict:
     }
 
 
+def read_cpuinfo() -> str:
+    path = Path("/proc/cpuinfo")
+    return path.read_text() if path.exists() else ""
+
+
+def cpu_model_name(cpuinfo: str) -> str:
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return "unknown CPU"
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+def keras_versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    from brats_seg.training.hardware import device_description
+
+    return {"tf": tf.__version__, "keras": keras.__version__, "device": device_description()}
+
+
+def compiled_keras_model(cfg: dict, input_shape: tuple[int, int, int], policy: str):
+    import keras
+
+    from brats_seg.losses import build_loss
+    from brats_seg.models import build_model
+
+    keras.mixed_precision.set_global_policy(policy)
+    model = build_model(cfg, input_shape)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss({"name": "bce_dice"}))
+    return model
+
+
+def worker_study(args, cfg: dict, expected: int) -> dict:
+    """(a): Keras fit on float32 arrays in memory, float32, glibc's malloc untouched."""
+    import keras
+    import numpy as np
+
+    from brats_seg.data.dataset import prepare_data
+
+    size, depth, batch = sizes(args.tiny)
+    prepared = prepare_data(synthetic_data_config(args.cache_dir, size, depth))
+    xs, ys = zip(*(prepared.read_slices(c) for c in prepared.case_ids), strict=True)
+    x = np.concatenate([np.asarray(s, np.float32) for s in xs])
+    y = keras.utils.to_categorical(np.concatenate([np.asarray(s) for s in ys]), CLASSES)
+    y = y.astype(np.float32)
+    needed = (WARMUP_STEPS + args.steps) * batch
+    reps = -(-needed // len(x))
+    x, y = np.concatenate([x] * reps)[:needed], np.concatenate([y] * reps)[:needed]
+
+    model = compiled_keras_model(cfg, prepared.input_shape, "float32")
+    warm, timed = slice(0, WARMUP_STEPS * batch), slice(WARMUP_STEPS * batch, needed)
+    model.fit(x[warm], y[warm], batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    start = time.perf_counter()
+    model.fit(x[timed], y[timed], batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - start
+    return {
+        "slices_per_s": args.steps * batch / seconds,
+        "policy": "float32",
+        "params": checked_params(model.count_params(), expected),
+        "malloc_kept": False,
+        **keras_versions(),
+    }
+
+
+def worker_ours(args, cfg: dict, expected: int) -> dict:
+    """(b): as `brats-seg train` runs: kept memory, slice cache + tf.data, precision=auto."""
+    import warnings
+
+    from brats_seg.data.dataset import prepare_data
+    from brats_seg.data.pipeline import make_dataset
+    from brats_seg.training.hardware import resolve_precision
+
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+    size, depth, batch = sizes(args.tiny)
+    prepared = prepare_data(synthetic_data_config(args.cache_dir, size, depth))
+    stream = make_dataset(prepared, prepared.case_ids, batch, shuffle=True, seed=0, repeat=True)
+    policy = resolve_precision("auto")
+    model = compiled_keras_model(cfg, prepared.input_shape, policy)
+    model.fit(stream, steps_per_epoch=WARMUP_STEPS, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    return {
+        "slices_per_s": args.steps * batch / seconds,
+        "policy": policy,
+        "params": checked_params(model.count_params(), expected),
+        "malloc_kept": args.malloc_kept,
+        **keras_versions(),
+    }
+
+
+def worker_predict(args, cfg: dict, expected: int) -> dict:
+    """Seconds per volume through brats-seg predict's slice-wise code, precision=auto."""
+    import numpy as np
+
+    from brats_seg.data.dataset import prepare_data
+    from brats_seg.inference.slices import brain_box, predict_slices
+    from brats_seg.training.hardware import resolve_precision
+
+    size, depth, _ = sizes(args.tiny)
+    prepared = prepare_data(synthetic_data_config(args.cache_dir, size, depth))
+    policy = resolve_precision("auto")
+    model = compiled_keras_model(cfg, prepared.input_shape, policy)
+    volume = np.asarray(prepared.load_volume(prepared.case_ids[0])[0], np.float32)
+    brain, _ = brain_box(volume)
+    predict_slices(model, volume[brain[:PREDICT_BATCH]], PREDICT_BATCH)  # warm-up
+    start = time.perf_counter()
+    predict_slices(model, volume, PREDICT_BATCH)
+    seconds = time.perf_counter() - start
+    return {
+        "seconds_per_volume": seconds * VOLUME_DEPTH / volume.shape[0],
+        "slices": int(volume.shape[0]),
+        "brain_slices": len(brain),
+        "policy": policy,
+        "params": checked_params(model.count_params(), expected),
+        "malloc_kept": args.malloc_kept,
+        **keras_versions(),
+    }
+
+
+def build_torch_unet(channels: int, filters: list[int], bridge: int, classes: int):
+    """The base U-Net in PyTorch: the layers, widths and parameters of brats_seg.models.unet."""
+    import torch
+    from torch import nn
+
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
+
+    class UNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            widths = [channels, *filters]
+            self.encoders = nn.ModuleList(
+                block(a, b) for a, b in zip(widths[:-1], filters, strict=True)
+            )
+            self.pool = nn.MaxPool2d(2)
+            self.bridge = block(filters[-1], bridge)
+            ups, decoders, width = [], [], bridge
+            for f in reversed(filters):
+                ups.append(nn.ConvTranspose2d(width, f, 2, stride=2))
+                decoders.append(block(2 * f, f))
+                width = f
+            self.ups, self.decoders = nn.ModuleList(ups), nn.ModuleList(decoders)
+            self.head = nn.Conv2d(width, classes, 1)
+
+        def forward(self, x):
+            skips = []
+            for encoder in self.encoders:
+                x = encoder(x)
+                skips.append(x)
+                x = self.pool(x)
+            x = self.bridge(x)
+            for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
+                x = decoder(torch.cat([up(x), skip], dim=1))
+            return self.head(x)  # logits; the loss takes the softmax in float32
+
+    return UNet()
+
+
+def worker_torch(args, cfg: dict, expected: int) -> dict:
+    """The PyTorch peer at its best on a CPU: channels_last, bf16 autocast where the CPU has it."""
+    import torch
+    import torch.nn.functional as F
+
+    from brats_seg.training.hardware import cpu_supports_bf16
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    size, _, batch = sizes(args.tiny)
+    bf16 = cpu_supports_bf16()
+    model = build_torch_unet(CHANNELS, cfg["filters"], cfg["bridge_filters"], CLASSES)
+    params = checked_params(sum(p.numel() for p in model.parameters()), expected)
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    channels_last = torch.channels_last
+    x = torch.randn(batch, CHANNELS, size, size).contiguous(memory_format=channels_last)
+    labels = torch.randint(0, CLASSES, (batch, size, size))
+    y = F.one_hot(labels, CLASSES).permute(0, 3, 1, 2).float()
+    y = y.contiguous(memory_format=channels_last)
+    eps, smooth = 1e-7, 1e-6  # brats_seg.losses: EPSILON and bce_dice's smooth
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        p = torch.softmax(logits.float(), dim=1)
+        q = p.clamp(eps, 1.0 - eps)
+        bce = -(y * torch.log(q) + (1.0 - y) * torch.log(1.0 - q)).mean()
+        dice = 1.0 - (2.0 * (y * p).sum() + smooth) / (y.sum() + p.sum() + smooth)
+        (bce + dice).backward()
+        optimizer.step()
+
+    for _ in range(WARMUP_STEPS):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    seconds = time.perf_counter() - start
+    return {
+        "slices_per_s": args.steps * batch / seconds,
+        "policy": "autocast_bfloat16" if bf16 else "float32",
+        "params": params,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def checked_params(count: int, expected: int) -> int:
+    if count != expected:
+        raise AssertionError(f"the model has {count:,} parameters, the architecture {expected:,}")
+    return int(count)
+
+
+WORKERS = {
+    "study": worker_study,
+    "ours": worker_ours,
+    "torch": worker_torch,
+    "predict": worker_predict,
+}
+
+
+def run_worker(args) -> int:
+    args.malloc_kept = False
+    if args.worker in KEPT_MEMORY_MODES:
+        from brats_seg.memory import keep_freed_memory
+
+        # First thing in the process, as the CLI does for its TensorFlow commands.
+        args.malloc_kept = keep_freed_memory()
+    cfg = model_config(args.tiny)
+    expected = unet_parameter_count(CHANNELS, cfg["filters"], cfg["bridge_filters"], CLASSES)
+    if not args.tiny and expected != STUDY_PARAMETERS:
+        raise AssertionError(
+            f"the base U-Net has {expected:,} parameters, not {STUDY_PARAMETERS:,}"
+        )
+    result = WORKERS[args.worker](args, cfg, expected)
+    print(json.dumps({"mode": args.worker, **result}), flush=True)
+    return 0
+
+
+# --- the parent: no TensorFlow here -------------------------------------------------------------
+
+
+def measure(mode: str, args, cache_dir: str) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", mode]
+    command += ["--cache-dir", cache_dir, "--steps", str(args.steps)]
+    command += ["--tiny"] if args.tiny else []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    try:
+        result = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict) or result.get("mode") != mode:
+        raise RuntimeError(
+            f"worker {mode} failed (exit status {done.returncode}):\n"
+            f"{done.stdout[-2000:]}{done.stderr[-4000:]}"
+        )
+    return result
+
+
+def fmt_values(values: list[float], digits: int = 2) -> str:
+    return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps of (a) (default 3)")
+    parser.add_argument("--tiny", action="store_true", help="64x64, narrow U-Net; no floors")
     parser.add_argument(
-        "--rounds", type=int, default=None, help="alternating rounds of (b) and (c) (default 4)"
+        "--steps", type=int, default=None, help="timed steps per worker (default 8, tiny 4)"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}"
+    )
+    parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
+    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps is None:
+        args.steps = 4 if args.tiny else 8
+    if args.steps < 1 or args.rounds < 1:
+        parser.error("--steps and --rounds must be at least 1")
+    if args.worker:
+        if not args.cache_dir:
+            parser.error("--worker needs --cache-dir")
+        return run_worker(args)
 
-    import keras
-    import numpy as np
-    import tensorflow as tf
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown or not modes:
+        parser.error(f"--modes: unknown {', '.join(unknown) or '(none given)'}; use {MODES}")
+    modes = [m for m in MODES if m in modes]  # canonical order, no duplicates
+    torch_note = None
+    if "torch" in modes and args.no_torch:
+        modes.remove("torch")
+        torch_note = "torch: skipped (--no-torch)"
+    elif "torch" in modes and importlib.util.find_spec("torch") is None:
+        modes.remove("torch")
+        torch_note = "torch: skipped, PyTorch is not installed (pip install '.[bench]')"
+    if not modes:
+        print(torch_note)
+        return 1
 
-    from brats_seg.data.dataset import prepare_data
-    from brats_seg.data.pipeline import make_dataset
-    from brats_seg.inference.slices import predict_slices
-    from brats_seg.losses import build_loss
-    from brats_seg.memory import keep_freed_memory
-    from brats_seg.models import build_model, load_model_config
-    from brats_seg.training.hardware import cpu_supports_bf16, device_description, resolve_precision
+    from brats_seg.training.hardware import cpu_supports_bf16  # no TensorFlow at import
 
-    size, depth, batch = (64, 24, 4) if args.tiny else (240, VOLUME_DEPTH, 8)
-    steps = args.steps or 3
-    rounds = args.rounds or 4
-    round_steps = 4 if args.tiny else 1
-    model_cfg = load_model_config("unet")
-    if args.tiny:
-        model_cfg.update(filters=[8, 16, 32, 64], bridge_filters=128)
-    auto = resolve_precision("auto")
+    cpuinfo = read_cpuinfo()
+    flags = set(cpuinfo.split())
+    bf16 = cpu_supports_bf16(cpuinfo)
+    size, _, batch = sizes(args.tiny)
+    cfg = model_config(args.tiny)
 
-    def compiled(policy: str):
-        keras.backend.clear_session()
-        keras.mixed_precision.set_global_policy(policy)
-        model = build_model(model_cfg, prepared.input_shape)
-        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss({"name": "bce_dice"}))
-        return model
+    results: dict[str, list[dict]] = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as cache_dir:
+        for round_index in range(args.rounds):
+            for mode in modes if round_index % 2 == 0 else modes[::-1]:
+                try:
+                    result = measure(mode, args, cache_dir)
+                except (RuntimeError, subprocess.TimeoutExpired) as err:
+                    print(f"bench_train: {err}", file=sys.stderr)
+                    return 1
+                results[mode].append(result)
+                value = (
+                    f"{result['seconds_per_volume']:.2f} s per volume"
+                    if mode == "predict"
+                    else f"{result['slices_per_s']:.2f} slices/s"
+                )
+                print(
+                    f"round {round_index + 1}/{args.rounds}: {mode} {value}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = prepare_data(synthetic_data_config(tmp, size, depth))
-        cases = prepared.case_ids
-        stream = make_dataset(prepared, cases, batch, shuffle=True, seed=0, repeat=True)
-
-        xs, ys = zip(*(prepared.read_slices(c) for c in cases), strict=True)
-        x_mem = np.concatenate([np.asarray(x, np.float32) for x in xs])
-        y_mem = keras.utils.to_categorical(np.concatenate([np.asarray(y) for y in ys]), 4).astype(
-            np.float32
-        )
-        reps = -(-(steps + 1) * batch // len(x_mem))
-        x_mem, y_mem = np.concatenate([x_mem] * reps), np.concatenate([y_mem] * reps)
-        one_batch = tf.data.Dataset.from_tensors(
-            (tf.constant(x_mem[:batch]), tf.constant(y_mem[:batch]))
-        ).repeat()
-
-        study = slices_per_second(compiled("float32"), x_mem, y_mem, steps, batch)
-        keep_freed_memory()
-        model = compiled(auto)
-        step = interleaved_step_seconds(
-            model, {"stream": stream, "memory": one_batch}, rounds, round_steps
-        )
-        ours, no_pipeline = batch / step["stream"], batch / step["memory"]
-
-        volume = prepared.load_volume(cases[0])[0]
-        predict_slices(model, volume[:batch], batch)  # warm-up
-        start = time.perf_counter()
-        predict_slices(model, volume, 16)
-        per_volume = (time.perf_counter() - start) * (VOLUME_DEPTH / volume.shape[0])
-        brain_slices = int(np.any(volume.reshape(volume.shape[0], -1) != 0, axis=1).sum())
-
-    speedup = ours / study
-    pipeline_cost = no_pipeline / ours - 1
-    speed_ok, pipeline_ok = speedup >= SPEEDUP_FLOOR, pipeline_cost <= PIPELINE_CEILING
-    print(
-        f"base U-Net ({model_cfg['name']}, {model.count_params():,} parameters), "
-        f"{size}x{size}x4, batch {batch}; "
-        f"(a) {steps} steps, (b) and (c) median of {rounds} alternating rounds of "
-        f"{round_steps} step(s); "
-        f"{device_description()}"
-    )
-    print(f"(a) study's way: fit on in-memory float32 arrays, float32   {study:7.2f} slices/s")
-    print(
-        f"(b) brats-seg: kept memory, cache + tf.data, {auto:<16} {ours:7.2f} slices/s   "
-        f"{speedup:4.2f}x (a)   floor {SPEEDUP_FLOOR}x  {'ok' if speed_ok else 'MISSED'}"
+    first = {key: value for runs in results.values() for r in runs for key, value in r.items()}
+    versions = [f"TensorFlow {first['tf']}, Keras {first['keras']}"] if "tf" in first else []
+    versions += [f"torch {first['torch']}"] if "torch" in first else []
+    flag_text = ", ".join(
+        f"{f} {'yes' if f in flags else 'no'}" for f in ("amx_bf16", "avx512_bf16", "avx2")
     )
     print(
-        "(c) (b)'s model and policy, one batch already in memory       "
-        f"{no_pipeline:7.2f} slices/s   "
-        f"pipeline cost {100 * pipeline_cost:+.1f}%   floor +{100 * PIPELINE_CEILING:.0f}%  "
-        f"{'ok' if pipeline_ok else 'MISSED'}"
+        f"CPU: {cpu_model_name(cpuinfo)} ({flag_text}), {os.cpu_count()} cores; "
+        + "; ".join(versions)
+        + (f"; TensorFlow device: {first['device']}" if "device" in first else "")
     )
+    params = {r["params"] for runs in results.values() for r in runs}
+    if len(params) != 1:
+        print(f"parameter counts differ between the modes: {sorted(params)}")
+        return 1
     print(
-        f"prediction: {per_volume:.1f} s per 240x240x{VOLUME_DEPTH} volume "
-        f"({auto}; {brain_slices} of {volume.shape[0]} slices hold brain)"
-        + (" (scaled from the tiny volume)" if args.tiny else "")
+        f"model: base U-Net ({cfg['name']}{', tiny' if args.tiny else ''}), "
+        f"{params.pop():,} parameters in every mode, {size}x{size}x{CHANNELS}, batch {batch}; "
+        f"{WARMUP_STEPS} warm-up + {args.steps} timed steps per worker, {args.rounds} round(s), "
+        "one fresh process per measurement, the order reversed every other round"
     )
-    if not cpu_supports_bf16() and auto == "float32":
+
+    labels = {
+        "study": "study: fit on float32 arrays in memory, glibc malloc",
+        "ours": "ours: kept memory, cache + tf.data",
+        "torch": "torch: PyTorch peer, channels_last",
+    }
+    medians: dict[str, float] = {}
+    for mode in (m for m in TRAIN_MODES if m in results):
+        values = [r["slices_per_s"] for r in results[mode]]
+        medians[mode] = statistics.median(values)
+        policy = results[mode][0]["policy"]
         print(
-            "note: this CPU has no bf16 arithmetic (no avx512_bf16 or amx_bf16 flag), "
-            "so precision=auto keeps float32 and (b) can only match (a); "
-            "the 3.5x floor needs bf16 hardware"
+            f"{labels[mode]:<52} {policy:<18} median {medians[mode]:7.2f} slices/s  "
+            f"all {fmt_values(values)}"
+        )
+    if torch_note:
+        print(torch_note)
+    if "predict" in results:
+        runs = results["predict"]
+        values = [r["seconds_per_volume"] for r in runs]
+        run = runs[0]
+        scaled = f", scaled to {VOLUME_DEPTH}" if run["slices"] != VOLUME_DEPTH else ""
+        print(
+            f"predict: brats-seg predict, {run['policy']}: median "
+            f"{statistics.median(values):.2f} s per {size}x{size}x{VOLUME_DEPTH} volume  "
+            f"all {fmt_values(values)}  ({run['brain_slices']} of {run['slices']} slices "
+            f"hold brain{scaled})"
+        )
+
+    missed, checked = [], False
+    enforce = " (not enforced with --tiny)" if args.tiny else ""
+    if "ours" in medians and "study" in medians:
+        checked = True
+        ratio = medians["ours"] / medians["study"]
+        floor = BF16_FLOOR if bf16 else FLOAT32_FLOOR
+        ok = ratio >= floor
+        why = "bf16 CPU" if bf16 else "no bf16 on this CPU"
+        print(
+            f"ours/study {ratio:5.2f}x   floor {floor}x ({why}){enforce}  "
+            f"{'ok' if ok else 'MISSED'}"
+        )
+        missed += [] if ok else ["ours/study"]
+    if "ours" in medians and "torch" in medians:
+        ratio = medians["ours"] / medians["torch"]
+        if bf16:
+            checked = True
+            ok = ratio >= TORCH_FLOOR
+            print(
+                f"ours/torch {ratio:5.2f}x   floor {TORCH_FLOOR}x (bf16 CPU){enforce}  "
+                f"{'ok' if ok else 'MISSED'}"
+            )
+            missed += [] if ok else ["ours/torch"]
+        else:
+            print(f"ours/torch {ratio:5.2f}x   no floor (no bf16 on this CPU)")
+    if not checked:
+        print("floors: none checked (they compare ours with study, or with torch on bf16)")
+    if not bf16:
+        print(
+            "note: this CPU has no bf16 arithmetic (no avx512_bf16 or amx_bf16 flag), so "
+            "precision=auto keeps float32 and ours can only match the study; the 3.5x floor "
+            "needs bf16 hardware"
         )
     if args.tiny:
         return 0
-    return 0 if speed_ok and pipeline_ok else 1
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Each runs in its tiny mode and passes its (tiny-mode) floors.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +18,52 @@ pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-@pytest.mark.parametrize("script", ["bench_data.py", "bench_metrics.py", "bench_train.py"])
-def test_benchmark_runs_in_tiny_mode(script, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SCRIPTS / script), "--tiny"],
-        cwd=tmp_path,
+def run_tiny(script: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / script), "--tiny", *extra],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+@pytest.mark.parametrize("script", ["bench_data.py", "bench_metrics.py"])
+def test_benchmark_runs_in_tiny_mode(script, tmp_path):
+    result = run_tiny(script, tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "floor" in (result.stdout + result.stderr).lower()
+
+
+def test_train_benchmark_reports_each_mode(tmp_path):
+    result = run_tiny("bench_train.py", tmp_path, "--rounds", "2")
+    out = result.stdout
+    assert result.returncode == 0, out[-2000:] + result.stderr[-2000:]
+    lines = out.splitlines()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        if names:
+            assert names[0] in lines[0]
+    assert "cores" in lines[0] and "TensorFlow" in lines[0] and "Keras" in lines[0]
+    # Every parameter count agrees (the parent checks it), and it is the tiny U-Net's.
+    assert "485,916 parameters in every mode" in out
+    has_torch = importlib.util.find_spec("torch") is not None
+    modes = ["study", "ours"] + (["torch"] if has_torch else [])
+    for mode in modes:
+        line = next(ln for ln in lines if ln.startswith(f"{mode}:"))
+        assert "median" in line and "slices/s" in line
+        values = line.split("all [", 1)[1].rstrip("]").split(", ")
+        assert len(values) == 2 and all(float(v) > 0 for v in values)
+    if not has_torch:
+        assert "pip install '.[bench]'" in out
+    assert any(ln.startswith("predict:") and "s per 64x64x155 volume" in ln for ln in lines)
+    assert "ours/study" in out and "not enforced with --tiny" in out
+    # Rounds alternate the order of the modes: round 2 runs them in reverse.
+    order = [ln.split()[2] for ln in result.stderr.splitlines() if ln.startswith("round ")]
+    half = len(order) // 2
+    assert order[:half] == order[half:][::-1] and len(set(order)) == half
