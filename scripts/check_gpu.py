@@ -4,19 +4,16 @@ GPU, how fast?
     pip install '.[gpu]'
     python scripts/check_gpu.py --data /path/to/BraTS2021     # a few real cases are enough
     python scripts/check_gpu.py                               # ../shared/data/brats-real, else
-    synthetic 240x240
+                                                              # synthetic 240x240
     python scripts/check_gpu.py --device auto --steps 2 --batch 2   # the check itself, on a CPU
-    (minutes)
+                                                                    # (minutes)
 
 It trains the study's base U-Net (model=unet, 31M parameters) on 240x240 slices for a few hundred
-steps with
-trainer.precision=auto and trainer.device=gpu, through the very job `brats-seg train` runs
-(brats_seg.jobs.train.train_and_evaluate on a config composed from the shipped configs, as the CLI
-composes it),
-then segments one volume through `brats-seg predict`'s code, and prints the GPU, the precision
-policy, training
-and prediction slices/s, and the peak GPU memory. On a machine where TensorFlow sees no GPU it says
-so and exits 0.
+steps with trainer.precision=auto and trainer.device=gpu, through the very job `brats-seg train`
+runs (brats_seg.jobs.train.train_and_evaluate on a config composed from the shipped configs, as the
+CLI composes it), then segments one volume through `brats-seg predict`'s code, and prints the GPU,
+the precision policy, training and prediction slices/s, and the peak GPU memory. On a machine where
+TensorFlow sees no GPU it says so and exits 0.
 """
 
 from __future__ import annotations

@@ -67,12 +67,12 @@ def blob_case(
 def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
     """Predictions made from a reference class map (0..3, ET = 3) for the lesion-wise metric tests.
 
-    ``identity``; ``shifted`` (rolled 2, -3, 1 voxels); ``eroded`` (each nested region eroded by
-    one voxel); ``missed_small`` (the smallest component of the first region with several -- WT,
-    TC, ET -- removed: WT voxels to background, TC/ET voxels to edema; absent when every region is
-    one lesion); ``false_positive`` (an
-    enhancing ball of radius 3 added where it is farthest from the tumour); ``empty``. Also used by
-    scripts/make_lesion_reference.py, which stores the official package's values for them.
+    ``identity``; ``shifted`` (rolled 2, -3, 1 voxels); ``eroded`` (each nested region eroded by one
+    voxel); ``missed_small`` (the smallest component of the first region with several -- WT, TC,
+    ET -- removed: WT voxels to background, TC/ET voxels to edema; absent when every region is one
+    lesion); ``false_positive`` (an enhancing ball of radius 3 added where it is farthest from the
+    tumour); ``empty``. Also used by scripts/make_lesion_reference.py, which stores the official
+    package's values for them.
     """
     from scipy import ndimage
 

@@ -79,8 +79,7 @@ def test_freed_memory_is_kept_unless_the_user_tuned_malloc():
     assert _keeps_freed_memory({"MALLOC_ARENA_MAX": "2"}) == "False"
 
 
-# --------------------------------------------------------------------------- multi-worker roles,
-# SLURM
+# ------------------------------------------------------------------------ multi-worker roles, SLURM
 
 
 def test_the_chief_is_worker_0_unless_the_cluster_has_a_chief():

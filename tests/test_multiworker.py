@@ -2,8 +2,7 @@
 real CLI.
 
 The chief (worker 0) writes the one run folder; worker 1 trains beside it, writes only a scratch
-folder that it
-removes, and logs the fingerprint of its final weights, which must equal the chief's.
+folder that it removes, and logs the fingerprint of its final weights, which must equal the chief's.
 """
 
 from __future__ import annotations
@@ -145,9 +144,8 @@ def test_kill_9_one_worker_then_both_resume_from_the_backup(tmp_path):
             time.sleep(0.2)
         os.killpg(procs[1].pid, signal.SIGKILL)  # worker 1 dies mid-training...
     finally:
-        for (
-            proc
-        ) in procs:  # ...and the chief, stuck on its collectives, is stopped as a scheduler would
+        # ...and the chief, stuck on its collectives, is stopped as a scheduler would
+        for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -1,12 +1,9 @@
 """Every registered loss trains the same on one device and mirrored over two logical CPUs.
 
 Keras divides its own losses by the replica count (it sums the replicas' gradients); a loss that
-returns a
-scalar skips that division, so without care the loss and the gradients come out N times too large.
-Each
-strategy runs in its own process (tests/replica_step.py), since logical CPUs must be set before
-TensorFlow
-starts.
+returns a scalar skips that division, so without care the loss and the gradients come out N times
+too large. Each strategy runs in its own process (tests/replica_step.py), since logical CPUs must be
+set before TensorFlow starts.
 """
 
 from __future__ import annotations

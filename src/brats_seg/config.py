@@ -23,10 +23,8 @@ def run_id(override_dirname: str = "", experiment_id: Any = None, seed: Any = No
 
     An experiment job is named after its experiment and seed (``e05_3cnn_block_unet-s42``) plus any
     other overrides; a plain run after its command-line overrides and seed
-    (``loss-ell__model-unet3pp-s42``, or
-    ``default-s42``).
-    The same command therefore always lands in the same folder, which is what makes resume and skip
-    work.
+    (``loss-ell__model-unet3pp-s42``, or ``default-s42``). The same command therefore always lands
+    in the same folder, which is what makes resume and skip work.
     """
     if experiment_id not in (None, "", "None"):
         name = f"{experiment_id}-s{seed}" + (f"__{override_dirname}" if override_dirname else "")

@@ -7,18 +7,13 @@ study's losses did. Keras' reduction leaves a scalar unchanged (``sum_over_batch
 the size of a 0-d tensor, 1), so ``loss(y_true, y_pred)`` returns exactly what ``call`` computes.
 
 Under tf.distribute (mirrored, multi-worker) each replica sees only its part of the global batch.
-Every loss is
-therefore written as sums over pixels (``batch_sums``) and a function of those sums
-(``from_sums``): the sums
-are added across replicas first, so each replica computes the loss of the whole global batch (a
-pooled Dice
-is not the mean of the replicas' Dice). Keras scales its own losses by 1 / replicas because it sums
-the
-replicas' gradients and multiplies the logged loss back by the replica count; it skips that scaling
-for a
-scalar, so these losses apply it themselves. The result: the same loss, gradients and logged values
-as on one
-device, whatever the number of replicas and however unevenly a last batch splits.
+Every loss is therefore written as sums over pixels (``batch_sums``) and a function of those sums
+(``from_sums``): the sums are added across replicas first, so each replica computes the loss of the
+whole global batch (a pooled Dice is not the mean of the replicas' Dice). Keras scales its own
+losses by 1 / replicas because it sums the replicas' gradients and multiplies the logged loss back
+by the replica count; it skips that scaling for a scalar, so these losses apply it themselves. The
+result: the same loss, gradients and logged values as on one device, whatever the number of replicas
+and however unevenly a last batch splits.
 
 Names follow the study's table: dice_loss, bce_dice_loss, ell_loss (alpha), soft_dice_loss,
 weighted; plus exp_log (Wong et al., MICCAI 2018), focal (Lin et al., 2017), tversky (Salehi et al.,
@@ -74,10 +69,8 @@ def sum_over_replicas(sums: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Add ``sums`` across the replicas of the current tf.distribute replica context.
 
     Returns the summed values and the number of replicas (1, and ``sums`` unchanged, outside a
-    multi-replica
-    context, e.g. a plain call, one device, or Keras building the model symbolically). The
-    all-reduce is
-    differentiable: its gradient is the all-reduce of the replicas' gradients.
+    multi-replica context, e.g. a plain call, one device, or Keras building the model symbolically).
+    The all-reduce is differentiable: its gradient is the all-reduce of the replicas' gradients.
     """
     if keras.backend.backend() != "tensorflow":
         return sums, 1

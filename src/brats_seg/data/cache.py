@@ -9,9 +9,8 @@ Layout under ``data.cache_dir``::
         cases/<case_id>/x.npy      (N_selected, H, W, C) float16, memory-mappable
         cases/<case_id>/y.npy      (N_selected, H, W) uint8 classes
         cases/<case_id>/meta.json  case id, convention, files, fingerprint, crop box, shapes,
-        spacing,
-                                   affine, selected slice indices, class pixel counts over the
-                                   selected slices
+                                   spacing, affine, selected slice indices, class pixel counts over
+                                   the selected slices
         volumes/<case_id>/         filled lazily by load_volume(): x.npy (Z, H, W, C) float16,
                                    classes.npy (X, Y, Z)
     locks/<name>-<key>.lock        serialises builders of the same key (two sweep jobs)

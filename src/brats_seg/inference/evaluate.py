@@ -4,8 +4,7 @@ Two views, as the study and the BraTS challenge report them:
 - the study's pooled metrics: every pixel of the test patients' selected slices in one 4x4 confusion
   matrix;
 - BraTS region metrics per patient: all axial slices predicted, the volume rebuilt on the source
-  grid, Dice and
-  HD95 for WT, TC and ET.
+  grid, Dice and HD95 for WT, TC and ET.
 """
 
 from __future__ import annotations

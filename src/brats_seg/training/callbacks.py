@@ -2,11 +2,9 @@
 NaN guard.
 
 In a multi-worker run every worker saves (saving may read variables collectively, so all must take
-part),
-but only the chief saves into the run folder: the others write into a scratch folder of their own
-and
-remove what they wrote (Keras' multi-worker pattern). Every worker reads its state from the chief's
-files.
+part), but only the chief saves into the run folder: the others write into a scratch folder of their
+own and remove what they wrote (Keras' multi-worker pattern). Every worker reads its state from the
+chief's files.
 """
 
 from __future__ import annotations
@@ -131,11 +129,10 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     """Keras' BackupAndRestore, safe against a kill at any moment and shared by the workers of a
     run.
 
-    Each epoch's state is a weights file named after the epoch; ``backup.json`` then names it and
-    is swapped
-    in atomically, so the backup is always one complete state. Every worker restores from
-    ``backup_dir`` (the
-    chief's); a non-chief worker writes its state into ``write_dir`` and removes it again.
+    Each epoch's state is a weights file named after the epoch; ``backup.json`` then names it and is
+    swapped in atomically, so the backup is always one complete state. Every worker restores from
+    ``backup_dir`` (the chief's); a non-chief worker writes its state into ``write_dir`` and removes
+    it again.
     """
 
     STATE_FILE = "backup.json"

@@ -2,10 +2,9 @@
 variables.
 
 TensorFlow-free, so the CLI can ask before any TensorFlow import. Keras' multi-worker pattern: the
-chief
-(task ``chief``, or ``worker`` 0 when the cluster has no chief) writes the run folder; every other
-worker
-writes what it must (checkpoints, backups) to a scratch folder of its own and removes it.
+chief (task ``chief``, or ``worker`` 0 when the cluster has no chief) writes the run folder; every
+other worker writes what it must (checkpoints, backups) to a scratch folder of its own and removes
+it.
 """
 
 from __future__ import annotations
@@ -19,9 +18,8 @@ from pathlib import Path
 
 from brats_seg.errors import ConfigError
 
-# Ports for the workers of a SLURM step when srun reserved none (--resv-ports): a base spread by
-# job id, so two
-# jobs sharing a node rarely collide; each task on a node adds its local id.
+# Ports for the workers of a SLURM step when srun reserved none (--resv-ports): a base spread by job
+# id, so two jobs sharing a node rarely collide; each task on a node adds its local id.
 _SLURM_PORT_BASE = 15000
 _SLURM_PORT_SPREAD = 20000
 

@@ -41,8 +41,7 @@ def fit_model(
     checkpoint's.
 
     Only the chief writes into ``run_dir``; another worker of a multi-worker run saves into its
-    scratch folder
-    (and removes it), restores from the chief's backup, and gets None back.
+    scratch folder (and removes it), restores from the chief's backup, and gets None back.
     """
     import keras
 
@@ -237,8 +236,7 @@ def fit_model(
         # graph).
         folder.update(weights_fingerprint=fingerprint, train_slices_per_s=throughput.last)
     # A model of a multi-worker strategy predicts collectively, with every worker; the chief
-    # evaluates alone,
-    # from the checkpoint.
+    # evaluates alone, from the checkpoint.
     return model if checkpoints.best_is_latest and role.workers == 1 else None
 
 
@@ -262,11 +260,10 @@ def weights_fingerprint(model) -> str:
 def whole_batches(dataset, batch: int, repeated: bool):
     """Only full batches, so that no replica gets an empty share of one.
 
-    TensorFlow 2.21's CPU convolution fails on an empty batch ("input depth must be evenly
-    divisible by filter
-    depth"), and a last batch of 1 slice split over 2 replicas leaves one empty. A repeated stream
-    is cut into
-    full batches across its passes (no slice is lost); a single pass drops its last, partial batch.
+    TensorFlow 2.21's CPU convolution fails on an empty batch ("input depth must be evenly divisible
+    by filter depth"), and a last batch of 1 slice split over 2 replicas leaves one empty. A
+    repeated stream is cut into full batches across its passes (no slice is lost); a single pass
+    drops its last, partial batch.
     """
     import tensorflow as tf
 

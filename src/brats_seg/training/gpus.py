@@ -2,13 +2,10 @@
 names.
 
 Runs before TensorFlow initialises its devices. Memory growth is always on, so two jobs can share a
-GPU
-(TensorFlow would otherwise take nearly all of its memory at the first op). Jobs that share a
-machine through
-the joblib launcher each take a GPU of their own: a file lock per GPU in the machine's temporary
-folder marks
-it as taken for the life of the process; when every GPU is taken, the next job shares one,
-round-robin.
+GPU (TensorFlow would otherwise take nearly all of its memory at the first op). Jobs that share a
+machine through the joblib launcher each take a GPU of their own: a file lock per GPU in the
+machine's temporary folder marks it as taken for the life of the process; when every GPU is taken,
+the next job shares one, round-robin.
 """
 
 from __future__ import annotations
@@ -24,8 +21,7 @@ DEVICES = choices(Device)
 JOB_GPUS = choices(JobGpus)
 
 # The slot this process claimed (its lock stays held until the process exits), so a reused joblib
-# worker
-# keeps the GPU it started with.
+# worker keeps the GPU it started with.
 _claimed: dict[str, object] = {}
 
 
@@ -93,8 +89,7 @@ def configure_gpus(
     ``device``: auto (GPUs if any), cpu (hide them), gpu (a one-line ConfigError when none is
     visible).
     ``job_gpus``: all (every visible GPU), one (a GPU of its own), auto (one when ``parallel``:
-    several jobs
-    share this machine through the joblib launcher).
+    several jobs share this machine through the joblib launcher).
     """
     import tensorflow as tf
 

@@ -78,9 +78,8 @@ def make_strategy(name: str):
         raise ConfigError(f"trainer.strategy={name!r} is not one of {', '.join(STRATEGIES)}")
     if name == "multiworker":
         # Before anything initialises TensorFlow's runtime: the strategy configures its collectives
-        # first.
-        # The cluster comes from TF_CONFIG (export_tf_config writes it from SLURM's variables under
-        # srun).
+        # first. The cluster comes from TF_CONFIG (export_tf_config writes it from SLURM's variables
+        # under srun).
         from brats_seg.training.cluster import export_tf_config
 
         export_tf_config(name)

@@ -4,19 +4,14 @@ TF 2.21).
 Two steps of Keras' TensorFlow trainer fail when the strategy spans workers
 (keras-team/keras#20585):
 - before the first epoch it averages one distributed (x, y) batch with ``strategy.reduce`` to build
-the metrics
-  and the optimizer, which the multi-worker strategy refuses for a tuple ("Attempt to convert a
-  value
-  (PerReplica...)");
+  the metrics and the optimizer, which the multi-worker strategy refuses for a tuple ("Attempt to
+  convert a value (PerReplica...)");
 - after each step it averages the replicas' logs with ``strategy.reduce("MEAN", value, axis=0)``,
-which fails
-  on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions").
+  which fails on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions").
 ``fit_across_workers`` changes one model instance only: the build uses the first local replica's
-part of the
-batch (only its shapes matter), and each step hands back its scalar logs as vectors of one value.
-The epoch's
-logs are unaffected: Keras reads them from the metrics' variables, summed over every replica of
-every worker.
+part of the batch (only its shapes matter), and each step hands back its scalar logs as vectors of
+one value. The epoch's logs are unaffected: Keras reads them from the metrics' variables, summed
+over every replica of every worker.
 """
 
 from __future__ import annotations
