@@ -18,8 +18,12 @@ torch    a PyTorch peer: the same architecture and parameter count written in Py
          Adam 1e-4, BCE + soft Dice on the softmax, random inputs of the same shape. Runs only
          when PyTorch is installed (pip install '.[bench]').
 predict  seconds to predict one 240x240x155 volume through the code of `brats-seg predict`
-         (inference.slices.predict_slices, batch 16, precision=auto); slices without a brain voxel
-         are background without running the model.
+         (inference.slices.predict_slices, batch 16, precision=auto), on whole slices (a model of
+         fixed size, as `brats-seg evaluate` predicts) and in the brain's box (the model rebuilt
+         fully convolutional with the same weights, as `brats-seg predict brain_box=true` does),
+         side by side in one process. The volume is the shared real case BraTS2021_00000 when it is
+         there (`--real-case DIR` names another), else synthetic. Slices without a brain voxel are
+         background without running the model.
 
 Every training worker builds its model, fits 2 warm-up steps (graph building, allocator warm-up),
 then times `--steps` steps (default 8, 4 with --tiny) and prints one JSON line as its last line of
@@ -66,6 +70,7 @@ CHANNELS, CLASSES = 4, 4
 BF16_FLOOR, FLOAT32_FLOOR, TORCH_FLOOR = 3.5, 1.0, 1.0
 STUDY_PARAMETERS = 31_032_516  # the study's base U-Net with 4 input channels
 WORKER_TIMEOUT_S = 3600
+DEFAULT_REAL_CASE = Path(__file__).resolve().parents[2] / "shared/data/brats-real/BraTS2021_00000"
 
 
 # --- sizes and the architecture, shared by the parent and every worker (no TensorFlow) ---------
@@ -221,28 +226,56 @@ def worker_ours(args, cfg: dict, expected: int) -> dict:
     }
 
 
-def worker_predict(args, cfg: dict, expected: int) -> dict:
-    """Seconds per volume through brats-seg predict's slice-wise code, precision=auto."""
+def predict_volume(args, size: int, depth: int):
+    """A preprocessed (Z, H, W, 4) volume: a real BraTS case where one is at hand, else
+    synthetic."""
     import numpy as np
 
+    if args.real_case and not args.tiny:
+        from brats_seg.data.discovery import find_case
+        from brats_seg.data.nifti import load_case
+        from brats_seg.data.preprocess import preprocess_case
+
+        loaded = load_case(find_case(args.real_case))
+        prepared = preprocess_case(loaded, {"normalization": "zscore", "crop": {"enabled": False}})
+        return np.asarray(prepared.x, np.float32), Path(args.real_case).name
     from brats_seg.data.dataset import prepare_data
+
+    prepared = prepare_data(synthetic_data_config(args.cache_dir, size, depth))
+    return np.asarray(prepared.load_volume(prepared.case_ids[0])[0], np.float32), "synthetic"
+
+
+def worker_predict(args, cfg: dict, expected: int) -> dict:
+    """Seconds per volume through brats-seg predict's slice-wise code, precision=auto: whole
+    slices (a model of fixed size, as `brats-seg evaluate` predicts) and the brain's box (the model
+    rebuilt fully convolutional, as `brats-seg predict brain_box=true` does), side by side."""
     from brats_seg.inference.slices import brain_box, predict_slices
+    from brats_seg.models.registry import any_size_copy, divisor
     from brats_seg.training.hardware import resolve_precision
 
     size, depth, _ = sizes(args.tiny)
-    prepared = prepare_data(synthetic_data_config(args.cache_dir, size, depth))
+    volume, source = predict_volume(args, size, depth)
     policy = resolve_precision("auto")
-    model = compiled_keras_model(cfg, prepared.input_shape, policy)
-    volume = np.asarray(prepared.load_volume(prepared.case_ids[0])[0], np.float32)
-    brain, _ = brain_box(volume)
-    predict_slices(model, volume[brain[:PREDICT_BATCH]], PREDICT_BATCH)  # warm-up
-    start = time.perf_counter()
-    predict_slices(model, volume, PREDICT_BATCH)
-    seconds = time.perf_counter() - start
+    model = compiled_keras_model(cfg, volume.shape[1:], policy)
+    any_size = any_size_copy(model, cfg)
+    div = divisor(cfg)
+    brain, box = brain_box(volume)
+    warm = volume[brain[:PREDICT_BATCH]]
+    predict_slices(model, warm, PREDICT_BATCH)
+    predict_slices(any_size, warm, PREDICT_BATCH, divisor=div)
+    seconds = {}
+    for name, net in (("whole", model), ("box", any_size)):
+        start = time.perf_counter()
+        predict_slices(net, volume, PREDICT_BATCH, divisor=div)
+        seconds[name] = time.perf_counter() - start
+    scale = VOLUME_DEPTH / volume.shape[0]
     return {
-        "seconds_per_volume": seconds * VOLUME_DEPTH / volume.shape[0],
+        "seconds_per_volume": seconds["box"] * scale,
+        "whole_seconds_per_volume": seconds["whole"] * scale,
         "slices": int(volume.shape[0]),
         "brain_slices": len(brain),
+        "box": [box[1] - box[0], box[3] - box[2]] if box else None,
+        "source": source,
         "policy": policy,
         "params": checked_params(model.count_params(), expected),
         "malloc_kept": args.malloc_kept,
@@ -381,6 +414,7 @@ def measure(mode: str, args, cache_dir: str) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", mode]
     command += ["--cache-dir", cache_dir, "--steps", str(args.steps)]
     command += ["--tiny"] if args.tiny else []
+    command += ["--real-case", str(args.real_case)] if args.real_case else []
     done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     try:
@@ -412,6 +446,13 @@ def main() -> int:
         "--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}"
     )
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
+    parser.add_argument(
+        "--real-case",
+        type=Path,
+        default=DEFAULT_REAL_CASE if DEFAULT_REAL_CASE.is_dir() else None,
+        help="a BraTS case folder for the predict timing (default: the shared BraTS2021_00000, "
+        "when it is there; else a synthetic volume)",
+    )
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -509,14 +550,17 @@ def main() -> int:
         print(torch_note)
     if "predict" in results:
         runs = results["predict"]
-        values = [r["seconds_per_volume"] for r in runs]
+        box = statistics.median(r["seconds_per_volume"] for r in runs)
+        whole = statistics.median(r["whole_seconds_per_volume"] for r in runs)
         run = runs[0]
         scaled = f", scaled to {VOLUME_DEPTH}" if run["slices"] != VOLUME_DEPTH else ""
         print(
-            f"predict: brats-seg predict, {run['policy']}: median "
-            f"{statistics.median(values):.2f} s per {size}x{size}x{VOLUME_DEPTH} volume  "
-            f"all {fmt_values(values)}  ({run['brain_slices']} of {run['slices']} slices "
-            f"hold brain{scaled})"
+            f"predict: brats-seg predict, {run['policy']}, one {run['source']} volume "
+            f"({run['brain_slices']} of {run['slices']} slices hold brain{scaled}; "
+            f"brain box {run['box'][0]}x{run['box'][1]}): median {box:.2f} s per volume "
+            f"in the brain box, {whole:.2f} s on whole {size}x{size} slices ({whole / box:.2f}x)  "
+            f"all {fmt_values([r['seconds_per_volume'] for r in runs])} / "
+            f"{fmt_values([r['whole_seconds_per_volume'] for r in runs])}"
         )
 
     missed, checked = [], False

@@ -61,7 +61,8 @@ def test_train_benchmark_reports_each_mode(tmp_path):
         assert len(values) == 2 and all(float(v) > 0 for v in values)
     if not has_torch:
         assert "pip install '.[bench]'" in out
-    assert any(ln.startswith("predict:") and "s per 64x64x155 volume" in ln for ln in lines)
+    predict = next(ln for ln in lines if ln.startswith("predict:"))
+    assert "s per volume in the brain box" in predict and "on whole 64x64 slices" in predict
     assert "ours/study" in out and "not enforced with --tiny" in out
     # Rounds alternate the order of the modes: round 2 runs them in reverse.
     order = [ln.split()[2] for ln in result.stderr.splitlines() if ln.startswith("round ")]

@@ -59,13 +59,14 @@ def test_flip_tta_of_a_mirror_symmetric_input_equals_no_tta():
     model = tiny_model()
     symmetrise_kernels(model)
     x = volume((4, 32, 32, 4))
-    x = (x + x[:, ::-1] + x[:, :, ::-1] + x[:, ::-1, ::-1]) / 4.0  # mirror-symmetric in both axes
+    x = (x + x[:, ::-1]) / 2.0  # left-right mirror-symmetric
     plain = predict_probabilities(model, x, divisor=4)
     with_tta = predict_probabilities(model, x, divisor=4, tta=True)
     np.testing.assert_allclose(with_tta, plain, atol=2e-6)
 
 
-def test_flip_tta_averages_the_four_mirrorings_mapped_back():
+def test_flip_tta_averages_the_slice_and_its_left_right_mirror_mapped_back():
+    assert FLIPS == ((), (1,))  # the flip of training augmentation (data/augment.py), no other
     model = tiny_model(seed=3)
     x = volume((3, 32, 32, 4), seed=5)
     tta = predict_probabilities(model, x, divisor=4, tta=True)
@@ -102,6 +103,33 @@ def test_a_fully_convolutional_model_takes_any_multiple_of_its_divisor():
     np.testing.assert_allclose(
         predict_probabilities(model, x, divisor=4), np.asarray(fixed(x)), atol=1e-6
     )
+
+
+def test_a_model_of_fixed_size_rebuilt_for_any_size_computes_the_same_function():
+    from brats_seg.models.registry import any_size_copy
+
+    fixed = tiny_model((32, 32, 4), seed=3)
+    copy = any_size_copy(fixed, TINY_UNET)
+    assert is_fully_convolutional(copy) and copy.count_params() == fixed.count_params()
+    x = np.random.default_rng(2).normal(size=(2, 32, 32, 4)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(fixed(x)), atol=1e-6)
+    assert copy(np.zeros((1, 48, 64, 4), np.float32)).shape == (1, 48, 64, 4)
+    assert any_size_copy(copy, TINY_UNET) is copy  # already takes any size
+
+
+def test_the_any_size_copy_keeps_the_models_precision_policy():
+    from brats_seg.models.registry import any_size_copy
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        fixed = tiny_model((32, 32, 4))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy = any_size_copy(fixed, TINY_UNET)
+    convs = [layer for layer in copy.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and all(layer.dtype_policy.name == "mixed_bfloat16" for layer in convs)
+    assert keras.config.dtype_policy().name == previous.name
 
 
 def test_only_the_brain_box_is_predicted_and_padded_to_the_divisor():

@@ -153,6 +153,44 @@ def test_predict_scores_cases_that_have_a_seg(predictions):
 
 
 @pytest.mark.slow
+def test_a_model_of_fixed_size_predicts_whole_slices_or_on_request_the_brain_box(
+    predictions, real_run, real_data_root, tmp_path
+):
+    """The run's model was trained on 160x192 crops (fixed size): predict gives it whole crops by
+    default; brain_box=true rebuilds it fully convolutional for the brain's box of the uncropped
+    volume."""
+    out, _ = predictions
+    assert json.loads((out / "inference.json").read_text())["brain_box"] is False
+    case = "BraTS2021_00019"
+    result = run_cli(
+        "predict",
+        f"run={real_run}",
+        f"input={real_data_root / case}",
+        f"output={tmp_path}",
+        "brain_box=true",
+        "montage_slices=0",
+        cwd=tmp_path,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "inference.json").read_text())["brain_box"] is True
+    name = f"{case}_seg.nii.gz"
+    whole = np.asarray(nib.load(str(out / name)).dataobj)
+    box = np.asarray(nib.load(str(tmp_path / name)).dataobj)
+    assert box.shape == whole.shape
+    # Background outside the brain's box (grown to the model's divisor of 16) and off-brain slices.
+    brain = np.asarray(_source(real_data_root, case).dataobj) != 0
+    rows, cols, slices = (np.flatnonzero(brain.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    inside = np.zeros(box.shape, bool)
+    inside[
+        max(rows[0] - 16, 0) : rows[-1] + 17,
+        max(cols[0] - 16, 0) : cols[-1] + 17,
+        slices[0] : slices[-1] + 1,
+    ] = True
+    assert not box[~inside].any()
+
+
+@pytest.mark.slow
 def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(
     predictions, real_data_root, tmp_path
 ):

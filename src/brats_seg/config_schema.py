@@ -288,6 +288,7 @@ class PredictSchema(Dict[str, Any]):
     lesionwise: bool = MISSING
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
+    brain_box: bool = MISSING
 
 
 @dataclass

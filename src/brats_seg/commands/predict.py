@@ -31,6 +31,7 @@ def _task(cfg) -> None:
         postprocess=cfg.get("postprocess"),
         naming=cfg.get("naming", "brats"),
         lesionwise=bool(cfg.get("lesionwise", True)),
+        brain_box=bool(cfg.get("brain_box", False)),
     )
     used = result["inference"]
     print(

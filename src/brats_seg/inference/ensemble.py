@@ -58,37 +58,50 @@ class Member:
     preprocess: Any  # PreprocessSettings
     divisor: int
     cfg: Any  # the run's config
+    # (H, W, C) the model was built for, when it was rebuilt to take any size; None otherwise
+    trained_shape: tuple[int, int, int] | None = None
 
 
-def load_members(run_dirs: list[Path]) -> list[Member]:
+def load_members(run_dirs: list[Path], *, any_size: bool = False) -> list[Member]:
+    """The runs' best models with their preprocessing. ``any_size``: a model of fixed size is
+    rebuilt fully convolutional (same weights), so that only the brain's box is predicted."""
     from brats_seg.data.settings import PreprocessSettings
-    from brats_seg.models.registry import divisor
+    from brats_seg.models.registry import any_size_copy, divisor
 
     members = []
     for run_dir in run_dirs:
         folder = RunFolder(run_dir)
         cfg = folder.read_config()
+        model = folder.load_best_model()
+        copy = any_size_copy(model, cfg.model) if any_size else model
         members.append(
             Member(
                 run_dir,
-                folder.load_best_model(),
+                copy,
                 PreprocessSettings.from_cfg(cfg.data.preprocess),
                 divisor(cfg.model),
                 cfg,
+                tuple(int(d) for d in model.input_shape[1:]) if copy is not model else None,
             )
         )
     return members
 
 
-def check_slice_shape(case_id: str, x: np.ndarray, model, run_dir: Path) -> None:
+def check_slice_shape(
+    case_id: str, x: np.ndarray, model, run_dir: Path, trained_shape: tuple | None = None
+) -> None:
     """Refuse slices the model cannot take: other channels, or another size for a model of fixed
-    size."""
+    size (``trained_shape``: the size of a model rebuilt to take any size, whose slices must have
+    that size before they are cut to the brain's box)."""
     from brats_seg.inference.slices import is_fully_convolutional
 
     fmt = lambda s: "x".join("?" if d is None else str(d) for d in s)  # noqa: E731
-    expected = tuple(None if d is None else int(d) for d in model.input_shape[1:])
+    expected = trained_shape or tuple(None if d is None else int(d) for d in model.input_shape[1:])
     got = tuple(int(d) for d in x.shape[1:])
-    fits = got[-1] == expected[-1] if is_fully_convolutional(model) else got == expected
+    if is_fully_convolutional(model) and trained_shape is None:
+        fits = got[-1] == expected[-1]
+    else:
+        fits = got == expected
     if not fits:
         raise DataError(
             f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) "
@@ -120,6 +133,13 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
     total = None
     for member in members:
         settings = member.preprocess
+        if member.trained_shape is not None:
+            # The slices it was trained on: the run's crop, or the whole slice.
+            rows, cols = settings.crop_size or loaded.image.shape[:2]
+            shape = np.zeros((1, rows, cols, member.trained_shape[-1]), np.float32)
+            check_slice_shape(
+                loaded.case_id, shape, member.model, member.run_dir, member.trained_shape
+            )
         if is_fully_convolutional(member.model):
             # It takes any size, and only the brain's box is predicted: the training crop is not
             # needed, and dropping it keeps the whole brain of a patient whose head is larger than

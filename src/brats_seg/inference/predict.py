@@ -105,12 +105,15 @@ def predict_cases(
     postprocess: Any = None,
     naming: str = "brats",
     lesionwise: bool = True,
+    brain_box: bool = False,
 ) -> dict[str, Any]:
     """Predict every case under ``input_path`` with one run or an ensemble; score those that have a
     segmentation.
 
     ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). What was used
     (runs, TTA, post-processing) is written to ``inference.json`` and into ``metrics.json``.
+    ``brain_box``: a model of fixed size predicts only the brain's box too (rebuilt fully
+    convolutional, same weights); false (the default) gives it the slices it was trained on.
     """
     from tqdm import tqdm
 
@@ -127,13 +130,14 @@ def predict_cases(
         RunFolder(run_dir).require(CONFIG_FILE)
     cases = input_cases(input_path)
     check_outputs(cases, out_dir, naming)
-    members = load_members(run_dirs)
+    members = load_members(run_dirs, any_size=brain_box)
     resection_cavity = (members[0].cfg.data.get("labels") or {}).get("resection_cavity", "error")
     tta, post = inference_settings(members, tta, postprocess)
     record = {
         "runs": [str(Path(r).resolve()) for r in run_dirs],
         "tta": tta,
         "postprocess": post.as_dict(),
+        "brain_box": bool(brain_box),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / INFERENCE_FILE, record)

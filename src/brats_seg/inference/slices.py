@@ -5,15 +5,19 @@ running the model; every other axial slice is predicted, in batches. A fully con
 (built with unknown H and W) sees only the brain's bounding box over all slices, padded with
 background to a multiple of the model's divisor, and the probabilities are pasted back (background
 outside the box); a model of fixed size sees the whole slice. With ``tta`` the softmax is averaged
-over the four in-plane mirrorings (none, rows, columns, both), each mapped back before averaging.
+over the slice and its left-right mirror (rows are the patient's left-right axis), the mirror mapped
+back before averaging.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# Mirrorings of (B, H, W, C) batches: none, rows (axis 1), columns (axis 2), both.
-FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (2,), (1, 2))
+# Mirrorings of (B, H, W, C) batches: none, and rows (axis 1: left-right), the one flip that
+# training augmentation applies. An anterior-posterior mirror shows the model a brain it never saw:
+# with all four in-plane mirrorings, WT Dice of fold 0 of the real-data cross-validation fell from
+# 0.823 (no TTA) to 0.743.
+FLIPS: tuple[tuple[int, ...], ...] = ((), (1,))
 
 
 def is_fully_convolutional(model) -> bool:

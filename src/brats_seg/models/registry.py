@@ -84,6 +84,27 @@ def build_model(
     return _builder(family)(options, name=name, input_shape=shape, num_classes=num_classes)
 
 
+def any_size_copy(model, model_cfg: Any):
+    """``model`` rebuilt fully convolutional, with its weights and its layers' precision policy;
+    ``model`` itself when it already takes any size. The copy computes the same function: at the
+    size ``model`` was built for, it gives the same outputs."""
+    import keras
+
+    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    if shape[1] is None and shape[2] is None:
+        return model
+    outputs = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    policy = next(layer.dtype_policy for layer in model.layers if layer.weights)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        copy = build_model(model_cfg, (None, None, int(shape[-1])), int(outputs[0][-1]))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def check_input_shape(name: str, input_shape: Any, div: int) -> tuple[int | None, int | None, int]:
     """Return (H, W, C) as ints (H and W may both be None), or raise a ConfigError naming the sizes
     that would work."""
