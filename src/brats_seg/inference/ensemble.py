@@ -87,21 +87,12 @@ def load_members(run_dirs: list[Path], *, any_size: bool = False) -> list[Member
     return members
 
 
-def check_slice_shape(
-    case_id: str, x: np.ndarray, model, run_dir: Path, trained_shape: tuple | None = None
-) -> None:
-    """Refuse slices the model cannot take: other channels, or another size for a model of fixed
-    size (``trained_shape``: the size of a model rebuilt to take any size, whose slices must have
-    that size before they are cut to the brain's box)."""
-    from brats_seg.inference.slices import is_fully_convolutional
-
+def check_slice_shape(case_id: str, got: tuple, expected: tuple, run_dir: Path) -> None:
+    """Refuse slices of shape ``got`` (H, W, C) that a model built for ``expected`` cannot take:
+    other channels, or another size where ``expected`` fixes one (None: any size)."""
     fmt = lambda s: "x".join("?" if d is None else str(d) for d in s)  # noqa: E731
-    expected = trained_shape or tuple(None if d is None else int(d) for d in model.input_shape[1:])
-    got = tuple(int(d) for d in x.shape[1:])
-    if is_fully_convolutional(model) and trained_shape is None:
-        fits = got[-1] == expected[-1]
-    else:
-        fits = got == expected
+    got = tuple(int(d) for d in got)
+    fits = all(e is None or int(e) == g for e, g in zip(expected, got, strict=True))
     if not fits:
         raise DataError(
             f"{case_id}: its preprocessed slices are {fmt(got)} (HxWxchannels) "
@@ -136,10 +127,8 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
         if member.trained_shape is not None:
             # The slices it was trained on: the run's crop, or the whole slice.
             rows, cols = settings.crop_size or loaded.image.shape[:2]
-            shape = np.zeros((1, rows, cols, member.trained_shape[-1]), np.float32)
-            check_slice_shape(
-                loaded.case_id, shape, member.model, member.run_dir, member.trained_shape
-            )
+            got = (rows, cols, member.trained_shape[-1])
+            check_slice_shape(loaded.case_id, got, member.trained_shape, member.run_dir)
         if is_fully_convolutional(member.model):
             # It takes any size, and only the brain's box is predicted: the training crop is not
             # needed, and dropping it keeps the whole brain of a patient whose head is larger than
@@ -149,7 +138,9 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
         if key not in prepared:
             prepared[key] = preprocess_case(loaded, settings)
         case = prepared[key]
-        check_slice_shape(loaded.case_id, case.x, member.model, member.run_dir)
+        check_slice_shape(
+            loaded.case_id, case.x.shape[1:], member.model.input_shape[1:], member.run_dir
+        )
         probs = predict_probabilities(
             member.model, case.x, batch_size, divisor=member.divisor, tta=tta
         )
