@@ -26,14 +26,22 @@ predict  seconds to predict one 240x240x155 volume through the code of `brats-se
          background without running the model.
 
 Every training worker builds its model, fits 2 warm-up steps (graph building, allocator warm-up),
-then times `--steps` steps (default 8, 4 with --tiny) and prints one JSON line as its last line of
-stdout; the parent, which never imports TensorFlow, reads it. Giving each measurement a process of
-its own means no mode inherits another's allocator state, threads or compiled graphs. `--rounds`
+then times `--steps` steps (default 8, 4 with --tiny): the Keras modes from the first timed step's
+start to the last one's end (a callback), and the whole fit call beside it, which also builds and
+destroys the data iterator. It prints one JSON line as the last line of its stdout; the parent,
+which never imports TensorFlow, reads it. Giving each measurement a process of its own means no
+mode inherits another's allocator state, threads or compiled graphs. `--rounds`
 rounds (default 3) repeat every mode, and the order of the modes flips from one round to the next
 (study, ours, torch, predict, then the reverse), so that a drift of the machine falls on all modes
 alike. The report gives each mode's median and all its values, the ratios ours/study and ours/torch
 of the medians, and the median seconds per predicted volume. Progress goes to stderr; the report
 to stdout, its first line naming the CPU, its bf16/avx2 flags, the core count and the versions.
+
+Beside every measurement the parent runs scripts/cpu_capacity.py's one-second probe (matrix
+products pinned to each logical CPU, alone and all at once), because on these virtual machines the
+host sometimes halves the compute of both vCPUs for minutes at a time, float32 and bf16 alike. The
+report lists each measurement's probe and, beside the raw ratios, the ratios of the modes' speeds
+per GFLOP/s the probe found (the machine's state taken out).
 
 Floors (full size only; --tiny reports them but always exits 0):
     ours/study >= 3.5 on a CPU with bf16 arithmetic (avx512_bf16 or amx_bf16), where auto picks
@@ -57,6 +65,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cpu_capacity import probe as capacity_probe
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -146,6 +156,43 @@ def cpu_model_name(cpuinfo: str) -> str:
 # --- workers ------------------------------------------------------------------------------------
 
 
+class ProcessClock:
+    """Wall seconds since creation, and how many CPUs the process kept busy meanwhile (its user +
+    system CPU seconds over the wall seconds): about the core count when every compute thread ran,
+    about 1 when the work ran on one core."""
+
+    def __init__(self) -> None:
+        self.cpu, self.start = os.times(), time.perf_counter()
+
+    def stop(self) -> tuple[float, float]:
+        seconds, cpu = time.perf_counter() - self.start, os.times()
+        used = cpu.user + cpu.system - self.cpu.user - self.cpu.system
+        return seconds, round(used / seconds, 2)
+
+
+def step_clock():
+    """A Keras callback timing a fit call's steps: from the first step's start to the last step's
+    end, leaving out what the call does before and after them (building and destroying the data
+    iterator)."""
+    import keras
+
+    class _StepClock(keras.callbacks.Callback):
+        first: float | None = None
+        last: float = 0.0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.first is None:
+                self.first = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last = time.perf_counter()
+
+        def seconds(self) -> float:
+            return self.last - self.first
+
+    return _StepClock()
+
+
 def keras_versions() -> dict:
     import keras
     import tensorflow as tf
@@ -187,11 +234,15 @@ def worker_study(args, cfg: dict, expected: int) -> dict:
     model = compiled_keras_model(cfg, prepared.input_shape, "float32")
     warm, timed = slice(0, WARMUP_STEPS * batch), slice(WARMUP_STEPS * batch, needed)
     model.fit(x[warm], y[warm], batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    start = time.perf_counter()
-    model.fit(x[timed], y[timed], batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    seconds = time.perf_counter() - start
+    clock, steps = ProcessClock(), step_clock()
+    model.fit(
+        x[timed], y[timed], batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=[steps]
+    )
+    seconds, busy = clock.stop()
     return {
-        "slices_per_s": args.steps * batch / seconds,
+        "slices_per_s": args.steps * batch / steps.seconds(),
+        "whole_call_slices_per_s": args.steps * batch / seconds,
+        "cpus_busy": busy,
         "policy": "float32",
         "params": checked_params(model.count_params(), expected),
         "malloc_kept": False,
@@ -214,11 +265,13 @@ def worker_ours(args, cfg: dict, expected: int) -> dict:
     policy = resolve_precision("auto")
     model = compiled_keras_model(cfg, prepared.input_shape, policy)
     model.fit(stream, steps_per_epoch=WARMUP_STEPS, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0)
-    seconds = time.perf_counter() - start
+    clock, steps = ProcessClock(), step_clock()
+    model.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[steps])
+    seconds, busy = clock.stop()
     return {
-        "slices_per_s": args.steps * batch / seconds,
+        "slices_per_s": args.steps * batch / steps.seconds(),
+        "whole_call_slices_per_s": args.steps * batch / seconds,
+        "cpus_busy": busy,
         "policy": policy,
         "params": checked_params(model.count_params(), expected),
         "malloc_kept": args.malloc_kept,
@@ -362,12 +415,13 @@ def worker_torch(args, cfg: dict, expected: int) -> dict:
 
     for _ in range(WARMUP_STEPS):
         step()
-    start = time.perf_counter()
+    clock = ProcessClock()
     for _ in range(args.steps):
         step()
-    seconds = time.perf_counter() - start
+    seconds, busy = clock.stop()
     return {
         "slices_per_s": args.steps * batch / seconds,
+        "cpus_busy": busy,
         "policy": "autocast_bfloat16" if bf16 else "float32",
         "params": params,
         "torch": torch.__version__,
@@ -494,18 +548,22 @@ def main() -> int:
         for round_index in range(args.rounds):
             for mode in modes if round_index % 2 == 0 else modes[::-1]:
                 try:
+                    capacity = capacity_probe()
                     result = measure(mode, args, cache_dir)
                 except (RuntimeError, subprocess.TimeoutExpired) as err:
                     print(f"bench_train: {err}", file=sys.stderr)
                     return 1
+                result["capacity"] = capacity
                 results[mode].append(result)
                 value = (
                     f"{result['seconds_per_volume']:.2f} s per volume"
                     if mode == "predict"
-                    else f"{result['slices_per_s']:.2f} slices/s"
+                    else f"{result['slices_per_s']:.2f} slices/s, "
+                    f"{result['cpus_busy']:.2f} CPUs busy"
                 )
                 print(
-                    f"round {round_index + 1}/{args.rounds}: {mode} {value}",
+                    f"round {round_index + 1}/{args.rounds}: {mode} {value} (CPU probe: "
+                    f"{capacity['pair']:.0f} GFLOP/s on all CPUs, {capacity['ratio']:.2f}x one)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -538,14 +596,31 @@ def main() -> int:
         "torch": "torch: PyTorch peer, channels_last",
     }
     medians: dict[str, float] = {}
+    per_capacity: dict[str, float] = {}
     for mode in (m for m in TRAIN_MODES if m in results):
         values = [r["slices_per_s"] for r in results[mode]]
         medians[mode] = statistics.median(values)
+        per_capacity[mode] = statistics.median(
+            r["slices_per_s"] / r["capacity"]["pair"] for r in results[mode]
+        )
         policy = results[mode][0]["policy"]
         print(
             f"{labels[mode]:<52} {policy:<18} median {medians[mode]:7.2f} slices/s  "
             f"all {fmt_values(values)}"
         )
+    for mode in (m for m in TRAIN_MODES if m in results):
+        busy = fmt_values([r["cpus_busy"] for r in results[mode]])
+        print(f"CPUs kept busy by each {mode} run: {busy} (of {os.cpu_count()})")
+        if "whole_call_slices_per_s" in results[mode][0]:
+            whole = [r["whole_call_slices_per_s"] for r in results[mode]]
+            print(
+                f"{mode}, the whole fit call (iterator built and destroyed too): median "
+                f"{statistics.median(whole):.2f} slices/s, all {fmt_values(whole)}"
+            )
+    for mode, runs in results.items():
+        probes = ", ".join(f"{r['capacity']['pair']:.0f}" for r in runs)
+        ratios = ", ".join(f"{r['capacity']['ratio']:.2f}" for r in runs)
+        print(f"CPU probe beside each {mode} run: [{probes}] GFLOP/s on all CPUs, [{ratios}]x one")
     if torch_note:
         print(torch_note)
     if "predict" in results:
@@ -573,7 +648,8 @@ def main() -> int:
         why = "bf16 CPU" if bf16 else "no bf16 on this CPU"
         print(
             f"ours/study {ratio:5.2f}x   floor {floor}x ({why}){enforce}  "
-            f"{'ok' if ok else 'MISSED'}"
+            f"{'ok' if ok else 'MISSED'}; per probed GFLOP/s "
+            f"{per_capacity['ours'] / per_capacity['study']:.2f}x"
         )
         missed += [] if ok else ["ours/study"]
     if "ours" in medians and "torch" in medians:
@@ -583,7 +659,8 @@ def main() -> int:
             ok = ratio >= TORCH_FLOOR
             print(
                 f"ours/torch {ratio:5.2f}x   floor {TORCH_FLOOR}x (bf16 CPU){enforce}  "
-                f"{'ok' if ok else 'MISSED'}"
+                f"{'ok' if ok else 'MISSED'}; per probed GFLOP/s "
+                f"{per_capacity['ours'] / per_capacity['torch']:.2f}x"
             )
             missed += [] if ok else ["ours/torch"]
         else:

@@ -6,6 +6,7 @@ Each runs in its tiny mode and passes its (tiny-mode) floors.
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,61 @@ def test_train_benchmark_reports_each_mode(tmp_path):
     predict = next(ln for ln in lines if ln.startswith("predict:"))
     assert "s per volume in the brain box" in predict and "on whole 64x64 slices" in predict
     assert "ours/study" in out and "not enforced with --tiny" in out
+    assert "per probed GFLOP/s" in out
+    # Keras modes: steps timed by a callback, the whole fit call reported beside them.
+    for mode in ("study", "ours"):
+        assert f"{mode}, the whole fit call" in out and f"CPUs kept busy by each {mode} run" in out
+    # The machine's probe beside every measurement: positive GFLOP/s, one per round and mode.
+    for mode in [*modes, "predict"]:
+        line = next(ln for ln in lines if ln.startswith(f"CPU probe beside each {mode} run"))
+        probes = line.split(": [", 1)[1].split("]", 1)[0].split(", ")
+        assert len(probes) == 2 and all(float(v) > 0 for v in probes)
     # Rounds alternate the order of the modes: round 2 runs them in reverse.
     order = [ln.split()[2] for ln in result.stderr.splitlines() if ln.startswith("round ")]
     half = len(order) // 2
     assert order[:half] == order[half:][::-1] and len(set(order)) == half
+
+
+def test_cpu_capacity_probe_reports_alone_and_together():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "cpu_capacity.py"), "--seconds", "0.2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["solo"] > 0 and probe["pair"] > 0
+    assert probe["ratio"] == pytest.approx(probe["pair"] / probe["solo"], abs=0.01)
+
+
+def test_bf16_modes_diagnosis_runs_each_condition(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "bench_bf16_modes.py"),
+            "--tiny",
+            "--processes",
+            "1",
+            "--steps",
+            "2",
+            "--conditions",
+            "no_aslr,fit",
+            "--kernels",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-2000:] + result.stderr[-2000:]
+    assert out.splitlines()[0].startswith("CPU: ")
+    for condition in ("no_aslr", "fit"):
+        line = next(
+            ln for ln in out.splitlines() if ln.startswith(f"{condition} ") and "s/step" in ln
+        )
+        assert "steal" in line and "CPUs busy" in line and "CPU probe before" in line
+        assert f"{condition}: per-process medians [" in out
+    # ONEDNN_VERBOSE=1 counts the oneDNN kernels that ran (TensorFlow's CPU build uses oneDNN).
+    assert "kernels: {" in out

@@ -129,6 +129,23 @@ def test_batches_and_repeat(prepared):
     assert sum(int(x.shape[0]) for x, _ in repeated.take(len(sizes) * 3)) == 3 * total
 
 
+def test_autotuner_is_off_so_destroying_an_iterator_never_waits(prepared):
+    """tf.data's autotuner makes a destroyed iterator wait for its optimisation loop's sleep (up to
+    a minute; the README's Performance section); the pipeline fixes its parallelism instead."""
+    ds = make_dataset(prepared, prepared.case_ids[:1], 4, shuffle=True, seed=0, repeat=True)
+    assert ds.options().autotune.enabled is False
+    augmented = make_dataset(
+        prepared,
+        prepared.case_ids[:1],
+        4,
+        shuffle=True,
+        seed=0,
+        augment_cfg={"enabled": True},
+    )
+    assert augmented.options().autotune.enabled is False
+    assert next(iter(augmented))[0].shape[0] == 4
+
+
 def test_empty_selection_names_split_and_rule(tmp_path):
     root = tmp_path / "data"
     for i in range(3):

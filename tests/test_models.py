@@ -458,12 +458,51 @@ def test_dropout_placements_are_where_the_spec_puts_them():
         ),
         ({"family": "vnet"}, r"model unet: unknown model.family 'vnet'"),
         ({"convs_per_block": 0}, r"model.convs_per_block must be a positive integer, got 0"),
+        (
+            {"norm_layer": "layer"},
+            r"model unet: model.norm_layer must be one of batch, instance, got 'layer'",
+        ),
     ],
 )
 def test_bad_options_raise_one_line_config_errors(change, message):
     with pytest.raises(ConfigError, match=message) as err:
         build_model({**load_model_config("unet"), **change}, (32, 32, 4))
     assert "\n" not in str(err.value)
+
+
+def _tiny_unet(norm_layer: str) -> dict:
+    cfg = load_model_config("unet")
+    cfg.update(filters=[4, 8], bridge_filters=16, batch_norm=True, norm_layer=norm_layer)
+    return cfg
+
+
+def test_instance_norm_counts_two_parameters_per_channel_where_batch_norm_counts_four():
+    convs = [4, 4, 8, 8, 16, 16, 8, 8, 4, 4]  # every conv's width: enc1, enc2, bridge, dec2, dec1
+    batch = build_model(_tiny_unet("batch"), (32, 32, 4))
+    instance = build_model(_tiny_unet("instance"), (32, 32, 4))
+    assert batch.count_params() - instance.count_params() == 2 * sum(convs)
+    names = [layer.name for layer in instance.layers]
+    assert "enc1_in1" in names and "dec1_in2" in names
+    assert not any("_bn" in name for name in names)
+
+
+def test_instance_norm_normalises_each_slice_by_itself(tmp_path):
+    """A slice's output does not depend on the slices beside it or on their contrast, in
+    training and at inference, and survives a .keras round trip."""
+    keras.backend.clear_session()
+    model = build_model(_tiny_unet("instance"), (None, None, 4))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 32, 32, 4)).astype("float32")
+    other = (5.0 * rng.normal(size=(1, 32, 32, 4)) + 3.0).astype("float32")
+    alone = np.asarray(model(x, training=False))
+    for training in (False, True):
+        beside = np.asarray(model(np.concatenate([x, other]), training=training))[:1]
+        np.testing.assert_allclose(beside, alone, atol=1e-5)
+    path = tmp_path / "in.keras"
+    model.save(path)
+    np.testing.assert_array_equal(
+        np.asarray(keras.models.load_model(path)(x, training=False)), alone
+    )
 
 
 def _run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:

@@ -11,6 +11,7 @@ prefetching run in TensorFlow.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,11 @@ from brats_seg.data.sampling import (
 from brats_seg.errors import DataError
 
 __all__ = ["batch_generator", "epoch_order", "make_dataset", "slice_index"]
+
+# Batches being prepared at once, and batches waiting for the model (set, not autotuned: see
+# make_dataset).
+PARALLEL_BATCHES = max(1, os.cpu_count() or 1)
+PREFETCH_BATCHES = 2
 
 
 def batch_generator(
@@ -140,7 +146,7 @@ def make_dataset(
         return x, y
 
     if n_params or patch is not None:
-        ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(transform, num_parallel_calls=PARALLEL_BATCHES)
     if patch is None and pad_multiple > 1 and (height % pad_multiple or width % pad_multiple):
         pad_h, pad_w = -height % pad_multiple, -width % pad_multiple
         ds = ds.map(
@@ -152,6 +158,14 @@ def make_dataset(
     num_classes = prepared.num_classes
     ds = ds.map(
         lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=tf.float32)),
-        num_parallel_calls=tf.data.AUTOTUNE,
+        num_parallel_calls=PARALLEL_BATCHES,
     )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # tf.data's autotuner runs an optimisation loop that sleeps 10 ms, then twice as long each time
+    # (up to a minute), and destroying an iterator waits for that sleep to end. Keras destroys one
+    # at the end of every fit call and of every pass over a finite data set, so with the autotuner
+    # a fit call lasted 10 ms x 2^k (20.48 s for 4 steps of the study's U-Net that computed for 13
+    # s) and the CPUs idled meanwhile: scripts/bench_bf16_modes.py, conditions fit and
+    # fit_no_autotune. The parallelism and the prefetch are fixed instead.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(PREFETCH_BATCHES).with_options(options)

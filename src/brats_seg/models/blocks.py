@@ -1,7 +1,8 @@
 """Building blocks shared by the model families. Built-in Keras layers only, so `.keras` files
 reload as is.
 
-Naming: a unit with prefix "enc1" and suffix "1" creates "enc1_conv1", "enc1_bn1" and "enc1_relu1".
+Naming: a unit with prefix "enc1" and suffix "1" creates "enc1_conv1", "enc1_bn1" (or "enc1_in1" for
+instance normalisation) and "enc1_relu1".
 """
 
 from __future__ import annotations
@@ -49,9 +50,15 @@ def conv_unit(
     batch_norm: bool,
     dilation: int = 1,
     kernel_size: int = 3,
+    norm_layer: str = "batch",
 ):
-    """Conv(k x k, same, bias) -> [BatchNorm] -> ReLU. Without batch norm the ReLU is the conv's
-    activation."""
+    """Conv(k x k, same, bias) -> [BatchNorm or InstanceNorm] -> ReLU. Without batch norm the ReLU
+    is the conv's activation.
+
+    ``norm_layer="instance"`` normalises each sample's channels over its own pixels (Keras'
+    GroupNormalization with one group per channel), so the statistics come from the slice at hand,
+    in training and at inference alike, instead of running averages over the training patients.
+    """
     conv_name = f"{prefix}_conv{suffix}"
     if not batch_norm:
         return layers.Conv2D(
@@ -65,7 +72,10 @@ def conv_unit(
     x = layers.Conv2D(filters, kernel_size, padding="same", dilation_rate=dilation, name=conv_name)(
         x
     )
-    x = layers.BatchNormalization(name=f"{prefix}_bn{suffix}")(x)
+    if norm_layer == "instance":
+        x = layers.GroupNormalization(groups=-1, name=f"{prefix}_in{suffix}")(x)
+    else:
+        x = layers.BatchNormalization(name=f"{prefix}_bn{suffix}")(x)
     return layers.Activation("relu", name=f"{prefix}_relu{suffix}")(x)
 
 
@@ -78,11 +88,20 @@ def conv_block(
     batch_norm: bool,
     dilation: int,
     dropout: DropoutPlan,
+    norm_layer: str = "batch",
 ):
     """`convs` conv units; Dropout may follow any unit ("enc3_conv1") or the whole block
     ("enc3")."""
     for index in range(1, convs + 1):
-        x = conv_unit(x, filters, prefix, str(index), batch_norm=batch_norm, dilation=dilation)
+        x = conv_unit(
+            x,
+            filters,
+            prefix,
+            str(index),
+            batch_norm=batch_norm,
+            dilation=dilation,
+            norm_layer=norm_layer,
+        )
         x = dropout.after(x, f"{prefix}_conv{index}")
     return dropout.after(x, prefix)
 

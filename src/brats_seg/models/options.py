@@ -25,6 +25,9 @@ class UNetOptions:
     bridge_filters: int
     convs_per_block: int
     batch_norm: bool
+    # Which normalisation batch_norm inserts after each conv: "batch" (BatchNormalization) or
+    # "instance" (per sample and channel, as nnU-Net uses).
+    norm_layer: str
     upsample: str
     # Overrides `upsample` for the deepest decoder step only (architecture F: transpose, then
     # nearest).
@@ -38,6 +41,7 @@ class UNetOptions:
 
     family: ClassVar[str] = "unet"
     upsample_modes: ClassVar[tuple[str, ...]] = ("transpose", "nearest")
+    norm_layers: ClassVar[tuple[str, ...]] = ("batch", "instance")
 
     def divisor(self) -> int:
         # The MaxPool after the deepest level stays even without a bridge (architecture B).
@@ -58,6 +62,7 @@ class UNetOptions:
         _check_positive_int(model, "bridge_filters", self.bridge_filters)
         _check_positive_int(model, "convs_per_block", self.convs_per_block)
         _check_bool(model, "batch_norm", self.batch_norm)
+        _check_choice(model, "norm_layer", self.norm_layer, self.norm_layers)
         _check_choice(model, "upsample", self.upsample, self.upsample_modes)
         if self.first_upsample is not None:
             _check_choice(model, "first_upsample", self.first_upsample, self.upsample_modes)

@@ -28,6 +28,7 @@ def build_unet(
             "bridge",
             convs=options.convs_per_block,
             batch_norm=options.batch_norm,
+            norm_layer=options.norm_layer,
             dilation=rates[-1],
             dropout=dropout,
         )
@@ -39,6 +40,8 @@ def build_unet(
 
 def encode(x, filters, rates, options, dropout: DropoutPlan):
     """Encoder levels enc1..encN; returns the skips and the pooled output of the deepest level."""
+    # The attention U-Net shares this encoder; its options have batch norm only.
+    norm_layer = getattr(options, "norm_layer", "batch")
     skips = []
     for level, (width, rate) in enumerate(zip(filters, rates, strict=True), start=1):
         x = conv_block(
@@ -47,6 +50,7 @@ def encode(x, filters, rates, options, dropout: DropoutPlan):
             f"enc{level}",
             convs=options.convs_per_block,
             batch_norm=options.batch_norm,
+            norm_layer=norm_layer,
             dilation=rate,
             dropout=dropout,
         )
@@ -81,6 +85,7 @@ def decode(x, skips, options: UNetOptions, dropout: DropoutPlan):
             f"dec{level}",
             convs=options.convs_per_block,
             batch_norm=options.batch_norm,
+            norm_layer=options.norm_layer,
             dilation=1,
             dropout=dropout,
         )
