@@ -30,9 +30,9 @@ from brats_seg.errors import DataError
 
 __all__ = ["batch_generator", "epoch_order", "make_dataset", "slice_index"]
 
-# Batches being prepared at once, and batches waiting for the model (set, not autotuned: see
-# make_dataset).
-PARALLEL_BATCHES = max(1, os.cpu_count() or 1)
+# Batches being prepared at once (one per CPU, at most 8: each holds a whole batch in memory), and
+# batches waiting for the model. Set, not autotuned: see make_dataset.
+PARALLEL_BATCHES = max(1, min(8, os.cpu_count() or 1))
 PREFETCH_BATCHES = 2
 
 
