@@ -63,6 +63,8 @@ def huge_pages_kb() -> int:
 def fit_steps(model, args, size: int, batch: int, steps: list[float]):
     """Warm ``model`` up on bench_train.py's synthetic slice cache through tf.data; return a
     function that fits ``args.steps`` more steps, appending each step's seconds to ``steps``."""
+    import atexit
+    import shutil
     import tempfile
 
     import keras
@@ -74,6 +76,7 @@ def fit_steps(model, args, size: int, batch: int, steps: list[float]):
     from brats_seg.data.pipeline import make_dataset
 
     cache = tempfile.mkdtemp(prefix="bench_bf16_")
+    atexit.register(shutil.rmtree, cache, True)
     prepared = prepare_data(synthetic_data_config(cache, size, 24 if args.tiny else 155))
     stream = make_dataset(prepared, prepared.case_ids, batch, shuffle=True, seed=0, repeat=True)
     if args.condition == "fit_no_autotune":
