@@ -14,9 +14,13 @@ no_aslr   the same under ``setarch -R`` (address-space randomisation off), so th
           buffers, they disappear here.
 malloc    glibc's allocator as it comes (no keep_freed_memory).
 fit       as bench_train.py's (b): Keras fit on the synthetic slice cache through tf.data
-          (pipeline.make_dataset), each step timed by a callback.
+          (pipeline.make_dataset, whose autotuner is off), each step timed by a callback, and the
+          whole fit call beside the steps.
+fit_autotune
+          the same with tf.data's autotuner turned back on, as the pipeline ran before it was
+          turned off: the whole call then ends at the next 10 ms x 2^k (README, Performance).
 fit_inter1, fit_intra1
-          the same with TensorFlow's inter-op (or intra-op) thread pool set to one thread.
+          `fit` with TensorFlow's inter-op (or intra-op) thread pool set to one thread.
 
 For every process the report gives the median seconds per step, the spread of its steps (a process
 that is slow on every step differs from one slowed now and then), the hypervisor's steal share over
@@ -38,9 +42,18 @@ import sys
 import time
 from pathlib import Path
 
+from bench_train import (
+    ProcessClock,
+    compiled_keras_model,
+    cpu_model_name,
+    model_config,
+    read_cpuinfo,
+    step_clock,
+    synthetic_data_config,
+)
 from cpu_capacity import probe as capacity_probe
 
-CONDITIONS = ("default", "no_aslr", "malloc", "fit", "fit_inter1", "fit_intra1", "fit_no_autotune")
+CONDITIONS = ("default", "no_aslr", "malloc", "fit", "fit_autotune", "fit_inter1", "fit_intra1")
 
 
 def cpu_times() -> tuple[int, int]:
@@ -67,36 +80,29 @@ def fit_steps(model, args, size: int, batch: int, steps: list[float]):
     import shutil
     import tempfile
 
-    import keras
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_train import synthetic_data_config
-
     from brats_seg.data.dataset import prepare_data
     from brats_seg.data.pipeline import make_dataset
 
     cache = tempfile.mkdtemp(prefix="bench_bf16_")
     atexit.register(shutil.rmtree, cache, True)
     prepared = prepare_data(synthetic_data_config(cache, size, 24 if args.tiny else 155))
-    stream = make_dataset(prepared, prepared.case_ids, batch, shuffle=True, seed=0, repeat=True)
-    if args.condition == "fit_no_autotune":
-        import tensorflow as tf
-
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        stream = stream.with_options(options)
-
-    class StepTimer(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            steps.append(time.perf_counter() - self.start)
-
-    model.fit(stream, steps_per_epoch=2, epochs=1, verbose=0)
-    return lambda: model.fit(
-        stream, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[StepTimer()]
+    stream = make_dataset(
+        prepared,
+        prepared.case_ids,
+        batch,
+        shuffle=True,
+        seed=0,
+        repeat=True,
+        autotune=args.condition == "fit_autotune",
     )
+    model.fit(stream, steps_per_epoch=2, epochs=1, verbose=0)
+
+    def train() -> None:
+        clock = step_clock()
+        model.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[clock])
+        steps.extend(clock.durations)
+
+    return train
 
 
 def thread_cpu() -> dict[int, tuple[int, str]]:
@@ -121,9 +127,6 @@ def worker(args) -> dict:
     import keras
     import numpy as np
 
-    from brats_seg.losses import build_loss
-    from brats_seg.models import build_model
-    from brats_seg.models.registry import load_model_config
     from brats_seg.training.hardware import resolve_precision
 
     size, batch = (64, 4) if args.tiny else (240, 8)
@@ -135,13 +138,8 @@ def worker(args) -> dict:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(1)
-    cfg = load_model_config("unet")
-    if args.tiny:
-        cfg.update(filters=[8, 16, 32, 64], bridge_filters=128)
     policy = resolve_precision("auto")
-    keras.mixed_precision.set_global_policy(policy)
-    model = build_model(cfg, (size, size, 4))
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss({"name": "bce_dice"}))
+    model = compiled_keras_model(model_config(args.tiny), (size, size, 4), policy)
     steps: list[float] = []
     if args.condition.startswith("fit"):
         train = fit_steps(model, args, size, batch, steps)
@@ -160,10 +158,11 @@ def worker(args) -> dict:
         for _ in range(2):
             model.train_on_batch(x, y)
     total0, steal0 = cpu_times()
-    threads0, process0, wall0 = thread_cpu(), os.times(), time.perf_counter()
+    threads0, clock = thread_cpu(), ProcessClock()
     train()
     total1, steal1 = cpu_times()
-    threads1, process1, wall = thread_cpu(), os.times(), time.perf_counter() - wall0
+    wall, cpus_busy = clock.stop()
+    threads1 = thread_cpu()
     busy = {
         tid: (ticks - threads0.get(tid, (0, ""))[0], name)
         for tid, (ticks, name) in threads1.items()
@@ -180,7 +179,7 @@ def worker(args) -> dict:
         "max_s": max(steps),
         "steal_share": (steal1 - steal0) / max(1, total1 - total0),
         "huge_pages_mb": huge_pages_kb() / 1024,
-        "cpus_busy": (process1.user + process1.system - process0.user - process0.system) / wall,
+        "cpus_busy": cpus_busy,
         "busiest_threads": [[name, round(t / ticks_per_s / wall, 2)] for t, name in top],
     }
 
@@ -214,13 +213,6 @@ def kernel_counts(lines: list[str]) -> dict[str, int]:
     return counts
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -243,9 +235,13 @@ def main() -> int:
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown:
         parser.error(f"unknown condition {unknown[0]!r}; choose from {', '.join(CONDITIONS)}")
-    flags = Path("/proc/cpuinfo").read_text().split()
+    cpuinfo = read_cpuinfo()
+    flags = cpuinfo.split()
     isa = [f for f in ("amx_bf16", "avx512_bf16", "avx2") if f in flags]
-    print(f"CPU: {cpu_name()} ({', '.join(isa)}), {os.cpu_count()} logical CPUs", flush=True)
+    print(
+        f"CPU: {cpu_model_name(cpuinfo)} ({', '.join(isa)}), {os.cpu_count()} logical CPUs",
+        flush=True,
+    )
     results: dict[str, list[dict]] = {c: [] for c in conditions}
     for i in range(args.processes):
         order = conditions if i % 2 == 0 else list(reversed(conditions))

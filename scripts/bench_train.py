@@ -38,10 +38,10 @@ of the medians, and the median seconds per predicted volume. Progress goes to st
 to stdout, its first line naming the CPU, its bf16/avx2 flags, the core count and the versions.
 
 Beside every measurement the parent runs scripts/cpu_capacity.py's one-second probe (matrix
-products pinned to each logical CPU, alone and all at once), because on these virtual machines the
-host sometimes halves the compute of both vCPUs for minutes at a time, float32 and bf16 alike. The
-report lists each measurement's probe and, beside the raw ratios, the ratios of the modes' speeds
-per GFLOP/s the probe found (the machine's state taken out).
+products pinned to each logical CPU, alone and all at once), and each worker reports how many CPUs
+it kept busy, so that a slow figure can be told apart: a machine that computes slowly shows in the
+probe, a process that leaves CPUs idle in its busy count. The report lists each measurement's probe
+and, beside the raw ratios, the ratios of the modes' speeds per GFLOP/s the probe found.
 
 Floors (full size only; --tiny reports them but always exits 0):
     ours/study >= 3.5 on a CPU with bf16 arithmetic (avx512_bf16 or amx_bf16), where auto picks
@@ -171,21 +171,26 @@ class ProcessClock:
 
 
 def step_clock():
-    """A Keras callback timing a fit call's steps: from the first step's start to the last step's
-    end, leaving out what the call does before and after them (building and destroying the data
-    iterator)."""
+    """A Keras callback timing a fit call's steps: ``seconds()`` from the first step's start to the
+    last step's end, leaving out what the call does before and after them (building and destroying
+    the data iterator), and ``durations``, each step's seconds."""
     import keras
 
     class _StepClock(keras.callbacks.Callback):
-        first: float | None = None
-        last: float = 0.0
+        def __init__(self) -> None:
+            super().__init__()
+            self.first: float | None = None
+            self.started = self.last = 0.0
+            self.durations: list[float] = []
 
         def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
             if self.first is None:
-                self.first = time.perf_counter()
+                self.first = self.started
 
         def on_train_batch_end(self, batch, logs=None):
             self.last = time.perf_counter()
+            self.durations.append(self.last - self.started)
 
         def seconds(self) -> float:
             return self.last - self.first

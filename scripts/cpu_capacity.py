@@ -1,10 +1,10 @@
 """How much compute the machine gives right now: a one-second probe the benchmarks run beside each
 measurement.
 
-On a virtual machine the host decides where the virtual CPUs run, and that can change from minute
-to minute: the two vCPUs of this project's machines sometimes compute at half speed together while
-the guest sees no steal time and every thread busy. The probe times single-threaded float32 matrix
-products (numpy, OpenBLAS held to one thread), pinned to each logical CPU:
+On a virtual machine the host decides where the virtual CPUs run, and a benchmark's figure can move
+with it. The probe shows what the machine gives at the moment, apart from any framework: it times
+single-threaded float32 matrix products (numpy, OpenBLAS held to one thread), pinned to each
+logical CPU:
 
 - ``solo``: GFLOP/s of one process on CPU 0 while the other CPUs idle;
 - ``pair``: GFLOP/s of one process per logical CPU, running at the same time, added up;
