@@ -164,6 +164,45 @@ def test_appearance_augmentation_changes_the_brain_only(tmp_path):
         assert np.all(np.isfinite(aug[0]))
 
 
+def test_lesion_contrast_fades_the_tumour_towards_the_healthy_brain():
+    """Factor 1 keeps the slice; factor f scales the tumour's difference from the healthy mean by f
+    at its centre, leaves healthy brain far from it and the background alone, and per channel."""
+    from brats_seg.data.augment import _lesion_contrast
+
+    x = np.zeros((1, 40, 40, 2), np.float32)
+    x[0, 4:36, 4:36] = [1.0, 2.0]  # healthy brain
+    x[0, 14:26, 14:26] = [3.0, 5.0]  # tumour
+    y = np.zeros((1, 40, 40), np.uint8)
+    y[0, 14:26, 14:26] = 2
+    brain = tf.not_equal(x, 0.0)
+    same = _lesion_contrast(x, y, brain, tf.constant([[1.0, 1.0]])).numpy()
+    np.testing.assert_allclose(same, x, atol=1e-6)
+    faded = _lesion_contrast(x, y, brain, tf.constant([[0.5, 0.25]])).numpy()
+    np.testing.assert_allclose(faded[0, 20, 20], [1.0 + 0.5 * 2.0, 2.0 + 0.25 * 3.0], atol=0.02)
+    np.testing.assert_allclose(faded[0, 6, 6], [1.0, 2.0], atol=1e-6)  # healthy, far away
+    edge = faded[0, 14, 20, 0]  # the outline is soft: between the centre's value and the tumour's
+    assert 2.0 < edge < 3.0
+    # no tumour in a slice: nothing changes
+    clean = _lesion_contrast(x, np.zeros_like(y), brain, tf.constant([[0.5, 0.5]])).numpy()
+    np.testing.assert_allclose(clean, x, atol=1e-6)
+
+
+def test_lesion_contrast_in_the_pipeline_touches_tumour_slices_only(tmp_path):
+    data = cached_slices(tmp_path / "c", size=32, background_rows=6)
+    plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))
+    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    aug = epoch(
+        make_dataset(
+            data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg={**cfg, "lesion_contrast": 0.9}
+        )
+    )
+    np.testing.assert_array_equal(aug[1], plain[1])
+    has_tumour = plain[1].reshape(len(plain[1]), -1).max(axis=1) > 0
+    changed = ~np.isclose(aug[0], plain[0], atol=1e-4).reshape(len(plain[0]), -1).all(axis=1)
+    np.testing.assert_array_equal(changed, has_tumour)
+    assert np.all(aug[0][:, :6] == 0.0)
+
+
 def test_context_slices_get_their_modalitys_gain(tmp_path):
     """2.5D input: a modality's neighbouring-slice copies are scaled like the slice's own
     channel."""

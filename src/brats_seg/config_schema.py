@@ -177,6 +177,7 @@ class AugmentSchema(Dict[str, Any]):
     gamma: float = MISSING
     blur: float = MISSING
     noise: float = MISSING
+    lesion_contrast: float = MISSING
 
 
 @dataclass

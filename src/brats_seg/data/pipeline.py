@@ -145,7 +145,7 @@ def make_dataset(
         if patch is not None:
             x, y = cut_windows(x, y, batch[-1], patch)
         if u is not None:
-            x = augment.appearance(x, u, settings, base_channels)
+            x = augment.appearance(x, u, settings, base_channels, y)
         return x, y
 
     parallel = tf.data.AUTOTUNE if autotune else PARALLEL_BATCHES
