@@ -148,6 +148,14 @@ def test_sampling_options_are_checked(tmp_path):
         make_dataset(
             data, ["S_1"], 4, shuffle=True, seed=0, sampling=SamplingSettings(None, (48, 16))
         )
+    from brats_seg.data.augment import AugmentSettings
+
+    for cfg, message in (
+        ({"lesion_contrast": 1.5}, "data.augment.lesion_contrast must be a number between 0 and 1"),
+        ({"lesion_region": "core"}, "data.augment.lesion_region must be one of tumour, edema"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            AugmentSettings.from_cfg(cfg)
 
 
 def test_appearance_augmentation_changes_the_brain_only(tmp_path):
@@ -182,6 +190,12 @@ def test_lesion_contrast_fades_the_tumour_towards_the_healthy_brain():
     np.testing.assert_allclose(faded[0, 6, 6], [1.0, 2.0], atol=1e-6)  # healthy, far away
     edge = faded[0, 14, 20, 0]  # the outline is soft: between the centre's value and the tumour's
     assert 2.0 < edge < 3.0
+    # the edema alone: an ET core inside it keeps its contrast
+    core = y.copy()
+    core[0, 18:22, 18:22] = 3
+    edema = _lesion_contrast(x, core, brain, tf.constant([[0.5, 0.25]]), 2).numpy()
+    np.testing.assert_allclose(edema[0, 18:22, 18:22], x[0, 18:22, 18:22], atol=1e-6)
+    np.testing.assert_allclose(edema[0, 15, 15], faded[0, 15, 15], atol=0.05)
     # no tumour in a slice: nothing changes
     clean = _lesion_contrast(x, np.zeros_like(y), brain, tf.constant([[0.5, 0.5]])).numpy()
     np.testing.assert_allclose(clean, x, atol=1e-6)

@@ -178,6 +178,7 @@ class AugmentSchema(Dict[str, Any]):
     blur: float = MISSING
     noise: float = MISSING
     lesion_contrast: float = MISSING
+    lesion_region: str = MISSING
 
 
 @dataclass

@@ -10,11 +10,11 @@ intensity gain and shift per channel, a Gaussian blur and additive Gaussian nois
 and gamma.
 
 Lesion contrast (``lesion_contrast=a``, labels needed, so training only): per slice and channel, the
-tumour's contrast against the slice's healthy brain is scaled by a factor drawn from [1 - a, 1],
-under a mask of the tumour softened by a Gaussian of 2 pixels (so no edge marks the label's
-outline). It shows the model tumours fainter than its few training patients' (one shared BraTS
-patient's edema is at the 83rd percentile of its healthy brain's FLAIR, where the others' are at
-the 95th-99th).
+tumour's (``lesion_region=tumour``) or the edema's (``edema``) contrast against the slice's healthy
+brain is scaled by a factor drawn from [1 - a, 1], under its mask softened by a Gaussian of 2
+pixels (so no edge marks the label's outline against healthy brain). It shows the model tumours
+fainter than its few training patients' (one shared BraTS patient's edema is at the 83rd
+percentile of its healthy brain's FLAIR, where the others' are at the 95th-99th).
 
 The random draws come from the input pipeline's seeded numpy generator (one row of uniform numbers
 per slice), so augmentation is reproducible and differs every epoch.
@@ -43,6 +43,7 @@ class AugmentSettings:
     blur: float = 0.0
     noise: float = 0.0
     lesion_contrast: float = 0.0
+    lesion_region: str = "tumour"  # which labels lesion contrast fades: "tumour" (all) or "edema"
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> AugmentSettings:
@@ -74,13 +75,19 @@ class AugmentSettings:
                     f"data.augment.{name} must be a number between 0 and {limit}, got {value!r}"
                 )
             values[name] = float(value)
-        return cls(enabled, flip, **values)
+        region = cfg.get("lesion_region", cls.lesion_region)
+        if region not in LESION_REGIONS:
+            raise ConfigError(
+                "data.augment.lesion_region must be one of "
+                f"{', '.join(LESION_REGIONS)}, got {region!r}"
+            )
+        return cls(enabled, flip, **values, lesion_region=region)
 
 
 def param_count(channels: int, settings: AugmentSettings | None = None) -> int:
     """Uniform numbers needed per slice: flip, angle, scale, a gain and a shift per channel, then
-    (when on) a gamma per channel, a blur width, a noise level and two numbers seeding the noise, and
-    a lesion contrast factor per channel."""
+    (when on) a gamma per channel, a blur width, a noise level and two numbers seeding the noise,
+    and a lesion contrast factor per channel."""
     settings = settings or AugmentSettings()
     return 3 + 2 * channels + _extra_offsets(channels, settings)[-1]
 
@@ -136,7 +143,9 @@ def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None
     )
     if settings.lesion_contrast > 0 and y is not None:
         factor = 1.0 - u[:, lesion_col : lesion_col + base] * settings.lesion_contrast
-        x = _lesion_contrast(x, y, brain, tf.tile(factor, [1, copies]))
+        x = _lesion_contrast(
+            x, y, brain, tf.tile(factor, [1, copies]), LESION_REGIONS[settings.lesion_region]
+        )
     if settings.gamma > 0:
         log_gamma = (2.0 * u[:, gamma_col : gamma_col + base] - 1.0) * math.log1p(settings.gamma)
         x = _gamma(x, brain, tf.tile(tf.exp(log_gamma), [1, copies]))
@@ -156,20 +165,26 @@ def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None
     return tf.where(brain, x, tf.zeros_like(x))
 
 
-LESION_SOFTNESS = 2.0  # pixels: the Gaussian that softens the tumour mask's outline
+LESION_SOFTNESS = 2.0  # pixels: the Gaussian that softens the lesion mask's outline
+EDEMA = 2
+LESION_REGIONS = {"tumour": None, "edema": EDEMA}  # None: every tumour class
 
 
-def _lesion_contrast(x, y, brain, factor):
-    """Per slice and channel: the tumour's difference from the mean of the slice's healthy brain
-    scaled by ``factor`` (B, C), under the tumour mask softened by a Gaussian."""
+def _lesion_contrast(x, y, brain, factor, label=None):
+    """Per slice and channel: the lesion's difference from the mean of the slice's healthy brain
+    scaled by ``factor`` (B, C), under the lesion mask (every tumour class, or class ``label``)
+    softened by a Gaussian."""
     import tensorflow as tf
 
     tumour = tf.cast(tf.greater(y, 0), x.dtype)[..., None]
+    lesion = tumour if label is None else tf.cast(tf.equal(y, label), x.dtype)[..., None]
     healthy = tf.cast(brain, x.dtype) * (1.0 - tumour)
     count = tf.reduce_sum(healthy, axis=[1, 2], keepdims=True)
     reference = tf.reduce_sum(x * healthy, axis=[1, 2], keepdims=True) / tf.maximum(count, 1.0)
     width = tf.fill(tf.shape(x)[:1], LESION_SOFTNESS)
-    mask = tf.clip_by_value(_blur(tumour, width, LESION_SOFTNESS), 0.0, 1.0)
+    mask = tf.clip_by_value(_blur(lesion, width, LESION_SOFTNESS), 0.0, 1.0)
+    if label is not None:  # the other tumour classes keep their contrast
+        mask = mask * (1.0 - tumour + lesion)
     scale = 1.0 - (1.0 - factor[:, None, None, :]) * mask
     return reference + (x - reference) * scale
 
