@@ -96,6 +96,24 @@ def test_counts_match_numpy_on_the_seg_files(prepared, tmp_path):
         assert area["histogram"]["counts"] == np.histogram(present, bins=edges)[0].tolist()
 
 
+def test_edema_contrast_is_the_edema_medians_rank_in_the_raw_healthy_brain(prepared, tmp_path):
+    """Each case's edema contrast, recomputed from the NIfTI files: a rank, so the z-scoring of the
+    cache does not change it."""
+    report = run_eda(prepared, tmp_path / "report", overlays=0)
+    root = Path(prepared.root)
+    assert set(report["edema_contrast"]) == {e["case_id"] for e in report["cases"]}
+    for case_id, contrast in report["edema_contrast"].items():
+        seg = np.asanyarray(nib.load(next(root.glob(f"{case_id}/*_seg.nii.gz"))).dataobj)
+        assert contrast is not None and set(contrast) == {"t1", "t1ce", "t2", "flair"}
+        for name, percentile in contrast.items():
+            image = np.asanyarray(
+                nib.load(next(root.glob(f"{case_id}/*_{name}.nii.gz"))).dataobj
+            ).astype(np.float64)
+            healthy = image[(seg == 0) & (image != 0)]
+            median = np.median(image[seg == 2])
+            assert percentile == pytest.approx(100.0 * np.mean(healthy < median), abs=0.15)
+
+
 def test_report_folder_holds_json_and_valid_figures(prepared, tmp_path):
     out = tmp_path / "report"
     report = run_eda(prepared, out, overlays=2, gif=True, seed=3)

@@ -2,8 +2,8 @@
 study did).
 
 ``run_eda`` writes a report folder: ``eda.json`` (pixels per class, slices lacking each class,
-per-slice area histograms, per-case counts) and PNG figures (class totals, area histograms, random
-image/label overlays, a montage of one volume, optionally a GIF). The folder is built beside its
+per-slice area histograms, per-case counts, each case's edema contrast) and PNG figures (class
+totals, area histograms, random image/label overlays, a montage of one volume, optionally a GIF). The folder is built beside its
 destination and renamed into place.
 """
 
@@ -112,6 +112,36 @@ def label_statistics(table: SliceTable) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ figures
+
+
+EDEMA = 2
+
+
+def edema_contrast(prepared, case_id: str) -> dict[str, float] | None:
+    """Per channel: the percentile, among the case's healthy brain voxels (whole volume), at which
+    its edema's median voxel lies; None without edema. A rank, so any per-case normalisation gives
+    the same figure. Faint edema (a low percentile in FLAIR and T2) is what a model trained on a
+    few patients with bright edema misses."""
+    from brats_seg.data.preprocess import volume_to_slices
+
+    x, classes, meta = prepared.load_volume(case_id)
+    crop_box = meta.get("crop_box")
+    if crop_box is not None:
+        x0, x1, y0, y1 = (int(v) for v in crop_box)
+        classes = classes[x0:x1, y0:y1]
+    classes = volume_to_slices(classes)
+    edema = classes == EDEMA
+    if not edema.any():
+        return None
+    out = {}
+    for c, name in enumerate(_channel_names(prepared)[: x.shape[-1]]):
+        channel = x[..., c]
+        healthy = channel[(classes == 0) & (channel != 0)]
+        if healthy.size == 0:
+            continue
+        median = float(np.median(channel[edema]))
+        out[name] = round(100.0 * float(np.count_nonzero(healthy < median)) / healthy.size, 1)
+    return out
 
 
 def _channel_names(prepared) -> list[str]:
@@ -276,6 +306,7 @@ def run_eda(
     table = slice_table(prepared)
     stats = label_statistics(table)
     report: dict[str, Any] = {"data": _data_description(prepared, table), **stats, "figures": {}}
+    report["edema_contrast"] = {c: edema_contrast(prepared, c) for c in table.case_ids}
 
     with atomic_dir(out) as tmp:
         _write_figures(prepared, table, stats, report, tmp, overlays, montage_case, gif, seed)
@@ -402,6 +433,17 @@ def format_summary(report: dict[str, Any]) -> str:
         lines.append(
             "  no slice passes the selection rule: lower data.selection.threshold or use "
             "data.selection.rule=tumour"
+        )
+    contrast = {c: v for c, v in (report.get("edema_contrast") or {}).items() if v}
+    if contrast:
+        names = [n for n in ("flair", "t2") if all(n in v for v in contrast.values())]
+        faint = sorted(contrast, key=lambda c: contrast[c].get(names[0], 100.0) if names else 0)
+        shown = ", ".join(
+            f"{c} " + "/".join(f"{contrast[c][n]:.0f}" for n in names) for c in faint[:3]
+        )
+        lines.append(
+            f"  edema median's percentile in healthy brain ({'/'.join(names)}), faintest first: "
+            f"{shown}"
         )
     figures = ", ".join(report["figures"].values())
     lines.append(f"wrote {report.get('out', '')}/{REPORT_FILE} and {figures}")
