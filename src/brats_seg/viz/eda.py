@@ -3,8 +3,8 @@ study did).
 
 ``run_eda`` writes a report folder: ``eda.json`` (pixels per class, slices lacking each class,
 per-slice area histograms, per-case counts, each case's edema contrast) and PNG figures (class
-totals, area histograms, random image/label overlays, a montage of one volume, optionally a GIF). The folder is built beside its
-destination and renamed into place.
+totals, area histograms, random image/label overlays, a montage of one volume, optionally a GIF).
+The folder is built beside its destination and renamed into place.
 """
 
 from __future__ import annotations
