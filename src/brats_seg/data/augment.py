@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from brats_seg.data.labels import EDEMA
 from brats_seg.data.settings import to_plain
 from brats_seg.errors import ConfigError
 
@@ -166,7 +167,6 @@ def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None
 
 
 LESION_SOFTNESS = 2.0  # pixels: the Gaussian that softens the lesion mask's outline
-EDEMA = 2
 LESION_REGIONS = {"tumour": None, "edema": EDEMA}  # None: every tumour class
 
 

@@ -16,6 +16,7 @@ from brats_seg.errors import ConfigError, DataError
 
 NUM_CLASSES = 4
 CLASS_NAMES: tuple[str, ...] = ("background", "NCR/NET", "edema", "ET")
+EDEMA = CLASS_NAMES.index("edema")
 
 # The BraTS evaluation regions, as sets of classes: whole tumour, tumour core, enhancing tumour.
 REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}

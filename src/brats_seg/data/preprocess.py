@@ -150,6 +150,14 @@ def slices_to_volume(slices: np.ndarray) -> np.ndarray:
     return np.moveaxis(slices, 0, 2)
 
 
+def on_cached_grid(classes_full: np.ndarray, crop_box) -> np.ndarray:
+    """A full (X, Y, Z) class volume as (Z, H, W) slices of the cached (possibly cropped) grid."""
+    if crop_box is not None:
+        x0, x1, y0, y1 = (int(v) for v in crop_box)
+        classes_full = classes_full[x0:x1, y0:y1]
+    return np.ascontiguousarray(volume_to_slices(classes_full))
+
+
 def restore_prediction(
     classes: np.ndarray, crop_box: CropBox | None, full_shape: tuple[int, int, int]
 ) -> np.ndarray:

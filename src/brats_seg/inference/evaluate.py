@@ -18,7 +18,7 @@ import numpy as np
 from brats_seg.atomic import write_json, write_text
 from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
-from brats_seg.data.preprocess import restore_prediction
+from brats_seg.data.preprocess import on_cached_grid, restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
 from brats_seg.inference.postprocess import PostprocessSettings
@@ -143,16 +143,6 @@ def evaluate_model(
     if lesionwise:
         metrics.update(lesionwise_summary(per_patient))
     return metrics, _pick_overlays(candidates, n_overlays)
-
-
-def on_cached_grid(pred_full: np.ndarray, crop_box) -> np.ndarray:
-    """A full (X, Y, Z) class volume as (Z, H, W) slices of the cached (possibly cropped) grid."""
-    from brats_seg.data.preprocess import volume_to_slices
-
-    if crop_box is not None:
-        x0, x1, y0, y1 = (int(v) for v in crop_box)
-        pred_full = pred_full[x0:x1, y0:y1]
-    return np.ascontiguousarray(volume_to_slices(pred_full))
 
 
 def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> list[tuple]:

@@ -118,8 +118,8 @@ def predict_cases(
     from tqdm import tqdm
 
     from brats_seg.data.nifti import load_case
+    from brats_seg.data.preprocess import on_cached_grid
     from brats_seg.inference.ensemble import ensemble_classes, load_members, resolve_runs
-    from brats_seg.inference.evaluate import on_cached_grid
     from brats_seg.inference.postprocess import postprocess as apply_postprocess
     from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
     from brats_seg.metrics.regions import region_scores, summarise

@@ -18,7 +18,7 @@ import numpy as np
 
 from brats_seg.atomic import atomic_dir, write_json
 from brats_seg.data.discovery import FLAIR_CHANNEL, MODALITIES
-from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
+from brats_seg.data.labels import CLASS_NAMES, EDEMA, NUM_CLASSES
 from brats_seg.errors import ConfigError
 
 HISTOGRAM_BINS = 20
@@ -114,22 +114,15 @@ def label_statistics(table: SliceTable) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ figures
 
 
-EDEMA = 2
-
-
 def edema_contrast(prepared, case_id: str) -> dict[str, float] | None:
     """Per channel: the percentile, among the case's healthy brain voxels (whole volume), at which
     its edema's median voxel lies; None without edema. A rank, so any per-case normalisation gives
     the same figure. Faint edema (a low percentile in FLAIR and T2) is what a model trained on a
     few patients with bright edema misses."""
-    from brats_seg.data.preprocess import volume_to_slices
+    from brats_seg.data.preprocess import on_cached_grid
 
-    x, classes, meta = prepared.load_volume(case_id)
-    crop_box = meta.get("crop_box")
-    if crop_box is not None:
-        x0, x1, y0, y1 = (int(v) for v in crop_box)
-        classes = classes[x0:x1, y0:y1]
-    classes = volume_to_slices(classes)
+    x, classes_full, meta = prepared.load_volume(case_id)
+    classes = on_cached_grid(classes_full, meta.get("crop_box"))
     edema = classes == EDEMA
     if not edema.any():
         return None
