@@ -131,7 +131,7 @@ def test_batches_and_repeat(prepared):
 
 def test_autotuner_is_off_so_destroying_an_iterator_never_waits(prepared):
     """tf.data's autotuner makes a destroyed iterator wait for its optimisation loop's sleep (up to
-    a minute; the README's Performance section); the pipeline fixes its parallelism instead."""
+    a minute; docs/performance.md); the pipeline fixes its parallelism instead."""
     ds = make_dataset(prepared, prepared.case_ids[:1], 4, shuffle=True, seed=0, repeat=True)
     assert ds.options().autotune.enabled is False
     augmented = make_dataset(

@@ -76,18 +76,21 @@ def bash_lines(path: Path) -> list[list[str]]:
 def brats_seg_commands(path: Path) -> list[list[str]]:
     """The arguments after `brats-seg` on each bash line that runs it (`srun ... brats-seg ...`
     too)."""
-    return [words[words.index("brats-seg") + 1 :] for words in bash_lines(path) if "brats-seg" in words]
+    lines = bash_lines(path)
+    return [words[words.index("brats-seg") + 1 :] for words in lines if "brats-seg" in words]
 
 
 def script_paths(path: Path) -> list[str]:
     return [
-        word for words in bash_lines(path) for word in words[1:2] if words[0].startswith("python")
-        and _SCRIPT.match(word)
+        word
+        for words in bash_lines(path)
+        for word in words[1:2]
+        if words[0].startswith("python") and _SCRIPT.match(word)
     ]
 
 
 def _config_group(key: str) -> list[str] | None:
-    """The options of config group KEY (`experiment`, `model`, ...), or None when KEY is no group."""
+    """The options of config group KEY (`experiment`, `model`, ...); None when KEY is none."""
     folder = resources.files("brats_seg.configs").joinpath(key)
     if not folder.is_dir():
         return None
@@ -182,8 +185,14 @@ def test_every_command_has_a_parse_check():
 
 def test_the_docs_exist_and_the_readme_is_short():
     names = {p.name for p in doc_files()}
-    for page in ("architectures.md", "development.md", "metrics.md", "performance.md",
-                 "real-data.md", "study.md"):
+    for page in (
+        "architectures.md",
+        "development.md",
+        "metrics.md",
+        "performance.md",
+        "real-data.md",
+        "study.md",
+    ):
         assert page in names
     assert len((REPO / "README.md").read_text().splitlines()) <= 150
 

@@ -15,7 +15,7 @@ from conftest import run_cli
 
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 
-# Runs in a fresh interpreter that imports TensorFlow only, as the README shows.
+# Runs in a fresh interpreter that imports TensorFlow only, as docs/export.md shows.
 _SERVE = """
 import sys
 import numpy as np

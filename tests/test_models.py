@@ -1,7 +1,7 @@
 """The model zoo: the 22 study rows' parameter counts, FLOPs, save/load, sizes, mixed precision, the
 CLI.
 
-Expected counts come from architectures.md (built independently there) or from hand arithmetic
+Expected counts come from docs/architectures.md (built independently there) or from hand arithmetic
 below.
 """
 
@@ -36,8 +36,8 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword"
 )
 
-# (row, model config, input channels, reconstructed count, document count, flag) - architectures.md
-# section 1.
+# (row, model config, input channels, reconstructed count, document count, flag):
+# docs/architectures.md section 1.
 STUDY_ROWS = [
     (1, "unet3pp", 4, 8_907_396, 8_907_396, ""),
     (2, "unet_nobridge", 4, 15_826_116, 15_826_116, ""),
@@ -87,7 +87,7 @@ ARCHITECTURE = {
     "resunetpp": "I",
     "resunetpp_dropout": "I",
 }
-# Non-trainable parameters (BN moving statistics) per architecture, architectures.md section 3.
+# Non-trainable parameters (BN moving statistics) per architecture, docs/architectures.md section 3.
 NON_TRAINABLE = {
     "A": 0,
     "B": 0,
@@ -99,8 +99,8 @@ NON_TRAINABLE = {
     "H": 9_856,
     "I": 6_464,
 }
-# Forward GMAC per 240x240 slice, architectures.md section 6 (3 decimals), keyed by (architecture,
-# channels).
+# Forward GMAC per 240x240 slice, docs/architectures.md section 6 (3 decimals), keyed by
+# (architecture, channels).
 GMAC = {
     ("A", 4): 42.379,
     ("B", 4): 38.958,
@@ -151,7 +151,7 @@ def test_study_row_parameter_count(row):
     counts = measure_at_240(config, channels)
     if flag:
         # Rows 10, 20, 21: the study's printed count is kept beside ours; we build by name
-        # (architectures.md §5).
+        # (docs/architectures.md section 5).
         log.warning(
             "row %d: document prints %s (%s), built as %s -> %s",
             number,
@@ -526,7 +526,7 @@ def test_models_command_prints_counts_and_writes_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # none of TensorFlow's start-up noise (absl lines, the cuInit error)
     lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
-    # architectures.md section 6: 184.78 and 27.57 GFLOPs.
+    # docs/architectures.md section 6: 184.78 and 27.57 GFLOPs.
     assert lines["unet3pp"][1:6] == ["unet3plus", "8,907,396", "8,899,460", "184.78", "8"]
     assert lines["resunetpp"][1:6] == ["resunetpp", "4,092,868", "4,086,404", "27.57", "8"]
     assert os.listdir(tmp_path) == []

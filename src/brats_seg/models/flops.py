@@ -5,7 +5,7 @@ Counted: the multiply-accumulates of the layers that carry weights, FLOPs = 2 x 
 * DepthwiseConv2D / SeparableConv2D: the same rule applied to each kernel, at the output resolution;
 * Conv2DTranspose: H_in * W_in * kh * kw * C_in * C_out;
 * Dense: (number of positions it is applied to) * C_in * C_out.
-Not counted (as in architectures.md section 6): bias adds, batch norm, activations, pooling,
+Not counted (as in docs/architectures.md section 6): bias adds, batch norm, activations, pooling,
 upsampling, concatenation, add and multiply. For the study's models they are well under 1% of the
 total.
 """

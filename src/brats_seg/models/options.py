@@ -18,7 +18,7 @@ from brats_seg.errors import ConfigError
 
 @dataclass(frozen=True)
 class UNetOptions:
-    """Plain U-Net family (architectures A-F of architectures.md)."""
+    """Plain U-Net family (architectures A-F of docs/architectures.md)."""
 
     filters: tuple[int, ...]
     bridge: bool

@@ -1,4 +1,4 @@
-"""ResUNet++ (Jha et al. 2019) as the study built it (architecture I of architectures.md).
+"""ResUNet++ (Jha et al. 2019) as the study built it (architecture I of docs/architectures.md).
 
 enc1 = stem; encK = residual unit with stride 2 (squeeze-and-excitation first); bridge = ASPP
 (parallel dilated 3x3 convs + BN, summed, then Conv1x1); each decoder step = attention(skip, x) ->

@@ -1,4 +1,4 @@
-"""The U-Net family (architectures A-F of architectures.md).
+"""The U-Net family (architectures A-F of docs/architectures.md).
 
 enc1..encN: conv block -> skip -> MaxPool 2x2 (the pool after the deepest level stays without a
 bridge); bridge: conv block of `bridge_filters`; decN..dec1: upsample (transposed conv or

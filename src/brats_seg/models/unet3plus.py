@@ -1,4 +1,4 @@
-"""The U-Net 3+ family (Huang et al., ICASSP 2020; architectures G and H of architectures.md).
+"""The U-Net 3+ family (Huang et al., ICASSP 2020; architectures G and H of docs/architectures.md).
 
 Every conv is a unit conv3x3 -> BN -> ReLU with the same dilation. With S scales, decoder stage i
 fuses one `cat_channels` branch from every scale j, in order j = 1..S: the encoder tensor enc_j
