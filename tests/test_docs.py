@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import shlex
 from importlib import resources
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,6 +178,13 @@ def command_problem(args: list[str]) -> str | None:
     except Exception as err:  # noqa: BLE001 - any composition failure is the finding
         return f"{type(err).__name__}: {err}"
     return None
+
+
+@pytest.fixture(autouse=True)
+def _malloc_untouched(monkeypatch):
+    """cli.main tunes glibc's malloc for the process it runs in (brats_seg.memory); a MALLOC_*
+    variable is the user's choice that turns that off, so the pytest process keeps its allocator."""
+    monkeypatch.setenv("MALLOC_ARENA_MAX", os.environ.get("MALLOC_ARENA_MAX", "8"))
 
 
 def test_every_command_has_a_parse_check():
