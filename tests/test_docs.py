@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+# The repository root, wherever in tests/ this module lives.
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 
 # The commands that are Hydra apps, and those that take folders (with how many) besides key=value.
 HYDRA_APPS = frozenset({"train", "evaluate", "predict", "eda", "synth", "models", "export"})
