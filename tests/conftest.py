@@ -6,8 +6,10 @@ The real BraTS cases are read from ../shared/data/brats-real beside the reposito
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,64 @@ def real_data_root() -> Path:
     if not (REAL_DATA / "BraTS2021_00000").is_dir():
         pytest.skip(f"real BraTS cases not found at {REAL_DATA} (set BRATS_SEG_REAL_DATA)")
     return REAL_DATA
+
+
+@dataclass(frozen=True)
+class RealCase:
+    """One case of the real data as its PROVENANCE.md describes it."""
+
+    case_id: str
+    patient: str
+    class_counts: tuple[int, int, int]  # NCR/NET, edema, ET voxels
+    tumour_slices: tuple[int, int]  # first and last axial slice holding tumour
+    largest_tumour_slice: int
+
+
+def read_provenance(root: Path) -> dict[str, RealCase]:
+    """The cases PROVENANCE.md lists (its table of case folders and patients, and each case's
+    "Label voxel counts" and "Tumour present on axial slices" lines), by case id."""
+    text = (root / "PROVENANCE.md").read_text()
+    patients = {
+        m.group(1): m.group(2).strip("* ").split()[0]
+        for m in re.finditer(r"^\| `([^`/]+)/` \|.*\| ([^|]+?) \|$", text, re.M)
+    }
+    cases = {}
+    for section in re.split(r"^#### ", text, flags=re.M)[1:]:
+        case_id = section.split("\n", 1)[0].strip()
+        counts_line = re.search(r"Label voxel counts: (.*)", section)[1]
+        counts = {int(k): int(v) for k, v in re.findall(r"(\d): (\d+)", counts_line)}
+        et = counts.get(4, counts.get(3))
+        z = re.search(r"axial slices z=(\d+)\.\.(\d+)", section)
+        cases[case_id] = RealCase(
+            case_id,
+            patients[case_id],
+            (counts[1], counts[2], et),
+            (int(z[1]), int(z[2])),
+            int(re.search(r"largest tumour area at z=(\d+)", section)[1]),
+        )
+    assert sorted(cases) == sorted(patients), "PROVENANCE.md: case table and sections disagree"
+    return cases
+
+
+def patient_groups(cases: dict[str, RealCase]) -> list[list[str]]:
+    """Case ids grouped by the patient column of PROVENANCE.md, each group sorted."""
+    groups: dict[str, list[str]] = {}
+    for case in sorted(cases.values(), key=lambda c: c.case_id):
+        groups.setdefault(case.patient, []).append(case.case_id)
+    return sorted(groups.values())
+
+
+@pytest.fixture(scope="session")
+def real_cases(real_data_root) -> dict[str, RealCase]:
+    return read_provenance(real_data_root)
+
+
+@pytest.fixture(scope="session")
+def duplicate_pair(real_cases) -> tuple[str, str]:
+    """The one patient PROVENANCE.md lists under two case folders (the same scan, two names)."""
+    pairs = [g for g in patient_groups(real_cases) if len(g) > 1]
+    assert len(pairs) == 1 and len(pairs[0]) == 2, pairs
+    return tuple(pairs[0])
 
 
 def blob_case(
