@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from brats_seg.data.discovery import MODALITIES, CaseFiles, file_name
 from brats_seg.data.labels import to_convention
-from brats_seg.data.nifti import write_nifti
-from brats_seg.data.writer import write_case
+from brats_seg.data.nifti import DEFAULT_AFFINE, write_nifti
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -93,6 +93,37 @@ def duplicate_pair(real_cases) -> tuple[str, str]:
     return tuple(pairs[0])
 
 
+def write_case(
+    folder: str | os.PathLike,
+    case_id: str,
+    image: np.ndarray,
+    classes: np.ndarray | None = None,
+    *,
+    convention: str = "brats2021",
+    affine: np.ndarray = DEFAULT_AFFINE,
+    image_dtype=np.int16,
+    seg_dtype=np.uint8,
+    ext: str = ".nii.gz",
+) -> CaseFiles:
+    """Write a case folder in BraTS naming: ``image`` (X, Y, Z, 4) in channel order t1, t1ce, t2,
+    flair, and ``classes`` (0..3) mapped to the labels of ``convention``; returns the written
+    files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for c, modality in enumerate(MODALITIES):
+        images[modality] = write_nifti(
+            folder / file_name(case_id, modality, convention, ext),
+            np.asarray(image[..., c]).astype(image_dtype),
+            affine,
+        )
+    seg = None
+    if classes is not None:
+        labels = to_convention(np.asarray(classes, dtype=np.uint8), convention).astype(seg_dtype)
+        seg = write_nifti(folder / file_name(case_id, "seg", convention, ext), labels, affine)
+    return CaseFiles(case_id, folder, images, seg, convention)
+
+
 def blob_case(
     shape: tuple[int, int, int] = (32, 32, 16), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +162,7 @@ def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
     voxel); ``missed_small`` (the smallest component of the first region with several -- WT, TC,
     ET -- removed: WT voxels to background, TC/ET voxels to edema; absent when every region is one
     lesion); ``false_positive`` (an enhancing ball of radius 3 added where it is farthest from the
-    tumour); ``empty``. Also used by scripts/make_lesion_reference.py, which stores the official
+    tumour); ``empty``. Also used by benchmarks/make_lesion_reference.py, which stores the official
     package's values for them.
     """
     from scipy import ndimage
