@@ -5,6 +5,7 @@ The real BraTS cases are read from ../shared/data/brats-real beside the reposito
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -213,6 +214,25 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+# A narrow U-Net keeps training runs to seconds; the full-size models are checked in
+# test_models.py.
+SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+
+
+def only_run_dir(out: Path) -> Path:
+    runs = [p for p in (out / "tiny-runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+
+
 # A small BraTS-like data set on disk, and ways of damaging one of its cases (each returns the
 # damaged file or folder).
 SHAPE = (32, 32, 16)
@@ -234,6 +254,32 @@ def make_root(root: Path, shape=SHAPE) -> Path:
         seg_dtype=np.float32,
     )
     return root
+
+
+def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
+    cfg = {
+        "name": "brats",
+        "root": str(root),
+        "cases": None,
+        "cache_dir": str(cache_dir),
+        "workers": 1,
+        "preprocess": {
+            "normalization": "zscore",
+            "percentiles": [0.5, 99.5],
+            "fifth_channel": None,
+            "fifth_channel_sigma": 1.0,
+            "crop": {"enabled": False, "size": [16, 16]},
+        },
+        "selection": {"rule": "threshold", "threshold": 20},
+        "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
+    }
+    for key, value in overrides.items():
+        node = cfg
+        *parents, last = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[last] = value
+    return cfg
 
 
 def leftovers(cache_dir: Path) -> list[Path]:

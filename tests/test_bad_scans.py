@@ -12,9 +12,8 @@ from brats_seg.data.discovery import find_case
 from brats_seg.data.labels import labels_to_classes
 from brats_seg.data.nifti import write_nifti
 from brats_seg.errors import ConfigError, DataError
-from test_data_cache import data_cfg, make_root
 
-from conftest import blob_case, write_case
+from conftest import blob_case, data_cfg, make_root, write_case
 
 SHAPE = (32, 32, 16)
 

@@ -13,9 +13,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import SMALL_UNET, run_cli
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 ET_LABEL = {"brats2021": 4, "brats2023": 3}
 
 
