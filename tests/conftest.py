@@ -5,17 +5,20 @@ The real BraTS cases are read from ../shared/data/brats-real beside the reposito
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from brats_seg.data.discovery import MODALITIES, CaseFiles, file_name
 from brats_seg.data.labels import to_convention
-from brats_seg.data.nifti import write_nifti
-from brats_seg.data.writer import write_case
+from brats_seg.data.nifti import DEFAULT_AFFINE, write_nifti
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -31,6 +34,95 @@ def real_data_root() -> Path:
     if not (REAL_DATA / "BraTS2021_00000").is_dir():
         pytest.skip(f"real BraTS cases not found at {REAL_DATA} (set BRATS_SEG_REAL_DATA)")
     return REAL_DATA
+
+
+@dataclass(frozen=True)
+class RealCase:
+    """One case of the real data as its PROVENANCE.md describes it."""
+
+    case_id: str
+    patient: str
+    class_counts: tuple[int, int, int]  # NCR/NET, edema, ET voxels
+    tumour_slices: tuple[int, int]  # first and last axial slice holding tumour
+    largest_tumour_slice: int
+
+
+def read_provenance(root: Path) -> dict[str, RealCase]:
+    """The cases PROVENANCE.md lists (its table of case folders and patients, and each case's
+    "Label voxel counts" and "Tumour present on axial slices" lines), by case id."""
+    text = (root / "PROVENANCE.md").read_text()
+    patients = {
+        m.group(1): m.group(2).strip("* ").split()[0]
+        for m in re.finditer(r"^\| `([^`/]+)/` \|.*\| ([^|]+?) \|$", text, re.M)
+    }
+    cases = {}
+    for section in re.split(r"^#### ", text, flags=re.M)[1:]:
+        case_id = section.split("\n", 1)[0].strip()
+        counts_line = re.search(r"Label voxel counts: (.*)", section)[1]
+        counts = {int(k): int(v) for k, v in re.findall(r"(\d): (\d+)", counts_line)}
+        et = counts.get(4, counts.get(3))
+        z = re.search(r"axial slices z=(\d+)\.\.(\d+)", section)
+        cases[case_id] = RealCase(
+            case_id,
+            patients[case_id],
+            (counts[1], counts[2], et),
+            (int(z[1]), int(z[2])),
+            int(re.search(r"largest tumour area at z=(\d+)", section)[1]),
+        )
+    assert sorted(cases) == sorted(patients), "PROVENANCE.md: case table and sections disagree"
+    return cases
+
+
+def patient_groups(cases: dict[str, RealCase]) -> list[list[str]]:
+    """Case ids grouped by the patient column of PROVENANCE.md, each group sorted."""
+    groups: dict[str, list[str]] = {}
+    for case in sorted(cases.values(), key=lambda c: c.case_id):
+        groups.setdefault(case.patient, []).append(case.case_id)
+    return sorted(groups.values())
+
+
+@pytest.fixture(scope="session")
+def real_cases(real_data_root) -> dict[str, RealCase]:
+    return read_provenance(real_data_root)
+
+
+@pytest.fixture(scope="session")
+def duplicate_pair(real_cases) -> tuple[str, str]:
+    """The one patient PROVENANCE.md lists under two case folders (the same scan, two names)."""
+    pairs = [g for g in patient_groups(real_cases) if len(g) > 1]
+    assert len(pairs) == 1 and len(pairs[0]) == 2, pairs
+    return tuple(pairs[0])
+
+
+def write_case(
+    folder: str | os.PathLike,
+    case_id: str,
+    image: np.ndarray,
+    classes: np.ndarray | None = None,
+    *,
+    convention: str = "brats2021",
+    affine: np.ndarray = DEFAULT_AFFINE,
+    image_dtype=np.int16,
+    seg_dtype=np.uint8,
+    ext: str = ".nii.gz",
+) -> CaseFiles:
+    """Write a case folder in BraTS naming: ``image`` (X, Y, Z, 4) in channel order t1, t1ce, t2,
+    flair, and ``classes`` (0..3) mapped to the labels of ``convention``; returns the written
+    files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {}
+    for c, modality in enumerate(MODALITIES):
+        images[modality] = write_nifti(
+            folder / file_name(case_id, modality, convention, ext),
+            np.asarray(image[..., c]).astype(image_dtype),
+            affine,
+        )
+    seg = None
+    if classes is not None:
+        labels = to_convention(np.asarray(classes, dtype=np.uint8), convention).astype(seg_dtype)
+        seg = write_nifti(folder / file_name(case_id, "seg", convention, ext), labels, affine)
+    return CaseFiles(case_id, folder, images, seg, convention)
 
 
 def blob_case(
@@ -71,7 +163,7 @@ def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
     voxel); ``missed_small`` (the smallest component of the first region with several -- WT, TC,
     ET -- removed: WT voxels to background, TC/ET voxels to edema; absent when every region is one
     lesion); ``false_positive`` (an enhancing ball of radius 3 added where it is farthest from the
-    tumour); ``empty``. Also used by scripts/make_lesion_reference.py, which stores the official
+    tumour); ``empty``. Also used by benchmarks/make_lesion_reference.py, which stores the official
     package's values for them.
     """
     from scipy import ndimage
@@ -122,6 +214,25 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+# A narrow U-Net keeps training runs to seconds; the full-size models are checked in
+# test_models.py.
+SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+
+
+def only_run_dir(out: Path) -> Path:
+    runs = [p for p in (out / "tiny-runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    path = run_dir / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
+
+
 # A small BraTS-like data set on disk, and ways of damaging one of its cases (each returns the
 # damaged file or folder).
 SHAPE = (32, 32, 16)
@@ -143,6 +254,32 @@ def make_root(root: Path, shape=SHAPE) -> Path:
         seg_dtype=np.float32,
     )
     return root
+
+
+def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
+    cfg = {
+        "name": "brats",
+        "root": str(root),
+        "cases": None,
+        "cache_dir": str(cache_dir),
+        "workers": 1,
+        "preprocess": {
+            "normalization": "zscore",
+            "percentiles": [0.5, 99.5],
+            "fifth_channel": None,
+            "fifth_channel_sigma": 1.0,
+            "crop": {"enabled": False, "size": [16, 16]},
+        },
+        "selection": {"rule": "threshold", "threshold": 20},
+        "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
+    }
+    for key, value in overrides.items():
+        node = cfg
+        *parents, last = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[last] = value
+    return cfg
 
 
 def leftovers(cache_dir: Path) -> list[Path]:

@@ -11,11 +11,9 @@ from brats_seg.data.dataset import prepare_data
 from brats_seg.data.discovery import find_case
 from brats_seg.data.labels import labels_to_classes
 from brats_seg.data.nifti import write_nifti
-from brats_seg.data.writer import write_case
 from brats_seg.errors import ConfigError, DataError
-from test_data_cache import data_cfg, make_root
 
-from conftest import blob_case
+from conftest import blob_case, data_cfg, make_root, write_case
 
 SHAPE = (32, 32, 16)
 

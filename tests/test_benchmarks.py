@@ -16,12 +16,12 @@ import pytest
 # Benchmarks, even in their tiny mode.
 pytestmark = pytest.mark.slow
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def run_tiny(script: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPTS / script), "--tiny", *extra],
+        [sys.executable, str(BENCHMARKS / script), "--tiny", *extra],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -82,7 +82,7 @@ def test_train_benchmark_reports_each_mode(tmp_path):
 
 def test_cpu_capacity_probe_reports_alone_and_together():
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "cpu_capacity.py"), "--seconds", "0.2"],
+        [sys.executable, str(BENCHMARKS / "cpu_capacity.py"), "--seconds", "0.2"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -97,7 +97,7 @@ def test_bf16_modes_diagnosis_runs_each_condition(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(SCRIPTS / "bench_bf16_modes.py"),
+            str(BENCHMARKS / "bench_bf16_modes.py"),
             "--tiny",
             "--processes",
             "1",

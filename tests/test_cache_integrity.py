@@ -12,11 +12,9 @@ from brats_seg.data import nifti
 from brats_seg.data.dataset import prepare_data
 from brats_seg.data.labels import to_convention
 from brats_seg.data.nifti import write_nifti
-from brats_seg.data.writer import write_case
 from brats_seg.errors import DataError
-from test_data_cache import CASES, SHAPE, data_cfg
 
-from conftest import blob_case
+from conftest import CASES, SHAPE, blob_case, data_cfg, write_case
 
 
 @pytest.fixture()

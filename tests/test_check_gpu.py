@@ -12,7 +12,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from test_cli import run_cli
+from conftest import run_cli
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_gpu.py"
 

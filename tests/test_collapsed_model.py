@@ -49,7 +49,8 @@ def collapsed_run(tmp_path_factory):
     from brats_seg.config import compose
     from brats_seg.data.dataset import prepare_data
     from brats_seg.inference.evaluate import evaluate_model, write_evaluation
-    from test_data_cache import data_cfg, make_root
+
+    from conftest import data_cfg, make_root
 
     tmp = tmp_path_factory.mktemp("collapsed")
     prepared = prepare_data(data_cfg(make_root(tmp / "data"), tmp / "cache"))

@@ -47,10 +47,12 @@ def test_default_and_row_22_crop_cut_nothing_of_the_real_cases(loaded_cases):
 
 
 def test_old_default_cut_counts(loaded_cases):
-    for loaded in loaded_cases:
-        prep = preprocess_case(loaded, crop((192, 160)))
-        assert prep.cut_brain == OLD_CUT_BRAIN[loaded.case_id]
-        assert prep.cut_tumour == OLD_CUT_TUMOUR.get(loaded.case_id, 0)
+    by_id = {loaded.case_id: loaded for loaded in loaded_cases}
+    assert set(OLD_CUT_BRAIN) <= set(by_id)
+    for case_id, brain in OLD_CUT_BRAIN.items():
+        prep = preprocess_case(by_id[case_id], crop((192, 160)))
+        assert prep.cut_brain == brain, case_id
+        assert prep.cut_tumour == OLD_CUT_TUMOUR.get(case_id, 0), case_id
 
 
 def test_training_data_whose_tumour_is_cut_is_refused_naming_the_case(real_data_root, tmp_path):

@@ -29,35 +29,10 @@ from conftest import (
     break_nan,
     break_shape,
     break_truncate,
+    data_cfg,
     leftovers,
     make_root,
 )
-
-
-def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
-    cfg = {
-        "name": "brats",
-        "root": str(root),
-        "cases": None,
-        "cache_dir": str(cache_dir),
-        "workers": 1,
-        "preprocess": {
-            "normalization": "zscore",
-            "percentiles": [0.5, 99.5],
-            "fifth_channel": None,
-            "fifth_channel_sigma": 1.0,
-            "crop": {"enabled": False, "size": [16, 16]},
-        },
-        "selection": {"rule": "threshold", "threshold": 20},
-        "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
-    }
-    for key, value in overrides.items():
-        node = cfg
-        *parents, last = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[last] = value
-    return cfg
 
 
 @pytest.fixture()

@@ -12,10 +12,9 @@ from brats_seg.data import nifti
 from brats_seg.data.discovery import find_case
 from brats_seg.data.labels import labels_to_classes, to_convention
 from brats_seg.data.nifti import write_nifti
-from brats_seg.data.writer import write_case
 from brats_seg.errors import DataError
 
-from conftest import blob_case
+from conftest import blob_case, write_case
 
 SHAPE = (32, 32, 16)
 

@@ -217,8 +217,6 @@ def test_every_script_a_bash_block_runs_exists():
     missing = []
     for path in doc_files():
         for script in script_paths(path):
-            if script.startswith("benchmarks/") and not (REPO / "benchmarks").is_dir():
-                continue  # the benchmarks' folder lands with their move out of scripts/
             if not (REPO / script).is_file():
                 missing.append(f"{path.name}: {script}")
     assert not missing, "scripts that do not exist:\n" + "\n".join(missing)

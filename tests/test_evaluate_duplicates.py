@@ -8,7 +8,8 @@ import pytest
 
 from brats_seg.data.dataset import prepare_data
 from brats_seg.inference.evaluate import evaluate_model
-from test_data_cache import data_cfg, make_root
+
+from conftest import data_cfg, make_root
 
 
 @pytest.fixture(scope="module")

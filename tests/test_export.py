@@ -11,9 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_cli
-
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+from conftest import SMALL_UNET, run_cli
 
 # Runs in a fresh interpreter that imports TensorFlow only, as docs/export.md shows.
 _SERVE = """

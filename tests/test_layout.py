@@ -87,3 +87,23 @@ def test_the_scanner_sees_lazy_imports(tmp_path):
         "def f():\n    from brats_seg.results import table\n    import brats_seg.jobs.train\n"
     )
     assert _imports(probe) == {"results", "jobs"}
+
+
+def test_no_test_module_imports_another():
+    """Shared test helpers live in tests/conftest.py (lazy imports included)."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            offenders += [
+                f"{path.relative_to(tests)} imports {n}"
+                for n in names
+                if n.split(".")[-1].startswith("test_")
+            ]
+    assert not offenders, "\n".join(offenders)

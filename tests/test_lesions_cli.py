@@ -11,9 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import lesion_perturbations, run_cli
+from conftest import SMALL_UNET, lesion_perturbations, run_cli
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from test_train import SMALL_UNET, history_epochs, only_run_dir
+from conftest import SMALL_UNET, history_epochs, only_run_dir
 
 FINGERPRINT = re.compile(r"worker-(\d): weights after training: ([0-9a-f]{16})")
 

@@ -12,9 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from test_cli import run_cli
+from conftest import SMALL_UNET, run_cli
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 PATCH_RUN = [
     "debug=tiny",
     "data.synth.shape=[96,96,16]",

@@ -13,9 +13,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import SMALL_UNET, run_cli
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 ET_LABEL = {"brats2021": 4, "brats2023": 3}
 
 
@@ -31,7 +30,7 @@ RUN_PREPROCESSING = [
 
 @pytest.fixture(scope="module")
 def real_run(real_data_root, tmp_path_factory):
-    """A narrow U-Net trained briefly on the four real patients.
+    """A narrow U-Net trained briefly on the real patients.
 
     The duplicate pair counts as one.
     """
@@ -60,7 +59,7 @@ def real_run(real_data_root, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_training_on_real_cases_writes_every_artifact(real_run):
+def test_training_on_real_cases_writes_every_artifact(real_run, duplicate_pair):
     status = json.loads((real_run / "run.json").read_text())
     assert status["status"] == "completed"
     for name in (
@@ -76,9 +75,7 @@ def test_training_on_real_cases_writes_every_artifact(real_run):
     ):
         assert (real_run / name).exists(), name
     split = json.loads((real_run / "split.json").read_text())
-    together = [
-        s for s, cases in split.items() if {"BraTS2021_00000", "BraTS-GLI-00000-000"} & set(cases)
-    ]
+    together = [s for s, cases in split.items() if set(duplicate_pair) & set(cases)]
     assert len(together) == 1  # the duplicate pair stays in one split
     metrics = json.loads((real_run / "metrics.json").read_text())
     # every pixel of the test volumes' selected slices pooled, on the 160x192 crop the model saw
@@ -142,10 +139,10 @@ def test_each_output_overlays_its_input_in_its_own_label_convention(predictions,
 
 
 @pytest.mark.slow
-def test_predict_scores_cases_that_have_a_seg(predictions):
+def test_predict_scores_cases_that_have_a_seg(predictions, real_cases):
     out, result = predictions
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["per_patient"]) == 5
+    assert sorted(p["case"] for p in metrics["per_patient"]) == sorted(real_cases)
     for patient in metrics["per_patient"]:
         for region in ("WT", "TC", "ET"):
             assert 0.0 <= patient[region]["dice"] <= 1.0 and patient[region]["hd95"] >= 0.0
@@ -222,7 +219,7 @@ def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(
     assert set(scored["regions"]) == {"WT", "TC", "ET"}
 
 
-def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
+def test_perfect_predictions_score_dice_one(real_data_root, real_cases, tmp_path):
     """The reference segs themselves, in their own conventions, scored against the references."""
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()
@@ -234,8 +231,10 @@ def test_perfect_predictions_score_dice_one(real_data_root, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     scored = json.loads((tmp_path / "metrics.json").read_text())
-    # the three other reference cases score 0 and are listed
-    assert len(scored["per_patient"]) == 5 and len(scored["missing"]) == 3
+    # every other reference case scores 0 and is listed
+    perfect = {"BraTS2021_00014", "BraTS-GLI-00000-000"}
+    assert sorted(p["case"] for p in scored["per_patient"]) == sorted(real_cases)
+    assert scored["missing"] == sorted(set(real_cases) - perfect)
     for patient in scored["per_patient"]:
         if patient.get("missing"):
             continue
@@ -369,7 +368,9 @@ def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path)
 
 
 @pytest.mark.slow
-def test_predict_submission_naming_writes_what_evaluate_scores(real_run, real_data_root, tmp_path):
+def test_predict_submission_naming_writes_what_evaluate_scores(
+    real_run, real_data_root, real_cases, tmp_path
+):
     out = tmp_path / "submission"
     case = real_data_root / "BraTS-GLI-00000-000"
     result = run_cli(
@@ -395,7 +396,7 @@ def test_predict_submission_naming_writes_what_evaluate_scores(real_run, real_da
     )
     assert scored.returncode == 0, scored.stderr[-2000:]
     metrics = json.loads((tmp_path / "scores" / "metrics.json").read_text())
-    assert "BraTS-GLI-00000-000" not in metrics["missing"] and len(metrics["missing"]) == 4
+    assert metrics["missing"] == sorted(set(real_cases) - {"BraTS-GLI-00000-000"})
     bad = run_cli(
         "predict",
         f"run={real_run}",

@@ -17,9 +17,8 @@ from brats_seg.data.nifti import load_case
 from brats_seg.data.preprocess import PREPROCESS_VERSION, preprocess_case
 from brats_seg.data.selection import select_slices
 from brats_seg.data.settings import SelectionSettings
-from brats_seg.data.writer import write_case
 
-from conftest import blob_case
+from conftest import blob_case, write_case
 
 # version -> sha256 of the fixed case's outputs under the settings below
 OUTPUT_DIGESTS = {

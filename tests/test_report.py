@@ -10,9 +10,8 @@ import subprocess
 
 import pytest
 
-from conftest import run_cli
+from conftest import SMALL_UNET, run_cli
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

@@ -8,15 +8,8 @@ import shutil
 import pytest
 
 from brats_seg.metrics.regions import HD95_EMPTY
-from test_cli import run_cli
 
-REAL_CASES = [
-    "BraTS-GLI-00000-000",
-    "BraTS2021_00000",
-    "BraTS2021_00014",
-    "BraTS2021_00019",
-    "Brats18_2013_2_1",
-]
+from conftest import run_cli
 
 
 @pytest.fixture()
@@ -32,27 +25,30 @@ def one_prediction(real_data_root, tmp_path):
     return pred_dir
 
 
-def test_missing_predictions_score_zero_and_are_listed(one_prediction, real_data_root, tmp_path):
+def test_missing_predictions_score_zero_and_are_listed(
+    one_prediction, real_data_root, real_cases, tmp_path
+):
     out = tmp_path / "scores"
     result = run_cli(
         "evaluate", f"pred={one_prediction}", f"ref={real_data_root}", f"out={out}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    missing = [c for c in REAL_CASES if c != "BraTS2021_00014"]
+    n = len(real_cases)
+    missing = [c for c in sorted(real_cases) if c != "BraTS2021_00014"]
     assert metrics["missing"] == missing
     assert metrics["unmatched_predictions"] == ["BraTS2021_99999"]
     by_case = {p["case"]: p for p in metrics["per_patient"]}
-    assert sorted(by_case) == REAL_CASES
+    assert sorted(by_case) == sorted(real_cases)
     for case in missing:
         assert by_case[case]["missing"] is True
         for region in ("WT", "TC", "ET"):
             assert by_case[case][region] == {"dice": 0.0, "hd95": HD95_EMPTY}
     assert by_case["BraTS2021_00014"]["WT"]["dice"] == 1.0
-    # the means are over all five reference cases: one perfect case and four zeros
-    assert metrics["regions"]["WT"]["dice_mean"] == pytest.approx(0.2)
-    assert metrics["regions"]["WT"]["hd95_mean"] == pytest.approx(4 * HD95_EMPTY / 5)
-    assert "warning: 4 of 5 reference case(s) have no prediction" in result.stderr
+    # the means are over all n reference cases: one perfect case and n - 1 zeros
+    assert metrics["regions"]["WT"]["dice_mean"] == pytest.approx(1 / n)
+    assert metrics["regions"]["WT"]["hd95_mean"] == pytest.approx((n - 1) * HD95_EMPTY / n)
+    assert f"warning: {n - 1} of {n} reference case(s) have no prediction" in result.stderr
     assert all(case in result.stderr for case in missing)
     assert (
         "warning: 1 prediction(s) have no reference seg and are not scored: BraTS2021_99999"
@@ -60,7 +56,9 @@ def test_missing_predictions_score_zero_and_are_listed(one_prediction, real_data
     )
 
 
-def test_allow_missing_false_exits_non_zero_with_one_line(one_prediction, real_data_root, tmp_path):
+def test_allow_missing_false_exits_non_zero_with_one_line(
+    one_prediction, real_data_root, real_cases, tmp_path
+):
     out = tmp_path / "scores"
     result = run_cli(
         "evaluate",
@@ -73,6 +71,7 @@ def test_allow_missing_false_exits_non_zero_with_one_line(one_prediction, real_d
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "Traceback" not in result.stderr
-    assert "4 of 5 reference case(s)" in errors[0] and "BraTS2021_00019" in errors[0]
+    n = len(real_cases)
+    assert f"{n - 1} of {n} reference case(s)" in errors[0] and "BraTS2021_00019" in errors[0]
     assert "evaluate.allow_missing=false" in errors[0]
     assert not (out / "metrics.json").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import SMALL_UNET, run_cli
 
 # Sweeps of real (smoke-sized) training runs.
 pytestmark = pytest.mark.slow
@@ -160,8 +160,7 @@ def test_one_failing_job_does_not_stop_the_sweep(tmp_path):
         "debug=tiny",
         "trainer.epochs=2",
         "trainer.precision=float32",
-        "model.filters=[8,16,32,64]",
-        "model.bridge_filters=128",
+        *SMALL_UNET,
         f"paths.output_root={out}",
         cwd=tmp_path,
     )

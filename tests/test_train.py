@@ -16,10 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-
-# A narrow U-Net keeps these runs to seconds; the full-size models are checked in test_models.py.
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+from conftest import SMALL_UNET, history_epochs, only_run_dir, run_cli
 
 
 def train(out: Path, *overrides: str, timeout: int = 900):
@@ -32,20 +29,6 @@ def train(out: Path, *overrides: str, timeout: int = 900):
         cwd=out.parent,
         timeout=timeout,
     )
-
-
-def only_run_dir(out: Path) -> Path:
-    runs = [p for p in (out / "tiny-runs").iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def history_epochs(run_dir: Path) -> list[int]:
-    path = run_dir / "history.csv"
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch", "").isdigit()]
 
 
 @pytest.fixture(scope="module")

@@ -99,14 +99,6 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-def _log_files() -> list[str]:
-    import logging
-
-    return [
-        h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)
-    ]
-
-
 def _trace_to_log_files(err: BaseException) -> list[str]:
     """Write the traceback of ``err`` into the job's log file(s) only (not the console); their
     paths."""

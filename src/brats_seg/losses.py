@@ -99,16 +99,6 @@ def binary_crossentropy(y_true, y_pred):
     return bce_from_sums(bce_sums(y_true, y_pred))
 
 
-def global_dice_loss(y_true, y_pred, smooth: float):
-    """The study's dice_loss: one soft Dice over the whole flattened tensor, background included."""
-    return global_dice_loss_from_sums(global_dice_sums(y_true, y_pred), smooth)
-
-
-def per_class_dice(y_true, y_pred, smooth: float):
-    """Soft Dice of each class, pooled over the batch: shape (C,)."""
-    return class_dice_from_sums(class_dice_sums(y_true, y_pred), smooth)
-
-
 def global_dice_sums(y_true, y_pred) -> dict[str, Any]:
     """Sums behind the study's dice_loss: one soft Dice over the whole tensor, background too."""
     return {"intersection": ops.sum(y_true * y_pred), "total": ops.sum(y_true) + ops.sum(y_pred)}

@@ -5,8 +5,8 @@ TensorFlow allocates a step's activations and gradients on the CPU with malloc. 
 of more than 32 MiB with mmap and returns them with munmap when they are freed, so every step faults
 the same hundreds of megabytes back in, page by page. On a virtual machine each of those faults is
 expensive: measured on this project's 2-core VM, a U-Net at 64x64 trained at 1.6 slices/s with
-glibc's defaults and at 3.1 to 4.0 slices/s with freed memory kept (scripts/bench_train.py shows the
-figure for the study's size).
+glibc's defaults and at 3.1 to 4.0 slices/s with freed memory kept (benchmarks/bench_train.py shows
+the figure for the study's size).
 
 ``keep_freed_memory`` sets glibc's allocator to serve every block from its heaps and to keep up to 2
 GiB of free memory at their top. Peak memory does not grow: the process keeps what its largest step

@@ -104,13 +104,6 @@ def _extra_offsets(channels: int, settings: AugmentSettings) -> tuple[int, int, 
     return gamma, blur, noise, lesion, end
 
 
-def augment_batch(x, y, u, settings: AugmentSettings, base_channels: int | None = None):
-    """Augment a batch: x (B, H, W, C) float32, y (B, H, W) uint8, u (B, param_count(base_channels))
-    in [0, 1)."""
-    x, y = spatial(x, y, u, settings)
-    return appearance(x, u, settings, base_channels, y), y
-
-
 def spatial(x, y, u, settings: AugmentSettings):
     """Flip, rotation and scaling of images and labels together."""
     import tensorflow as tf

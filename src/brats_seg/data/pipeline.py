@@ -83,7 +83,6 @@ def make_dataset(
     split_name: str | None = None,
     sampling: SamplingSettings | None = None,
     pad_multiple: int = 1,
-    autotune: bool = False,
 ):
     """Batches ``(x float32 (B, H, W, C), y float32 one-hot (B, H, W, 4))`` of the selected slices
     of ``case_ids``.
@@ -93,9 +92,7 @@ def make_dataset(
     permutation derived from ``seed`` and the pass number. ``sampling`` may cut patches and draw
     samples at random (see sampling.py). ``pad_multiple`` pads whole slices at the bottom and right
     with background up to a multiple of it (for a fully convolutional model whose divisor does not
-    divide the cached size). ``autotune=True`` hands the parallelism and the prefetch to tf.data's
-    autotuner, as the pipeline did before (see the comment at the end; kept for
-    scripts/bench_bf16_modes.py).
+    divide the cached size).
     """
     import tensorflow as tf
 
@@ -148,9 +145,8 @@ def make_dataset(
             x = augment.appearance(x, u, settings, base_channels, y)
         return x, y
 
-    parallel = tf.data.AUTOTUNE if autotune else PARALLEL_BATCHES
     if n_params or patch is not None:
-        ds = ds.map(transform, num_parallel_calls=parallel)
+        ds = ds.map(transform, num_parallel_calls=PARALLEL_BATCHES)
     if patch is None and pad_multiple > 1 and (height % pad_multiple or width % pad_multiple):
         pad_h, pad_w = -height % pad_multiple, -width % pad_multiple
         ds = ds.map(
@@ -162,16 +158,13 @@ def make_dataset(
     num_classes = prepared.num_classes
     ds = ds.map(
         lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), num_classes, dtype=tf.float32)),
-        num_parallel_calls=parallel,
+        num_parallel_calls=PARALLEL_BATCHES,
     )
-    if autotune:
-        return ds.prefetch(tf.data.AUTOTUNE)
     # tf.data's autotuner runs an optimisation loop that sleeps 10 ms, then twice as long each time
     # (up to a minute), and destroying an iterator waits for that sleep to end. Keras destroys one
     # at the end of every fit call and of every pass over a finite data set, so with the autotuner
     # a fit call lasted 10 ms x 2^k (20.48 s for 4 steps of the study's U-Net that computed for 13
-    # s) and the CPUs idled meanwhile: scripts/bench_bf16_modes.py, conditions fit_autotune and
-    # fit. The parallelism and the prefetch are fixed instead.
+    # s) and the CPUs idled meanwhile. The parallelism and the prefetch are fixed instead.
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(PREFETCH_BATCHES).with_options(options)

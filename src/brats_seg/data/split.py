@@ -22,7 +22,6 @@ from brats_seg.data.settings import to_plain
 from brats_seg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
-MIN_GROUPS = len(SPLITS)
 # BraTS 2023/2024 case ids: BraTS-<task>-<patient, 5 digits>-<timepoint, 3 digits>
 _PATIENT_ID = re.compile(r"^(BraTS-[A-Za-z]+-\d{5})-\d{3}$")
 

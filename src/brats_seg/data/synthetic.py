@@ -15,7 +15,6 @@ small matrix products, which keeps a full 240 x 240 x 155 case at a few seconds.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -567,7 +566,3 @@ def ensure_synthetic_dataset(data_cfg: Any) -> Path:
             workers = int(_get(data_cfg, "workers", 1) or 1)
             write_synthetic_dataset(root, cases, shape, seed=seed, workers=workers)
     return root
-
-
-def read_description(root: str | os.PathLike) -> dict:
-    return json.loads((Path(root) / "dataset.json").read_text(encoding="utf-8"))

@@ -8,7 +8,9 @@ import logging
 import math
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -28,6 +30,41 @@ from brats_seg.training.multiworker import fit_across_workers
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class FitData:
+    """The training and validation streams of one fit, and the sizes they were built for."""
+
+    train: Any  # tf.data.Dataset
+    val: Any | None
+    train_cases: list[str]
+    n_slices: int
+    batch: int
+    steps: int  # per epoch
+    val_steps: int | None
+    input_shape: tuple[int | None, int | None, int]
+
+    def for_outputs(self, n_outputs: int) -> FitData:
+        """Deep supervision: every output of the model learns the same target."""
+        if n_outputs == 1:
+            return self
+
+        def repeat_target(dataset):
+            return dataset.map(lambda x, y: (x, (y,) * n_outputs))
+
+        val = None if self.val is None else repeat_target(self.val)
+        return replace(self, train=repeat_target(self.train), val=val)
+
+
+@dataclass(frozen=True)
+class FitCallbacks:
+    """The callbacks of one fit, in the order Keras calls them, and those read after it."""
+
+    all: list
+    checkpoints: Any  # BestAndLastCheckpoint
+    nan_guard: Any  # NanGuard
+    throughput: Any  # Throughput
+
+
 def fit_model(
     cfg: DictConfig,
     run_dir: Path,
@@ -43,53 +80,60 @@ def fit_model(
     Only the chief writes into ``run_dir``; another worker of a multi-worker run saves into its
     scratch folder (and removes it), restores from the chief's backup, and gets None back.
     """
-    import keras
+    data = build_fit_data(cfg, prepared, split, strategy.num_replicas_in_sync, role.workers)
+    model, schedule_callbacks = build_compiled_model(cfg, prepared, data, strategy)
+    if role.workers > 1:
+        fit_across_workers(model, strategy)
+    data = data.for_outputs(len(model.outputs))
+    if role.is_chief:
+        folder.update(params=int(model.count_params()))
+        write_text(run_dir / SUMMARY_FILE, model_summary(model))
+    callbacks = build_callbacks(
+        cfg.trainer, run_dir, role, data.batch, data.val is not None, schedule_callbacks
+    )
+    log.info(
+        "training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
+        cfg.model.name,
+        f"{model.count_params():,}",
+        data.n_slices,
+        len(data.train_cases),
+        data.steps,
+    )
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.fit(
+        data.train,
+        validation_data=data.val,
+        epochs=int(cfg.trainer.epochs),
+        steps_per_epoch=cfg.trainer.steps_per_epoch,
+        validation_steps=data.val_steps,
+        callbacks=callbacks.all,
+        verbose=resolve_verbose(cfg.trainer.verbose) if role.is_chief else 0,
+    )
+    record_fit(model, folder, role, callbacks, wall, cpu)
+    # A model of a multi-worker strategy predicts collectively, with every worker; the chief
+    # evaluates alone, from the checkpoint.
+    return model if callbacks.checkpoints.best_is_latest and role.workers == 1 else None
 
+
+def build_fit_data(cfg: DictConfig, prepared, split, replicas: int, workers: int) -> FitData:
+    """The training and validation datasets of ``split``, checked against the trainer options,
+    batched whole for several replicas and sharded for several workers."""
     from brats_seg.data.pipeline import make_dataset
     from brats_seg.data.sampling import SamplingSettings
-    from brats_seg.losses import TumourDice, build_loss
-    from brats_seg.models import build_model
     from brats_seg.models.registry import divisor
-    from brats_seg.training.callbacks import (
-        BestAndLastCheckpoint,
-        NanGuard,
-        RunBackup,
-        Throughput,
-        backed_up_epoch,
-    )
-    from brats_seg.training.optimizers import build_optimizer
 
     trainer = cfg.trainer
     batch = int(trainer.batch_size)
-    replicas = strategy.num_replicas_in_sync
-    if batch % replicas:
-        raise ConfigError(
-            f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync"
-        )
     sampling = SamplingSettings.from_data_cfg(cfg.data)
+    has_val = bool(split["val"])
+    check_fit_options(cfg, sampling, replicas, has_val)
     fully_convolutional = sampling.patch_size is not None or bool(
         trainer.get("fully_convolutional", False)
     )
     div = divisor(cfg.model)
-    if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
-        raise ConfigError(
-            f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
-            f"divisible by {div}"
-        )
     train_cases = prepared.one_case_per_patient(split["train"])
-    n_train = prepared.slice_count(train_cases)
-    steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
-    has_val = bool(split["val"])
+    n_slices = prepared.slice_count(train_cases)
     val_steps = trainer.validation_steps if has_val else None
-    if (
-        not has_val
-        and trainer.early_stopping.enabled
-        and str(trainer.early_stopping.monitor).startswith("val")
-    ):
-        raise ConfigError(
-            f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation "
-            "patients, and data.split.val leaves none"
-        )
     train_ds = make_dataset(
         prepared,
         train_cases,
@@ -114,51 +158,118 @@ def fit_model(
             pad_multiple=div if fully_convolutional else 1,
         )
     if replicas > 1:
-        passes = (
-            ("train", train_cases, trainer.steps_per_epoch is not None),
-            ("val", split["val"], val_steps is not None),
+        train_ds, val_ds = whole_batches_for_replicas(
+            prepared, train_ds, val_ds, train_cases, split["val"], trainer, replicas
         )
-        for name, cases, repeated in passes:
-            if cases and not repeated and prepared.slice_count(cases) < batch:
-                option = "steps_per_epoch" if name == "train" else "validation_steps"
-                raise ConfigError(
-                    f"trainer.batch_size={batch}: the {name} split has fewer slices; "
-                    f"a run on {replicas} replicas uses full batches only, "
-                    f"set trainer.{option}"
-                )
-        train_ds = whole_batches(train_ds, batch, repeated=trainer.steps_per_epoch is not None)
-        if val_ds is not None:
-            val_ds = whole_batches(val_ds, batch, repeated=val_steps is not None)
-    if role.workers > 1:
+    if workers > 1:
         train_ds = shard_by_data(train_ds)
-        if val_ds is not None:
-            val_ds = shard_by_data(val_ds)
+        val_ds = None if val_ds is None else shard_by_data(val_ds)
     height, width, channels = prepared.input_shape
-    input_shape = (None, None, channels) if fully_convolutional else (height, width, channels)
+    return FitData(
+        train=train_ds,
+        val=val_ds,
+        train_cases=train_cases,
+        n_slices=n_slices,
+        batch=batch,
+        steps=trainer.steps_per_epoch or math.ceil(n_slices / batch),
+        val_steps=val_steps,
+        input_shape=(None, None, channels) if fully_convolutional else (height, width, channels),
+    )
+
+
+def check_fit_options(cfg: DictConfig, sampling, replicas: int, has_val: bool) -> None:
+    """Refuse trainer options that this split, strategy or model cannot honour."""
+    from brats_seg.models.registry import divisor
+
+    trainer = cfg.trainer
+    batch = int(trainer.batch_size)
+    if batch % replicas:
+        raise ConfigError(
+            f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync"
+        )
+    div = divisor(cfg.model)
+    if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
+        raise ConfigError(
+            f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
+            f"divisible by {div}"
+        )
+    if (
+        not has_val
+        and trainer.early_stopping.enabled
+        and str(trainer.early_stopping.monitor).startswith("val")
+    ):
+        raise ConfigError(
+            f"trainer.early_stopping.monitor={trainer.early_stopping.monitor} needs validation "
+            "patients, and data.split.val leaves none"
+        )
+
+
+def whole_batches_for_replicas(
+    prepared, train_ds, val_ds, train_cases, val_cases, trainer, replicas: int
+):
+    """``(train_ds, val_ds)`` cut into full batches; refuses a single pass shorter than a batch."""
+    batch = int(trainer.batch_size)
+    train_repeated = trainer.steps_per_epoch is not None
+    val_repeated = val_ds is not None and trainer.validation_steps is not None
+    passes = (("train", train_cases, train_repeated), ("val", val_cases, val_repeated))
+    for name, cases, repeated in passes:
+        if cases and not repeated and prepared.slice_count(cases) < batch:
+            option = "steps_per_epoch" if name == "train" else "validation_steps"
+            raise ConfigError(
+                f"trainer.batch_size={batch}: the {name} split has fewer slices; "
+                f"a run on {replicas} replicas uses full batches only, "
+                f"set trainer.{option}"
+            )
+    train_ds = whole_batches(train_ds, batch, repeated=train_repeated)
+    if val_ds is not None:
+        val_ds = whole_batches(val_ds, batch, repeated=val_repeated)
+    return train_ds, val_ds
+
+
+def build_compiled_model(cfg: DictConfig, prepared, data: FitData, strategy):
+    """``(model, schedule_callbacks)``: the model, loss and optimizer built under ``strategy`` and
+    compiled; the callbacks are the optimizer's learning-rate schedule's."""
+    from brats_seg.losses import TumourDice, build_loss
+    from brats_seg.models import build_model
+    from brats_seg.training.optimizers import build_optimizer
 
     with strategy.scope():
-        model = build_model(cfg.model, input_shape, prepared.num_classes)
-        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(train_cases))
-        optimizer, extra_callbacks = build_optimizer(cfg.optimizer, int(trainer.epochs) * steps)
+        model = build_model(cfg.model, data.input_shape, prepared.num_classes)
+        loss = build_loss(cfg.loss, class_counts=prepared.class_counts(data.train_cases))
+        total_steps = int(cfg.trainer.epochs) * data.steps
+        optimizer, schedule_callbacks = build_optimizer(cfg.optimizer, total_steps)
         n_outputs = len(model.outputs)
         model.compile(
             optimizer=optimizer,
             loss=[loss] * n_outputs if n_outputs > 1 else loss,
             metrics=[TumourDice()] if n_outputs == 1 else None,
-            run_eagerly=bool(trainer.get("run_eagerly", False)),
+            run_eagerly=bool(cfg.trainer.get("run_eagerly", False)),
         )
-    if role.workers > 1:
-        fit_across_workers(model, strategy)
-    if n_outputs > 1:  # deep supervision: every output learns the same target
-        train_ds = train_ds.map(lambda x, y: (x, (y,) * n_outputs))
-        if val_ds is not None:
-            val_ds = val_ds.map(lambda x, y: (x, (y,) * n_outputs))
+    return model, schedule_callbacks
+
+
+def build_callbacks(
+    trainer: DictConfig,
+    run_dir: Path,
+    role: WorkerRole,
+    batch: int,
+    has_val: bool,
+    schedule_callbacks: list,
+) -> FitCallbacks:
+    """Checkpoints, history, NaN guard, throughput, the schedule's callbacks, TensorBoard, early
+    stopping and the resume backup, in that order; only the chief writes into ``run_dir``."""
+    import keras
+
+    from brats_seg.training.callbacks import (
+        BestAndLastCheckpoint,
+        NanGuard,
+        RunBackup,
+        Throughput,
+        backed_up_epoch,
+    )
+
     chief = role.is_chief
     scratch = None if chief else role.scratch_dir(run_dir)
-    if chief:
-        folder.update(params=int(model.count_params()))
-        write_text(run_dir / SUMMARY_FILE, model_summary(model))
-
     # Without validation patients the latest epoch's model is the one kept as best.keras.
     monitor = trainer.checkpoint_monitor if has_val else None
     nan_guard = NanGuard()
@@ -170,7 +281,7 @@ def fit_model(
         write_folder=None if chief else scratch / CHECKPOINT_DIR,
     )
     throughput = Throughput(batch)
-    callbacks = [checkpoints, nan_guard, throughput, *extra_callbacks]
+    callbacks = [checkpoints, nan_guard, throughput, *schedule_callbacks]
     if chief:
         # Rows of epochs after the backup were written by an attempt killed before it could back
         # them up; they are trained again, so they are dropped rather than logged twice.
@@ -194,24 +305,16 @@ def fit_model(
         # written. Restores at epoch boundaries only, so a one-epoch run has nothing to resume.
         backup_scratch = None if chief else scratch / BACKUP_DIR
         callbacks.append(RunBackup(run_dir / BACKUP_DIR, write_dir=backup_scratch))
-    log.info(
-        "training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
-        cfg.model.name,
-        f"{model.count_params():,}",
-        n_train,
-        len(train_cases),
-        steps,
-    )
-    wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=int(trainer.epochs),
-        steps_per_epoch=trainer.steps_per_epoch,
-        validation_steps=val_steps,
-        callbacks=callbacks,
-        verbose=resolve_verbose(trainer.verbose) if chief else 0,
-    )
+    return FitCallbacks(callbacks, checkpoints, nan_guard, throughput)
+
+
+def record_fit(
+    model, folder: RunFolder, role: WorkerRole, callbacks: FitCallbacks, wall: float, cpu: float
+) -> None:
+    """After ``model.fit`` (begun at ``perf_counter`` ``wall`` and ``process_time`` ``cpu``): the
+    chief adds the training time to the run's record; a NaN loss fails the run; the weights'
+    fingerprint is logged and, by the chief, recorded with the last epoch's throughput."""
+    chief = role.is_chief
     if chief:
         # Added up over the attempts that got through fit (time of an attempt killed mid-training is
         # lost). CPU time is the process's (every thread); it stays meaningful when other work
@@ -223,8 +326,8 @@ def fit_model(
                 before.get("train_cpu_seconds", 0.0) + time.process_time() - cpu, 1
             ),
         )
-    if nan_guard.nan_at is not None:
-        epoch, batch_index = nan_guard.nan_at
+    if callbacks.nan_guard.nan_at is not None:
+        epoch, batch_index = callbacks.nan_guard.nan_at
         raise TrainingFailed(
             f"loss became NaN at epoch {epoch + 1}, batch {batch_index + 1}; lower optimizer.lr "
             "or try trainer.precision=float32"
@@ -234,10 +337,7 @@ def fit_model(
     if chief:
         # Slices per second of the last epoch's training steps (the first epoch also builds the
         # graph).
-        folder.update(weights_fingerprint=fingerprint, train_slices_per_s=throughput.last)
-    # A model of a multi-worker strategy predicts collectively, with every worker; the chief
-    # evaluates alone, from the checkpoint.
-    return model if checkpoints.best_is_latest and role.workers == 1 else None
+        folder.update(weights_fingerprint=fingerprint, train_slices_per_s=callbacks.throughput.last)
 
 
 def resolve_verbose(verbose) -> int:

@@ -7,7 +7,8 @@ environment's Python score them with the package's bundled ``gli`` config, and s
 tests/data/lesion_reference.json. Made with:
 
     python3 -m venv /tmp/bratseval && /tmp/bratseval/bin/pip install brats-evaluation==0.0.10
-    .venv/bin/python scripts/make_lesion_reference.py --bratseval-python /tmp/bratseval/bin/python
+    .venv/bin/python benchmarks/make_lesion_reference.py \
+        --bratseval-python /tmp/bratseval/bin/python
 
 (brats-evaluation 0.0.10, panoptica 2.1.7, numpy 2.2.6, scipy 1.17.1, connected-components-3d
 3.29.0.)
@@ -96,7 +97,7 @@ def main() -> int:
     record = {
         "package": f"brats-evaluation {version}",
         "config": "gli",
-        "command": "scripts/make_lesion_reference.py (see its docstring)",
+        "command": "benchmarks/make_lesion_reference.py (see its docstring)",
         "values": values,
     }
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")

@@ -1,10 +1,10 @@
 """Training throughput of the study's base U-Net, and the time to predict one volume, each
 measurement in a fresh process.
 
-    python scripts/bench_train.py                      # 240x240x4, batch 8: the study's setting
-    python scripts/bench_train.py --tiny               # 64x64, a narrow U-Net; floors not enforced
-    python scripts/bench_train.py --rounds 5 --steps 12
-    python scripts/bench_train.py --modes ours,study   # a subset; --no-torch drops the peer
+    python benchmarks/bench_train.py                     # 240x240x4, batch 8: the study's setting
+    python benchmarks/bench_train.py --tiny              # 64x64, a narrow U-Net; floors not checked
+    python benchmarks/bench_train.py --rounds 5 --steps 12
+    python benchmarks/bench_train.py --modes ours,study  # a subset; --no-torch drops the peer
 
 Modes, one worker process per measurement (`bench_train.py --worker MODE`):
 
@@ -37,7 +37,7 @@ alike. The report gives each mode's median and all its values, the ratios ours/s
 of the medians, and the median seconds per predicted volume. Progress goes to stderr; the report
 to stdout, its first line naming the CPU, its bf16/avx2 flags, the core count and the versions.
 
-Beside every measurement the parent runs scripts/cpu_capacity.py's one-second probe (matrix
+Beside every measurement the parent runs benchmarks/cpu_capacity.py's one-second probe (matrix
 products pinned to each logical CPU, alone and all at once), and each worker reports how many CPUs
 it kept busy, so that a slow figure can be told apart: a machine that computes slowly shows in the
 probe, a process that leaves CPUs idle in its busy count. The report lists each measurement's probe

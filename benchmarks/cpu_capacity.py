@@ -11,8 +11,8 @@ logical CPU:
 - ``pair / solo``: about the number of CPUs when each vCPU has a physical core of its own, about
   1 when two vCPUs share one (hyperthread siblings, or a host that time-slices them).
 
-    python scripts/cpu_capacity.py            # one probe, printed as JSON
-    python scripts/cpu_capacity.py --repeat 5 # five, one per line
+    python benchmarks/cpu_capacity.py            # one probe, printed as JSON
+    python benchmarks/cpu_capacity.py --repeat 5 # five, one per line
 
 No TensorFlow; about 1.5 s per probe.
 """

@@ -1,7 +1,7 @@
 """Benchmark the data layer and fail when a floor is missed.
 
-    python scripts/bench_data.py         # realistic sizes (a few minutes)
-    python scripts/bench_data.py --tiny  # small sizes, seconds (speed-up floor not enforced)
+    python benchmarks/bench_data.py         # realistic sizes (a few minutes)
+    python benchmarks/bench_data.py --tiny  # small sizes, seconds (speed-up floor not enforced)
 
 (a) Memory: peak RSS (ru_maxrss) of a fresh process that streams one shuffled epoch through
     ``pipeline.make_dataset`` over a slice cache, and over one four times larger. Floor:

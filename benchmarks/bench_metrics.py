@@ -1,7 +1,7 @@
 """Benchmark the numpy evaluation metrics and fail when they are too slow.
 
-    python scripts/bench_metrics.py         # the study's test set: 1302 slices of 240x240
-    python scripts/bench_metrics.py --tiny  # small arrays, quick (floors reported, not enforced)
+    python benchmarks/bench_metrics.py         # the study's test set: 1302 slices of 240x240
+    python benchmarks/bench_metrics.py --tiny  # small arrays, quick (floors reported, not enforced)
 
 Pooled confusion matrix: pixels per second over ``--slices`` argmax slices (floor 150 million/s,
 best of the repeats). HD95: seconds per WT/TC/ET region of a synthetic tumour made of a few blobs

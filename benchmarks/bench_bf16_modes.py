@@ -2,9 +2,9 @@
 measurement is a fresh process training the study's base U-Net (240x240x4, batch 8, bce_dice, Adam)
 on random arrays with ``train_on_batch``, timed step by step, under each condition named:
 
-    python scripts/bench_bf16_modes.py                       # 4 processes per condition
-    python scripts/bench_bf16_modes.py --processes 6 --steps 8 --conditions default,no_aslr
-    python scripts/bench_bf16_modes.py --tiny                # 64x64, a narrow U-Net: seconds
+    python benchmarks/bench_bf16_modes.py                    # 4 processes per condition
+    python benchmarks/bench_bf16_modes.py --processes 6 --steps 8 --conditions default,no_aslr
+    python benchmarks/bench_bf16_modes.py --tiny             # 64x64, a narrow U-Net: seconds
 
 Conditions (alternated process by process, so that a drift of the machine falls on all alike):
 
@@ -16,9 +16,6 @@ malloc    glibc's allocator as it comes (no keep_freed_memory).
 fit       as bench_train.py's (b): Keras fit on the synthetic slice cache through tf.data
           (pipeline.make_dataset, whose autotuner is off), each step timed by a callback, and the
           whole fit call beside the steps.
-fit_autotune
-          the same with tf.data's autotuner turned back on, as the pipeline ran before it was
-          turned off: the whole call then ends at the next 10 ms x 2^k (README, Performance).
 fit_inter1, fit_intra1
           `fit` with TensorFlow's inter-op (or intra-op) thread pool set to one thread.
 
@@ -26,7 +23,7 @@ For every process the report gives the median seconds per step, the spread of it
 that is slow on every step differs from one slowed now and then), the hypervisor's steal share over
 the timed steps (``/proc/stat``: CPU time the host gave to others while this VM wanted it), the
 transparent huge pages the process held (``AnonHugePages`` of ``/proc/self/smaps_rollup``), how many
-CPUs the process kept busy and its busiest threads, and scripts/cpu_capacity.py's probe of the
+CPUs the process kept busy and its busiest threads, and benchmarks/cpu_capacity.py's probe of the
 machine taken just before. ``--kernels`` counts the oneDNN kernels each process ran. The parent
 never imports TensorFlow. Nothing is enforced: this is a diagnosis, not a floor.
 """
@@ -53,7 +50,7 @@ from bench_train import (
 )
 from cpu_capacity import probe as capacity_probe
 
-CONDITIONS = ("default", "no_aslr", "malloc", "fit", "fit_autotune", "fit_inter1", "fit_intra1")
+CONDITIONS = ("default", "no_aslr", "malloc", "fit", "fit_inter1", "fit_intra1")
 
 
 def cpu_times() -> tuple[int, int]:
@@ -93,7 +90,6 @@ def fit_steps(model, args, size: int, batch: int, steps: list[float]):
         shuffle=True,
         seed=0,
         repeat=True,
-        autotune=args.condition == "fit_autotune",
     )
     model.fit(stream, steps_per_epoch=2, epochs=1, verbose=0)
 
