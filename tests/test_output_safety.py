@@ -112,7 +112,9 @@ def test_no_command_removes_what_it_did_not_write(name, tiny_run, root, tmp_path
         for key, value in fill.items():
             arg = arg.replace(key, value)
         line.append(arg)
-    result = run_cli(*line, f"paths.output_root={tmp_path / 'outputs'}", cwd=tmp_path)
+    if args[0] in ("export", "predict", "evaluate", "eda", "synth"):  # Hydra apps
+        line.append(f"paths.output_root={tmp_path / 'outputs'}")
+    result = run_cli(*line, cwd=tmp_path)
     if outcome == "refuses":
         refused_in_one_line(result, args[0], out)
     else:
@@ -120,7 +122,7 @@ def test_no_command_removes_what_it_did_not_write(name, tiny_run, root, tmp_path
     after = snapshot(out)
     assert {k: after.get(k) for k in before} == before
     if outcome == "beside":  # and a second run replaces only its own files
-        again = run_cli(*line, f"paths.output_root={tmp_path / 'outputs'}", cwd=tmp_path)
+        again = run_cli(*line, cwd=tmp_path)
         assert again.returncode == 0, again.stderr[-3000:]
         assert {k: v for k, v in snapshot(out).items() if k in before} == before
 
@@ -213,7 +215,8 @@ def test_predict_output_describes_exactly_what_is_in_it(tiny_run, root, tmp_path
     assert second.returncode == 0, second.stderr[-3000:]
     scored = {p["case"] for p in json.loads((out / "metrics.json").read_text())["per_patient"]}
     on_disk = {p.name.removesuffix("_seg.nii.gz") for p in out.glob("*.nii.gz")}
-    assert scored == on_disk == set(CASES[:2])
+    listed = json.loads((out / "inference.json").read_text())["predictions"]
+    assert scored == on_disk == set(listed) == set(CASES[:2])
 
 
 def test_a_row_lands_whole_after_a_torn_last_line(tmp_path):
@@ -230,3 +233,41 @@ def test_a_row_lands_whole_after_a_torn_last_line(tmp_path):
     assert rows[-1][COLUMNS.index("run_dir")] == "runs/after" and len(rows[-1]) == len(COLUMNS)
     assert rows[1][COLUMNS.index("run_dir")] == "runs/first"
     assert path.read_text().endswith("\n")
+
+
+def test_a_failed_staged_output_leaves_the_earlier_one_and_no_staging(tmp_path):
+    from brats_seg.outputs import staged_output
+
+    out = tmp_path / "out"
+    with staged_output(out, "eda") as staging:
+        (staging / "a.txt").write_text("first\n")
+    with pytest.raises(RuntimeError), staged_output(out, "eda") as staging:
+        (staging / "a.txt").write_text("half of the second\n")
+        raise RuntimeError("killed half way")
+    assert (out / "a.txt").read_text() == "first\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_one_commands_output_is_not_replaced_by_another(tmp_path):
+    from brats_seg.errors import ConfigError
+    from brats_seg.outputs import check_files_beside, files_beside, staged_output
+
+    out = tmp_path / "out"
+    with staged_output(out, "predict") as staging:
+        (staging / "metrics.json").write_text("{}\n")
+    with pytest.raises(ConfigError, match="the output of brats-seg predict"):
+        check_output_dir_of("eda", out)
+    with pytest.raises(ConfigError, match="metrics.json is there already"):
+        check_files_beside(out, ["metrics.json"], "evaluate")
+    with files_beside(out, ["results.md"], "table"):
+        (out / "results.md").write_text("table\n")
+    # predict may not replace the folder now: it would remove the table it did not write
+    with pytest.raises(ConfigError, match="results.md"):
+        check_output_dir_of("predict", out)
+    assert (out / "results.md").read_text() == "table\n"
+
+
+def check_output_dir_of(command: str, folder: Path) -> None:
+    from brats_seg.outputs import check_output_dir
+
+    check_output_dir(folder, command)

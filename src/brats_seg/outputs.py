@@ -28,7 +28,6 @@ from brats_seg.atomic import atomic_dir, write_json
 from brats_seg.errors import ConfigError, DataError
 
 MARKER = ".brats-seg-output.json"
-_LOCK = MARKER + ".lock"  # beside the marker while files_beside updates it
 _SHOWN = 4  # names quoted in a refusal
 
 
@@ -55,7 +54,7 @@ def entries(folder: Path) -> list[str]:
         rel = Path(parent).relative_to(folder)
         for name in sorted(dirs) + sorted(files):
             path = (rel / name).as_posix()
-            if path not in (MARKER, _LOCK):
+            if path != MARKER:
                 found.append(path)
     return sorted(found)
 
@@ -99,7 +98,7 @@ def staged_output(folder: str | os.PathLike, command: str, option: str = "out") 
     """Yield an empty staging folder beside ``folder``; if the block succeeds, it becomes
     ``folder`` (with its marker), replacing an earlier output of ``command``. On failure the staging
     folder is removed and ``folder`` is left as it was."""
-    folder = Path(folder)
+    folder = Path(os.path.abspath(folder))  # "." too can be renamed by its full name
     check_output_dir(folder, command, option)
     with atomic_dir(folder) as tmp:
         yield tmp
@@ -154,16 +153,27 @@ def files_beside(
 
     The names are recorded before they are written, so that an interrupted command still owns what
     it left."""
-    from filelock import FileLock
-
     folder = Path(folder)
     names = list(names)
     check_files_beside(folder, names, command, option, own)
     folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / _LOCK), timeout=120):
+    with _locked(folder):  # two commands writing into one folder at once keep both records
         check_files_beside(folder, names, command, option, own)
         record = read_marker(folder)
         if any(record["files"].get(name) != command for name in names):
             record["files"].update({name: command for name in names})
             write_json(folder / MARKER, record)
     yield folder
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder itself (no lock file is left in it)."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -23,7 +23,7 @@ def _task(cfg) -> None:
         from brats_seg.outputs import check_files_beside
 
         out = Path(cfg.out) if cfg.out else Path(cfg.pred)
-        check_files_beside(out, [METRICS_FILE], "evaluate")
+        check_files_beside(out, [METRICS_FILE], "evaluate", "out" if cfg.out else "pred")
         allow_missing = (cfg.get("evaluate") or {}).get("allow_missing", True)
         if not isinstance(allow_missing, bool):
             raise ConfigError(

@@ -147,7 +147,7 @@ def predict_cases(
         "postprocess": post.as_dict(),
         "brain_box": bool(brain_box),
     }
-    per_patient = []
+    per_patient, written = [], {}
     with staged_output(out_dir, "predict", "output") as staging:
         for case in tqdm(cases, desc="predict", unit="case"):
             loaded = load_case(case, resection_cavity)
@@ -159,6 +159,7 @@ def predict_cases(
                 )
             classes = apply_postprocess(classes, post)
             path = write_segmentation(classes, loaded, staging, naming)
+            written[case.case_id] = path.name
             if montage_slices:
                 pred = on_cached_grid(classes, prepared.crop_box)
                 _montage(
@@ -179,7 +180,7 @@ def predict_cases(
                     for r in REGIONS
                 )
             tqdm.write(line)
-        write_json(staging / INFERENCE_FILE, record)
+        write_json(staging / INFERENCE_FILE, {**record, "predictions": written})
         result: dict[str, Any] = {
             "cases": [c.case_id for c in cases],
             "output": str(out_dir),
