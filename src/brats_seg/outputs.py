@@ -152,7 +152,7 @@ def files_beside(
     marker and yield the folder, into which the block writes them (each atomically).
 
     The names are recorded before they are written, so that an interrupted command still owns what
-    it left."""
+    it left; a block that fails gives up its claim on the names it did not write."""
     folder = Path(folder)
     names = list(names)
     check_files_beside(folder, names, command, option, own)
@@ -163,7 +163,17 @@ def files_beside(
         if any(record["files"].get(name) != command for name in names):
             record["files"].update({name: command for name in names})
             write_json(folder / MARKER, record)
-    yield folder
+    try:
+        yield folder
+    except BaseException:
+        with _locked(folder):
+            record = read_marker(folder)
+            unwritten = [n for n in names if not (folder / n).exists()]
+            for name in unwritten:
+                record["files"].pop(name, None)
+            if unwritten:
+                write_json(folder / MARKER, record)
+        raise
 
 
 @contextmanager

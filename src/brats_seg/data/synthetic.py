@@ -434,15 +434,17 @@ def write_synthetic_dataset(
     order or in parallel with the same result. Cases already complete are skipped, which makes an
     interrupted run resumable.
     """
-    from brats_seg.outputs import files_beside
+    from brats_seg.outputs import check_files_beside, files_beside
 
     cases, shape = validate_options(cases, shape)
     out = Path(out)
     # The cases and dataset.json are written beside whatever else the folder holds; a folder of one
     # of those names that synth did not write is refused, not replaced.
     names = [case_id(i) for i in range(cases)] + ["dataset.json"]
-    with files_beside(out, names, "synth", own=_written_by_generator):
+    check_files_beside(out, names, "synth", own=_written_by_generator)
+    if out.is_dir():
         _check_existing_cases(out, cases, shape, seed)
+    with files_beside(out, names, "synth", own=_written_by_generator):
         todo = [
             (out, i, shape, seed)
             for i in range(cases)
