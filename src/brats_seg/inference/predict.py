@@ -128,12 +128,12 @@ def predict_cases(
     from brats_seg.metrics.regions import region_scores, summarise
     from brats_seg.viz import plots
 
-    check_output_dir(out_dir, "predict", "output")
     run_dirs = resolve_runs(run_spec)
     for run_dir in run_dirs:
         RunFolder(run_dir).require(CONFIG_FILE)
     cases = input_cases(input_path)
     check_outputs(cases, out_dir, naming)
+    check_output_dir(out_dir, "predict", "output")
     members = load_members(run_dirs, any_size=brain_box)
     resection_cavity = (members[0].cfg.data.get("labels") or {}).get("resection_cavity", "error")
     tta, post = inference_settings(members, tta, postprocess)
@@ -180,7 +180,8 @@ def predict_cases(
                     for r in REGIONS
                 )
             tqdm.write(line)
-        write_json(staging / INFERENCE_FILE, {**record, "predictions": written})
+        record["predictions"] = written  # what the folder holds, case by case
+        write_json(staging / INFERENCE_FILE, record)
         result: dict[str, Any] = {
             "cases": [c.case_id for c in cases],
             "output": str(out_dir),
