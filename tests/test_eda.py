@@ -176,7 +176,13 @@ def test_rerun_replaces_the_report_and_leaves_nothing_behind(prepared, tmp_path)
     run_eda(prepared, out, overlays=2, gif=True)
     run_eda(prepared, out, overlays=0, montage_case=prepared.case_ids[1])
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["area_histograms.png", "classes.png", "eda.json", "montage.png"]
+    assert names == [
+        ".brats-seg-output.json",  # the marker that makes it eda's own output
+        "area_histograms.png",
+        "classes.png",
+        "eda.json",
+        "montage.png",
+    ]
     assert json.loads((out / "eda.json").read_text())["montage"]["case_id"] == prepared.case_ids[1]
     assert [p.name for p in tmp_path.iterdir()] == [
         "report"

@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
         "__version__",
         "errors",
         "atomic",
+        "outputs",
         "memory",
         "config",
         "config_schema",

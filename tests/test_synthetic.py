@@ -159,7 +159,9 @@ def test_write_case_writes_brats_like_nifti(tmp_path):
 def test_dataset_is_reproducible_resumable_and_described(tmp_path):
     root = syn.write_synthetic_dataset(tmp_path / "set", cases=3, shape=(32, 32, 16), seed=5)
     ids = ["SynBraTS_00000", "SynBraTS_00001", "SynBraTS_00002"]
-    assert sorted(p.name for p in root.iterdir()) == sorted([*ids, "dataset.json"])
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [".brats-seg-output.json", *ids, "dataset.json"]
+    )
     description = json.loads((root / "dataset.json").read_text())
     assert (
         description["cases"] == 3
@@ -302,6 +304,7 @@ def test_synth_command_writes_cases_and_nothing_else(tmp_path):
         "made"
     ]  # no .hydra, no log file, no outputs/
     assert sorted(p.name for p in (tmp_path / "made").iterdir()) == [
+        ".brats-seg-output.json",
         "SynBraTS_00000",
         "SynBraTS_00001",
         "dataset.json",

@@ -12,6 +12,7 @@ from brats_seg.errors import ConfigError, first_line
 def main(argv: list[str]) -> int:
     from brats_seg.atomic import write_json, write_text
     from brats_seg.config import compose
+    from brats_seg.outputs import check_files_beside, files_beside
     from brats_seg.results.compare import compare_sides, compare_text, load_side
 
     if any(a in ("-h", "--help") for a in argv):
@@ -36,14 +37,17 @@ def main(argv: list[str]) -> int:
         raise ConfigError(
             f"compare: bootstrap={cfg.bootstrap} is too few resamples; use at least 100"
         )
+    written = ("compare.md", "compare.json")
+    if cfg.out:
+        check_files_beside(Path(cfg.out), written, "compare")
     a, b = load_side(sides[0]), load_side(sides[1])
     result = compare_sides(a, b, samples=int(cfg.bootstrap), seed=int(cfg.seed))
     text = compare_text(result)
     print(text, end="")
     if cfg.out:
         out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_text(out / "compare.md", text)
-        write_json(out / "compare.json", result)
+        with files_beside(out, written, "compare"):
+            write_text(out / "compare.md", text)
+            write_json(out / "compare.json", result)
         print(f"wrote {out / 'compare.md'} and compare.json")
     return 0

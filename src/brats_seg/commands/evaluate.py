@@ -20,8 +20,10 @@ def _task(cfg) -> None:
         if not (cfg.pred and cfg.ref):
             raise ConfigError("score predictions with both pred=DIR and ref=ROOT (and out=DIR)")
         from brats_seg.inference.scoring import score_prediction_folder
+        from brats_seg.outputs import check_files_beside
 
         out = Path(cfg.out) if cfg.out else Path(cfg.pred)
+        check_files_beside(out, [METRICS_FILE], "evaluate", "out" if cfg.out else "pred")
         allow_missing = (cfg.get("evaluate") or {}).get("allow_missing", True)
         if not isinstance(allow_missing, bool):
             raise ConfigError(
@@ -45,8 +47,11 @@ def _task(cfg) -> None:
 def _evaluate_run(cfg) -> None:
     from brats_seg.inference.ensemble import resolve_runs
     from brats_seg.inference.evaluate import evaluate_ensemble, evaluate_run
+    from brats_seg.outputs import check_output_dir
     from brats_seg.tf_import import import_tensorflow_quietly
 
+    if cfg.out:  # an evaluation of its own, beside no run: its folder is written whole
+        check_output_dir(Path(cfg.out), "evaluate")
     import_tensorflow_quietly()
 
     run_dirs = resolve_runs(cfg.run)

@@ -10,11 +10,13 @@ from brats_seg.errors import ConfigError
 
 def _task(cfg) -> None:
     from brats_seg.inference.export import export_run
+    from brats_seg.outputs import check_output_dir
 
     if not cfg.run:
         raise ConfigError("export: give run=RUN_DIR")
     run_dir = Path(cfg.run)
     out = Path(cfg.out) if cfg.out else run_dir / "export"
+    check_output_dir(out, "export")  # before the model is loaded
     info = export_run(run_dir, out, str(cfg.format))
     size = (
         "any height and width (multiples of {})".format(info["input"]["size_multiple_of"])

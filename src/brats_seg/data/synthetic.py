@@ -433,26 +433,48 @@ def write_synthetic_dataset(
     order or in parallel with the same result. Cases already complete are skipped, which makes an
     interrupted run resumable.
     """
+    from brats_seg.outputs import check_files_beside, files_beside
+
     cases, shape = validate_options(cases, shape)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_existing_cases(out, cases, shape, seed)
-    todo = [
-        (out, i, shape, seed) for i in range(cases) if not is_complete(out / case_id(i), case_id(i))
-    ]
-    if workers > 1 and len(todo) > 1 and len(todo) * int(np.prod(shape)) >= POOL_MIN_VOXELS:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    # The cases and dataset.json are written beside whatever else the folder holds; a folder of one
+    # of those names that synth did not write is refused, not replaced.
+    names = [case_id(i) for i in range(cases)] + ["dataset.json"]
+    check_files_beside(out, names, "synth", own=_written_by_generator)
+    if out.is_dir():
+        _check_existing_cases(out, cases, shape, seed)
+    with files_beside(out, names, "synth", own=_written_by_generator):
+        todo = [
+            (out, i, shape, seed)
+            for i in range(cases)
+            if not is_complete(out / case_id(i), case_id(i))
+        ]
+        if workers > 1 and len(todo) > 1 and len(todo) * int(np.prod(shape)) >= POOL_MIN_VOXELS:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        # spawn: the caller may already run TensorFlow threads, which do not survive fork.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-            list(pool.map(_write_indexed_case, todo))
-    else:
-        for job in todo:
-            _write_indexed_case(job)
-    _write_description(out, cases, shape, seed)
+            # spawn: the caller may already run TensorFlow threads, which do not survive fork.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(todo)), mp_context=context
+            ) as pool:
+                list(pool.map(_write_indexed_case, todo))
+        else:
+            for job in todo:
+                _write_indexed_case(job)
+        _write_description(out, cases, shape, seed)
     return out
+
+
+def _written_by_generator(path: Path) -> bool:
+    """A complete case or a dataset.json this generator wrote before its folders had a marker
+    (their headers and generator name say so; _check_existing_cases checks their settings)."""
+    if path.name == "dataset.json":
+        try:
+            return read_description(path.parent).get("generator") == "brats_seg.data.synthetic"
+        except (OSError, ValueError, AttributeError):
+            return False
+    return path.name.startswith(CASE_PREFIX) and is_complete(path, path.name)
 
 
 def _check_existing_cases(out: Path, cases: int, shape: tuple[int, int, int], seed: int) -> None:

@@ -327,6 +327,8 @@ def evaluate_ensemble(
         lesionwise=bool(ev.get("lesionwise", True)),
     )
     metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
-    out.mkdir(parents=True, exist_ok=True)
-    write_evaluation(out, metrics, overlays, title=f"ensemble of {len(run_dirs)} runs")
+    from brats_seg.outputs import staged_output
+
+    with staged_output(out, "evaluate") as tmp:
+        write_evaluation(tmp, metrics, overlays, title=f"ensemble of {len(run_dirs)} runs")
     return metrics

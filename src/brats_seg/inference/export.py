@@ -15,10 +15,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from brats_seg.atomic import atomic_dir, write_json
+from brats_seg.atomic import write_json
 from brats_seg.config_schema import ExportFormat, choices
 from brats_seg.data.labels import CLASS_NAMES
 from brats_seg.errors import ConfigError
+from brats_seg.outputs import staged_output
 from brats_seg.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ def any_size_model(model):
 
 
 def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, Any]:
-    """Write the SavedModel of ``run_dir``'s best checkpoint to ``out`` (replaced whole) with
-    export.json."""
+    """Write the SavedModel of ``run_dir``'s best checkpoint to ``out`` with export.json; ``out``
+    is new, empty or an earlier export (replaced whole), see outputs.py."""
     import tensorflow as tf
     from omegaconf import OmegaConf
 
@@ -86,7 +87,7 @@ def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, A
         },
         "preprocessing": OmegaConf.to_container(cfg.data.preprocess, resolve=True),
     }
-    with atomic_dir(out) as tmp:
+    with staged_output(out, "export") as tmp:
         saved = tmp / "savedmodel"
         served.export(str(saved), format="tf_saved_model", input_signature=signature, verbose=False)
         write_json(tmp / EXPORT_INFO, info)

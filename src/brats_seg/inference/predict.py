@@ -14,6 +14,7 @@ from brats_seg.config_schema import PredictNaming, choices
 from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError, DataError
+from brats_seg.outputs import check_output_dir, staged_output
 from brats_seg.runfolder import CONFIG_FILE, METRICS_FILE, RunFolder
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,9 @@ def predict_cases(
     segmentation.
 
     ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). What was used
-    (runs, TTA, post-processing) is written to ``inference.json`` and into ``metrics.json``.
+    (runs, TTA, post-processing) is written to ``inference.json`` and into ``metrics.json``. The
+    output folder is written whole: it is new, empty or an earlier prediction, which it replaces
+    (see outputs.py), and holds the old result or the new one, never a mix.
     ``brain_box``: a model of fixed size predicts only the brain's box too (rebuilt fully
     convolutional, same weights); false (the default) gives it the slices it was trained on.
     """
@@ -130,62 +133,70 @@ def predict_cases(
         RunFolder(run_dir).require(CONFIG_FILE)
     cases = input_cases(input_path)
     check_outputs(cases, out_dir, naming)
+    check_output_dir(out_dir, "predict", "output")
     members = load_members(run_dirs, any_size=brain_box)
     resection_cavity = (members[0].cfg.data.get("labels") or {}).get("resection_cavity", "error")
     tta, post = inference_settings(members, tta, postprocess)
+    # Every case is read once before any is predicted: a broken one stops the command before the
+    # long part, and the output folder is only ever written whole (below).
+    for case in tqdm(cases, desc="check input", unit="case"):
+        load_case(case, resection_cavity)
     record = {
         "runs": [str(Path(r).resolve()) for r in run_dirs],
         "tta": tta,
         "postprocess": post.as_dict(),
         "brain_box": bool(brain_box),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / INFERENCE_FILE, record)
-    per_patient = []
-    for case in tqdm(cases, desc="predict", unit="case"):
-        loaded = load_case(case, resection_cavity)
-        classes, prepared = ensemble_classes(members, loaded, batch_size=batch_size, tta=tta)
-        if prepared.cut_brain:
-            tqdm.write(
-                f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
-                f"{prepared.cut_brain} brain voxel(s), predicted as background"
-            )
-        classes = apply_postprocess(classes, post)
-        path = write_segmentation(classes, loaded, out_dir, naming)
-        if montage_slices:
-            pred = on_cached_grid(classes, prepared.crop_box)
-            _montage(
-                plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png"
-            )
-        line = f"{case.case_id}: wrote {path}"
-        if loaded.seg is not None:
-            scores = region_scores(
-                classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule
-            )
-            per_patient.append({"case": case.case_id, **scores})
-            if lesionwise:
-                per_patient[-1]["lesionwise"] = lesion_scores(
-                    classes, loaded.seg, spacing=loaded.spacing
+    per_patient, written = [], {}
+    with staged_output(out_dir, "predict", "output") as staging:
+        for case in tqdm(cases, desc="predict", unit="case"):
+            loaded = load_case(case, resection_cavity)
+            classes, prepared = ensemble_classes(members, loaded, batch_size=batch_size, tta=tta)
+            if prepared.cut_brain:
+                tqdm.write(
+                    f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
+                    f"{prepared.cut_brain} brain voxel(s), predicted as background"
                 )
-            line += "; " + ", ".join(
-                f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}" for r in REGIONS
-            )
-        tqdm.write(line)
-    result: dict[str, Any] = {
-        "cases": [c.case_id for c in cases],
-        "output": str(out_dir),
-        "inference": record,
-    }
-    if per_patient:
-        metrics = {
-            "per_patient": per_patient,
-            "regions": summarise(per_patient),
-            "empty_rule": empty_rule,
+            classes = apply_postprocess(classes, post)
+            path = write_segmentation(classes, loaded, staging, naming)
+            written[case.case_id] = path.name
+            if montage_slices:
+                pred = on_cached_grid(classes, prepared.crop_box)
+                _montage(
+                    plots, prepared.x, pred, montage_slices, staging / f"{case.case_id}_overlay.png"
+                )
+            line = f"{case.case_id}: wrote {out_dir / path.name}"
+            if loaded.seg is not None:
+                scores = region_scores(
+                    classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule
+                )
+                per_patient.append({"case": case.case_id, **scores})
+                if lesionwise:
+                    per_patient[-1]["lesionwise"] = lesion_scores(
+                        classes, loaded.seg, spacing=loaded.spacing
+                    )
+                line += "; " + ", ".join(
+                    f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
+                    for r in REGIONS
+                )
+            tqdm.write(line)
+        record["predictions"] = written  # what the folder holds, case by case
+        write_json(staging / INFERENCE_FILE, record)
+        result: dict[str, Any] = {
+            "cases": [c.case_id for c in cases],
+            "output": str(out_dir),
             "inference": record,
-            **lesionwise_summary(per_patient),
         }
-        write_json(out_dir / METRICS_FILE, metrics)
-        result["metrics"] = metrics
+        if per_patient:
+            metrics = {
+                "per_patient": per_patient,
+                "regions": summarise(per_patient),
+                "empty_rule": empty_rule,
+                "inference": record,
+                **lesionwise_summary(per_patient),
+            }
+            write_json(staging / METRICS_FILE, metrics)
+            result["metrics"] = metrics
     return result
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from brats_seg.atomic import write_json
 from brats_seg.errors import DataError
+from brats_seg.outputs import files_beside
 from brats_seg.runfolder import METRICS_FILE
 
 _PRED_SUFFIX = re.compile(r"([_-]seg|[_-]pred)?\.nii(\.gz)?$")
@@ -115,5 +116,6 @@ def score_prediction_folder(
         "unmatched_predictions": sorted(set(predictions) - set(references)),
         **lesionwise_summary(per_patient),
     }
-    write_json(out_dir / METRICS_FILE, metrics)
+    with files_beside(out_dir, [METRICS_FILE], "evaluate"):
+        write_json(out_dir / METRICS_FILE, metrics)
     return metrics

@@ -16,6 +16,7 @@ from typing import Any
 from brats_seg.atomic import write_json, write_text
 from brats_seg.errors import ConfigError
 from brats_seg.metrics.regions import REGIONS
+from brats_seg.outputs import check_files_beside, files_beside
 from brats_seg.runfolder import COMPLETED, RunFolder
 
 CV_JSON = "cv_summary.json"
@@ -76,6 +77,8 @@ def cv_summary(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
 
     if not sweep_dir.is_dir():
         raise ConfigError(f"cv-summary: {sweep_dir} is not a folder")
+    out = out or sweep_dir
+    check_files_beside(out, (CV_JSON, CV_MD), "cv-summary")
     run_dirs = find_run_dirs([sweep_dir])
     if not run_dirs:
         raise ConfigError(f"cv-summary: no run folders under {sweep_dir}")
@@ -83,10 +86,9 @@ def cv_summary(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
         (fold_row(d) for d in run_dirs), key=lambda r: (r["fold"] is None, r["fold"] or 0, r["run"])
     )
     result = {"sweep": str(sweep_dir), "rows": rows, "summary": summarise_folds(rows)}
-    out = out or sweep_dir
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / CV_JSON, result)
-    write_text(out / CV_MD, to_markdown(result))
+    with files_beside(out, (CV_JSON, CV_MD), "cv-summary"):
+        write_json(out / CV_JSON, result)
+        write_text(out / CV_MD, to_markdown(result))
     return result
 
 

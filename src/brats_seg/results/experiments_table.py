@@ -51,6 +51,8 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
     with FileLock(str(path) + ".lock", timeout=120):
         new = not path.exists() or path.stat().st_size == 0
         buffer = io.StringIO()
+        if not new and not _ends_with_newline(path):
+            buffer.write("\n")  # a torn last line (a writer killed mid-row) stays apart from ours
         writer = csv.DictWriter(
             buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n"
         )
@@ -61,6 +63,12 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
         with path.open("a", newline="") as f:
             f.write(buffer.getvalue())
             f.flush()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(-1, io.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _cell(value: Any) -> Any:

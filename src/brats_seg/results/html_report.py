@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from brats_seg.atomic import write_text
+from brats_seg.outputs import check_files_beside, files_beside
 from brats_seg.results.stats import bootstrap_mean_ci, mean_sd
 from brats_seg.results.table import (
     MEASURED,
@@ -241,7 +242,8 @@ def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) 
 
 
 def write_report(paths: list[Path], out: Path, samples: int = 2000, overlays: bool = True) -> Path:
+    check_files_beside(out, [REPORT_FILE], "report")
     page = build_report(paths, samples=samples, overlays=overlays)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / REPORT_FILE, page)
+    with files_beside(out, [REPORT_FILE], "report"):
+        write_text(out / REPORT_FILE, page)
     return out / REPORT_FILE

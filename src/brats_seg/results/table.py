@@ -21,6 +21,7 @@ from typing import Any
 from brats_seg.atomic import atomic_path, write_text
 from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError
+from brats_seg.outputs import check_files_beside, files_beside
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
 from brats_seg.runfolder import METRICS_FILE
@@ -32,6 +33,9 @@ _METRIC_KEY = {
     "precision": "precision",
     "specificity": "specificity",
 }
+
+# What `brats-seg table` writes into its out folder, beside what is there.
+TABLE_FILES = ("results.md", "results.csv", "results.png", "groups.md", "groups.csv")
 
 
 @dataclass
@@ -430,17 +434,18 @@ def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
 def write_table(
     paths: list[Path], out: Path, printed: bool = True, intervals: int = 0
 ) -> list[ResultRow]:
+    check_files_beside(out, TABLE_FILES, "table")
     rows = collect(paths)
     records = table_records(rows, printed, intervals)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "results.md", to_markdown(records))
-    write_text(out / "results.csv", to_csv(records))
     groups = group_records(rows)
-    write_text(
-        out / "groups.md",
-        "Runs that differ only by seed or fold, as mean ± sd (n) over "
-        "completed runs.\n\n" + to_markdown(groups),
-    )
-    write_text(out / "groups.csv", to_csv(groups))
-    bar_chart(rows, out / "results.png")
+    with files_beside(out, TABLE_FILES, "table"):
+        write_text(out / "results.md", to_markdown(records))
+        write_text(out / "results.csv", to_csv(records))
+        write_text(
+            out / "groups.md",
+            "Runs that differ only by seed or fold, as mean ± sd (n) over "
+            "completed runs.\n\n" + to_markdown(groups),
+        )
+        write_text(out / "groups.csv", to_csv(groups))
+        bar_chart(rows, out / "results.png")
     return rows

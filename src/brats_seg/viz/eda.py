@@ -4,7 +4,8 @@ study did).
 ``run_eda`` writes a report folder: ``eda.json`` (pixels per class, slices lacking each class,
 per-slice area histograms, per-case counts, each case's edema contrast) and PNG figures (class
 totals, area histograms, random image/label overlays, a montage of one volume, optionally a GIF).
-The folder is built beside its destination and renamed into place.
+The folder is built beside its destination and renamed into place; it replaces only an earlier
+EDA report (see outputs.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from brats_seg.atomic import atomic_dir, write_json
+from brats_seg.atomic import write_json
 from brats_seg.data.discovery import FLAIR_CHANNEL, MODALITIES
 from brats_seg.data.labels import CLASS_NAMES, EDEMA, NUM_CLASSES
 from brats_seg.errors import ConfigError
+from brats_seg.outputs import check_output_dir, staged_output
 
 HISTOGRAM_BINS = 20
 MONTAGE_PANELS = 24
@@ -301,7 +303,7 @@ def run_eda(
     report: dict[str, Any] = {"data": _data_description(prepared, table), **stats, "figures": {}}
     report["edema_contrast"] = {c: edema_contrast(prepared, c) for c in table.case_ids}
 
-    with atomic_dir(out) as tmp:
+    with staged_output(out, "eda") as tmp:
         _write_figures(prepared, table, stats, report, tmp, overlays, montage_case, gif, seed)
         write_json(tmp / REPORT_FILE, report)
     report["out"] = str(out)
@@ -371,12 +373,7 @@ def _data_description(prepared, table: SliceTable) -> dict[str, Any]:
 
 def check_report_target(out: Path) -> None:
     """Refuse to replace anything but a previous EDA report (or an empty folder)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_FILE).is_file():
-        raise ConfigError(
-            f"out={out}: folder holds other files (no {REPORT_FILE}); choose an empty or new folder"
-        )
+    check_output_dir(out, "eda")
 
 
 def _check_overlays(overlays: Any) -> None:
