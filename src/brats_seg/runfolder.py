@@ -38,6 +38,8 @@ LOG_FILE = "train.log"
 CHECKPOINT_DIR = "checkpoints"
 BEST_CHECKPOINT = "best.keras"
 LAST_CHECKPOINT = "last.keras"
+BEST_STATE_FILE = "best.json"  # in CHECKPOINT_DIR: the monitored value of best.keras
+BACKUP_STATE_FILE = "backup.json"  # in BACKUP_DIR: which weights file is the complete backup
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 PLOT_DIR = "plots"
@@ -51,6 +53,7 @@ RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 # Stopped by SIGTERM or Ctrl-C: the same command resumes it.
 INTERRUPTED = "interrupted"
 NOT_STARTED = "not started"  # a Hydra job folder whose run never wrote run.json
+EDITED = "config edited"  # completed, but config.yaml no longer matches its recorded hash
 
 # Keys that change how a run is shown or where it is written, not what it computes.
 RESULT_NEUTRAL_KEYS = (
@@ -70,8 +73,8 @@ def now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def config_hash(cfg_container: dict) -> str:
-    """Hash of the resolved configuration, without the keys that do not change results."""
+def result_config(cfg_container: dict) -> dict:
+    """A plain copy of a resolved configuration without the keys that do not change results."""
     cfg = json.loads(json.dumps(cfg_container, default=str))
     for dotted in RESULT_NEUTRAL_KEYS:
         node, *rest = dotted.split(".")
@@ -80,6 +83,12 @@ def config_hash(cfg_container: dict) -> str:
             parent, node, rest = parent[node], rest[0], rest[1:]
         if not rest and isinstance(parent, dict):
             parent.pop(node, None)
+    return cfg
+
+
+def config_hash(cfg_container: dict) -> str:
+    """Hash of the resolved configuration, without the keys that do not change results."""
+    cfg = result_config(cfg_container)
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -264,6 +273,23 @@ class RunFolder:
                     ) from err
         return {}
 
+    def config_edited(self) -> str | None:
+        """How config.yaml differs from the configuration the run was trained with (the hash
+        run.json recorded), or None when it matches or nothing was recorded."""
+        from omegaconf import OmegaConf
+
+        recorded = (self.read() or {}).get("config_hash")
+        if recorded is None:
+            return None
+        cfg = OmegaConf.to_container(self.read_config(), resolve=True, enum_to_str=True)
+        actual = config_hash(cfg)
+        if actual == recorded:
+            return None
+        return (
+            f"edited after the run was trained (config hash {actual}, "
+            f"{STATUS_FILE} records {recorded})"
+        )
+
     def read_split(self) -> dict[str, list[str]]:
         return json.loads(self.require(SPLIT_FILE).read_text())
 
@@ -373,8 +399,6 @@ def open_run(
     the run was trained, and a missing or damaged checkpoint. ``best.keras`` is used;
     ``last.keras`` only with ``use_last_checkpoint``. Each allowance is in ``notes``.
     """
-    from omegaconf import OmegaConf
-
     path = Path(run_dir)
     if not path.is_dir():
         raise RunError(f"{path}: no such run folder")
@@ -389,18 +413,14 @@ def open_run(
             raise RunError(f"{path}: the run is {_status_words(status, info)}; {_remedy(status)}")
         notes.append(f"the run is {_status_words(status, info)}, used with allow_incomplete=true")
     cfg = folder.read_config()
-    recorded = (info or {}).get("config_hash")
-    if recorded is None:
+    if (info or {}).get("config_hash") is None:
         if not allow_incomplete:
             raise RunError(f"{folder.status_path}: records no config_hash to verify {CONFIG_FILE}")
         notes.append(f"{CONFIG_FILE} not verified: {STATUS_FILE} records no config hash")
     else:
-        actual = config_hash(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-        if actual != recorded:
-            raise RunError(
-                f"{folder.config_path}: edited after the run was trained (config hash {actual}, "
-                f"{STATUS_FILE} records {recorded}); restore it, or train a new run"
-            )
+        edited = folder.config_edited()
+        if edited:
+            raise RunError(f"{folder.config_path}: {edited}; restore it, or train a new run")
     checkpoint = _pick_checkpoint(folder, use_last_checkpoint)
     if use_last_checkpoint:
         notes.append(
