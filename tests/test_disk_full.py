@@ -1,5 +1,5 @@
 """A full disk while the slice cache is written: one line saying the disk is full and naming the
-file, and no partial cache left. The disk is a real 1 MiB tmpfs (mounting needs root; without it
+file, and no partial cache left. The disk is a real 64 KiB tmpfs (mounting needs root; without it
 the test is skipped, saying so)."""
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ def tiny_disk(tmp_path) -> Path:
     where = tmp_path / "disk"
     where.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
         capture_output=True,
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a 1 MiB tmpfs here ({mounted.stderr.strip()}); needs root")
+        pytest.skip(f"cannot mount a 64 KiB tmpfs here ({mounted.stderr.strip()}); needs root")
     yield where
     subprocess.run(["umount", str(where)], check=True)
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    """Two cases whose cached slices (several MB) do not fit the 1 MiB disk."""
+    """Two cases whose cached slices (several 100 KB) do not fit the 64 KiB disk."""
     path = tmp_path_factory.mktemp("full") / "root"
     done = run_cli("synth", f"out={path}", "cases=2", "shape=[96,96,64]")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -42,6 +42,7 @@ def test_a_full_disk_says_so_names_the_file_and_leaves_no_cache(root, tiny_disk,
         "eda",
         "data=brats",
         f"data.root={root}",
+        "data.selection.rule=tumour",
         f"data.workers={workers}",
         f"data.cache_dir={tiny_disk}",
         f"out={tmp_path / 'eda'}",

@@ -629,10 +629,12 @@ def _write_volume(folder: Path, x: np.ndarray, classes: np.ndarray) -> None:
             np.save(tmp / "x.npy", x)
             np.save(tmp / "classes.npy", np.ascontiguousarray(classes, dtype=np.uint8))
         except OSError as err:  # e.g. a full disk: the volume is only a cache, so carry on
-            print(
-                f"brats-seg: warning: {folder}: volume not cached ({err.strerror or err})",
-                file=sys.stderr,
+            why = (
+                f"the disk is full, {_free_words(folder.parent)}"
+                if is_disk_full(err, folder.parent)
+                else err.strerror or str(err)
             )
+            print(f"brats-seg: warning: {folder}: volume not cached ({why})", file=sys.stderr)
             return
         try:
             os.rename(tmp, folder)
