@@ -76,9 +76,7 @@ def test_a_completed_run_opens_with_its_best_checkpoint(tiny_run):
         ({"status": "interrupted", "error": "SIGTERM"}, "interrupted"),
     ],
 )
-def test_a_run_that_is_not_completed_is_refused_naming_its_status(
-    tiny_run, tmp_path, status, said
-):
+def test_a_run_that_is_not_completed_is_refused_naming_its_status(tiny_run, tmp_path, status, said):
     from brats_seg.errors import RunError
     from brats_seg.runfolder import open_run
 
@@ -175,3 +173,17 @@ def test_a_damaged_run_json_is_named_with_its_damage(tiny_run, tmp_path, content
     with pytest.raises(RunError, match=damage) as caught:
         open_run(run)
     assert str(run / "run.json") in str(caught.value)
+
+
+def test_the_table_shows_an_edited_run_without_its_metrics(tiny_run, tmp_path):
+    import csv
+
+    from brats_seg.results.table import write_table
+
+    run = copy_run(tiny_run, tmp_path / "runs")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("normalization: zscore", "normalization: minmax"))
+    write_table([tmp_path / "runs"], tmp_path / "table")
+    with open(tmp_path / "table" / "results.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["status"] == "config edited" and row["f1"] == ""

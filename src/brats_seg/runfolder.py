@@ -444,8 +444,8 @@ def _status_words(status: str, info: dict[str, Any] | None) -> str:
     error = (info or {}).get("error")
     if status == RUNNING:
         return "running (a live process is training it)"
-    if status == INTERRUPTED:
-        return f"{INTERRUPTED} (run.json says {(info or {}).get('status')!s}, no process trains it)"
+    if status == INTERRUPTED and (info or {}).get("status") == RUNNING:
+        return f"{INTERRUPTED} ({STATUS_FILE} says running, but no process trains it: killed)"
     return f"{status} ({error})" if error else status
 
 
