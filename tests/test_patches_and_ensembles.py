@@ -82,6 +82,15 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
         "tta": False,
         "postprocess": {"min_component": 0, "et_min_volume": 0, "min_component_share": 0.0},
         "brain_box": False,
+        "run_checks": [
+            {
+                "run": str(run_dir.resolve()),
+                "status": "completed",
+                "checkpoint": "best.keras",
+                "allow_incomplete": False,
+                "notes": [],
+            }
+        ],
         "predictions": {name.removesuffix("_seg.nii.gz"): name for name in segs},
     }
 

@@ -411,14 +411,19 @@ def test_predict_submission_naming_writes_what_evaluate_scores(
 
 
 @pytest.mark.slow
-def test_evaluate_says_when_it_falls_back_to_the_last_checkpoint(real_run, tmp_path):
+def test_evaluate_uses_the_last_checkpoint_only_when_told_and_says_so(real_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(real_run, run_dir)
     (run_dir / "checkpoints" / "best.keras").unlink()
-    result = run_cli("evaluate", f"run={run_dir}", cwd=tmp_path)
+    refused = run_cli("evaluate", f"run={run_dir}", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "no best.keras" in refused.stderr and "use_last_checkpoint=true" in refused.stderr
+    result = run_cli("evaluate", f"run={run_dir}", "use_last_checkpoint=true", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "evaluated last.keras" in result.stdout and "no best.keras" in result.stdout
+    assert "used last.keras" in result.stdout
     status = json.loads((run_dir / "run.json").read_text())
     assert status["evaluated_checkpoint"] == "last.keras"
-    assert "no best.keras" in status["checkpoint_note"]
-    assert "no best.keras" in json.loads((run_dir / "metrics.json").read_text())["checkpoint_note"]
+    assert "used last.keras" in status["checkpoint_note"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "used last.keras" in metrics["checkpoint_note"]
+    assert metrics["run_check"]["checkpoint"] == "last.keras"

@@ -73,6 +73,18 @@ def _shell_completion(args: list[str]) -> int:
     return int(importlib.import_module(f"brats_seg.commands.{command}").main(["-sc", *args]) or 0)
 
 
+def _terminate_as_exception() -> None:
+    """SIGTERM raises ``Terminated`` in the main thread, so a command cleans up as after Ctrl-C."""
+    import signal
+
+    from brats_seg.errors import Terminated
+
+    def _raise(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -92,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import warnings
 
-    from brats_seg.errors import BratsSegError
+    from brats_seg.errors import BratsSegError, Terminated
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if command in TENSORFLOW_COMMANDS:
@@ -102,11 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     # Keras warns that fit(shuffle=True) is ignored for tf.data; the pipeline shuffles by itself.
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
     module = importlib.import_module(f"brats_seg.commands.{command.replace('-', '_')}")
+    _terminate_as_exception()
     try:
         return int(module.main(rest) or 0)
     except BratsSegError as err:
         print(f"brats-seg {command}: error: {err}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"brats-seg {command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"brats-seg {command}: interrupted", file=sys.stderr)
         return 130

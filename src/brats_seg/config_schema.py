@@ -274,6 +274,8 @@ class EvaluateSchema(Dict[str, Any]):
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
+    allow_incomplete: bool = MISSING
+    use_last_checkpoint: bool = MISSING
 
 
 @dataclass
@@ -291,6 +293,8 @@ class PredictSchema(Dict[str, Any]):
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     brain_box: bool = MISSING
+    allow_incomplete: bool = MISSING
+    use_last_checkpoint: bool = MISSING
 
 
 @dataclass
@@ -365,6 +369,8 @@ class ExportSchema(Dict[str, Any]):
     run: Optional[str] = MISSING
     format: ExportFormat = MISSING
     out: Optional[str] = MISSING
+    allow_incomplete: bool = MISSING
+    use_last_checkpoint: bool = MISSING
 
 
 # name in the schema group -> schema; the YAML file that extends it names it as /schema/<name>.

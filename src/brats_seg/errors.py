@@ -26,3 +26,8 @@ class RunError(BratsSegError):
 
 class TrainingFailed(BratsSegError):
     """Training stopped abnormally (for example the loss became NaN)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a command cleans up as after Ctrl-C: temporary
+    folders removed, worker processes ended, a training run recorded as interrupted."""

@@ -3,11 +3,12 @@ segs."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
 from brats_seg.errors import ConfigError
-from brats_seg.runfolder import METRICS_FILE, RunFolder
+from brats_seg.runfolder import METRICS_FILE, open_runs
 
 # A command line that works, shown when a mandatory option is missing.
 EXAMPLE = "brats-seg evaluate run=outputs/runs/default-s42"
@@ -55,19 +56,25 @@ def _evaluate_run(cfg) -> None:
     import_tensorflow_quietly()
 
     run_dirs = resolve_runs(cfg.run)
-    run_cfgs = [_with_overrides(RunFolder(r).read_config(), cfg) for r in run_dirs]
+    runs = open_runs(
+        run_dirs,
+        allow_incomplete=bool(cfg.allow_incomplete),
+        use_last_checkpoint=bool(cfg.use_last_checkpoint),
+    )
+    run_cfgs = [_with_overrides(copy.deepcopy(run.cfg), cfg) for run in runs]
     if len(run_dirs) == 1 and not cfg.out:
         where = run_dirs[0]
-        metrics = evaluate_run(where, cfg=run_cfgs[0])
+        metrics = evaluate_run(runs[0], cfg=run_cfgs[0])
     else:
         if not cfg.out:
             raise ConfigError(
                 f"evaluate: an ensemble of {len(run_dirs)} runs needs out=DIR for its results"
             )
         where = Path(cfg.out)
-        metrics = evaluate_ensemble(run_dirs, where, run_cfgs, batch_size=int(cfg.batch_size))
-    if metrics.get("checkpoint_note"):
-        print(f"{where}: {metrics['checkpoint_note']}")
+        metrics = evaluate_ensemble(runs, where, run_cfgs, batch_size=int(cfg.batch_size))
+    for run in runs:
+        for note in run.notes:
+            print(f"{run.path}: {note}")
     ca = metrics["col_ave"]
     used = metrics["inference"]
     print(

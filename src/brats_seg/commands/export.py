@@ -17,7 +17,15 @@ def _task(cfg) -> None:
     run_dir = Path(cfg.run)
     out = Path(cfg.out) if cfg.out else run_dir / "export"
     check_output_dir(out, "export")  # before the model is loaded
-    info = export_run(run_dir, out, str(cfg.format))
+    info = export_run(
+        run_dir,
+        out,
+        str(cfg.format),
+        allow_incomplete=bool(cfg.allow_incomplete),
+        use_last_checkpoint=bool(cfg.use_last_checkpoint),
+    )
+    for note in info["run_check"]["notes"]:
+        print(f"{run_dir}: {note}")
     size = (
         "any height and width (multiples of {})".format(info["input"]["size_multiple_of"])
         if info["input"]["any_size"]

@@ -32,7 +32,12 @@ def _task(cfg) -> None:
         naming=cfg.get("naming", "brats"),
         lesionwise=bool(cfg.get("lesionwise", True)),
         brain_box=bool(cfg.get("brain_box", False)),
+        allow_incomplete=bool(cfg.allow_incomplete),
+        use_last_checkpoint=bool(cfg.use_last_checkpoint),
     )
+    for check in result["inference"]["run_checks"]:
+        for note in check["notes"]:
+            print(f"{check['run']}: {note}")
     used = result["inference"]
     print(
         f"{len(result['cases'])} case(s) segmented into {result['output']} "

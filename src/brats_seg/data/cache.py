@@ -31,11 +31,13 @@ import TensorFlow at top level; the ``brats-seg`` entry point does not).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -169,10 +171,50 @@ def write_case_entry(cache_path: Path, meta: dict, x: np.ndarray, y: np.ndarray)
     """Write one case's selected slices and meta (into a folder that is not yet visible to
     readers)."""
     folder = case_dir(cache_path, meta["case_id"])
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "x.npy", np.ascontiguousarray(x, dtype=X_DTYPE))
-    np.save(folder / "y.npy", np.ascontiguousarray(y, dtype=np.uint8))
-    write_json(folder / "meta.json", meta)
+    target = folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "x.npy"
+        np.save(target, np.ascontiguousarray(x, dtype=X_DTYPE))
+        target = folder / "y.npy"
+        np.save(target, np.ascontiguousarray(y, dtype=np.uint8))
+        target = folder / "meta.json"
+        write_json(target, meta)
+    except OSError as err:
+        if is_disk_full(err, folder):
+            raise DataError(
+                f"{target}: the disk is full ({_free_words(folder)}) while the slice cache was "
+                "written; free some space or point data.cache_dir at a disk with room; "
+                "nothing of this cache was kept"
+            ) from err
+        raise
+
+
+def is_disk_full(err: OSError, folder: Path) -> bool:
+    """Whether a failed write ran out of space. numpy's tofile reports a short write as
+    "N requested and M written" with no errno, so the free space decides then."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if err.errno is None and "requested and" in str(err):
+        return True
+    try:
+        return shutil.disk_usage(_existing(folder)).free == 0
+    except OSError:
+        return False
+
+
+def _free_words(folder: Path) -> str:
+    try:
+        usage = shutil.disk_usage(_existing(folder))
+    except OSError:
+        return "free space unknown"
+    return f"{usage.free} of {usage.total} bytes free on its file system"
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def write_index(cache_path: Path, index: dict) -> None:
@@ -212,18 +254,27 @@ def build_cache(
         if is_complete(final):
             _repair_locked(final, cases, preprocess, selection, resection_cavity)
             return final
-        _build_locked(
-            cache_dir,
-            final,
-            name,
-            root,
-            key,
-            cases,
-            preprocess,
-            selection,
-            workers,
-            resection_cavity,
-        )
+        try:
+            _build_locked(
+                cache_dir,
+                final,
+                name,
+                root,
+                key,
+                cases,
+                preprocess,
+                selection,
+                workers,
+                resection_cavity,
+            )
+        except OSError as err:
+            if not is_disk_full(err, cache_dir):
+                raise
+            raise DataError(
+                f"{final}: the disk is full ({_free_words(cache_dir)}) while the slice cache was "
+                "written; free some space or point data.cache_dir at a disk with room; "
+                "nothing of this cache was kept"
+            ) from err
     finally:
         lock.release()
     return final
@@ -319,24 +370,65 @@ def _build_in_pool(
     cases, preprocess, selection, out: Path, workers: int, bar, resection_cavity: str
 ) -> list[dict]:
     metas = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=worker_context(),
+        initializer=end_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
         pending = {
             pool.submit(build_case_entry, case, preprocess, selection, str(out), resection_cavity)
             for case in cases
         }
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    meta, decodes = future.result()  # re-raises a worker's DataError
-                    nifti.record_decodes(decodes)
-                    metas.append(meta)
-                    bar.update()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                meta, decodes = future.result()  # re-raises a worker's DataError
+                nifti.record_decodes(decodes)
+                metas.append(meta)
+                bar.update()
+    except BaseException:
+        # A failed case, SIGTERM or Ctrl-C (from submitting on): stop the workers now rather than
+        # let them finish their cases into a folder that is about to be removed.
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return metas
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Initializer of a cache worker: die with the process that started the build.
+
+    Linux sends the worker SIGKILL when its parent ends (PR_SET_PDEATHSIG), however the parent
+    ends, SIGKILL included; under forkserver the parent is the fork server, which exits as soon as
+    the brats-seg process is gone. SIGTERM and SIGINT get their defaults back, so that the
+    parent's handlers (which turn them into an exception) do not run inside a worker.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which ends us
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:  # the parent ended before the line above took effect
+        os._exit(1)
 
 
 def warn_cut_brain(metas: list[dict]) -> None:
@@ -537,10 +629,12 @@ def _write_volume(folder: Path, x: np.ndarray, classes: np.ndarray) -> None:
             np.save(tmp / "x.npy", x)
             np.save(tmp / "classes.npy", np.ascontiguousarray(classes, dtype=np.uint8))
         except OSError as err:  # e.g. a full disk: the volume is only a cache, so carry on
-            print(
-                f"brats-seg: warning: {folder}: volume not cached ({err.strerror or err})",
-                file=sys.stderr,
+            why = (
+                f"the disk is full, {_free_words(folder.parent)}"
+                if is_disk_full(err, folder.parent)
+                else err.strerror or str(err)
             )
+            print(f"brats-seg: warning: {folder}: volume not cached ({why})", file=sys.stderr)
             return
         try:
             os.rename(tmp, folder)

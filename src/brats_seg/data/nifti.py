@@ -67,7 +67,12 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     global _decodes
     try:
         img = nib.load(str(path))
+        damage = header_damage(Path(path), img)
+        if damage:
+            raise DataError(f"{path}: {damage}")
         data = np.asanyarray(img.dataobj)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (
@@ -82,6 +87,29 @@ def read_nifti(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
     if data.ndim != 3:
         raise DataError(f"{path}: expected a 3D volume, found shape {tuple(data.shape)}")
     return data, img
+
+
+# Deflate (gzip) cannot compress by more than about 1032:1.
+_MAX_GZIP_RATIO = 1032
+
+
+def header_damage(path: Path, img) -> str | None:
+    """What is impossible about a NIfTI header's claimed size given the file on disk, or None
+    (checked before the voxels are read, which would otherwise fail as a MemoryError or a short
+    read)."""
+    shape = tuple(int(d) for d in img.header.get_data_shape())
+    dtype = img.header.get_data_dtype()
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    size = path.stat().st_size
+    claim = f"its header claims {'x'.join(map(str, shape))} voxels of {dtype} ({need} bytes)"
+    if path.name.endswith(".gz"):
+        if need > size * _MAX_GZIP_RATIO:
+            return f"{claim}, more than a {size}-byte gzip file can hold"
+        return None
+    held = size - int(getattr(img.dataobj, "offset", 0))  # nibabel keeps it on the proxy
+    if need > held:
+        return f"{claim}, but the file holds {held} bytes of voxels (truncated or a bad header)"
+    return None
 
 
 def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:

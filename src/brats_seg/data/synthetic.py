@@ -588,3 +588,7 @@ def ensure_synthetic_dataset(data_cfg: Any) -> Path:
             workers = int(_get(data_cfg, "workers", 1) or 1)
             write_synthetic_dataset(root, cases, shape, seed=seed, workers=workers)
     return root
+
+
+def read_description(root: str | os.PathLike) -> dict:
+    return json.loads((Path(root) / "dataset.json").read_text(encoding="utf-8"))

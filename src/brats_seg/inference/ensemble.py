@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from brats_seg.errors import ConfigError, DataError, RunError
-from brats_seg.runfolder import COMPLETED, RunFolder, is_run_dir
+from brats_seg.runfolder import CONFIG_FILE, OpenedRun, find_completed_runs, is_run_dir
 
 
 def resolve_runs(spec: Any) -> list[Path]:
@@ -39,12 +39,10 @@ def resolve_runs(spec: Any) -> list[Path]:
         if is_run_dir(path) or len(paths) > 1:
             runs.append(path)
             continue
-        found = sorted(
-            p.parent for p in path.rglob("run.json") if RunFolder(p.parent).status == COMPLETED
-        )
+        found = find_completed_runs(path)
         if not found:
             raise RunError(
-                f"{path}: not a brats-seg run folder (no config.yaml), "
+                f"{path}: not a brats-seg run folder (no {CONFIG_FILE}), "
                 "and no completed run under it"
             )
         runs.extend(found)
@@ -62,21 +60,21 @@ class Member:
     trained_shape: tuple[int, int, int] | None = None
 
 
-def load_members(run_dirs: list[Path], *, any_size: bool = False) -> list[Member]:
-    """The runs' best models with their preprocessing. ``any_size``: a model of fixed size is
-    rebuilt fully convolutional (same weights), so that only the brain's box is predicted."""
+def load_members(runs: list[OpenedRun], *, any_size: bool = False) -> list[Member]:
+    """The runs' models (each checked by runfolder.open_run) with their preprocessing.
+    ``any_size``: a model of fixed size is rebuilt fully convolutional (same weights), so that only
+    the brain's box is predicted."""
     from brats_seg.data.settings import PreprocessSettings
     from brats_seg.models.registry import any_size_copy, divisor
 
     members = []
-    for run_dir in run_dirs:
-        folder = RunFolder(run_dir)
-        cfg = folder.read_config()
-        model = folder.load_best_model()
+    for run in runs:
+        cfg = run.cfg
+        model = run.load_model()
         copy = any_size_copy(model, cfg.model) if any_size else model
         members.append(
             Member(
-                run_dir,
+                run.path,
                 copy,
                 PreprocessSettings.from_cfg(cfg.data.preprocess),
                 divisor(cfg.model),

@@ -34,12 +34,12 @@ from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
 from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
 from brats_seg.runfolder import (
-    BEST_CHECKPOINT,
-    HISTORY_FILE,
-    LAST_CHECKPOINT,
     METRICS_FILE,
     METRICS_MD_FILE,
+    OpenedRun,
     RunFolder,
+    open_run,
+    result_config,
 )
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def write_evaluation(
         list(CLASS_NAMES),
         plot_dir / "confusion_matrix.png",
     )
-    plots.learning_curves(run_dir / HISTORY_FILE, plot_dir / "learning_curves.png")
+    plots.learning_curves(RunFolder(run_dir).history_path, plot_dir / "learning_curves.png")
     for i, (area, case_id, z, image, truth, pred) in enumerate(overlays, start=1):
         plots.overlay(
             image,
@@ -217,23 +217,32 @@ def write_evaluation(
     write_json(run_dir / METRICS_FILE, metrics)
 
 
-def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> dict[str, Any]:
-    """Evaluate a run folder's model on its test patients and write the results into the folder."""
+def evaluate_run(
+    run: str | Path | OpenedRun,
+    cfg=None,
+    *,
+    allow_incomplete: bool = False,
+    use_last_checkpoint: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a run's model on its test patients and write the results into its folder.
+
+    ``run``: a run folder, opened here with runfolder.open_run (which refuses a run that is not
+    completed, an edited config.yaml or a damaged checkpoint unless the options allow it), or one
+    already opened. ``cfg``: the run's config with the command's overrides (default: its own).
+    """
     from brats_seg.data.dataset import prepare_data
 
-    run_dir = Path(run_dir)
-    folder = RunFolder(run_dir)
-    if cfg is None:
-        cfg = folder.read_config()
+    if not isinstance(run, OpenedRun):
+        run = open_run(
+            run, allow_incomplete=allow_incomplete, use_last_checkpoint=use_last_checkpoint
+        )
+    run_dir, folder = run.path, run.folder
+    cfg = run.cfg if cfg is None else cfg
     split = folder.read_split()
     if not split.get("test"):
         raise RunError(f"{run_dir}: the split has no test patients")
-    checkpoint_note = None
-    if model is None:
-        checkpoint = folder.checkpoint_path()
-        model = folder.load_best_model()
-        checkpoint_note = fallback_note(folder, checkpoint)
-    prepared = prepared if prepared is not None else prepare_data(cfg.data)
+    model = run.load_model()
+    prepared = prepare_data(cfg.data)
     ev = cfg.get("evaluate", {}) or {}
     metrics, overlays = evaluate_model(
         model,
@@ -247,33 +256,19 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
         tta=bool(ev.get("tta", False)),
         postprocess=ev.get("postprocess"),
     )
-    if checkpoint_note:
-        metrics["checkpoint_note"] = checkpoint_note
+    metrics["run_check"] = run.record()
+    note = "; ".join(run.notes) or None
+    if note:
+        metrics["checkpoint_note"] = note
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
     if folder.status_path.exists():
-        folder.update(
-            evaluated_checkpoint=LAST_CHECKPOINT if checkpoint_note else BEST_CHECKPOINT,
-            checkpoint_note=checkpoint_note,
-        )
+        folder.update(evaluated_checkpoint=run.checkpoint.name, checkpoint_note=note)
     return metrics
 
 
-def fallback_note(folder: RunFolder, checkpoint: Path | None) -> str | None:
-    """A line saying that the run is evaluated with its last checkpoint, having no best one; None
-    otherwise."""
-    if checkpoint is None or checkpoint.name != LAST_CHECKPOINT:
-        return None
-    note = (
-        f"no {BEST_CHECKPOINT} in {folder.checkpoint_dir}: evaluated {LAST_CHECKPOINT}, the "
-        "model of the last epoch trained, not the best one"
-    )
-    log.warning("%s", note)
-    return note
-
-
 def evaluate_ensemble(
-    run_dirs: list[Path], out: Path, cfgs: list, *, batch_size: int = 16
+    runs: list[OpenedRun], out: Path, cfgs: list, *, batch_size: int = 16
 ) -> dict[str, Any]:
     """Evaluate the averaged softmax of several runs on their common test patients; write into
     ``out``.
@@ -289,8 +284,8 @@ def evaluate_ensemble(
 
     from brats_seg.data.dataset import prepare_data
 
-    folders = [RunFolder(r) for r in run_dirs]
-    tests = [sorted(f.read_split().get("test") or []) for f in folders]
+    run_dirs = [run.path for run in runs]
+    tests = [sorted(run.folder.read_split().get("test") or []) for run in runs]
     if not tests[0]:
         raise RunError(f"{run_dirs[0]}: the split has no test patients")
     for run_dir, test in zip(run_dirs[1:], tests[1:], strict=True):
@@ -300,17 +295,15 @@ def evaluate_ensemble(
                 "an ensemble of runs is evaluated on common test patients "
                 "(score other runs with brats-seg predict)"
             )
-    data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
+    data = [result_config({"data": OmegaConf.to_container(c.data, resolve=True)}) for c in cfgs]
     for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
-        if {k: v for k, v in other.items() if k != "workers"} != {
-            k: v for k, v in data[0].items() if k != "workers"
-        }:
+        if other != data[0]:
             raise RunError(
                 f"{run_dir}: its data settings differ from those of {run_dirs[0]}; "
                 "evaluate an ensemble of runs over one data set and preprocessing, "
                 "or score it with brats-seg predict"
             )
-    models = [f.load_best_model() for f in folders]
+    models = [run.load_model() for run in runs]
     prepared = prepare_data(cfgs[0].data)
     ev = cfgs[0].get("evaluate", {}) or {}
     divisor = math.lcm(*(model_divisor(c) for c in cfgs))
@@ -327,6 +320,7 @@ def evaluate_ensemble(
         lesionwise=bool(ev.get("lesionwise", True)),
     )
     metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
+    metrics["inference"]["run_checks"] = [run.record() for run in runs]
     from brats_seg.outputs import staged_output
 
     with staged_output(out, "evaluate") as tmp:

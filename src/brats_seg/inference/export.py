@@ -20,7 +20,7 @@ from brats_seg.config_schema import ExportFormat, choices
 from brats_seg.data.labels import CLASS_NAMES
 from brats_seg.errors import ConfigError
 from brats_seg.outputs import staged_output
-from brats_seg.runfolder import RunFolder
+from brats_seg.runfolder import open_run
 
 log = logging.getLogger(__name__)
 FORMATS = choices(ExportFormat)
@@ -47,7 +47,14 @@ def any_size_model(model):
     return clone
 
 
-def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, Any]:
+def export_run(
+    run_dir: Path,
+    out: Path,
+    fmt: str = "savedmodel",
+    *,
+    allow_incomplete: bool = False,
+    use_last_checkpoint: bool = False,
+) -> dict[str, Any]:
     """Write the SavedModel of ``run_dir``'s best checkpoint to ``out`` with export.json; ``out``
     is new, empty or an earlier export (replaced whole), see outputs.py."""
     import tensorflow as tf
@@ -57,9 +64,11 @@ def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, A
 
     if fmt not in FORMATS:
         raise ConfigError(f"export: format={fmt} is not supported; use one of {', '.join(FORMATS)}")
-    folder = RunFolder(run_dir)
-    cfg = folder.read_config()
-    model = folder.load_best_model()
+    run = open_run(
+        run_dir, allow_incomplete=allow_incomplete, use_last_checkpoint=use_last_checkpoint
+    )
+    cfg = run.cfg
+    model = run.load_model()
     flexible = any_size_model(model)
     served = flexible if flexible is not None else model
     channels = int(model.input_shape[-1])
@@ -69,7 +78,9 @@ def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, A
     signature = [tf.TensorSpec((None, height, width, channels), tf.float32, name="image")]
     info = {
         "run": str(run_dir),
-        "checkpoint": str(folder.checkpoint_path()),
+        "checkpoint": str(run.checkpoint),
+        # the run's status, and what was allowed (allow_incomplete, last.keras)
+        "run_check": run.record(),
         "format": "TensorFlow SavedModel (keras Model.export)",
         "signature": "serve / serving_default",
         "input": {

@@ -15,7 +15,7 @@ from brats_seg.data.discovery import FLAIR_CHANNEL
 from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError, DataError
 from brats_seg.outputs import check_output_dir, staged_output
-from brats_seg.runfolder import CONFIG_FILE, METRICS_FILE, RunFolder
+from brats_seg.runfolder import METRICS_FILE, open_runs
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ def predict_cases(
     naming: str = "brats",
     lesionwise: bool = True,
     brain_box: bool = False,
+    allow_incomplete: bool = False,
+    use_last_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Predict every case under ``input_path`` with one run or an ensemble; score those that have a
     segmentation.
@@ -129,12 +131,13 @@ def predict_cases(
     from brats_seg.viz import plots
 
     run_dirs = resolve_runs(run_spec)
-    for run_dir in run_dirs:
-        RunFolder(run_dir).require(CONFIG_FILE)
+    runs = open_runs(
+        run_dirs, allow_incomplete=allow_incomplete, use_last_checkpoint=use_last_checkpoint
+    )
     cases = input_cases(input_path)
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
-    members = load_members(run_dirs, any_size=brain_box)
+    members = load_members(runs, any_size=brain_box)
     resection_cavity = (members[0].cfg.data.get("labels") or {}).get("resection_cavity", "error")
     tta, post = inference_settings(members, tta, postprocess)
     # Every case is read once before any is predicted: a broken one stops the command before the
@@ -146,6 +149,8 @@ def predict_cases(
         "tta": tta,
         "postprocess": post.as_dict(),
         "brain_box": bool(brain_box),
+        # each run's status and checkpoint, and what was allowed (allow_incomplete, last.keras)
+        "run_checks": [run.record() for run in runs],
     }
     per_patient, written = [], {}
     with staged_output(out_dir, "predict", "output") as staging:

@@ -16,7 +16,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from brats_seg.atomic import write_json, write_text
-from brats_seg.errors import RunError, first_line
+from brats_seg.errors import RunError, Terminated, first_line
 from brats_seg.runfolder import (
     COMPLETED,
     CONFIG_FILE,
@@ -92,8 +92,10 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         )
         try:
             return _run(cfg, run_dir, folder, role)
-        except KeyboardInterrupt:
-            folder.fail("interrupted")
+        except KeyboardInterrupt as err:
+            # SIGTERM (errors.Terminated) or Ctrl-C: resumable, unlike a failure; the same command
+            # picks it up from its last checkpoint.
+            folder.interrupt("SIGTERM" if isinstance(err, Terminated) else "interrupted (Ctrl-C)")
             raise
         except Exception as err:
             folder.fail(f"{type(err).__name__}: {first_line(err)}")

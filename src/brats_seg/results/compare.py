@@ -26,7 +26,8 @@ from brats_seg.results.stats import (
     fmt_interval,
     wilcoxon_p,
 )
-from brats_seg.results.table import ResultRow, find_run_dirs, read_run
+from brats_seg.results.table import ResultRow, read_run
+from brats_seg.runfolder import find_run_dirs
 
 
 @dataclass

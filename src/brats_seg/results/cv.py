@@ -8,7 +8,6 @@ folds that is.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from brats_seg.atomic import write_json, write_text
 from brats_seg.errors import ConfigError
 from brats_seg.metrics.regions import REGIONS
 from brats_seg.outputs import check_files_beside, files_beside
-from brats_seg.runfolder import COMPLETED, RunFolder
+from brats_seg.runfolder import COMPLETED, EDITED, RunFolder, find_run_dirs
 
 CV_JSON = "cv_summary.json"
 CV_MD = "cv_summary.md"
@@ -25,28 +24,23 @@ CV_MD = "cv_summary.md"
 
 def fold_row(run_dir: Path) -> dict[str, Any]:
     """One fold's figures, read from its run folder."""
-    from omegaconf import OmegaConf
-
     folder = RunFolder(run_dir)
     info = folder.read() or {}
-    cfg_path = (
-        folder.config_path if folder.config_path.exists() else run_dir / ".hydra" / "config.yaml"
-    )
-    cfg = (
-        OmegaConf.to_container(OmegaConf.load(cfg_path), resolve=False) if cfg_path.exists() else {}
-    )
+    cfg = folder.read_config_dict()
     split_cfg = (cfg.get("data") or {}).get("split") or {}
     row: dict[str, Any] = {
         "run": str(run_dir),
         "fold": split_cfg.get("fold") if split_cfg.get("folds") else None,
         "folds": split_cfg.get("folds"),
-        "status": info.get("status", "not started"),
+        "status": folder.effective_status(),
         "train_seconds": info.get("train_seconds"),
         "train_cpu_seconds": info.get("train_cpu_seconds"),
         "test_cases": [],
     }
+    if row["status"] == COMPLETED and folder.config_path.exists() and folder.config_edited():
+        row["status"] = EDITED  # its metrics belong to another configuration
     if row["status"] == COMPLETED and folder.metrics_path.exists():
-        metrics = json.loads(folder.metrics_path.read_text())
+        metrics = folder.read_metrics()
         patients = metrics.get("per_patient") or []
         row["test_cases"] = [p["case"] for p in patients]
         for region in REGIONS:
@@ -73,8 +67,6 @@ def summarise_folds(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def cv_summary(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
     """Rows and summary of the runs under ``sweep_dir``; writes cv_summary.json and
     cv_summary.md."""
-    from brats_seg.results.table import find_run_dirs
-
     if not sweep_dir.is_dir():
         raise ConfigError(f"cv-summary: {sweep_dir} is not a folder")
     out = out or sweep_dir

@@ -109,12 +109,15 @@ def _region_series(
 def _common_case(groups: list[list[ResultRow]]) -> tuple[str | None, list[ResultRow]]:
     """The test patient most experiments were tested on, and one completed run with a model per
     experiment."""
-    from brats_seg.runfolder import RunFolder
+    from brats_seg.runfolder import BEST_CHECKPOINT, COMPLETED, RunFolder
 
     chosen: list[ResultRow] = []
     for members in groups:
         for r in members:
-            if r.status == "completed" and RunFolder(r.run_dir).checkpoint_path() is not None:
+            if (
+                r.status == COMPLETED
+                and (RunFolder(r.run_dir).checkpoint_dir / BEST_CHECKPOINT).exists()
+            ):
                 chosen.append(r)
                 break
     counts: dict[str, int] = {}
@@ -131,8 +134,9 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
     tumour)."""
     from brats_seg.data.dataset import prepare_data
     from brats_seg.data.discovery import FLAIR_CHANNEL
+    from brats_seg.errors import RunError
     from brats_seg.inference.slices import predict_slices
-    from brats_seg.runfolder import RunFolder
+    from brats_seg.runfolder import open_run
     from brats_seg.viz.report_figures import overlay_row
 
     case, runs = _common_case(groups)
@@ -140,8 +144,12 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
         return "<p class='note'>No completed run with a saved model: no overlay.</p>"
     predictions, truth_panel, z, notes = [], None, None, []
     for r in runs:
-        folder = RunFolder(r.run_dir)
-        cfg = folder.read_config()
+        try:
+            run = open_run(r.run_dir)
+        except RunError as err:  # damaged or edited: the rest of the page stands
+            notes.append(f"{_label([r])}: not shown ({str(err).splitlines()[0]})")
+            continue
+        cfg = run.cfg
         try:
             x, y_full, meta = prepare_data(cfg.data).load_volume(case)
         # a run whose data is gone keeps the rest of the page
@@ -155,7 +163,7 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
             truth = truth[:, x0:x1, y0:y1]
         if z is None:
             z = int(np.argmax((truth > 0).reshape(truth.shape[0], -1).sum(axis=1)))
-        pred = predict_slices(folder.load_best_model(), x[z : z + 1], 1)[0]
+        pred = predict_slices(run.load_model(), x[z : z + 1], 1)[0]
         image = np.asarray(x[z, ..., FLAIR_CHANNEL])
         if truth_panel is None:
             truth_panel = (image, np.asarray(truth[z]))
@@ -174,7 +182,7 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
 
 def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) -> str:
     """The HTML page of the runs under ``paths``."""
-    from brats_seg.viz.plots import read_history
+    from brats_seg.runfolder import RunFolder
     from brats_seg.viz.report_figures import grouped_bars, learning_curves_grid, patient_boxes
 
     rows = collect(paths)
@@ -225,11 +233,7 @@ def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) 
     panels = [
         (
             label,
-            [
-                read_history(r.run_dir / "history.csv")
-                for r in members
-                if (r.run_dir / "history.csv").exists()
-            ],
+            [h for h in (RunFolder(r.run_dir).read_history() for r in members) if h],
         )
         for label, members in zip(labels, groups, strict=True)
     ]

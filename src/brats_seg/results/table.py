@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,13 @@ from brats_seg.errors import ConfigError
 from brats_seg.outputs import check_files_beside, files_beside
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
-from brats_seg.runfolder import METRICS_FILE
+from brats_seg.runfolder import (
+    COMPLETED,
+    EDITED,
+    METRICS_FILE,
+    RunFolder,
+    find_run_dirs,
+)
 
 MEASURED = ("recall", "f1", "precision", "specificity")
 _METRIC_KEY = {
@@ -66,52 +71,20 @@ class ResultRow:
     error: str = ""
 
 
-def find_run_dirs(paths: list[Path]) -> list[Path]:
-    """Run folders in ``paths``: folders with a config.yaml or run.json written by brats-seg train,
-    or a Hydra job folder (.hydra/config.yaml) that never got that far."""
-    found: set[Path] = set()
-    for root in paths:
-        if not root.is_dir():
-            raise ConfigError(f"{root} is not a folder")
-        for marker in ("run.json", "config.yaml", ".hydra/config.yaml"):
-            for hit in root.rglob(marker):
-                run_dir = hit.parent.parent if marker.startswith(".hydra") else hit.parent
-                if (run_dir / ".hydra" / "config.yaml").exists() or (run_dir / "run.json").exists():
-                    found.add(run_dir)
-    return sorted(found)
-
-
 def _load_yaml(path: Path) -> dict[str, Any]:
+    """A sweep's multirun.yaml (Hydra's, not a run folder's file)."""
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)  # type: ignore[return-value]
 
 
-def _is_locked(lock_file: Path) -> bool:
-    """True while a live brats-seg process holds the run folder's lock (the OS releases it when a
-    process dies)."""
-    from filelock import FileLock, Timeout
-
-    if not lock_file.exists():
-        return False
-    lock = FileLock(str(lock_file))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
-
-
 def read_run(run_dir: Path) -> ResultRow:
-    status_file = run_dir / "run.json"
-    info = json.loads(status_file.read_text()) if status_file.exists() else {}
-    status = info.get("status", "not started")
-    if status == "running" and not _is_locked(run_dir / ".run.lock"):
-        status = "interrupted"  # killed or lost its node; the same command resumes it
-    cfg_path = run_dir / "config.yaml"
-    cfg = _load_yaml(cfg_path if cfg_path.exists() else run_dir / ".hydra" / "config.yaml")
-    return _row_from_config(cfg, run_dir, status, info)
+    folder = RunFolder(run_dir)
+    info = folder.read() or {}
+    status = folder.effective_status()
+    if status == COMPLETED and folder.config_path.exists() and folder.config_edited():
+        status = EDITED  # its metrics belong to another configuration than the one shown
+    return _row_from_config(folder.read_config_dict(), run_dir, status, info)
 
 
 def _row_from_config(
@@ -136,8 +109,8 @@ def _row_from_config(
     )
     result.optimizer, result.loss, result.preprocessing = _labels(cfg)
     result.group, result.seeds = group_key(cfg), varying(cfg)
-    if status == "completed" and (run_dir / METRICS_FILE).exists():
-        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    if status == COMPLETED and (run_dir / METRICS_FILE).exists():
+        metrics = RunFolder(run_dir).read_metrics()
         result.params = metrics.get("params", result.params)
         if "col_ave" in metrics:  # a run trained on every patient (data.split.test=0) has no scores
             result.measured = {k: metrics["col_ave"][_METRIC_KEY[k]] for k in MEASURED}

@@ -19,6 +19,12 @@ from pathlib import Path
 import keras
 
 from brats_seg.atomic import write_json
+from brats_seg.runfolder import (
+    BACKUP_STATE_FILE,
+    BEST_CHECKPOINT,
+    BEST_STATE_FILE,
+    LAST_CHECKPOINT,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +81,15 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
 
     @property
     def best_path(self) -> Path:
-        return self.folder / "best.keras"
+        return self.folder / BEST_CHECKPOINT
 
     @property
     def last_path(self) -> Path:
-        return self.folder / "last.keras"
+        return self.folder / LAST_CHECKPOINT
 
     @property
     def _state_path(self) -> Path:
-        return self.folder / "best.json"
+        return self.folder / BEST_STATE_FILE
 
     def on_train_begin(self, logs=None):
         if self.write_folder is None:
@@ -135,7 +141,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     it again.
     """
 
-    STATE_FILE = "backup.json"
+    STATE_FILE = BACKUP_STATE_FILE
 
     def __init__(self, backup_dir: str | Path, write_dir: str | Path | None = None):
         super().__init__(str(backup_dir))

@@ -1,0 +1,189 @@
+"""A run is used only as what it is: completed, with the config it was trained with and an intact
+checkpoint (runfolder.open_run, shared by predict, evaluate, export, ensembles and the report).
+
+One tiny run is trained once; each test changes a copy of it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from conftest import run_cli
+
+SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("states") / "outputs"
+    out.mkdir()
+    done = run_cli(
+        "train",
+        "debug=tiny",
+        *SMALL_UNET,
+        "trainer.epochs=1",
+        "trainer.precision=float32",
+        f"paths.output_root={out}",
+        f"hydra.run.dir={out / 'run'}",
+        cwd=out.parent,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "run"
+
+
+@pytest.fixture(scope="module")
+def new_cases(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cases") / "root"
+    done = run_cli("synth", f"out={root}", "cases=1", "shape=[32,32,16]")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root
+
+
+def copy_run(run: Path, where: Path, **status) -> Path:
+    copy = where / "run"
+    shutil.copytree(run, copy)
+    if status:
+        info = json.loads((copy / "run.json").read_text())
+        (copy / "run.json").write_text(json.dumps({**info, **status}))
+    return copy
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    return lines[-1]
+
+
+def test_a_completed_run_opens_with_its_best_checkpoint(tiny_run):
+    from brats_seg.runfolder import open_run
+
+    run = open_run(tiny_run)
+    assert run.status == "completed" and run.checkpoint.name == "best.keras"
+    assert run.record()["allow_incomplete"] is False and run.notes == []
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ({"status": "failed", "error": "TrainingFailed: NaN loss"}, "failed (TrainingFailed: NaN"),
+        ({"status": "running", "ended": None}, "interrupted"),
+        ({"status": "interrupted", "error": "SIGTERM"}, "interrupted"),
+    ],
+)
+def test_a_run_that_is_not_completed_is_refused_naming_its_status(tiny_run, tmp_path, status, said):
+    from brats_seg.errors import RunError
+    from brats_seg.runfolder import open_run
+
+    run = copy_run(tiny_run, tmp_path, **status)
+    with pytest.raises(RunError, match="allow_incomplete=true") as caught:
+        open_run(run)
+    assert str(run) in str(caught.value) and said in str(caught.value)
+    opened = open_run(run, allow_incomplete=True)
+    assert opened.record()["allow_incomplete"] is True
+    assert said in opened.notes[0]
+
+
+def test_a_run_being_trained_is_refused_as_running(tiny_run, tmp_path):
+    from brats_seg.errors import RunError
+    from brats_seg.runfolder import open_run
+
+    run = copy_run(tiny_run, tmp_path, status="running", ended=None)
+    with FileLock(str(run / ".run.lock")), pytest.raises(RunError, match="is running"):
+        open_run(run)
+
+
+def test_predict_refuses_a_failed_run_and_records_when_it_is_allowed(tiny_run, new_cases, tmp_path):
+    run = copy_run(tiny_run, tmp_path, status="failed", error="TrainingFailed: NaN loss")
+    out = tmp_path / "pred"
+    refused = run_cli("predict", f"run={run}", f"input={new_cases}", f"output={out}")
+    line = one_error_line(refused)
+    assert str(run) in line and "failed" in line
+    assert not out.exists()
+    allowed = run_cli(
+        "predict", f"run={run}", f"input={new_cases}", f"output={out}", "allow_incomplete=true"
+    )
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert "allow_incomplete=true" in allowed.stdout
+    check = json.loads((out / "inference.json").read_text())["run_checks"][0]
+    assert check["status"] == "failed" and check["allow_incomplete"] is True
+
+
+def test_an_ensemble_with_a_failed_member_is_refused(tiny_run, tmp_path):
+    good = tiny_run
+    bad = copy_run(tiny_run, tmp_path, status="failed", error="TrainingFailed: NaN loss")
+    result = run_cli("evaluate", f"run=[{good},{bad}]", f"out={tmp_path / 'ens'}")
+    line = one_error_line(result)
+    assert str(bad) in line and "failed" in line
+    assert not (tmp_path / "ens").exists()
+
+
+def test_evaluate_refuses_an_edited_config_and_keeps_the_metrics(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path)
+    config = run / "config.yaml"
+    text = config.read_text()
+    assert text.count("normalization: zscore") == 1
+    config.write_text(text.replace("normalization: zscore", "normalization: minmax"))
+    metrics = (run / "metrics.json").read_bytes()
+    result = run_cli("evaluate", f"run={run}")
+    line = one_error_line(result)
+    assert str(config) in line and "edited" in line
+    assert (run / "metrics.json").read_bytes() == metrics
+
+
+def test_a_truncated_checkpoint_is_reported_as_damaged(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path)
+    best = run / "checkpoints" / "best.keras"
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    result = run_cli("evaluate", f"run={run}")
+    line = one_error_line(result)
+    assert str(best) in line and "damaged checkpoint" in line
+    assert "not found" not in line.lower()
+
+
+def test_last_checkpoint_is_used_only_when_told_and_export_says_so(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path)
+    (run / "checkpoints" / "best.keras").unlink()
+    refused = run_cli("export", f"run={run}", f"out={tmp_path / 'e1'}")
+    line = one_error_line(refused)
+    assert "no best.keras" in line and "use_last_checkpoint=true" in line
+    done = run_cli("export", f"run={run}", f"out={tmp_path / 'e2'}", "use_last_checkpoint=true")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "used last.keras" in done.stdout
+    info = json.loads((tmp_path / "e2" / "export.json").read_text())
+    assert info["checkpoint"].endswith("last.keras")
+    assert "used last.keras" in info["run_check"]["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("content", "damage"),
+    [(b'{"status": "compl', "not JSON"), (b"[1, 2]", "a JSON list")],
+)
+def test_a_damaged_run_json_is_named_with_its_damage(tiny_run, tmp_path, content, damage):
+    from brats_seg.errors import RunError
+    from brats_seg.runfolder import open_run
+
+    run = copy_run(tiny_run, tmp_path)
+    (run / "run.json").write_bytes(content)
+    with pytest.raises(RunError, match=damage) as caught:
+        open_run(run)
+    assert str(run / "run.json") in str(caught.value)
+
+
+def test_the_table_shows_an_edited_run_without_its_metrics(tiny_run, tmp_path):
+    import csv
+
+    from brats_seg.results.table import write_table
+
+    run = copy_run(tiny_run, tmp_path / "runs")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("normalization: zscore", "normalization: minmax"))
+    write_table([tmp_path / "runs"], tmp_path / "table")
+    with open(tmp_path / "table" / "results.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["status"] == "config edited" and row["f1"] == ""
