@@ -15,6 +15,7 @@ small matrix products, which keeps a full 240 x 240 x 155 case at a few seconds.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
