@@ -206,8 +206,10 @@ def _quoting_hint(argv: list[str], message: str) -> str:
     for arg in argv:
         key, eq, value = arg.partition("=")
         if eq and not arg.startswith("-") and not value.isascii() and arg in message:
-            if value[:1] in "[{" or "," in value:
+            if value[:1] in "[{":
                 how = f"quote each item that has them, e.g. {key}=['a','é']"
+            elif "," in value:
+                how = f"quote each value of the sweep that has them, e.g. {key}='a','é'"
             else:
                 how = f"give {key}='{value}' as one argument (in a shell: \"{key}='{value}'\")"
             return (
