@@ -56,6 +56,7 @@ class LoadedCase:
 
     @property
     def convention(self) -> str:
+        """The case's file naming (brats2021 | brats2023); its labels: ``label_convention``."""
         return self.case.convention
 
 
