@@ -9,7 +9,7 @@ from brats_seg.config import compose
 from brats_seg.data import nifti
 from brats_seg.data.dataset import prepare_data
 from brats_seg.data.discovery import find_case
-from brats_seg.data.labels import labels_to_classes
+from brats_seg.data.labels import LabelRules, labels_to_classes
 from brats_seg.data.nifti import write_nifti
 from brats_seg.errors import ConfigError, DataError
 
@@ -54,7 +54,7 @@ def test_resection_cavity_message_and_option(tmp_path):
     assert "resection cavity" in message and "BraTS 2024 post-treatment" in message
     assert "data.labels.resection_cavity=background" in message
     assert "ET is 4 in BraTS 2017-2021" not in message  # the old, wrong explanation
-    loaded = nifti.load_case(case, resection_cavity="background")
+    loaded = nifti.load_case(case, LabelRules(resection_cavity="background"))
     expected = classes.copy()
     expected[cavity] = 0
     np.testing.assert_array_equal(loaded.seg, expected)
@@ -67,7 +67,7 @@ def test_resection_cavity_option_through_the_data_config(tmp_path):
         prepare_data(data_cfg(root, tmp_path / "cache"))
     cfg = {**data_cfg(root, tmp_path / "cache"), "labels": {"resection_cavity": "background"}}
     prepared = prepare_data(cfg)
-    assert prepared.case_meta("BraTS-GLI-02105-100")["resection_cavity"] == "background"
+    assert prepared.case_meta("BraTS-GLI-02105-100")["labels"]["resection_cavity"] == "background"
     volume = prepared.load_volume("BraTS-GLI-02105-100")  # decoded again with the same rule
     assert volume.classes[2:6, 2:6, 2:6].max() == 0
     with pytest.raises(
@@ -80,10 +80,14 @@ def test_resection_cavity_option_through_the_data_config(tmp_path):
 
 def test_label_3_in_2021_naming_explains_the_convention():
     with pytest.raises(
-        DataError, match=r"s: unexpected label value\(s\) 3; BraTS 2017-2021 .*ET is 4"
+        DataError,
+        match=r"s: unexpected label value\(s\) 3; BraTS 2017-2021 .*ET is 4.*convention=2023",
     ):
         labels_to_classes(np.array([0, 3], np.uint8), "brats2021", "s")
     # 2021 naming knows no resection cavity: 4 is ET whatever the option
     np.testing.assert_array_equal(
-        labels_to_classes(np.array([0, 4], np.uint8), "brats2021", "s", "background"), [0, 3]
+        labels_to_classes(
+            np.array([0, 4], np.uint8), "brats2021", "s", LabelRules(resection_cavity="background")
+        ),
+        [0, 3],
     )

@@ -71,7 +71,7 @@ def test_labels_to_classes_rounds_floats_and_rejects_other_values():
     np.testing.assert_array_equal(labels_to_classes(labels, "brats2021", "s"), [0, 1, 2, 3])
     with pytest.raises(DataError, match="s: unexpected label value.*3"):
         labels_to_classes(np.array([0, 3], np.uint8), "brats2021", "s")
-    with pytest.raises(DataError, match="unexpected label value.*4"):
+    with pytest.raises(DataError, match="s: label 4 without label 3 .* reads two ways"):
         labels_to_classes(np.array([0, 4], np.int16), "brats2023", "s")
     with pytest.raises(DataError, match="unexpected label value.*-1"):
         labels_to_classes(np.array([0, -1], np.int16), "brats2021", "s")

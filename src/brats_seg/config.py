@@ -168,6 +168,48 @@ def _one_line_errors(
     return guarded
 
 
+def quote_non_ascii_values(argv: list[str]) -> list[str]:
+    """``argv`` with each ``key=value`` whose value Hydra's override grammar would refuse unquoted
+    only for its non-ASCII characters (``data.root=/data/données patiënt``) quoted for it, so that
+    such a value works as given. A value that looks like a list, a dict or a sweep (``[``, ``{``,
+    ``,``), or that quoting would change, is left as it is (the error then says how to quote)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = None
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if arg.startswith("-") or not eq or value.isascii() or value[:1] in "'\"[{" or "," in value:
+            out.append(arg)
+            continue
+        parser = parser or OverridesParser.create()
+        quoted = f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
+        try:
+            same = parser.parse_override(quoted).value() == value
+        except HydraException:
+            same = False
+        out.append(quoted if same else arg)
+    return out
+
+
+def _quoting_hint(argv: list[str], message: str) -> str:
+    """How to quote a non-ASCII override value that Hydra's error ``message`` names; "" if none."""
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and not arg.startswith("-") and not value.isascii() and arg in message:
+            if value[:1] in "[{":
+                how = f"quote each item that has them, e.g. {key}=['a','é']"
+            elif "," in value:
+                how = f"quote each value of the sweep that has them, e.g. {key}='a','é'"
+            else:
+                how = f"give {key}='{value}' as one argument (in a shell: \"{key}='{value}'\")"
+            return (
+                "; Hydra's override grammar takes non-ASCII characters only inside quotes: " + how
+            )
+    return ""
+
+
 def run_hydra_app(
     task: Callable[[Any], Any],
     config_name: str,
@@ -197,7 +239,7 @@ def run_hydra_app(
     # query comes back through the dispatcher (brats_seg.cli), so both name the program without its
     # subcommand.
     completing = bool(SHELL_COMPLETION_FLAGS & set(argv))
-    sys.argv = [prog.split()[0] if completing else prog, *argv]
+    sys.argv = [prog.split()[0] if completing else prog, *quote_non_ascii_values(argv)]
     # Hydra prints its errors as tracebacks unless HYDRA_FULL_ERROR is set, in which case it raises
     # them: set, they reach the handler below, which prints one line (or the traceback, if the user
     # had set it).
@@ -214,7 +256,8 @@ def run_hydra_app(
     except (HydraException, OmegaConfBaseException) as err:
         if wants_traces:
             raise
-        raise ConfigError(one_line(err)) from err
+        message = one_line(err)
+        raise ConfigError(message + _quoting_hint(argv, message)) from err
     finally:
         sys.argv, _user_full_error = saved_argv, saved_choice
         if saved_env is None:

@@ -74,6 +74,26 @@ class SelectionRule(Choice):
     brain = "brain"
 
 
+class NumberedChoice(Choice):
+    """A choice whose members are numbers such as years: Hydra parses ``key=2017`` as the integer
+    2017, which is taken as the member ``'2017'``."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls.__members__.get(str(value))
+        return None
+
+
+# The label values of a segmentation: auto, the ones the case's file names imply; 2017: BraTS
+# 2017-2021 (ET is 4); 2023: BraTS 2023 (ET is 3); 2024: BraTS 2023 labels plus 4, the
+# post-treatment resection cavity. (Members named by the functional API: a name cannot start with a
+# digit in a class body.)
+LabelConvention = NumberedChoice(
+    "LabelConvention", {name: name for name in ("auto", "2017", "2023", "2024")}
+)
+
+
 class ResectionCavity(Choice):
     error = "error"
     background = "background"
@@ -200,6 +220,7 @@ class PostprocessSchema(Dict[str, Any]):
 
 @dataclass
 class LabelsSchema(Dict[str, Any]):
+    convention: LabelConvention = MISSING  # type: ignore[valid-type]
     resection_cavity: ResectionCavity = MISSING
 
 
@@ -271,6 +292,7 @@ class EvaluateSchema(Dict[str, Any]):
     empty_rule: Optional[EmptyRule] = MISSING
     lesionwise: Optional[bool] = MISSING
     batch_size: int = MISSING
+    labels: LabelsSchema = field(default_factory=LabelsSchema)
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)

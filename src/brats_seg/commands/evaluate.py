@@ -20,6 +20,7 @@ def _task(cfg) -> None:
     elif cfg.pred or cfg.ref:
         if not (cfg.pred and cfg.ref):
             raise ConfigError("score predictions with both pred=DIR and ref=ROOT (and out=DIR)")
+        from brats_seg.data.labels import LabelRules
         from brats_seg.inference.scoring import score_prediction_folder
         from brats_seg.outputs import check_files_beside
 
@@ -31,6 +32,7 @@ def _task(cfg) -> None:
                 f"evaluate.allow_missing must be true or false, got {allow_missing!r}"
             )
         lesionwise = True if cfg.get("lesionwise") is None else bool(cfg.lesionwise)
+        labels = LabelRules.from_cfg(cfg.get("labels"), "labels")
         metrics = score_prediction_folder(
             Path(cfg.pred),
             Path(cfg.ref),
@@ -38,6 +40,7 @@ def _task(cfg) -> None:
             empty_rule=cfg.empty_rule or "brats",
             allow_missing=allow_missing,
             lesionwise=lesionwise,
+            labels=labels,
         )
         _warn_unmatched(metrics, Path(cfg.pred))
         _print_regions(metrics, out / METRICS_FILE)

@@ -50,6 +50,7 @@ import numpy as np
 from brats_seg.atomic import atomic_dir, write_json
 from brats_seg.data import nifti
 from brats_seg.data.discovery import MODALITIES, CaseFiles
+from brats_seg.data.labels import LabelRules
 from brats_seg.data.preprocess import PREPROCESS_VERSION, preprocess_case
 from brats_seg.data.selection import class_pixel_counts, select_slices
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
@@ -77,7 +78,7 @@ def cache_key(
     cases: Iterable[CaseFiles],
     preprocess: PreprocessSettings,
     selection: SelectionSettings,
-    resection_cavity: str = "error",
+    labels: LabelRules | None = None,
 ) -> str:
     """16 hex digits identifying the data (file contents) and the settings that shape the cache."""
     payload = {
@@ -86,7 +87,7 @@ def cache_key(
         "x_dtype": np.dtype(X_DTYPE).name,
         "preprocess": preprocess.as_dict(),
         "selection": selection.as_dict(),
-        "labels": {"resection_cavity": resection_cavity},
+        "labels": (labels or LabelRules()).as_dict(),
         "cases": [
             [c.case_id, c.convention, [_file_identity(p) for p in c.files]]
             for c in sorted(cases, key=lambda c: c.case_id)
@@ -232,12 +233,12 @@ def build_cache(
     preprocess: PreprocessSettings,
     selection: SelectionSettings,
     workers: int = 1,
-    resection_cavity: str = "error",
+    labels: LabelRules | None = None,
 ) -> Path:
     """Return the complete cache folder for these cases and settings, building it first if needed
     (and rebuilding any case entry whose arrays are damaged)."""
     cache_dir = Path(cache_dir).resolve()
-    key = cache_key(cases, preprocess, selection, resection_cavity)
+    key = cache_key(cases, preprocess, selection, labels)
     final = cache_dir / f"{name}-{key}"
     if is_complete(final) and not damaged_entries(final, [c.case_id for c in cases]):
         return final
@@ -252,7 +253,7 @@ def build_cache(
         lock.acquire()
     try:
         if is_complete(final):
-            _repair_locked(final, cases, preprocess, selection, resection_cavity)
+            _repair_locked(final, cases, preprocess, selection, labels)
             return final
         try:
             _build_locked(
@@ -265,7 +266,7 @@ def build_cache(
                 preprocess,
                 selection,
                 workers,
-                resection_cavity,
+                labels,
             )
         except OSError as err:
             if not is_disk_full(err, cache_dir):
@@ -285,7 +286,7 @@ def _repair_locked(
     cases: list[CaseFiles],
     preprocess: PreprocessSettings,
     selection: SelectionSettings,
-    resection_cavity: str,
+    labels: LabelRules,
 ) -> None:
     """Rebuild, one by one, the case entries whose arrays are damaged (the files behind the key are
     unchanged, so each entry comes out as it was)."""
@@ -296,7 +297,7 @@ def _repair_locked(
             file=sys.stderr,
         )
         with atomic_dir(case_dir(final, case_id), prefix=f".rebuild-{case_id}-") as tmp:
-            build_case_entry(by_id[case_id], preprocess, selection, str(tmp), resection_cavity)
+            build_case_entry(by_id[case_id], preprocess, selection, str(tmp), labels)
             # build_case_entry writes <out>/cases/<id>/: lift its files to the new folder's top
             built = case_dir(tmp, case_id)
             for item in built.iterdir():
@@ -314,14 +315,14 @@ def _build_locked(
     preprocess: PreprocessSettings,
     selection: SelectionSettings,
     workers: int,
-    resection_cavity: str,
+    labels: LabelRules,
 ) -> None:
     # Holding the lock, any leftover temporary folder of this key belongs to a builder that died.
     for stale in cache_dir.glob(f".building-{final.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     with atomic_dir(final, prefix=f".building-{final.name}-") as tmp:
         metas = _build_entries(
-            cases, preprocess, selection, tmp, workers, f"caching {name} slices", resection_cavity
+            cases, preprocess, selection, tmp, workers, f"caching {name} slices", labels
         )
         warn_cut_brain(metas)
         write_index(
@@ -335,7 +336,7 @@ def _build_locked(
                 "x_dtype": np.dtype(X_DTYPE).name,
                 "preprocess": preprocess.as_dict(),
                 "selection": selection.as_dict(),
-                "labels": {"resection_cavity": resection_cavity},
+                "labels": (labels or LabelRules()).as_dict(),
                 "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
             },
         )
@@ -350,7 +351,7 @@ def _build_entries(
     out: Path,
     workers: int,
     desc: str,
-    resection_cavity: str,
+    labels: LabelRules,
 ) -> list[dict]:
     from tqdm import tqdm
 
@@ -359,15 +360,15 @@ def _build_entries(
         if workers == 1:
             metas = []
             for case in cases:
-                meta, _ = build_case_entry(case, preprocess, selection, str(out), resection_cavity)
+                meta, _ = build_case_entry(case, preprocess, selection, str(out), labels)
                 metas.append(meta)
                 bar.update()
             return metas
-        return _build_in_pool(cases, preprocess, selection, out, workers, bar, resection_cavity)
+        return _build_in_pool(cases, preprocess, selection, out, workers, bar, labels)
 
 
 def _build_in_pool(
-    cases, preprocess, selection, out: Path, workers: int, bar, resection_cavity: str
+    cases, preprocess, selection, out: Path, workers: int, bar, labels: LabelRules
 ) -> list[dict]:
     metas = []
     pool = ProcessPoolExecutor(
@@ -378,7 +379,7 @@ def _build_in_pool(
     )
     try:
         pending = {
-            pool.submit(build_case_entry, case, preprocess, selection, str(out), resection_cavity)
+            pool.submit(build_case_entry, case, preprocess, selection, str(out), labels)
             for case in cases
         }
         while pending:
@@ -454,12 +455,12 @@ def build_case_entry(
     preprocess: PreprocessSettings,
     selection: SelectionSettings,
     out: str,
-    resection_cavity: str = "error",
+    labels: LabelRules | None = None,
 ) -> tuple[dict, int]:
     """Decode, preprocess and select one case and write its entry; returns (meta, NIfTI decodes
     done)."""
     before = nifti.decode_count()
-    loaded = nifti.load_case(case, resection_cavity)
+    loaded = nifti.load_case(case, labels)
     if loaded.seg is None:
         raise DataError(
             f"{case.folder}: case {case.case_id} has no segmentation; needed for training"
@@ -483,7 +484,7 @@ def build_case_entry(
         "fingerprint": content_fingerprint(loaded.image),
         "crop_box": list(prep.crop_box) if prep.crop_box else None,
         "crop_cut": {"brain": prep.cut_brain, "tumour": prep.cut_tumour},
-        "resection_cavity": resection_cavity,
+        "labels": (labels or LabelRules()).as_dict(),
         "full_shape": list(prep.full_shape),
         "slice_shape": list(prep.x.shape[1:]),
         "num_slices": int(prep.x.shape[0]),
@@ -613,7 +614,7 @@ def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) ->
             file=sys.stderr,
         )
         shutil.rmtree(folder, ignore_errors=True)
-    loaded = nifti.load_case(case_from_meta(meta), meta.get("resection_cavity", "error"))
+    loaded = nifti.load_case(case_from_meta(meta), LabelRules.from_cfg(meta.get("labels")))
     prep = preprocess_case(loaded, preprocess)
     x = prep.x.astype(X_DTYPE)
     _write_volume(folder, x, loaded.seg)

@@ -12,7 +12,7 @@ import numpy as np
 from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
 from brats_seg.data.folds import fold_settings, kfold_split, val_fraction_and_seed
-from brats_seg.data.labels import NUM_CLASSES, check_resection_cavity
+from brats_seg.data.labels import NUM_CLASSES, LabelRules
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
 from brats_seg.data.split import group_cases, split_cases, split_fractions
 from brats_seg.errors import ConfigError, DataError
@@ -140,8 +140,7 @@ def prepare_data(data_cfg: Any) -> PreparedData:
         raise ConfigError("data.cache_dir is not set")
     cases = _chosen_cases(find_cases(root), cfg.get("cases"), root)
     _require_segmentations(cases)
-    labels = cfg.get("labels") or {}
-    resection_cavity = check_resection_cavity(labels.get("resection_cavity", "error"))
+    labels = LabelRules.from_cfg(cfg.get("labels"))
     path = cache.build_cache(
         Path(cache_dir),
         _safe_name(name),
@@ -150,7 +149,7 @@ def prepare_data(data_cfg: Any) -> PreparedData:
         preprocess,
         selection,
         workers,
-        resection_cavity,
+        labels,
     )
     return PreparedData.open(path, cfg.get("split"))
 

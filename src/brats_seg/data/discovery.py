@@ -6,6 +6,9 @@ Two naming schemes are recognised (``.nii`` or ``.nii.gz``):
   (enhancing tumour is label 4: convention ``brats2021``);
 * BraTS 2023 and later: ``<case>-t1n``, ``<case>-t1c``, ``<case>-t2w``, ``<case>-t2f``,
   ``<case>-seg`` (enhancing tumour is label 3: convention ``brats2023``).
+
+The labels a naming implies are what ``data.labels.convention=auto`` reads; labels.py has the
+conventions, and the rule for 2023 names over BraTS 2024 post-treatment labels.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import numpy as np
 
 from brats_seg.atomic import atomic_path
 from brats_seg.data.discovery import MODALITIES, CaseFiles
-from brats_seg.data.labels import labels_to_classes
+from brats_seg.data.labels import LabelRules, decode_labels, resolve_convention
 from brats_seg.errors import DataError, first_line
 
 # Affines of the files of one case must agree to this tolerance (mm); qform-derived affines differ
@@ -45,6 +45,7 @@ class LoadedCase:
     case: CaseFiles
     image: np.ndarray  # (X, Y, Z, 4) float32, as stored (not normalised)
     seg: np.ndarray | None  # (X, Y, Z) uint8 classes 0..3
+    label_convention: str  # the labels its seg holds, and a prediction is written in (labels.py)
     affine: np.ndarray  # (4, 4) of the t1 image
     header: nib.Nifti1Header  # of the t1 image, for writing predictions
     spacing: tuple[float, float, float]
@@ -55,6 +56,7 @@ class LoadedCase:
 
     @property
     def convention(self) -> str:
+        """The case's file naming (brats2021 | brats2023); its labels: ``label_convention``."""
         return self.case.convention
 
 
@@ -112,9 +114,10 @@ def header_damage(path: Path, img) -> str | None:
     return None
 
 
-def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
+def load_case(case: CaseFiles, labels: LabelRules | None = None) -> LoadedCase:
     """Decode and check a case: four images of equal shape and affine, finite voxels, none of them
-    empty or constant, a valid segmentation (``resection_cavity``: see data/labels.py)."""
+    empty or constant, a valid segmentation (read by ``labels``: see data/labels.py)."""
+    labels = labels or LabelRules()
     first_path = case.images[MODALITIES[0]]
     channels = []
     first_img = None
@@ -137,17 +140,19 @@ def load_case(case: CaseFiles, resection_cavity: str = "error") -> LoadedCase:
         channels.append(data)
     image = _stack_channels(channels)
     seg = None
+    convention = resolve_convention(case.convention, (), labels, ())  # a case with no seg
     if case.seg is not None:
-        labels, seg_img = read_nifti(case.seg)
+        raw, seg_img = read_nifti(case.seg)
         check_geometry(
-            case.seg, labels.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine
+            case.seg, raw.shape, seg_img.affine, first_path, image.shape[:3], first_img.affine
         )
-        seg = labels_to_classes(labels, case.convention, str(case.seg), resection_cavity)
+        seg, convention = decode_labels(raw, case.convention, str(case.seg), labels)
     zooms = first_img.header.get_zooms()[:3]
     return LoadedCase(
         case=case,
         image=image,
         seg=seg,
+        label_convention=convention,
         affine=np.asarray(first_img.affine, dtype=np.float64),
         header=first_img.header.copy(),
         spacing=tuple(float(z) for z in zooms),

@@ -23,6 +23,7 @@ from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
 from brats_seg.inference.postprocess import PostprocessSettings
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
+from brats_seg.inference.scoring import score_case, summarise_cases
 from brats_seg.inference.slices import predict_probabilities
 from brats_seg.metrics.confusion import (
     METRIC_NAMES,
@@ -30,8 +31,6 @@ from brats_seg.metrics.confusion import (
     collapse_note,
     per_class_metrics,
 )
-from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
-from brats_seg.metrics.regions import region_scores, summarise
 from brats_seg.metrics.report import metrics_markdown
 from brats_seg.runfolder import (
     METRICS_FILE,
@@ -104,14 +103,15 @@ def evaluate_model(
         if len(selected):
             _, y_sel = prepared.read_slices(case_id)
             confusion.add(np.asarray(y_sel), pred[selected])
-        scores = region_scores(
-            pred_full, y_full, spacing=tuple(meta["spacing"]), empty_rule=empty_rule
+        scores = score_case(
+            case_id,
+            pred_full,
+            y_full,
+            tuple(meta["spacing"]),
+            empty_rule=empty_rule,
+            lesionwise=lesionwise,
         )
-        per_patient.append({"case": case_id, **scores})
-        if lesionwise:
-            per_patient[-1]["lesionwise"] = lesion_scores(
-                pred_full, y_full, spacing=tuple(meta["spacing"])
-            )
+        per_patient.append(scores)
         log.info(
             "%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f",
             case_id,
@@ -131,17 +131,13 @@ def evaluate_model(
         "col_ave_study": per_class["col_ave_study"],
         "never_predicted": per_class["never_predicted"],
         "collapsed": collapse_note(per_class["never_predicted"]),
-        "regions": summarise(per_patient),
-        "per_patient": per_patient,
+        **summarise_cases(per_patient, empty_rule),
         "confusion_matrix": np.asarray(cm).tolist(),
-        "empty_rule": empty_rule,
         "test_cases": list(case_ids),
         "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
         "inference": {"models": len(models), "tta": bool(tta), "postprocess": post.as_dict()},
     }
-    if lesionwise:
-        metrics.update(lesionwise_summary(per_patient))
     return metrics, _pick_overlays(candidates, n_overlays)
 
 

@@ -72,7 +72,7 @@ def write_segmentation(
     from brats_seg.data.labels import to_convention
     from brats_seg.data.nifti import write_nifti
 
-    labels = to_convention(classes_xyz, loaded.convention).astype(np.uint8)
+    labels = to_convention(classes_xyz, loaded.label_convention).astype(np.uint8)
     return write_nifti(
         output_path(loaded, out_dir, naming), labels, loaded.affine, header=loaded.header
     )
@@ -122,12 +122,12 @@ def predict_cases(
     """
     from tqdm import tqdm
 
+    from brats_seg.data.labels import LabelRules
     from brats_seg.data.nifti import load_case
     from brats_seg.data.preprocess import on_cached_grid
     from brats_seg.inference.ensemble import ensemble_classes, load_members, resolve_runs
     from brats_seg.inference.postprocess import postprocess as apply_postprocess
-    from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
-    from brats_seg.metrics.regions import region_scores, summarise
+    from brats_seg.inference.scoring import score_case, summarise_cases
     from brats_seg.viz import plots
 
     run_dirs = resolve_runs(run_spec)
@@ -138,12 +138,12 @@ def predict_cases(
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
     members = load_members(runs, any_size=brain_box)
-    resection_cavity = (members[0].cfg.data.get("labels") or {}).get("resection_cavity", "error")
+    labels = LabelRules.from_cfg(members[0].cfg.data.get("labels"))
     tta, post = inference_settings(members, tta, postprocess)
     # Every case is read once before any is predicted: a broken one stops the command before the
     # long part, and the output folder is only ever written whole (below).
     for case in tqdm(cases, desc="check input", unit="case"):
-        load_case(case, resection_cavity)
+        load_case(case, labels)
     record = {
         "runs": [str(Path(r).resolve()) for r in run_dirs],
         "tta": tta,
@@ -155,7 +155,7 @@ def predict_cases(
     per_patient, written = [], {}
     with staged_output(out_dir, "predict", "output") as staging:
         for case in tqdm(cases, desc="predict", unit="case"):
-            loaded = load_case(case, resection_cavity)
+            loaded = load_case(case, labels)
             classes, prepared = ensemble_classes(members, loaded, batch_size=batch_size, tta=tta)
             if prepared.cut_brain:
                 tqdm.write(
@@ -172,14 +172,15 @@ def predict_cases(
                 )
             line = f"{case.case_id}: wrote {out_dir / path.name}"
             if loaded.seg is not None:
-                scores = region_scores(
-                    classes, loaded.seg, spacing=loaded.spacing, empty_rule=empty_rule
+                scores = score_case(
+                    case.case_id,
+                    classes,
+                    loaded.seg,
+                    loaded.spacing,
+                    empty_rule=empty_rule,
+                    lesionwise=lesionwise,
                 )
-                per_patient.append({"case": case.case_id, **scores})
-                if lesionwise:
-                    per_patient[-1]["lesionwise"] = lesion_scores(
-                        classes, loaded.seg, spacing=loaded.spacing
-                    )
+                per_patient.append(scores)
                 line += "; " + ", ".join(
                     f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
                     for r in REGIONS
@@ -193,13 +194,7 @@ def predict_cases(
             "inference": record,
         }
         if per_patient:
-            metrics = {
-                "per_patient": per_patient,
-                "regions": summarise(per_patient),
-                "empty_rule": empty_rule,
-                "inference": record,
-                **lesionwise_summary(per_patient),
-            }
+            metrics = {**summarise_cases(per_patient, empty_rule), "inference": record}
             write_json(staging / METRICS_FILE, metrics)
             result["metrics"] = metrics
     return result

@@ -1,5 +1,5 @@
-"""Score a folder of predicted segmentations from any tool against the reference segs of a BraTS
-root."""
+"""Per-case scoring, the one scorer that evaluate, predict and ``evaluate pred=`` share; and scoring
+a folder of predicted segmentations from any tool against the reference segs of a BraTS root."""
 
 from __future__ import annotations
 
@@ -17,30 +17,51 @@ from brats_seg.runfolder import METRICS_FILE
 _PRED_SUFFIX = re.compile(r"([_-]seg|[_-]pred)?\.nii(\.gz)?$")
 
 
-def _prediction_files(pred_dir: Path) -> dict[str, Path]:
-    if not pred_dir.is_dir():
-        raise DataError(f"{pred_dir}: no such folder of predictions")
-    found = {}
-    for path in sorted(pred_dir.rglob("*.nii*")):
-        case_id = _PRED_SUFFIX.sub("", path.name)
-        if case_id != path.name:
-            found[case_id] = path
-    return found
+def score_case(
+    case_id: str,
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: tuple[float, ...],
+    *,
+    empty_rule: str,
+    lesionwise: bool,
+) -> dict[str, Any]:
+    """One case's ``per_patient`` entry: Dice and HD95 of WT, TC and ET (classes 0..3 on one grid)
+    and, with ``lesionwise``, the lesion-wise scores."""
+    from brats_seg.metrics.lesions import lesion_scores
+    from brats_seg.metrics.regions import region_scores
+
+    entry = {"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)}
+    if lesionwise:
+        entry["lesionwise"] = lesion_scores(pred, ref, spacing=spacing)
+    return entry
 
 
-def prediction_classes(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Classes 0..3 from a predicted label map in either convention (ET as 4 up to 2021, as 3 from
-    2023), and the file's affine."""
-    from brats_seg.data.labels import labels_to_classes
-    from brats_seg.data.nifti import read_nifti
+def score_missing_case(
+    case_id: str, ref: np.ndarray, spacing: tuple[float, ...], *, lesionwise: bool
+) -> dict[str, Any]:
+    """The entry of a case with no prediction: what BraTS gives it (see missing_scores);
+    lesion-wise, scored as an empty prediction (every lesion missed)."""
+    from brats_seg.metrics.lesions import lesion_scores
 
-    labels, image = read_nifti(path)
-    labels = np.rint(np.asarray(labels, dtype=np.float64)).astype(np.int64)
-    values = set(np.unique(labels).tolist())
-    if {3, 4} <= values:
-        raise DataError(f"{path}: has both labels 3 and 4; cannot tell its label convention")
-    convention = "brats2023" if 3 in values else "brats2021"
-    return labels_to_classes(labels, convention, str(path)), np.asarray(image.affine)
+    entry: dict[str, Any] = {"case": case_id, "missing": True, **missing_scores()}
+    if lesionwise:
+        entry["lesionwise"] = lesion_scores(np.zeros_like(ref), ref, spacing=spacing)
+    return entry
+
+
+def summarise_cases(per_patient: list[dict[str, Any]], empty_rule: str) -> dict[str, Any]:
+    """The metrics.json entries of per-case scores: the cases, their region means and medians, the
+    empty-region rule and (when scored) the lesion-wise summary."""
+    from brats_seg.metrics.lesions import lesionwise_summary
+    from brats_seg.metrics.regions import summarise
+
+    return {
+        "per_patient": per_patient,
+        "regions": summarise(per_patient),
+        "empty_rule": empty_rule,
+        **lesionwise_summary(per_patient),
+    }
 
 
 def missing_scores() -> dict[str, dict[str, float]]:
@@ -52,6 +73,45 @@ def missing_scores() -> dict[str, dict[str, float]]:
     return {region: {"dice": 0.0, "hd95": HD95_EMPTY} for region in REGIONS}
 
 
+def prediction_files(pred_dir: Path) -> dict[str, Path]:
+    """Case id -> predicted seg under ``pred_dir`` (any depth); two files for one case are
+    refused."""
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: no such folder of predictions")
+    found: dict[str, Path] = {}
+    for path in sorted(pred_dir.rglob("*.nii*")):
+        case_id = _PRED_SUFFIX.sub("", path.name)
+        if case_id == path.name:
+            continue
+        if case_id in found:
+            raise DataError(
+                f"{pred_dir}: two predictions for case {case_id}: {found[case_id]} and {path}; "
+                "keep one (or score each folder on its own)"
+            )
+        found[case_id] = path
+    return found
+
+
+def reference_and_prediction(case, pred_path: Path, rules) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Classes of a reference case's seg and of its prediction, both read in the case's label
+    convention (``rules``, under auto the one its reference's names imply: never guessed from the
+    labels a prediction happens to hold), and the reference image."""
+    from brats_seg.data.labels import classes_of, label_values, resolve_convention, whole_labels
+    from brats_seg.data.nifti import check_geometry, read_nifti
+
+    raw_ref, image = read_nifti(case.seg)
+    raw_pred, pred_image = read_nifti(pred_path)
+    check_geometry(
+        pred_path, raw_pred.shape, pred_image.affine, case.seg, raw_ref.shape, image.affine
+    )
+    ref_labels = whole_labels(raw_ref, str(case.seg))
+    pred_labels = whole_labels(raw_pred, str(pred_path))
+    values = label_values(ref_labels) | label_values(pred_labels)
+    convention = resolve_convention(case.convention, values, rules, [str(case.seg), str(pred_path)])
+    ref = classes_of(ref_labels, convention, rules, str(case.seg))
+    return ref, classes_of(pred_labels, convention, rules, str(pred_path)), image
+
+
 def score_prediction_folder(
     pred_dir: Path,
     ref_root: Path,
@@ -59,16 +119,17 @@ def score_prediction_folder(
     empty_rule: str = "brats",
     allow_missing: bool = True,
     lesionwise: bool = True,
+    labels: Any = None,
 ) -> dict[str, Any]:
     """Score every reference case; one without a prediction scores Dice 0 / HD95 373.13 and is
-    listed in ``missing`` (with ``allow_missing=False``, an error before anything is written)."""
+    listed in ``missing`` (with ``allow_missing=False``, an error before anything is written).
+    ``labels``: the LabelRules of the reference segs and predictions (None: by their names)."""
     from brats_seg.data.discovery import find_cases
-    from brats_seg.data.labels import labels_to_classes
-    from brats_seg.data.nifti import check_geometry, read_nifti
-    from brats_seg.metrics.lesions import lesion_scores, lesionwise_summary
-    from brats_seg.metrics.regions import region_scores, summarise
+    from brats_seg.data.labels import LabelRules, decode_labels
+    from brats_seg.data.nifti import read_nifti
 
-    predictions = _prediction_files(pred_dir)
+    rules = labels or LabelRules()
+    predictions = prediction_files(pred_dir)
     references = {c.case_id: c for c in find_cases(ref_root) if c.seg is not None}
     matched = sorted(set(predictions) & set(references))
     if not matched:
@@ -84,38 +145,29 @@ def score_prediction_folder(
         )
     per_patient = []
     for case_id in sorted(references):
-        if case_id in missing:
-            per_patient.append({"case": case_id, "missing": True, **missing_scores()})
-            if lesionwise:  # scored as an empty prediction: every lesion missed
-                case = references[case_id]
-                labels, image = read_nifti(case.seg)
-                ref = labels_to_classes(labels, case.convention, str(case.seg))
-                spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
-                per_patient[-1]["lesionwise"] = lesion_scores(
-                    np.zeros_like(ref), ref, spacing=spacing
-                )
-            continue
         case = references[case_id]
-        labels, image = read_nifti(case.seg)
-        ref = labels_to_classes(labels, case.convention, str(case.seg))
-        spacing = tuple(float(s) for s in image.header.get_zooms()[:3])
-        pred, pred_affine = prediction_classes(predictions[case_id])
-        check_geometry(
-            predictions[case_id], pred.shape, pred_affine, case.seg, ref.shape, image.affine
-        )
+        if case_id in missing:
+            raw, image = read_nifti(case.seg)
+            ref = decode_labels(raw, case.convention, str(case.seg), rules)[0]
+            per_patient.append(
+                score_missing_case(case_id, ref, _spacing(image), lesionwise=lesionwise)
+            )
+            continue
+        ref, pred, image = reference_and_prediction(case, predictions[case_id], rules)
         per_patient.append(
-            {"case": case_id, **region_scores(pred, ref, spacing=spacing, empty_rule=empty_rule)}
+            score_case(
+                case_id, pred, ref, _spacing(image), empty_rule=empty_rule, lesionwise=lesionwise
+            )
         )
-        if lesionwise:
-            per_patient[-1]["lesionwise"] = lesion_scores(pred, ref, spacing=spacing)
     metrics = {
-        "per_patient": per_patient,
-        "regions": summarise(per_patient),
-        "empty_rule": empty_rule,
+        **summarise_cases(per_patient, empty_rule),
         "missing": missing,
         "unmatched_predictions": sorted(set(predictions) - set(references)),
-        **lesionwise_summary(per_patient),
     }
     with files_beside(out_dir, [METRICS_FILE], "evaluate"):
         write_json(out_dir / METRICS_FILE, metrics)
     return metrics
+
+
+def _spacing(image) -> tuple[float, ...]:
+    return tuple(float(s) for s in image.header.get_zooms()[:3])
