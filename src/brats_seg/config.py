@@ -129,34 +129,70 @@ def _trace_to_log_files(err: BaseException) -> list[str]:
     return files
 
 
+def check_options(
+    cfg: Any, example: str | None = None, check: Callable[[Any], None] | None = None
+) -> None:
+    """The one check of a composed config, before any work: a missing mandatory option (``???``),
+    named with an example command; then every option's domain (brats_seg.config_schema); then the
+    command's own ``check`` (the rules that need another layer, e.g. the model's divisor)."""
+    from omegaconf import OmegaConf
+
+    from brats_seg.config_schema import check_domains
+    from brats_seg.errors import ConfigError
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hint = f", e.g. {example}" if example else ""
+        raise ConfigError(
+            f"missing mandatory option{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}: give {' '.join(k + '=...' for k in missing)}{hint}"
+        )
+    check_domains(cfg)
+    if check is not None:
+        check(cfg)
+
+
+def _single_run_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of a plain single run (what Hydra is about to compose and run), or None for a
+    sweep, a --cfg/--help/--info query, shell completion or a config path of the user's own."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    queries = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
+    own_configs = (args.config_path, args.config_name, args.config_dir, args.experimental_rerun)
+    if args.multirun or any(queries) or any(own_configs):
+        return None
+    return list(args.overrides)
+
+
 def _one_line_errors(
-    task: Callable[[Any], Any], prog: str, example: str | None
+    task: Callable[[Any], Any],
+    prog: str,
+    example: str | None,
+    check: Callable[[Any], None] | None = None,
+    prechecked: bool = False,
 ) -> Callable[[Any], Any]:
     """Errors in a single run become one line on stderr and exit code 1.
 
-    A missing mandatory option (``???``) is refused before the task starts, naming it and an
-    example. Any other uncaught error is reported as its type and message with the path of the run's
-    log, which holds the traceback (HYDRA_FULL_ERROR=1 shows it on the console instead). In a
-    multirun the error propagates: Hydra records that job as failed and runs the others.
+    Each job of a sweep is checked (check_options) before its task starts. Any other uncaught error
+    is reported as its type and message with the path of the run's log, which holds the traceback
+    (HYDRA_FULL_ERROR=1 shows it on the console instead). In a multirun the error propagates:
+    Hydra records that job as failed and runs the others.
     """
 
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
-        from omegaconf import OmegaConf
 
-        from brats_seg.errors import BratsSegError, ConfigError
+        from brats_seg.errors import BratsSegError
 
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         try:
-            missing = sorted(OmegaConf.missing_keys(cfg))
-            if missing:
-                hint = f", e.g. {example}" if example else ""
-                raise ConfigError(
-                    f"missing mandatory option{'s' if len(missing) > 1 else ''} "
-                    f"{', '.join(missing)}: give {' '.join(k + '=...' for k in missing)}{hint}"
-                )
+            # A plain single run was checked before Hydra made its folder (run_hydra_app); each job
+            # of a sweep (or a run of the user's own config path) is checked here, before its task.
+            if multirun or not prechecked:
+                check_options(cfg, example, check)
             return task(cfg)
         except BratsSegError as err:
             if multirun:
@@ -182,13 +218,15 @@ def run_hydra_app(
     prog: str,
     argv: list[str],
     example: str | None = None,
+    check: Callable[[Any], None] | None = None,
 ) -> Any:
     """Run ``task`` as a Hydra app on ``argv`` (``key=value`` overrides and Hydra flags such as
     ``-m``).
 
-    ``example`` is a command line that works, shown when a mandatory option is missing. Hydra's own
-    errors (a bad override, a value of the wrong type, an unknown choice) become one ConfigError
-    line.
+    A single run's config is composed and checked (check_options, with the command's ``check``)
+    before Hydra makes the run's folder; a sweep's jobs are checked as each starts. ``example`` is
+    a command line that works, shown when a mandatory option is missing. Hydra's own errors (a bad
+    override, a value of the wrong type, an unknown choice) become one ConfigError line.
     """
     import hydra
     from hydra.errors import HydraException
@@ -211,11 +249,14 @@ def run_hydra_app(
     # had set it).
     os.environ[FULL_ERROR_ENV] = "1"
     try:
+        overrides = _single_run_overrides(argv)
+        if overrides is not None:
+            check_options(compose(config_name, overrides), example, check)
         main = hydra.main(
             version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name
         )
         try:
-            return main(_one_line_errors(task, prog, example))()
+            return main(_one_line_errors(task, prog, example, check, overrides is not None))()
         finally:
             if "--hydra-help" in argv:
                 print(LAUNCHER_NOTE)
