@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from brats_seg import losses as L
+from brats_seg.config import compose_group
 from brats_seg.errors import ConfigError
 from brats_seg.results.naming import loss_label
 
@@ -300,7 +301,7 @@ def test_tumour_dice_counts_absent_class_as_one():
 
 
 def load(name: str, **overrides):
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = compose_group("loss", name)  # the file with the schema it extends
     for key, val in overrides.items():
         cfg[key] = val
     return cfg

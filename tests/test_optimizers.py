@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from brats_seg.config import compose_group
 from brats_seg.errors import ConfigError
 from brats_seg.results.naming import optimizer_label
 from brats_seg.training.optimizers import OPTIMIZER_NAMES, build_optimizer
@@ -17,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
 
 
 def load(name: str, overrides: list[str] | None = None):
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = compose_group("optimizer", name)  # the file with the schema it extends
     return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides or []))
 
 

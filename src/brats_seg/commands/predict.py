@@ -24,14 +24,14 @@ def _task(cfg) -> None:
         cfg.run,
         Path(cfg.input),
         Path(cfg.output),
-        batch_size=int(cfg.batch_size),
-        montage_slices=int(cfg.montage_slices),
+        batch_size=cfg.batch_size,
+        montage_slices=cfg.montage_slices,
         empty_rule=cfg.empty_rule,
-        tta=cfg.get("tta"),
-        postprocess=cfg.get("postprocess"),
-        naming=cfg.get("naming", "brats"),
-        lesionwise=bool(cfg.get("lesionwise", True)),
-        brain_box=bool(cfg.get("brain_box", False)),
+        tta=cfg.tta,
+        postprocess=cfg.postprocess,
+        naming=cfg.naming,
+        lesionwise=cfg.lesionwise,
+        brain_box=cfg.brain_box,
     )
     used = result["inference"]
     print(

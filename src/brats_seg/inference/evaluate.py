@@ -61,7 +61,7 @@ def evaluate_model(
     batch_size: int = 16,
     n_overlays: int = 5,
     divisor: int = 1,
-    tta: bool = False,
+    tta: bool,
     postprocess: Any = None,
     lesionwise: bool = True,
 ) -> tuple[dict[str, Any], list[tuple]]:
@@ -234,18 +234,18 @@ def evaluate_run(run_dir: str | Path, cfg=None, model=None, prepared=None) -> di
         model = folder.load_best_model()
         checkpoint_note = fallback_note(folder, checkpoint)
     prepared = prepared if prepared is not None else prepare_data(cfg.data)
-    ev = cfg.get("evaluate", {}) or {}
+    ev = cfg.evaluate
     metrics, overlays = evaluate_model(
         model,
         prepared,
         split["test"],
-        empty_rule=ev.get("empty_rule", "brats"),
-        batch_size=int(ev.get("batch_size", 16)),
-        n_overlays=int(ev.get("overlays", 5)),
-        lesionwise=bool(ev.get("lesionwise", True)),
+        empty_rule=ev.empty_rule,
+        batch_size=ev.batch_size,
+        n_overlays=ev.overlays,
+        lesionwise=ev.lesionwise,
         divisor=model_divisor(cfg),
-        tta=bool(ev.get("tta", False)),
-        postprocess=ev.get("postprocess"),
+        tta=ev.tta,
+        postprocess=ev.postprocess,
     )
     if checkpoint_note:
         metrics["checkpoint_note"] = checkpoint_note
@@ -285,8 +285,7 @@ def evaluate_ensemble(
     """
     import math
 
-    from omegaconf import OmegaConf
-
+    from brats_seg.config_schema import to_plain
     from brats_seg.data.dataset import prepare_data
 
     folders = [RunFolder(r) for r in run_dirs]
@@ -300,7 +299,7 @@ def evaluate_ensemble(
                 "an ensemble of runs is evaluated on common test patients "
                 "(score other runs with brats-seg predict)"
             )
-    data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
+    data = [to_plain(c.data) for c in cfgs]
     for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
         if {k: v for k, v in other.items() if k != "workers"} != {
             k: v for k, v in data[0].items() if k != "workers"
@@ -312,19 +311,19 @@ def evaluate_ensemble(
             )
     models = [f.load_best_model() for f in folders]
     prepared = prepare_data(cfgs[0].data)
-    ev = cfgs[0].get("evaluate", {}) or {}
+    ev = cfgs[0].evaluate
     divisor = math.lcm(*(model_divisor(c) for c in cfgs))
     metrics, overlays = evaluate_model(
         models,
         prepared,
         tests[0],
-        empty_rule=ev.get("empty_rule", "brats"),
+        empty_rule=ev.empty_rule,
         batch_size=batch_size,
-        n_overlays=int(ev.get("overlays", 5)),
+        n_overlays=ev.overlays,
         divisor=divisor,
-        tta=bool(ev.get("tta", False)),
-        postprocess=ev.get("postprocess"),
-        lesionwise=bool(ev.get("lesionwise", True)),
+        tta=ev.tta,
+        postprocess=ev.postprocess,
+        lesionwise=ev.lesionwise,
     )
     metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
     out.mkdir(parents=True, exist_ok=True)

@@ -132,8 +132,8 @@ def _set_up_devices(cfg: DictConfig) -> tuple[str, Any, list[str]]:
     trainer = cfg.trainer
     hardware.configure_cpu_devices(trainer.get("cpu_devices"))
     gpu_models = gpus.configure_gpus(
-        trainer.get("device", "auto"),
-        trainer.get("job_gpus", "auto"),
+        trainer.device,
+        trainer.job_gpus,
         parallel=_launched_in_parallel(),
     )
     # MultiWorkerMirroredStrategy must configure TensorFlow's collectives before anything runs an
@@ -234,10 +234,10 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
         empty_rule=ev.empty_rule,
         batch_size=int(ev.batch_size),
         n_overlays=int(ev.overlays),
-        lesionwise=bool(ev.get("lesionwise", True)),
+        lesionwise=ev.lesionwise,
         divisor=divisor(cfg.model),
-        tta=bool(ev.get("tta", False)),
-        postprocess=ev.get("postprocess"),
+        tta=ev.tta,
+        postprocess=ev.postprocess,
     )
     metrics["params"] = int(model.count_params())
     title = cfg.get("experiment_id") or run_dir.name

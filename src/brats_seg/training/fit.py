@@ -67,9 +67,7 @@ def fit_model(
             f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync"
         )
     sampling = SamplingSettings.from_data_cfg(cfg.data)
-    fully_convolutional = sampling.patch_size is not None or bool(
-        trainer.get("fully_convolutional", False)
-    )
+    fully_convolutional = sampling.patch_size is not None or trainer.fully_convolutional
     div = divisor(cfg.model)
     if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
         raise ConfigError(
@@ -145,7 +143,7 @@ def fit_model(
             optimizer=optimizer,
             loss=[loss] * n_outputs if n_outputs > 1 else loss,
             metrics=[TumourDice()] if n_outputs == 1 else None,
-            run_eagerly=bool(trainer.get("run_eagerly", False)),
+            run_eagerly=trainer.run_eagerly,
         )
     if role.workers > 1:
         fit_across_workers(model, strategy)
