@@ -32,9 +32,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from brats_seg.config_schema import NUM_CLASSES, to_plain
 from brats_seg.errors import ConfigError
 
-NUM_CLASSES = 4
 # Probabilities are clipped to [EPSILON, 1 - EPSILON] before any log, as Keras' cross-entropies do.
 EPSILON = 1e-7
 # Floor for the base of x**gamma (gamma < 1): keeps the gradient finite at a perfect prediction.
@@ -517,16 +517,6 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 LOSS_NAMES: tuple[str, ...] = tuple(sorted(_OPTIONS))
 
 
-def _as_dict(loss_cfg: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(loss_cfg, DictConfig):
-        return OmegaConf.to_container(loss_cfg, resolve=True)
-    if isinstance(loss_cfg, Mapping):
-        return dict(loss_cfg)
-    raise ConfigError(f"loss: expected a mapping with a 'name', got {type(loss_cfg).__name__}")
-
-
 def _loss_name(cfg: dict[str, Any]) -> str:
     name = cfg.get("name")
     if name not in _OPTIONS:
@@ -604,7 +594,10 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
     derive their class weights from ``class_counts`` (pixel counts of classes 0..3 over the training
     slices) unless ``class_weights`` is set; without either they raise ConfigError.
     """
-    cfg = _as_dict(loss_cfg)
+    cfg = to_plain(loss_cfg)
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"loss: expected a mapping with a 'name', got {type(cfg).__name__}")
+    cfg = dict(cfg)
     name = _loss_name(cfg)
     _check_options(cfg, name)
     smooth = _number(

@@ -50,8 +50,8 @@ def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, A
     """Write the SavedModel of ``run_dir``'s best checkpoint to ``out`` (replaced whole) with
     export.json."""
     import tensorflow as tf
-    from omegaconf import OmegaConf
 
+    from brats_seg.config_schema import to_plain
     from brats_seg.models.registry import divisor
 
     if fmt not in FORMATS:
@@ -84,7 +84,7 @@ def export_run(run_dir: Path, out: Path, fmt: str = "savedmodel") -> dict[str, A
             "meaning": "softmax probabilities per class",
             "classes": list(CLASS_NAMES),
         },
-        "preprocessing": OmegaConf.to_container(cfg.data.preprocess, resolve=True),
+        "preprocessing": to_plain(cfg.data.preprocess),
     }
     with atomic_dir(out) as tmp:
         saved = tmp / "savedmodel"

@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from brats_seg.atomic import write_json, write_text
+from brats_seg.config_schema import to_plain
 from brats_seg.errors import RunError, first_line
 from brats_seg.runfolder import (
     COMPLETED,
@@ -60,7 +61,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(run_dir)
-    resolved = absolute_paths(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    resolved = absolute_paths(to_plain(cfg))
     cfg = OmegaConf.create(resolved)
     chash = config_hash(resolved)
     role = worker_role(cfg.trainer.strategy)

@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from brats_seg.config_schema import to_plain
 from brats_seg.errors import ConfigError
 
 _COMMON = ("name", "lr", "weight_decay", "schedule")
@@ -27,19 +28,6 @@ SCHEDULE_NAMES: tuple[str, ...] = ("constant", "cosine", "plateau")
 _SCHEDULE_OPTIONS = ("name", "min_lr", "factor", "patience")
 
 # How the study's table writes each optimizer.
-
-
-def _as_dict(opt_cfg: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(opt_cfg, DictConfig):
-        return OmegaConf.to_container(opt_cfg, resolve=True)
-    if isinstance(opt_cfg, Mapping):
-        return {
-            key: dict(value) if isinstance(value, Mapping) else value
-            for key, value in opt_cfg.items()
-        }
-    raise ConfigError(f"optimizer: expected a mapping with a 'name', got {type(opt_cfg).__name__}")
 
 
 def _optimizer_name(cfg: dict[str, Any]) -> str:
@@ -142,7 +130,10 @@ def build_optimizer(
     decays the learning rate from ``lr`` to ``schedule.min_lr``; ``plateau`` returns a
     ReduceLROnPlateau callback on ``val_loss``; ``constant`` keeps ``lr``.
     """
-    cfg = _as_dict(opt_cfg)
+    cfg = to_plain(opt_cfg)
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"optimizer: expected a mapping with a 'name', got {type(cfg).__name__}")
+    cfg = dict(cfg)
     name = _optimizer_name(cfg)
     lr = _number(cfg.get("lr"), "lr", low_open=True)
     schedule = _schedule(cfg)
