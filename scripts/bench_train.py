@@ -210,12 +210,15 @@ def keras_versions() -> dict:
 def compiled_keras_model(cfg: dict, input_shape: tuple[int, int, int], policy: str):
     import keras
 
+    from brats_seg.config import compose_group
     from brats_seg.losses import build_loss
     from brats_seg.models import build_model
 
     keras.mixed_precision.set_global_policy(policy)
     model = build_model(cfg, input_shape)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss({"name": "bce_dice"}))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4), loss=build_loss(compose_group("loss", "bce_dice"))
+    )
     return model
 
 
