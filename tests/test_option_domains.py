@@ -181,3 +181,16 @@ def test_every_recorded_composition_is_within_its_domains():
     for name, overrides in cases:
         cfg = compose(name, overrides)
         check_options(cfg, check=check_model_options if name == "train" else None)
+
+
+def test_a_sweep_with_one_bad_job_is_refused_before_any_job_runs(tmp_path, monkeypatch, capsys):
+    """Every job of a sweep is composed and checked first (Hydra's own expansion of the sweep), so
+    no sweep folder, job folder or cache is made and the good jobs do not train."""
+    from brats_seg.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "-m", "debug=smoke", "experiment=glob(e0*)", "trainer.epochs=1,-1"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert err == ["brats-seg train: error: trainer.epochs=-1: must be >= 1"]
+    assert _outputs_made(tmp_path) == []

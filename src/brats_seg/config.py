@@ -152,17 +152,51 @@ def check_options(
         check(cfg)
 
 
-def _single_run_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of a plain single run (what Hydra is about to compose and run), or None for a
-    sweep, a --cfg/--help/--info query, shell completion or a config path of the user's own."""
+def _jobs(argv: list[str]) -> list[list[str]] | None:
+    """The overrides of each job Hydra is about to compose and run: one for a single run, each of a
+    sweep as Hydra's basic sweeper expands it (``experiment=glob(*)``, ``seed=1,2``). None for a
+    --cfg/--help/--info query, shell completion, a config path of the user's own or another
+    sweeper: those jobs are checked as they start."""
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
     queries = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
     own_configs = (args.config_path, args.config_name, args.config_dir, args.experimental_rerun)
-    if args.multirun or any(queries) or any(own_configs):
+    if any(queries) or any(own_configs):
         return None
-    return list(args.overrides)
+    # The hydra.* settings (launcher, run folders) do not change a job's own config.
+    task = [o for o in args.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if not args.multirun:
+        return [task]
+    if any(o.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper")) for o in args.overrides):
+        return None
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONFIG_PATH))
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(task)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _check_jobs(
+    config_name: str,
+    jobs: list[list[str]],
+    example: str | None,
+    check: Callable[[Any], None] | None,
+) -> None:
+    """Compose each job's config as Hydra will, and check it (one Hydra initialisation for all)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not jobs:
+        return
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
+        for overrides in jobs:
+            check_options(hydra_compose(config_name, overrides=overrides), example, check)
 
 
 def _one_line_errors(
@@ -174,7 +208,7 @@ def _one_line_errors(
 ) -> Callable[[Any], Any]:
     """Errors in a single run become one line on stderr and exit code 1.
 
-    Each job of a sweep is checked (check_options) before its task starts. Any other uncaught error
+    A job not checked before (``prechecked``) is checked as it starts. Any other uncaught error
     is reported as its type and message with the path of the run's log, which holds the traceback
     (HYDRA_FULL_ERROR=1 shows it on the console instead). In a multirun the error propagates:
     Hydra records that job as failed and runs the others.
@@ -189,9 +223,9 @@ def _one_line_errors(
 
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         try:
-            # A plain single run was checked before Hydra made its folder (run_hydra_app); each job
-            # of a sweep (or a run of the user's own config path) is checked here, before its task.
-            if multirun or not prechecked:
+            # Checked before Hydra made any folder (run_hydra_app), unless Hydra's composition was
+            # not foreseen there (another sweeper, a config path of the user's own).
+            if not prechecked:
                 check_options(cfg, example, check)
             return task(cfg)
         except BratsSegError as err:
@@ -223,8 +257,8 @@ def run_hydra_app(
     """Run ``task`` as a Hydra app on ``argv`` (``key=value`` overrides and Hydra flags such as
     ``-m``).
 
-    A single run's config is composed and checked (check_options, with the command's ``check``)
-    before Hydra makes the run's folder; a sweep's jobs are checked as each starts. ``example`` is
+    Each job's config (the single run's, or each of a sweep's) is composed and checked
+    (check_options, with the command's ``check``) before Hydra makes any folder. ``example`` is
     a command line that works, shown when a mandatory option is missing. Hydra's own errors (a bad
     override, a value of the wrong type, an unknown choice) become one ConfigError line.
     """
@@ -249,14 +283,13 @@ def run_hydra_app(
     # had set it).
     os.environ[FULL_ERROR_ENV] = "1"
     try:
-        overrides = _single_run_overrides(argv)
-        if overrides is not None:
-            check_options(compose(config_name, overrides), example, check)
+        jobs = _jobs(argv)
+        _check_jobs(config_name, jobs or [], example, check)
         main = hydra.main(
             version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name
         )
         try:
-            return main(_one_line_errors(task, prog, example, check, overrides is not None))()
+            return main(_one_line_errors(task, prog, example, check, jobs is not None))()
         finally:
             if "--hydra-help" in argv:
                 print(LAUNCHER_NOTE)
