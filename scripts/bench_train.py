@@ -322,12 +322,12 @@ def worker_predict(args, cfg: dict, expected: int) -> dict:
     div = divisor(cfg)
     brain, box = brain_box(volume)
     warm = volume[brain[:PREDICT_BATCH]]
-    predict_slices(model, warm, PREDICT_BATCH)
-    predict_slices(any_size, warm, PREDICT_BATCH, divisor=div)
+    predict_slices(model, warm, PREDICT_BATCH, tta=False)
+    predict_slices(any_size, warm, PREDICT_BATCH, divisor=div, tta=False)
     seconds = {}
     for name, net in (("whole", model), ("box", any_size)):
         start = time.perf_counter()
-        predict_slices(net, volume, PREDICT_BATCH, divisor=div)
+        predict_slices(net, volume, PREDICT_BATCH, divisor=div, tta=False)
         seconds[name] = time.perf_counter() - start
     scale = VOLUME_DEPTH / volume.shape[0]
     return {
