@@ -15,9 +15,12 @@ group.
 Each field may also carry a domain (``epochs: int = option(at_least(1))``), and a schema may add
 rules that relate its fields (``fold < folds``, in ``RULES``). ``check_domains`` walks a composed
 config, finds the schema of every node from the node itself, and raises ConfigError naming the first
-key whose value lies outside its domain: the commands call it (through brats_seg.commands.options)
-right after composition, before any folder is made, so a bad value fails in one line before any
-work.
+key whose value lies outside its domain, its value and what is allowed. Every command calls it
+(brats_seg.config.check_options) right after composition, before any folder is made. A model's
+options are typed and checked by brats_seg.models.options (the train command's check).
+
+Also here: ``to_plain``, the one way a config node becomes plain dicts and lists, and
+``run_setting``, the rule of evaluate and predict that null means the run's own setting.
 
 Foundation layer: imports only brats_seg.errors; the choice tuples of the other layers are derived
 from the enums here (``PRECISIONS = choices(Precision)``).
