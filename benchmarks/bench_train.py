@@ -210,12 +210,15 @@ def keras_versions() -> dict:
 def compiled_keras_model(cfg: dict, input_shape: tuple[int, int, int], policy: str):
     import keras
 
+    from brats_seg.config import compose_group
     from brats_seg.losses import build_loss
     from brats_seg.models import build_model
 
     keras.mixed_precision.set_global_policy(policy)
     model = build_model(cfg, input_shape)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=build_loss({"name": "bce_dice"}))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4), loss=build_loss(compose_group("loss", "bce_dice"))
+    )
     return model
 
 
@@ -319,12 +322,12 @@ def worker_predict(args, cfg: dict, expected: int) -> dict:
     div = divisor(cfg)
     brain, box = brain_box(volume)
     warm = volume[brain[:PREDICT_BATCH]]
-    predict_slices(model, warm, PREDICT_BATCH)
-    predict_slices(any_size, warm, PREDICT_BATCH, divisor=div)
+    predict_slices(model, warm, PREDICT_BATCH, tta=False)
+    predict_slices(any_size, warm, PREDICT_BATCH, divisor=div, tta=False)
     seconds = {}
     for name, net in (("whole", model), ("box", any_size)):
         start = time.perf_counter()
-        predict_slices(net, volume, PREDICT_BATCH, divisor=div)
+        predict_slices(net, volume, PREDICT_BATCH, divisor=div, tta=False)
         seconds[name] = time.perf_counter() - start
     scale = VOLUME_DEPTH / volume.shape[0]
     return {

@@ -50,6 +50,7 @@ def main(devices: int, out: str) -> None:
     import keras
     import tensorflow as tf
 
+    from brats_seg.config import compose_group
     from brats_seg.losses import LOSS_NAMES, TumourDice, build_loss
 
     strategy = hardware.make_strategy("mirrored" if devices > 1 else "none")
@@ -61,7 +62,7 @@ def main(devices: int, out: str) -> None:
             model = build(keras)
             initial = fixed_weights(model)
             model.set_weights(initial)
-            loss = build_loss({"name": name}, class_counts=np.array(CLASS_COUNTS))
+            loss = build_loss(compose_group("loss", name), class_counts=np.array(CLASS_COUNTS))
             model.compile(
                 optimizer=keras.optimizers.SGD(LEARNING_RATE), loss=loss, metrics=[TumourDice()]
             )

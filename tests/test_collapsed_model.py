@@ -67,7 +67,7 @@ def collapsed_run(tmp_path_factory):
         ]
     )
     metrics, overlays = evaluate_model(
-        model, prepared, ["Brats18_B_1", "Brats18_C_1"], n_overlays=1
+        model, prepared, ["Brats18_B_1", "Brats18_C_1"], n_overlays=1, tta=False
     )
     run_dir = tmp / "runs" / "e02_unet_nobridge-s0"
     run_dir.mkdir(parents=True)

@@ -29,9 +29,15 @@ def test_duplicate_pair_counts_once_in_means_and_pooled_matrix(prepared_and_mode
     prepared, model = prepared_and_model
     # Brats18_A_1 and BraTS-GLI-00009-000 hold the same images (make_root writes the copy)
     with_pair, _ = evaluate_model(
-        model, prepared, ["BraTS-GLI-00009-000", "Brats18_A_1", "Brats18_B_1"], n_overlays=0
+        model,
+        prepared,
+        ["BraTS-GLI-00009-000", "Brats18_A_1", "Brats18_B_1"],
+        n_overlays=0,
+        tta=False,
     )
-    once, _ = evaluate_model(model, prepared, ["BraTS-GLI-00009-000", "Brats18_B_1"], n_overlays=0)
+    once, _ = evaluate_model(
+        model, prepared, ["BraTS-GLI-00009-000", "Brats18_B_1"], n_overlays=0, tta=False
+    )
     assert [p["case"] for p in with_pair["per_patient"]] == ["BraTS-GLI-00009-000", "Brats18_B_1"]
     assert (
         with_pair["duplicates"] == {"Brats18_A_1": "BraTS-GLI-00009-000"}

@@ -60,7 +60,7 @@ def test_flip_tta_of_a_mirror_symmetric_input_equals_no_tta():
     symmetrise_kernels(model)
     x = volume((4, 32, 32, 4))
     x = (x + x[:, ::-1]) / 2.0  # left-right mirror-symmetric
-    plain = predict_probabilities(model, x, divisor=4)
+    plain = predict_probabilities(model, x, divisor=4, tta=False)
     with_tta = predict_probabilities(model, x, divisor=4, tta=True)
     np.testing.assert_allclose(with_tta, plain, atol=2e-6)
 
@@ -82,7 +82,7 @@ def test_flip_tta_averages_the_slice_and_its_left_right_mirror_mapped_back():
     np.testing.assert_allclose(tta[:, 4:], manual, atol=2e-6)
     assert np.all(tta[:, :4, :, 0] == 1.0)
     assert not np.allclose(
-        tta, predict_probabilities(model, x, divisor=4), atol=1e-4
+        tta, predict_probabilities(model, x, divisor=4, tta=False), atol=1e-4
     )  # a plain model is not flip-symmetric
 
 
@@ -96,12 +96,12 @@ def test_a_fully_convolutional_model_takes_any_multiple_of_its_divisor():
     assert fixed.count_params() == model.count_params()
     for shape in ((2, 32, 32, 4), (2, 96, 64, 4), (2, 36, 52, 4)):
         x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-        probs = predict_probabilities(model, x, divisor=4)
+        probs = predict_probabilities(model, x, divisor=4, tta=False)
         assert probs.shape == shape[:3] + (4,)
         np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 4)).astype(np.float32)
     np.testing.assert_allclose(
-        predict_probabilities(model, x, divisor=4), np.asarray(fixed(x)), atol=1e-6
+        predict_probabilities(model, x, divisor=4, tta=False), np.asarray(fixed(x)), atol=1e-6
     )
 
 
@@ -141,12 +141,12 @@ def test_only_the_brain_box_is_predicted_and_padded_to_the_divisor():
     assert (window[1] - window[0]) % 16 == 0 and (window[3] - window[2]) % 16 == 0
     assert window[0] <= 7 and window[1] >= 30 and window[2] <= 11 and window[3] >= 40
     model = tiny_model()
-    probs = predict_probabilities(model, x, divisor=16)
+    probs = predict_probabilities(model, x, divisor=16, tta=False)
     outside = np.ones(x.shape[:3], bool)
     outside[1:3, window[0] : window[1], window[2] : window[3]] = False
     assert np.all(probs[outside][:, 0] == 1.0)  # background without running the model
     assert not np.all(probs[1:3, 7:30, 11:40, 0] == 1.0)
-    assert predict_slices(model, np.zeros((3, 32, 32, 4), np.float32)).max() == 0
+    assert predict_slices(model, np.zeros((3, 32, 32, 4), np.float32), tta=False).max() == 0
 
 
 def test_postprocessing_removes_a_small_component_and_keeps_the_large_one():

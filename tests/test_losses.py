@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from brats_seg import losses as L
+from brats_seg.config import compose_group
 from brats_seg.errors import ConfigError
 from brats_seg.results.naming import loss_label
 
@@ -300,7 +301,7 @@ def test_tumour_dice_counts_absent_class_as_one():
 
 
 def load(name: str, **overrides):
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = compose_group("loss", name)  # the file with the schema it extends
     for key, val in overrides.items():
         cfg[key] = val
     return cfg
@@ -338,7 +339,7 @@ def test_build_loss_parameters():
     assert tempered.class_weights == pytest.approx(
         [(130 / 400) ** 0.5, (130 / 40) ** 0.5, (130 / 80) ** 0.5, 0.0]
     )
-    fixed = L.build_loss({"name": "weighted", "class_weights": [1, 2, 3, 4]})
+    fixed = L.build_loss({"name": "weighted", "class_weights": [1, 2, 3, 4], "weight_power": 1})
     assert fixed.class_weights == [1.0, 2.0, 3.0, 4.0]
     exp_log = L.build_loss(load("exp_log"), class_counts=COUNTS)
     assert exp_log.label_weights == pytest.approx(np.sqrt(COUNTS.sum() / COUNTS))
@@ -355,6 +356,15 @@ def test_build_loss_parameters():
     assert (focal.gamma, focal.alpha) == (2.0, 0.25)
 
 
+EXP_LOG_WEIGHTS = {
+    "w_dice": 0.8,
+    "w_cross": 0.2,
+    "gamma_dice": 0.3,
+    "gamma_cross": 0.3,
+    "smooth": 1,
+}
+
+
 @pytest.mark.parametrize(
     "cfg,counts,message",
     [
@@ -365,18 +375,31 @@ def test_build_loss_parameters():
             "(valid: bce_dice, dice, dice_ce, ell, exp_log, focal, soft_dice",
         ),
         (
-            {"name": "weighted", "class_weights": None},
+            {"name": "weighted", "class_weights": None, "weight_power": 1.0},
             None,
             "loss=weighted: needs the training label counts",
         ),
-        ({"name": "exp_log"}, None, "loss=exp_log: needs the training label counts"),
-        ({"name": "weighted"}, np.array([1, 2, 3]), "loss=weighted: class counts must be 4"),
+        (
+            {"name": "exp_log", "class_weights": None, **EXP_LOG_WEIGHTS},
+            None,
+            "loss=exp_log: needs the training label counts",
+        ),
+        (
+            {"name": "weighted", "class_weights": None, "weight_power": 1.0},
+            np.array([1, 2, 3]),
+            "loss=weighted: class counts must be 4",
+        ),
         (
             {"name": "weighted", "class_weights": [1, 2]},
             None,
             "loss.class_weights: expected 4 non-negative",
         ),
-        ({"name": "ell", "alpha": 1.5}, None, "loss.alpha: must be in [0.0, 1.0], got 1.5"),
+        (
+            {"name": "ell", "alpha": 1.5, "smooth": 1e-6},
+            None,
+            "loss.alpha: must be in [0.0, 1.0], got 1.5",
+        ),
+        ({"name": "ell", "smooth": 1e-6}, None, "loss.alpha: missing"),
         ({"name": "dice", "smooth": 0}, None, "loss.smooth: must be > 0.0"),
         ({"name": "dice", "alpha": 0.3}, None, "loss.alpha: not an option of loss=dice"),
         ({"name": "focal", "gamma": "big"}, None, "loss.gamma: expected a number"),

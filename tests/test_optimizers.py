@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from brats_seg.config import compose_group
 from brats_seg.errors import ConfigError
 from brats_seg.results.naming import optimizer_label
 from brats_seg.training.optimizers import OPTIMIZER_NAMES, build_optimizer
@@ -17,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
 
 
 def load(name: str, overrides: list[str] | None = None):
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = compose_group("optimizer", name)  # the file with the schema it extends
     return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides or []))
 
 
@@ -102,6 +103,11 @@ def test_plateau_returns_reduce_lr_callback():
     )
 
 
+# Every option a config file sets: build_optimizer takes no defaults of its own.
+CONSTANT = {"name": "constant", "min_lr": 1e-6, "factor": 0.5, "patience": 3}
+SGD = {"name": "sgd", "weight_decay": None, "nesterov": False}
+
+
 @pytest.mark.parametrize(
     "cfg,message",
     [
@@ -117,16 +123,25 @@ def test_plateau_returns_reduce_lr_callback():
             "optimizer.momentum: not an option of optimizer=adam",
         ),
         (
-            {"name": "adamw", "lr": 0.1, "weight_decay": None},
+            {"name": "adamw", "lr": 0.1, "weight_decay": None, "schedule": CONSTANT},
             "optimizer.weight_decay: optimizer=adamw needs",
         ),
-        ({"name": "sgd", "lr": 0.1, "momentum": 1.0}, "optimizer.momentum: must be >= 0 and < 1"),
+        (
+            {**SGD, "lr": 0.1, "momentum": 1.0, "schedule": CONSTANT},
+            "optimizer.momentum: must be >= 0 and < 1",
+        ),
+        ({"name": "adam", "lr": 0.1, "weight_decay": None}, "optimizer.schedule: missing"),
         (
             {"name": "adam", "lr": 0.1, "schedule": {"name": "step"}},
             "optimizer.schedule.name=step: unknown schedule",
         ),
         (
-            {"name": "adam", "lr": 0.1, "schedule": {"name": "plateau", "factor": 1.5}},
+            {
+                "name": "adam",
+                "lr": 0.1,
+                "weight_decay": None,
+                "schedule": {**CONSTANT, "name": "plateau", "factor": 1.5},
+            },
             "optimizer.schedule.factor: must be > 0 and < 1",
         ),
     ],

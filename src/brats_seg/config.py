@@ -121,34 +121,104 @@ def _trace_to_log_files(err: BaseException) -> list[str]:
     return files
 
 
+def check_options(
+    cfg: Any, example: str | None = None, check: Callable[[Any], None] | None = None
+) -> None:
+    """The one check of a composed config, before any work: a missing mandatory option (``???``),
+    named with an example command; then every option's domain (brats_seg.config_schema); then the
+    command's own ``check`` (the rules that need another layer, e.g. the model's divisor)."""
+    from omegaconf import OmegaConf
+
+    from brats_seg.config_schema import check_domains
+    from brats_seg.errors import ConfigError
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hint = f", e.g. {example}" if example else ""
+        raise ConfigError(
+            f"missing mandatory option{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}: give {' '.join(k + '=...' for k in missing)}{hint}"
+        )
+    check_domains(cfg)
+    if check is not None:
+        check(cfg)
+
+
+def _jobs(argv: list[str]) -> list[list[str]] | None:
+    """The overrides of each job Hydra is about to compose and run: one for a single run, each of a
+    sweep as Hydra's basic sweeper expands it (``experiment=glob(*)``, ``seed=1,2``). None for a
+    --cfg/--help/--info query, shell completion, a config path of the user's own or another
+    sweeper: those jobs are checked as they start."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    queries = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
+    own_configs = (args.config_path, args.config_name, args.config_dir, args.experimental_rerun)
+    if any(queries) or any(own_configs):
+        return None
+    # The hydra.* settings (launcher, run folders) do not change a job's own config.
+    task = [o for o in args.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if not args.multirun:
+        return [task]
+    if any(o.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper")) for o in args.overrides):
+        return None
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONFIG_PATH))
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(task)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _check_jobs(
+    config_name: str,
+    jobs: list[list[str]],
+    example: str | None,
+    check: Callable[[Any], None] | None,
+) -> None:
+    """Compose each job's config as Hydra will, and check it (one Hydra initialisation for all)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not jobs:
+        return
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
+        for overrides in jobs:
+            check_options(hydra_compose(config_name, overrides=overrides), example, check)
+
+
 def _one_line_errors(
-    task: Callable[[Any], Any], prog: str, example: str | None
+    task: Callable[[Any], Any],
+    prog: str,
+    example: str | None,
+    check: Callable[[Any], None] | None = None,
+    prechecked: bool = False,
 ) -> Callable[[Any], Any]:
     """Errors in a single run become one line on stderr and exit code 1.
 
-    A missing mandatory option (``???``) is refused before the task starts, naming it and an
-    example. Any other uncaught error is reported as its type and message with the path of the run's
-    log, which holds the traceback (HYDRA_FULL_ERROR=1 shows it on the console instead). In a
-    multirun the error propagates: Hydra records that job as failed and runs the others.
+    A job not checked before (``prechecked``) is checked as it starts. Any other uncaught error
+    is reported as its type and message with the path of the run's log, which holds the traceback
+    (HYDRA_FULL_ERROR=1 shows it on the console instead). In a multirun the error propagates:
+    Hydra records that job as failed and runs the others.
     """
 
     @functools.wraps(task)
     def guarded(cfg: Any) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
-        from omegaconf import OmegaConf
 
-        from brats_seg.errors import BratsSegError, ConfigError
+        from brats_seg.errors import BratsSegError
 
         multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
         try:
-            missing = sorted(OmegaConf.missing_keys(cfg))
-            if missing:
-                hint = f", e.g. {example}" if example else ""
-                raise ConfigError(
-                    f"missing mandatory option{'s' if len(missing) > 1 else ''} "
-                    f"{', '.join(missing)}: give {' '.join(k + '=...' for k in missing)}{hint}"
-                )
+            # Checked before Hydra made any folder (run_hydra_app), unless Hydra's composition was
+            # not foreseen there (another sweeper, a config path of the user's own).
+            if not prechecked:
+                check_options(cfg, example, check)
             return task(cfg)
         except BratsSegError as err:
             if multirun:
@@ -216,13 +286,15 @@ def run_hydra_app(
     prog: str,
     argv: list[str],
     example: str | None = None,
+    check: Callable[[Any], None] | None = None,
 ) -> Any:
     """Run ``task`` as a Hydra app on ``argv`` (``key=value`` overrides and Hydra flags such as
     ``-m``).
 
-    ``example`` is a command line that works, shown when a mandatory option is missing. Hydra's own
-    errors (a bad override, a value of the wrong type, an unknown choice) become one ConfigError
-    line.
+    Each job's config (the single run's, or each of a sweep's) is composed and checked
+    (check_options, with the command's ``check``) before Hydra makes any folder. ``example`` is
+    a command line that works, shown when a mandatory option is missing. Hydra's own errors (a bad
+    override, a value of the wrong type, an unknown choice) become one ConfigError line.
     """
     import hydra
     from hydra.errors import HydraException
@@ -245,11 +317,13 @@ def run_hydra_app(
     # had set it).
     os.environ[FULL_ERROR_ENV] = "1"
     try:
+        jobs = _jobs(argv)
+        _check_jobs(config_name, jobs or [], example, check)
         main = hydra.main(
             version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name
         )
         try:
-            return main(_one_line_errors(task, prog, example))()
+            return main(_one_line_errors(task, prog, example, check, jobs is not None))()
         finally:
             if "--hydra-help" in argv:
                 print(LAUNCHER_NOTE)

@@ -32,9 +32,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from brats_seg.config_schema import NUM_CLASSES, to_plain
 from brats_seg.errors import ConfigError
 
-NUM_CLASSES = 4
 # Probabilities are clipped to [EPSILON, 1 - EPSILON] before any log, as Keras' cross-entropies do.
 EPSILON = 1e-7
 # Floor for the base of x**gamma (gamma < 1): keeps the gradient finite at a perfect prediction.
@@ -203,7 +203,7 @@ class ELLLoss(_BatchLoss):
 
     def __init__(
         self,
-        alpha: float = 0.2,
+        alpha: float,
         smooth: float = 1e-6,
         name: str = "ell_loss",
         reduction="sum_over_batch_size",
@@ -507,16 +507,6 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 LOSS_NAMES: tuple[str, ...] = tuple(sorted(_OPTIONS))
 
 
-def _as_dict(loss_cfg: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(loss_cfg, DictConfig):
-        return OmegaConf.to_container(loss_cfg, resolve=True)
-    if isinstance(loss_cfg, Mapping):
-        return dict(loss_cfg)
-    raise ConfigError(f"loss: expected a mapping with a 'name', got {type(loss_cfg).__name__}")
-
-
 def _loss_name(cfg: dict[str, Any]) -> str:
     name = cfg.get("name")
     if name not in _OPTIONS:
@@ -524,17 +514,21 @@ def _loss_name(cfg: dict[str, Any]) -> str:
     return name
 
 
+def _option(cfg: dict[str, Any], key: str) -> Any:
+    """An option that the loss's config file sets: configs/loss/*.yaml holds every default."""
+    if key not in cfg:
+        raise ConfigError(f"loss.{key}: missing (configs/loss/ sets it for loss={cfg['name']})")
+    return cfg[key]
+
+
 def _number(
     cfg: dict[str, Any],
     key: str,
-    default: float,
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
 ) -> float:
-    value = cfg.get(key)
-    if value is None:
-        return default
+    value = _option(cfg, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
         raise ConfigError(f"loss.{key}: expected a number, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
@@ -590,44 +584,37 @@ def _check_options(cfg: dict[str, Any], name: str) -> None:
 def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.losses.Loss:
     """Build the loss named by ``loss_cfg.name`` with its parameters.
 
-    ``loss_cfg`` is the composed ``loss`` node (DictConfig or dict). ``weighted`` and ``exp_log``
-    derive their class weights from ``class_counts`` (pixel counts of classes 0..3 over the training
-    slices) unless ``class_weights`` is set; without either they raise ConfigError.
+    ``loss_cfg`` is the composed ``loss`` node (DictConfig or dict), with every option of the
+    loss's config file (configs/loss/*.yaml, the one home of their defaults). ``weighted`` and
+    ``exp_log`` derive their class weights from ``class_counts`` (pixel counts of classes 0..3 over
+    the training slices) unless ``class_weights`` is set; without either they raise ConfigError.
     """
-    cfg = _as_dict(loss_cfg)
+    cfg = to_plain(loss_cfg)
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"loss: expected a mapping with a 'name', got {type(cfg).__name__}")
+    cfg = dict(cfg)
     name = _loss_name(cfg)
     _check_options(cfg, name)
-    smooth = _number(
-        cfg, "smooth", 1.0 if name in ("exp_log", "dice_ce") else 1e-6, low=0.0, low_open=True
-    )
+    smooth = _number(cfg, "smooth", low=0.0, low_open=True) if "smooth" in _OPTIONS[name] else 0
     if name == "dice":
         return DiceLoss(smooth=smooth)
     if name == "bce_dice":
         return BCEDiceLoss(smooth=smooth)
     if name == "ell":
-        return ELLLoss(alpha=_number(cfg, "alpha", 0.2, 0.0, 1.0), smooth=smooth)
+        return ELLLoss(alpha=_number(cfg, "alpha", 0.0, 1.0), smooth=smooth)
     if name == "soft_dice":
         return SoftDiceLoss(smooth=smooth)
     if name == "dice_ce":
-        regions = cfg.get("regions", True)
-        if not isinstance(regions, bool):
-            raise ConfigError(f"loss.regions: expected true or false, got {regions!r}")
-        return DiceCELoss(
-            regions=regions, smooth=_number(cfg, "smooth", 1.0, low=0.0, low_open=True)
-        )
+        return DiceCELoss(regions=bool(_option(cfg, "regions")), smooth=smooth)
     if name == "focal":
-        return FocalLoss(
-            gamma=_number(cfg, "gamma", 2.0, low=0.0), alpha=_number(cfg, "alpha", 0.25, low=0.0)
-        )
+        return FocalLoss(gamma=_number(cfg, "gamma", low=0.0), alpha=_number(cfg, "alpha", low=0.0))
     if name == "tversky":
         return TverskyLoss(
-            alpha=_number(cfg, "alpha", 0.3, low=0.0),
-            beta=_number(cfg, "beta", 0.7, low=0.0),
-            smooth=smooth,
+            alpha=_number(cfg, "alpha", low=0.0), beta=_number(cfg, "beta", low=0.0), smooth=smooth
         )
     weights = _class_weights(cfg)
     if name == "weighted":
-        power = _number(cfg, "weight_power", 1.0, low=0.0)
+        power = _number(cfg, "weight_power", low=0.0)
         if weights is None:
             weights = counts_to_weights(_checked_counts(class_counts, name), power)
         return WeightedCrossEntropy(class_weights=weights)
@@ -635,9 +622,9 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
         weights = counts_to_exp_log_weights(_checked_counts(class_counts, name))
     return ExpLogLoss(
         label_weights=weights,
-        w_dice=_number(cfg, "w_dice", 0.8, low=0.0),
-        w_cross=_number(cfg, "w_cross", 0.2, low=0.0),
-        gamma_dice=_number(cfg, "gamma_dice", 0.3, low=0.0, low_open=True),
-        gamma_cross=_number(cfg, "gamma_cross", 0.3, low=0.0, low_open=True),
+        w_dice=_number(cfg, "w_dice", low=0.0),
+        w_cross=_number(cfg, "w_cross", low=0.0),
+        gamma_dice=_number(cfg, "gamma_dice", low=0.0, low_open=True),
+        gamma_cross=_number(cfg, "gamma_cross", low=0.0, low_open=True),
         smooth=smooth,
     )

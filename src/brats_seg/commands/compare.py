@@ -11,7 +11,7 @@ from brats_seg.errors import ConfigError, first_line
 
 def main(argv: list[str]) -> int:
     from brats_seg.atomic import write_json, write_text
-    from brats_seg.config import compose
+    from brats_seg.config import check_options, compose
     from brats_seg.outputs import check_files_beside, files_beside
     from brats_seg.results.compare import compare_sides, compare_text, load_side
 
@@ -29,14 +29,7 @@ def main(argv: list[str]) -> int:
         cfg = compose("compare", overrides)
     except Exception as err:  # Hydra's override errors are already one readable sentence
         raise ConfigError(f"compare: {first_line(err)}") from err
-    if not isinstance(cfg.bootstrap, int) or isinstance(cfg.bootstrap, bool):
-        raise ConfigError(
-            f"compare: bootstrap must be a whole number of resamples, got {cfg.bootstrap!r}"
-        )
-    if int(cfg.bootstrap) < 100:
-        raise ConfigError(
-            f"compare: bootstrap={cfg.bootstrap} is too few resamples; use at least 100"
-        )
+    check_options(cfg)
     written = ("compare.md", "compare.json")
     if cfg.out:
         check_files_beside(Path(cfg.out), written, "compare")

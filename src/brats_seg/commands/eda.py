@@ -14,10 +14,6 @@ def _task(cfg) -> None:
     from brats_seg.data.dataset import prepare_data
     from brats_seg.viz.eda import check_report_target, format_summary, run_eda
 
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
-        raise ConfigError(f"seed={cfg.seed!r}: must be a whole number")
-    if not isinstance(cfg.gif, bool):
-        raise ConfigError(f"gif={cfg.gif!r}: must be true or false")
     if not cfg.out:
         raise ConfigError("out is empty: give the report folder, e.g. out=outputs/eda/brats")
     check_report_target(Path(str(cfg.out)))  # before the (possibly long) data preparation

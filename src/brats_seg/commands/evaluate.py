@@ -26,11 +26,6 @@ def _task(cfg) -> None:
 
         out = Path(cfg.out) if cfg.out else Path(cfg.pred)
         check_files_beside(out, [METRICS_FILE], "evaluate", "out" if cfg.out else "pred")
-        allow_missing = (cfg.get("evaluate") or {}).get("allow_missing", True)
-        if not isinstance(allow_missing, bool):
-            raise ConfigError(
-                f"evaluate.allow_missing must be true or false, got {allow_missing!r}"
-            )
         lesionwise = True if cfg.get("lesionwise") is None else bool(cfg.lesionwise)
         labels = LabelRules.from_cfg(cfg.get("labels"), "labels")
         metrics = score_prediction_folder(
@@ -38,7 +33,7 @@ def _task(cfg) -> None:
             Path(cfg.ref),
             out,
             empty_rule=cfg.empty_rule or "brats",
-            allow_missing=allow_missing,
+            allow_missing=cfg.evaluate.allow_missing,
             lesionwise=lesionwise,
             labels=labels,
         )
@@ -94,22 +89,15 @@ def _with_overrides(run_cfg, cfg):
     own)."""
     from omegaconf import open_dict
 
+    from brats_seg.config_schema import run_setting
+
     with open_dict(run_cfg):
-        if run_cfg.get("evaluate") is None:
-            run_cfg.evaluate = {}
         ev = run_cfg.evaluate
-        if cfg.empty_rule:
-            ev.empty_rule = cfg.empty_rule
-        ev.batch_size = int(cfg.batch_size)
-        if cfg.get("tta") is not None:
-            ev.tta = bool(cfg.tta)
-        if cfg.get("lesionwise") is not None:
-            ev.lesionwise = bool(cfg.lesionwise)
-        for key, value in (cfg.get("postprocess") or {}).items():
-            if value is not None:
-                if ev.get("postprocess") is None:
-                    ev.postprocess = {}
-                ev.postprocess[key] = value
+        ev.batch_size = cfg.batch_size
+        for key in ("empty_rule", "tta", "lesionwise"):
+            ev[key] = run_setting(cfg[key], ev[key])
+        for key, value in cfg.postprocess.items():
+            ev.postprocess[key] = run_setting(value, ev.postprocess[key])
     return run_cfg
 
 

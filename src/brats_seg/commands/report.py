@@ -10,7 +10,7 @@ from brats_seg.errors import ConfigError, first_line
 
 
 def main(argv: list[str]) -> int:
-    from brats_seg.config import compose
+    from brats_seg.config import check_options, compose
     from brats_seg.results.html_report import write_report
 
     if any(a in ("-h", "--help") for a in argv):
@@ -26,14 +26,7 @@ def main(argv: list[str]) -> int:
         cfg = compose("report", overrides)
     except Exception as err:  # Hydra's override errors are already one readable sentence
         raise ConfigError(f"report: {first_line(err)}") from err
-    if not isinstance(cfg.bootstrap, int) or isinstance(cfg.bootstrap, bool):
-        raise ConfigError(
-            f"report: bootstrap must be a whole number of resamples, got {cfg.bootstrap!r}"
-        )
-    if int(cfg.bootstrap) < 100:
-        raise ConfigError(
-            f"report: bootstrap={cfg.bootstrap} is too few resamples; use at least 100"
-        )
+    check_options(cfg)
     out = Path(cfg.out) if cfg.out else dirs[0]
     page = write_report(dirs, out, samples=int(cfg.bootstrap), overlays=bool(cfg.overlays))
     print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB, every image embedded)")

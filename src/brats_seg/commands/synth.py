@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from brats_seg.errors import ConfigError
 
@@ -13,26 +12,17 @@ from brats_seg.errors import ConfigError
 EXAMPLE = "brats-seg synth out=outputs/synthetic cases=10"
 
 
-def _positive_workers(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"workers={value!r}: must be a whole number >= 1")
-    return value
-
-
 def _task(cfg) -> None:
     from brats_seg.data.synthetic import validate_options, write_synthetic_dataset
 
     cases, shape = validate_options(cfg.cases, cfg.shape)
-    workers = _positive_workers(cfg.workers)
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed!r}: must be a whole number >= 0")
     if not cfg.out:
         raise ConfigError("out is empty: give the folder to write, e.g. out=outputs/synthetic")
     out = Path(str(cfg.out))
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={out}: exists and is not a folder")
     started = time.perf_counter()
-    write_synthetic_dataset(out, cases, shape, seed=cfg.seed, workers=workers)
+    write_synthetic_dataset(out, cases, shape, seed=cfg.seed, workers=cfg.workers)
     seconds = time.perf_counter() - started
     size = "x".join(str(s) for s in shape)
     print(

@@ -12,7 +12,7 @@ from brats_seg.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
-    from brats_seg.config import compose
+    from brats_seg.config import check_options, compose
     from brats_seg.results.table import write_table
 
     if any(a in ("-h", "--help") for a in argv):
@@ -28,8 +28,9 @@ def main(argv: list[str]) -> int:
         cfg = compose("table", overrides)
     except Exception as err:  # Hydra's override errors, with the OmegaConf cause they wrap
         raise ConfigError(one_line(err)) from err
+    check_options(cfg)
     out = Path(cfg.out) if cfg.out else dirs[0]
-    intervals = int(cfg.get("bootstrap", 10000)) if cfg.get("intervals") else 0
+    intervals = cfg.bootstrap if cfg.intervals else 0
     rows = write_table(dirs, out, printed=bool(cfg.printed), intervals=intervals)
     counts = Counter(r.status for r in rows)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

@@ -7,6 +7,22 @@ from __future__ import annotations
 EXAMPLE = "brats-seg train data=brats data.root=/path/to/BraTS2021"
 
 
+def check_model_options(cfg) -> None:
+    """The train options that need the model (checked with the others, before any work): the
+    model's own options (brats_seg.models.options) and data.patch.size, whose sides must be
+    multiples of the model's divisor."""
+    from brats_seg.errors import ConfigError
+    from brats_seg.models.registry import divisor
+
+    div = divisor(cfg.model)
+    size = cfg.data.patch.size
+    if size is not None and any(side % div for side in size):
+        raise ConfigError(
+            f"data.patch.size=[{','.join(str(side) for side in size)}]: must be multiples of "
+            f"{div} (the divisor of model {cfg.model.name}), or null"
+        )
+
+
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -30,5 +46,7 @@ def main(argv: list[str]) -> int:
         # Hydra's parser takes its overrides in one run, so these join the user's (or come first).
         at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
         argv = [*argv[:at], "hydra.output_subdir=null", "hydra/job_logging=stdout", *argv[at:]]
-    run_hydra_app(_task, "train", "brats-seg train", argv, example=EXAMPLE)
+    run_hydra_app(
+        _task, "train", "brats-seg train", argv, example=EXAMPLE, check=check_model_options
+    )
     return 0

@@ -9,27 +9,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from brats_seg.config_schema import FifthChannel, Normalization, SelectionRule, choices
+from brats_seg.config_schema import (
+    CROP_MULTIPLE,
+    MAX_CONTEXT,
+    FifthChannel,
+    Normalization,
+    SelectionRule,
+    choices,
+    to_plain,
+)
 from brats_seg.errors import ConfigError
 
 # The choices are declared once, in the config schema.
 NORMALIZATIONS = choices(Normalization)
 FIFTH_CHANNELS = choices(FifthChannel)
 SELECTION_RULES = choices(SelectionRule)
-# The U-Nets halve the image four times, so a crop must keep both sides divisible by 2**4.
-CROP_MULTIPLE = 16
-MAX_CONTEXT = 4
-
-
-def to_plain(cfg: Any) -> Any:
-    """A DictConfig/ListConfig as plain dicts and lists (resolved); anything else unchanged."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return cfg
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
 
 
 @dataclass(frozen=True)

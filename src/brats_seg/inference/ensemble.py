@@ -112,7 +112,7 @@ def full_grid(probs: np.ndarray, crop_box, full_shape) -> np.ndarray:
     return out
 
 
-def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta: bool = False):
+def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta: bool):
     """The ensemble's class volume (X, Y, Z) uint8 for a loaded case, and the first member's
     prepared case and its class slices (for the montage)."""
     from brats_seg.data.preprocess import preprocess_case, slices_to_volume

@@ -60,7 +60,7 @@ def evaluate_model(
     batch_size: int = 16,
     n_overlays: int = 5,
     divisor: int = 1,
-    tta: bool = False,
+    tta: bool,
     postprocess: Any = None,
     lesionwise: bool = True,
 ) -> tuple[dict[str, Any], list[tuple]]:
@@ -239,18 +239,18 @@ def evaluate_run(
         raise RunError(f"{run_dir}: the split has no test patients")
     model = run.load_model()
     prepared = prepare_data(cfg.data)
-    ev = cfg.get("evaluate", {}) or {}
+    ev = cfg.evaluate
     metrics, overlays = evaluate_model(
         model,
         prepared,
         split["test"],
-        empty_rule=ev.get("empty_rule", "brats"),
-        batch_size=int(ev.get("batch_size", 16)),
-        n_overlays=int(ev.get("overlays", 5)),
-        lesionwise=bool(ev.get("lesionwise", True)),
+        empty_rule=ev.empty_rule,
+        batch_size=ev.batch_size,
+        n_overlays=ev.overlays,
+        lesionwise=ev.lesionwise,
         divisor=model_divisor(cfg),
-        tta=bool(ev.get("tta", False)),
-        postprocess=ev.get("postprocess"),
+        tta=ev.tta,
+        postprocess=ev.postprocess,
     )
     metrics["run_check"] = run.record()
     note = "; ".join(run.notes) or None
@@ -276,8 +276,7 @@ def evaluate_ensemble(
     """
     import math
 
-    from omegaconf import OmegaConf
-
+    from brats_seg.config_schema import to_plain
     from brats_seg.data.dataset import prepare_data
 
     run_dirs = [run.path for run in runs]
@@ -291,7 +290,7 @@ def evaluate_ensemble(
                 "an ensemble of runs is evaluated on common test patients "
                 "(score other runs with brats-seg predict)"
             )
-    data = [result_config({"data": OmegaConf.to_container(c.data, resolve=True)}) for c in cfgs]
+    data = [result_config({"data": to_plain(c.data)}) for c in cfgs]
     for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
         if other != data[0]:
             raise RunError(
@@ -301,19 +300,19 @@ def evaluate_ensemble(
             )
     models = [run.load_model() for run in runs]
     prepared = prepare_data(cfgs[0].data)
-    ev = cfgs[0].get("evaluate", {}) or {}
+    ev = cfgs[0].evaluate
     divisor = math.lcm(*(model_divisor(c) for c in cfgs))
     metrics, overlays = evaluate_model(
         models,
         prepared,
         tests[0],
-        empty_rule=ev.get("empty_rule", "brats"),
+        empty_rule=ev.empty_rule,
         batch_size=batch_size,
-        n_overlays=int(ev.get("overlays", 5)),
+        n_overlays=ev.overlays,
         divisor=divisor,
-        tta=bool(ev.get("tta", False)),
-        postprocess=ev.get("postprocess"),
-        lesionwise=bool(ev.get("lesionwise", True)),
+        tta=ev.tta,
+        postprocess=ev.postprocess,
+        lesionwise=ev.lesionwise,
     )
     metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
     metrics["inference"]["run_checks"] = [run.record() for run in runs]

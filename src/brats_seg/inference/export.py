@@ -58,8 +58,8 @@ def export_run(
     """Write the SavedModel of ``run_dir``'s best checkpoint to ``out`` with export.json; ``out``
     is new, empty or an earlier export (replaced whole), see outputs.py."""
     import tensorflow as tf
-    from omegaconf import OmegaConf
 
+    from brats_seg.config_schema import to_plain
     from brats_seg.models.registry import divisor
 
     if fmt not in FORMATS:
@@ -96,7 +96,7 @@ def export_run(
             "meaning": "softmax probabilities per class",
             "classes": list(CLASS_NAMES),
         },
-        "preprocessing": OmegaConf.to_container(cfg.data.preprocess, resolve=True),
+        "preprocessing": to_plain(cfg.data.preprocess),
     }
     with staged_output(out, "export") as tmp:
         saved = tmp / "savedmodel"

@@ -81,17 +81,13 @@ def write_segmentation(
 def inference_settings(members, tta: Any = None, postprocess: Any = None) -> tuple[bool, Any]:
     """TTA and post-processing for predict: what is given, else the (first) run's own ``evaluate``
     settings."""
-    from brats_seg.data.settings import to_plain
+    from brats_seg.config_schema import run_setting, to_plain
     from brats_seg.inference.postprocess import PostprocessSettings
 
-    own = to_plain(members[0].cfg.get("evaluate")) or {}
-    if tta is None:
-        tta = bool(own.get("tta", False))
-    elif not isinstance(tta, bool):
-        raise ConfigError(f"tta must be true, false or null (the run's own setting), got {tta!r}")
-    chosen = dict(own.get("postprocess") or {})
-    chosen.update({k: v for k, v in (to_plain(postprocess) or {}).items() if v is not None})
-    return tta, PostprocessSettings.from_cfg(chosen, "postprocess")
+    own = to_plain(members[0].cfg.evaluate)
+    given = to_plain(postprocess) or {}
+    chosen = {key: run_setting(given.get(key), value) for key, value in own["postprocess"].items()}
+    return run_setting(tta, own["tta"]), PostprocessSettings.from_cfg(chosen, "postprocess")
 
 
 def predict_cases(

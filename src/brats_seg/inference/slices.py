@@ -74,7 +74,7 @@ def predict_probabilities(
     batch_size: int = 16,
     *,
     divisor: int = 1,
-    tta: bool = False,
+    tta: bool,
     num_classes: int | None = None,
 ) -> np.ndarray:
     """Softmax (Z, H, W, K) float32 for a preprocessed volume ``x`` (Z, H, W, C); background 1 off
@@ -102,7 +102,7 @@ def predict_probabilities(
 
 
 def predict_slices(
-    model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1, tta: bool = False
+    model, x: np.ndarray, batch_size: int = 16, *, divisor: int = 1, tta: bool
 ) -> np.ndarray:
     """Class map (Z, H, W) uint8 for a preprocessed volume ``x`` (Z, H, W, C): the argmax of the
     softmax."""

@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from brats_seg.atomic import write_json, write_text
+from brats_seg.config_schema import to_plain
 from brats_seg.errors import RunError, Terminated, first_line
 from brats_seg.runfolder import (
     COMPLETED,
@@ -60,7 +61,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(run_dir)
-    resolved = absolute_paths(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    resolved = absolute_paths(to_plain(cfg))
     cfg = OmegaConf.create(resolved)
     chash = config_hash(resolved)
     role = worker_role(cfg.trainer.strategy)
@@ -134,8 +135,8 @@ def _set_up_devices(cfg: DictConfig) -> tuple[str, Any, list[str]]:
     trainer = cfg.trainer
     hardware.configure_cpu_devices(trainer.get("cpu_devices"))
     gpu_models = gpus.configure_gpus(
-        trainer.get("device", "auto"),
-        trainer.get("job_gpus", "auto"),
+        trainer.device,
+        trainer.job_gpus,
         parallel=_launched_in_parallel(),
     )
     # MultiWorkerMirroredStrategy must configure TensorFlow's collectives before anything runs an
@@ -236,10 +237,10 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
         empty_rule=ev.empty_rule,
         batch_size=int(ev.batch_size),
         n_overlays=int(ev.overlays),
-        lesionwise=bool(ev.get("lesionwise", True)),
+        lesionwise=ev.lesionwise,
         divisor=divisor(cfg.model),
-        tta=bool(ev.get("tta", False)),
-        postprocess=ev.get("postprocess"),
+        tta=ev.tta,
+        postprocess=ev.postprocess,
     )
     metrics["params"] = int(model.count_params())
     title = cfg.get("experiment_id") or run_dir.name

@@ -11,6 +11,7 @@ import importlib.resources
 from collections.abc import Mapping
 from typing import Any
 
+from brats_seg.config_schema import to_plain
 from brats_seg.errors import ConfigError
 from brats_seg.models.options import parse_options
 
@@ -39,19 +40,20 @@ def model_config_names() -> list[str]:
 
 def load_model_config(name: str) -> dict[str, Any]:
     """configs/model/<name>.yaml, with the family base it extends, as a plain dict."""
-    from omegaconf import OmegaConf
-
     from brats_seg.config import compose_group
 
     names = model_config_names()
     if name not in names:
         raise ConfigError(f"unknown model '{name}' (available: {', '.join(names)})")
-    return OmegaConf.to_container(compose_group(CONFIG_GROUP, name), resolve=True)
+    return to_plain(compose_group(CONFIG_GROUP, name))
 
 
 def parse_model_config(model_cfg: Any) -> tuple[str, str, Any]:
     """Split a composed `model` node into (name, family, validated options)."""
-    raw = _as_dict(model_cfg)
+    raw = to_plain(model_cfg)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"model config must be a mapping, got {type(raw).__name__}")
+    raw = dict(raw)
     name = raw.pop("name", None)
     family = raw.pop("family", None)
     if not isinstance(name, str) or not name:
@@ -146,13 +148,3 @@ def _nearest_hint(bad: dict[str, int], div: int) -> str:
 def _builder(family: str):
     module_name, function = BUILDERS[family].split(":")
     return getattr(importlib.import_module(module_name), function)
-
-
-def _as_dict(model_cfg: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(model_cfg, DictConfig):
-        return dict(OmegaConf.to_container(model_cfg, resolve=True))
-    if isinstance(model_cfg, Mapping):
-        return dict(model_cfg)
-    raise ConfigError(f"model config must be a mapping, got {type(model_cfg).__name__}")

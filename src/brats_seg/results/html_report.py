@@ -163,7 +163,7 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
             truth = truth[:, x0:x1, y0:y1]
         if z is None:
             z = int(np.argmax((truth > 0).reshape(truth.shape[0], -1).sum(axis=1)))
-        pred = predict_slices(run.load_model(), x[z : z + 1], 1)[0]
+        pred = predict_slices(run.load_model(), x[z : z + 1], 1, tta=cfg.evaluate.tta)[0]
         image = np.asarray(x[z, ..., FLAIR_CHANNEL])
         if truth_panel is None:
             truth_panel = (image, np.asarray(truth[z]))

@@ -22,7 +22,7 @@ def loss_label(loss_cfg: Mapping[str, Any]) -> str:
     """``ell_loss (0.7)``, ``bce_dice_loss``, ... as the study's loss column writes them."""
     name = loss_cfg["name"]
     if name == "ell":
-        return f"ell_loss ({loss_cfg.get('alpha', 0.2):g})"
+        return f"ell_loss ({loss_cfg['alpha']:g})"
     power = loss_cfg.get("weight_power")
     if name == "weighted" and power not in (None, 1, 1.0) and loss_cfg.get("class_weights") is None:
         return f"weighted (weights ** {power:g})"

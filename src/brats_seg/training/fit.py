@@ -127,9 +127,7 @@ def build_fit_data(cfg: DictConfig, prepared, split, replicas: int, workers: int
     sampling = SamplingSettings.from_data_cfg(cfg.data)
     has_val = bool(split["val"])
     check_fit_options(cfg, sampling, replicas, has_val)
-    fully_convolutional = sampling.patch_size is not None or bool(
-        trainer.get("fully_convolutional", False)
-    )
+    fully_convolutional = sampling.patch_size is not None or trainer.fully_convolutional
     div = divisor(cfg.model)
     train_cases = prepared.one_case_per_patient(split["train"])
     n_slices = prepared.slice_count(train_cases)
@@ -243,7 +241,7 @@ def build_compiled_model(cfg: DictConfig, prepared, data: FitData, strategy):
             optimizer=optimizer,
             loss=[loss] * n_outputs if n_outputs > 1 else loss,
             metrics=[TumourDice()] if n_outputs == 1 else None,
-            run_eagerly=bool(cfg.trainer.get("run_eagerly", False)),
+            run_eagerly=cfg.trainer.run_eagerly,
         )
     return model, schedule_callbacks
 

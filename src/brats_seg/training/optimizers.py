@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from brats_seg.config_schema import to_plain
 from brats_seg.errors import ConfigError
 
 _COMMON = ("name", "lr", "weight_decay", "schedule")
@@ -25,21 +26,9 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 OPTIMIZER_NAMES: tuple[str, ...] = tuple(sorted(_OPTIONS))
 SCHEDULE_NAMES: tuple[str, ...] = ("constant", "cosine", "plateau")
 _SCHEDULE_OPTIONS = ("name", "min_lr", "factor", "patience")
+SCHEDULE = "optimizer.schedule"
 
 # How the study's table writes each optimizer.
-
-
-def _as_dict(opt_cfg: Any) -> dict[str, Any]:
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(opt_cfg, DictConfig):
-        return OmegaConf.to_container(opt_cfg, resolve=True)
-    if isinstance(opt_cfg, Mapping):
-        return {
-            key: dict(value) if isinstance(value, Mapping) else value
-            for key, value in opt_cfg.items()
-        }
-    raise ConfigError(f"optimizer: expected a mapping with a 'name', got {type(opt_cfg).__name__}")
 
 
 def _optimizer_name(cfg: dict[str, Any]) -> str:
@@ -54,6 +43,14 @@ def _optimizer_name(cfg: dict[str, Any]) -> str:
             f"(valid: {', '.join(_OPTIONS[name])})"
         )
     return name
+
+
+def _option(cfg: dict[str, Any], key: str, where: str = "optimizer") -> Any:
+    """An option that the optimizer's config file sets: configs/optimizer/*.yaml holds every
+    default."""
+    if key not in cfg:
+        raise ConfigError(f"{where}.{key}: missing (configs/optimizer/ sets it)")
+    return cfg[key]
 
 
 def _number(
@@ -76,9 +73,7 @@ def _number(
 
 
 def _schedule(cfg: dict[str, Any]) -> dict[str, Any]:
-    schedule = cfg.get("schedule") or {"name": "constant"}
-    if isinstance(schedule, str):
-        schedule = {"name": schedule}
+    schedule = _option(cfg, "schedule")
     if not isinstance(schedule, Mapping):
         raise ConfigError(f"optimizer.schedule: expected a mapping with a 'name', got {schedule!r}")
     if schedule.get("name") not in SCHEDULE_NAMES:
@@ -108,7 +103,7 @@ def _learning_rate(lr: float, schedule: dict[str, Any], steps_total: int | None)
             f"optimizer.schedule.name=cosine: needs the total number of training steps "
             f"(got {steps_total!r})"
         )
-    min_lr = _number(schedule.get("min_lr", 0.0), "schedule.min_lr", high=lr)
+    min_lr = _number(_option(schedule, "min_lr", SCHEDULE), "schedule.min_lr", high=lr)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=lr, decay_steps=steps_total, alpha=min_lr / lr
     )
@@ -118,14 +113,18 @@ def _callbacks(lr: float, schedule: dict[str, Any]) -> list[keras.callbacks.Call
     if schedule["name"] != "plateau":
         return []
     factor = _number(
-        schedule.get("factor", 0.5), "schedule.factor", low_open=True, high=1.0, high_open=True
+        _option(schedule, "factor", SCHEDULE),
+        "schedule.factor",
+        low_open=True,
+        high=1.0,
+        high_open=True,
     )
-    patience = schedule.get("patience", 3)
+    patience = _option(schedule, "patience", SCHEDULE)
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
         raise ConfigError(
             f"optimizer.schedule.patience: expected an integer >= 0, got {patience!r}"
         )
-    min_lr = _number(schedule.get("min_lr", 0.0), "schedule.min_lr", high=lr)
+    min_lr = _number(_option(schedule, "min_lr", SCHEDULE), "schedule.min_lr", high=lr)
     return [
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=factor, patience=patience, min_lr=min_lr
@@ -142,12 +141,15 @@ def build_optimizer(
     decays the learning rate from ``lr`` to ``schedule.min_lr``; ``plateau`` returns a
     ReduceLROnPlateau callback on ``val_loss``; ``constant`` keeps ``lr``.
     """
-    cfg = _as_dict(opt_cfg)
+    cfg = to_plain(opt_cfg)
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"optimizer: expected a mapping with a 'name', got {type(cfg).__name__}")
+    cfg = dict(cfg)
     name = _optimizer_name(cfg)
-    lr = _number(cfg.get("lr"), "lr", low_open=True)
+    lr = _number(_option(cfg, "lr"), "lr", low_open=True)
     schedule = _schedule(cfg)
     learning_rate = _learning_rate(lr, schedule, steps_total)
-    weight_decay = cfg.get("weight_decay")
+    weight_decay = _option(cfg, "weight_decay")
     if weight_decay is not None:
         weight_decay = _number(weight_decay, "weight_decay")
     elif name == "adamw":
@@ -159,7 +161,7 @@ def build_optimizer(
         optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
     elif name == "adagrad":
         accumulator = _number(
-            cfg.get("initial_accumulator_value", 0.1), "initial_accumulator_value"
+            _option(cfg, "initial_accumulator_value"), "initial_accumulator_value"
         )
         optimizer = keras.optimizers.Adagrad(
             learning_rate=learning_rate,
@@ -167,10 +169,10 @@ def build_optimizer(
             initial_accumulator_value=accumulator,
         )
     else:
-        nesterov = cfg.get("nesterov", False)
+        nesterov = _option(cfg, "nesterov")
         if not isinstance(nesterov, bool):
             raise ConfigError(f"optimizer.nesterov: expected true or false, got {nesterov!r}")
-        momentum = _number(cfg.get("momentum", 0.0), "momentum", high=1.0, high_open=True)
+        momentum = _number(_option(cfg, "momentum"), "momentum", high=1.0, high_open=True)
         optimizer = keras.optimizers.SGD(
             learning_rate=learning_rate,
             momentum=momentum,
