@@ -56,6 +56,7 @@ class ResultRow:
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
     lesionwise: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     per_patient: dict[str, dict[str, float]] = field(default_factory=dict)  # case -> region -> Dice
+    empty_rule: str = "brats"  # the rule per_patient was scored with (metrics/regions.py)
     group: str = ""  # the config without seeds, folds and paths (results/groups.py)
     seeds: dict[str, Any] = field(default_factory=dict)
     printed: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +143,7 @@ def _row_from_config(
         result.collapsed = metrics.get("collapsed") or ""
         result.regions = metrics.get("regions", {})
         result.lesionwise = metrics.get("lesionwise") or {}
+        result.empty_rule = metrics.get("empty_rule") or "brats"
         result.per_patient = {
             p["case"]: {region: p[region]["dice"] for region in REGIONS if region in p}
             for p in metrics.get("per_patient", [])
