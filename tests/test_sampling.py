@@ -130,6 +130,69 @@ def test_the_foreground_share_centres_patches_on_tumour(tmp_path):
     assert not np.array_equal(a, c)
 
 
+def test_centred_patches_hold_tumour_after_the_spatial_augmentation(tmp_path):
+    """The position of a tumour-centred patch is picked on the flipped slice it is cut from, so
+    every centred patch holds tumour (a left-right flip keeps the whole tumour in the slice). Picked
+    on the labels before the flip, about half the flipped patches missed it."""
+    data = cached_slices(tmp_path / "c", slices=24)
+    flip = {"enabled": True, "flip": True, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    shares = []
+    for seed in (1, 2, 3):
+        _, y = epoch(
+            make_dataset(
+                data,
+                ["S_1"],
+                8,
+                shuffle=True,
+                seed=seed,
+                augment_cfg=flip,
+                sampling=SamplingSettings(1.0, (16, 16)),
+            )
+        )
+        shares.append(np.mean([(labels > 0).any() for labels in y]))
+    assert shares == [1.0, 1.0, 1.0]
+    # with rotation and scaling too, a centred patch holds tumour whenever the slice still does
+    strong = {**flip, "rotation_deg": 30.0, "scale": 0.2}
+    _, y = epoch(
+        make_dataset(
+            data,
+            ["S_1"],
+            8,
+            shuffle=True,
+            seed=4,
+            augment_cfg=strong,
+            sampling=SamplingSettings(1.0, (16, 16)),
+        )
+    )
+    assert np.mean([(labels > 0).any() for labels in y]) >= 0.9
+
+
+def test_place_windows_centres_on_a_pixel_of_a_present_class():
+    from brats_seg.data.sampling import place_windows
+
+    y = np.zeros((5, 40, 40), np.uint8)
+    y[0, 30, 35] = 1  # one pixel of one class: the window is centred on it, clipped to the slice
+    y[1, 5:7, 5:7] = 3
+    y[3, 10, 10], y[3, 20, 20] = 1, 3  # two classes: the class draw picks the second
+    y[4] = y[3]
+    draws = np.array(
+        [
+            [1, 0.5, 0.5, 0.99, 0.99],
+            [1, 0.0, 0.0, 0.0, 0.0],
+            [1, 0.99, 0.0, 0.5, 0.5],
+            [1, 0.0, 0.0, 0.6, 0.0],
+            [0, 0.5, 0.25, 0.6, 0.0],
+        ],
+        np.float32,
+    )
+    corners = place_windows(tf.constant(y), tf.constant(draws), (10, 12), 4).numpy()
+    assert corners[0].tolist() == [25, 28]  # centre (30, 35) - (5, 6), column clipped to 40 - 12
+    assert corners[1].tolist() == [0, 0]  # centre (5, 5) - (5, 6) clipped at 0
+    assert corners[2].tolist() == [30, 0]  # no tumour: the random window, floor(0.99 * 31)
+    assert corners[3].tolist() == [15, 14]  # class 3 at (20, 20)
+    assert corners[4].tolist() == [15, 7]  # not centred: floor(0.5 * 31), floor(0.25 * 29)
+
+
 def test_sampling_options_are_checked(tmp_path):
     assert SamplingSettings.from_data_cfg(
         {"sampling": {"foreground": 0.33}, "patch": {"size": [64, 96]}}
