@@ -110,9 +110,7 @@ def _pair_hd95(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[fl
     return hd95(pred_mask[box], ref_mask[box], spacing)
 
 
-def _pair_hd95_2023(
-    pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float]
-) -> float:
+def _pair_hd95_2023(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float]) -> float:
     """The 2023 script's HD95 of a lesion and its matched prediction: the larger of the two
     directed 95th percentiles (surface_distance's ``compute_robust_hausdorff``), not the percentile
     of both sets pooled."""
