@@ -13,7 +13,6 @@ import pytest
 from brats_seg.data.labels import REGIONS
 from brats_seg.metrics.lesions import (
     HD95_2023_PENALTY,
-    OFFICIAL_HD95_PENALTY,
     lesion_scores,
     lesionwise_2023,
     official_lesionwise,
@@ -232,9 +231,8 @@ def test_lesion_scores_per_region_and_summary():
     scores = lesion_scores(pred, ref)
     assert set(scores) == {"brats2024", "brats2023"}
     assert set(scores["brats2024"]) == set(REGIONS)
-    assert (
-        scores["brats2024"]["WT"]["hd95_mean"] == OFFICIAL_HD95_PENALTY
-    )  # inf written as the penalty
+    # lesions but none matched: infinite, as the package reports it per subject
+    assert math.isinf(scores["brats2024"]["WT"]["hd95_mean"])
     assert scores["brats2023"]["ET"] == {
         "dice": 0.0,
         "hd95": HD95_2023_PENALTY,
@@ -247,3 +245,26 @@ def test_lesion_scores_per_region_and_summary():
     assert summary["brats2024"]["WT"]["dsc_mean"] == pytest.approx(0.5)
     assert summary["brats2023"]["WT"]["dice_mean"] == pytest.approx(0.5)
     assert summary["brats2023"]["ET"]["fn"] == 1 and summary["brats2023"]["ET"]["tp"] == 1
+
+
+def test_official_infinite_hd95_stays_infinite_in_the_mean_over_patients(tmp_path):
+    """The package's parser keeps a subject's infinite lesion-wise HD95 (it puts 373 only for the
+    global HD95 and missing subjects) and its mean over subjects is then infinite; metrics.json
+    writes it null, and the summary of what was read back is the same."""
+    from brats_seg.atomic import write_json
+
+    ref = np.zeros((40, 40, 30), dtype=np.uint8)
+    ref[10:20, 10:20, 10:20] = 2
+    missed = {"lesionwise": lesion_scores(np.zeros_like(ref), ref)}
+    found = {"lesionwise": lesion_scores(ref, ref)}
+    nothing = {"lesionwise": lesion_scores(np.zeros_like(ref), np.zeros_like(ref))}
+    summary = summarise_lesions([missed, found, nothing])["brats2024"]
+    assert math.isinf(summary["WT"]["hd95_mean"]) and summary["WT"]["hd95_infinite"] == 1
+    assert summary["ET"]["hd95_infinite"] == 0 and math.isnan(summary["ET"]["hd95_mean"])
+    assert summary["WT"]["dsc_mean"] == pytest.approx(0.5)
+    write_json(tmp_path / "m.json", [missed, found, nothing])
+    stored = json.loads((tmp_path / "m.json").read_text())
+    assert stored[0]["lesionwise"]["brats2024"]["WT"]["hd95_mean"] is None
+    again = summarise_lesions(stored)["brats2024"]
+    assert math.isinf(again["WT"]["hd95_mean"]) and again["WT"]["hd95_infinite"] == 1
+    assert again["TC"]["hd95_infinite"] == 0  # no lesion on either side: NaN, not infinite

@@ -56,10 +56,11 @@ CONVENTION_NAMES = {
         "BraTS 2023 metrics script (GT lesions merged by dilation, FP/FN scored 0 / 374 mm)"
     ),
 }
-# What stands for the official package's infinite lesion-wise HD95 (no matched lesion) in
-# metrics.json; the package's own results parser uses 373 for infinite HD95 (the diagonal of the
-# SRI-24 volume).
-OFFICIAL_HD95_PENALTY = 373.0
+# The official convention's lesion-wise HD95 of a patient with lesions but no match is infinite, as
+# the package (panoptica's sq_hd95) reports it per subject; its parser (metrics_parser.py, seg)
+# keeps it so and takes the plain mean over subjects, which is then infinite too. It puts 373 only
+# for the global HD95 and for missing subjects. metrics.json holds no infinity: it is written null
+# there, and tp = 0 with fp + fn > 0 tells it from NaN (no lesion on either side).
 HD95_2023_PENALTY = 374.0
 MATCH_THRESHOLD = 1e-6
 # The 2023 script's parameters for adult glioma (BraTS-GLI).
@@ -239,8 +240,9 @@ def lesion_scores(
     """Lesion-wise scores of WT, TC and ET of one patient, per convention, ready for metrics.json.
 
     ``{"brats2024": {"WT": {"dsc_mean", "hd95_mean", "tp", "fp", "fn"}, ...},
-    "brats2023": {"WT": {"dice", "hd95", "tp", "fp", "fn"}, ...}}``; the official package's infinite
-    HD95 is written as 373 (its parser's penalty), NaN (no lesion on either side) stays NaN."""
+    "brats2023": {"WT": {"dice", "hd95", "tp", "fp", "fn"}, ...}}``; the official convention's HD95
+    is infinite where lesions exist but none matched, as in the package, and NaN where no lesion
+    exists on either side."""
     pred, ref = np.asarray(pred), np.asarray(ref)
     tumour = (pred > 0) | (ref > 0)
     if (
@@ -257,19 +259,28 @@ def lesion_scores(
             pred_mask, ref_mask = np.isin(pred, labels), np.isin(ref, labels)
             if convention == "brats2024":
                 scores = official_lesionwise(pred_mask, ref_mask, spacing)
-                if math.isinf(scores["hd95_mean"]):
-                    scores["hd95_mean"] = OFFICIAL_HD95_PENALTY
             else:
                 scores = lesionwise_2023(pred_mask, ref_mask, spacing)
             out[convention][region] = scores
     return out
 
 
+def _official_hd95(scores: dict[str, Any]) -> float:
+    """A patient's official lesion-wise HD95, infinite again where metrics.json wrote it null."""
+    value = scores.get("hd95_mean")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        no_match = scores.get("tp") == 0 and (scores.get("fp") or 0) + (scores.get("fn") or 0) > 0
+        return math.inf if no_match else math.nan
+    return float(value)
+
+
 def summarise_lesions(per_patient: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Mean over patients (NaN skipped) of each convention's lesion-wise scores, and the summed
     counts.
 
-    Reads ``patient["lesionwise"][convention][region]``; patients without it are skipped.
+    Reads ``patient["lesionwise"][convention][region]``; patients without it are skipped. The
+    official convention's HD95 mean is infinite when any patient's is (lesions, none matched), as
+    the package's mean over subjects is; ``hd95_infinite`` counts those patients.
     """
     scored = [p["lesionwise"] for p in per_patient if p.get("lesionwise")]
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -284,7 +295,13 @@ def summarise_lesions(per_patient: list[dict]) -> dict[str, dict[str, dict[str, 
                 entry: dict[str, float] = {}
                 for key in rows[0]:
                     values = np.array(
-                        [np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64
+                        [
+                            _official_hd95(r)
+                            if key == "hd95_mean"
+                            else (np.nan if r[key] is None else r[key])
+                            for r in rows
+                        ],
+                        dtype=np.float64,
                     )
                     if key in ("tp", "fp", "fn"):
                         entry[key] = int(np.nansum(values))
@@ -292,6 +309,8 @@ def summarise_lesions(per_patient: list[dict]) -> dict[str, dict[str, dict[str, 
                         entry[f"{key}_mean" if not key.endswith("_mean") else key] = float(
                             np.nanmean(values)
                         )
+                    if key == "hd95_mean":
+                        entry["hd95_infinite"] = int(np.count_nonzero(np.isinf(values)))
                 summary[convention][region] = entry
     return summary
 
