@@ -280,6 +280,41 @@ def test_lesion_contrast_in_the_pipeline_touches_tumour_slices_only(tmp_path):
     assert np.all(aug[0][:, :6] == 0.0)
 
 
+def test_appearance_keeps_a_channels_zero_valued_brain_voxels_in_the_brain():
+    """Under minmax or percentile normalisation a channel's darkest brain voxel is exactly 0; it is
+    brain (another channel is non-zero there) and gets the shift like its neighbours."""
+    from brats_seg.data.augment import AugmentSettings, appearance, param_count
+
+    x = np.zeros((1, 8, 8, 4), np.float32)
+    x[0, 2:6, 2:6] = [1.0, 2.0, 2.0, 2.0]
+    x[0, 3, 3, 0] = 0.0  # the darkest brain voxel of channel 0
+    settings = AugmentSettings(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.3)
+    u = np.full((1, param_count(4, settings)), 0.5, np.float32)
+    u[0, 7:11] = 1.0  # shift + 0.3 on every channel, gain 1
+    out = appearance(tf.constant(x), tf.constant(u), settings, 4).numpy()
+    assert out[0, 3, 3, 0] == pytest.approx(0.3)
+    assert out[0, 2, 2, 0] == pytest.approx(1.3)
+    assert np.all(out[0, :2] == 0.0) and np.all(out[0, 6:] == 0.0)  # background stays 0
+
+
+def test_lesion_contrast_with_context_fades_the_slices_own_channels_only(tmp_path):
+    """2.5D input: the labels are the slice's; its neighbours' channels (whose lesions lie
+    elsewhere) are left as they are."""
+    settings = PreprocessSettings(context_slices=1)
+    data = cached_slices(tmp_path / "c", size=32, channels=12, preprocess=settings)
+    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))
+    aug = epoch(
+        make_dataset(
+            data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg={**cfg, "lesion_contrast": 0.9}
+        )
+    )
+    np.testing.assert_allclose(aug[0][..., 4:], plain[0][..., 4:], atol=1e-6)
+    has_tumour = plain[1].reshape(len(plain[1]), -1).max(axis=1) > 0
+    own = ~np.isclose(aug[0][..., :4], plain[0][..., :4], atol=1e-4)
+    np.testing.assert_array_equal(own.reshape(len(own), -1).any(axis=1), has_tumour)
+
+
 def test_context_slices_get_their_modalitys_gain(tmp_path):
     """2.5D input: a modality's neighbouring-slice copies are scaled like the slice's own
     channel."""
