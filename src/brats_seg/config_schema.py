@@ -165,6 +165,7 @@ class SplitSchema(Dict[str, Any]):
     seed: int = MISSING
     folds: Optional[int] = MISSING
     fold: int = MISSING
+    fold_seed: Optional[int] = MISSING
 
 
 @dataclass

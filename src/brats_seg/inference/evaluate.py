@@ -288,6 +288,7 @@ def evaluate_ensemble(
     from omegaconf import OmegaConf
 
     from brats_seg.data.dataset import prepare_data
+    from brats_seg.inference.ensemble import shared_data_settings
 
     folders = [RunFolder(r) for r in run_dirs]
     tests = [sorted(f.read_split().get("test") or []) for f in folders]
@@ -302,9 +303,7 @@ def evaluate_ensemble(
             )
     data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
     for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
-        if {k: v for k, v in other.items() if k != "workers"} != {
-            k: v for k, v in data[0].items() if k != "workers"
-        }:
+        if shared_data_settings(other) != shared_data_settings(data[0]):
             raise RunError(
                 f"{run_dir}: its data settings differ from those of {run_dirs[0]}; "
                 "evaluate an ensemble of runs over one data set and preprocessing, "
