@@ -76,10 +76,10 @@ def fit_model(
             f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
             f"divisible by {div}"
         )
-    train_cases = prepared.one_case_per_patient(split["train"])
+    train_cases, val_cases = training_cases(prepared, split)
     n_train = prepared.slice_count(train_cases)
     steps = trainer.steps_per_epoch or math.ceil(n_train / batch)
-    has_val = bool(split["val"])
+    has_val = bool(val_cases)
     val_steps = trainer.validation_steps if has_val else None
     if (
         not has_val
@@ -105,7 +105,7 @@ def fit_model(
     if has_val:
         val_ds = make_dataset(
             prepared,
-            split["val"],
+            val_cases,
             batch,
             shuffle=False,
             seed=int(cfg.seed),
@@ -116,7 +116,7 @@ def fit_model(
     if replicas > 1:
         passes = (
             ("train", train_cases, trainer.steps_per_epoch is not None),
-            ("val", split["val"], val_steps is not None),
+            ("val", val_cases, val_steps is not None),
         )
         for name, cases, repeated in passes:
             if cases and not repeated and prepared.slice_count(cases) < batch:
@@ -238,6 +238,15 @@ def fit_model(
     # A model of a multi-worker strategy predicts collectively, with every worker; the chief
     # evaluates alone, from the checkpoint.
     return model if checkpoints.best_is_latest and role.workers == 1 else None
+
+
+def training_cases(prepared, split: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """The train and validation cases a run draws from: each split with the second name of an
+    identical scan dropped, so a patient shipped twice weighs once in training and in the
+    validation loss, as in the test scores."""
+    return prepared.one_case_per_patient(split["train"]), prepared.one_case_per_patient(
+        split["val"]
+    )
 
 
 def resolve_verbose(verbose) -> int:
