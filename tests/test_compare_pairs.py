@@ -109,3 +109,20 @@ def test_wilcoxon_note_counts_only_non_zero_differences():
     reachable = compare_sides(a, b6, samples=500)
     assert reachable["regions"]["WT"]["wilcoxon_p"] == pytest.approx(2 / 2**6)
     assert not any("Too few" in n for n in reachable["notes"])
+
+
+def test_groups_say_whether_their_runs_share_one_test_set(tmp_path):
+    """mean ± sd over seeds is over models only when the runs were scored on one test set; the
+    group says how many test sets its runs had (the run's seed re-draws a fractional split)."""
+    from brats_seg.results.table import group_records
+
+    def run(name: str, test: list[str]) -> ResultRow:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "split.json").write_text(json.dumps({"train": [], "val": [], "test": test}))
+        return ResultRow(run_dir=folder, status="completed", group="g", seeds={"seed": name})
+
+    same = group_records([run("s1", ["P1", "P2"]), run("s2", ["P2", "P1"])])
+    assert same[0]["test sets"] == "one"
+    redrawn = group_records([run("s3", ["P1", "P2"]), run("s4", ["P3", "P1"])])
+    assert redrawn[0]["test sets"] == "2 different"

@@ -23,7 +23,7 @@ from brats_seg.data.labels import REGIONS
 from brats_seg.errors import ConfigError
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
-from brats_seg.runfolder import METRICS_FILE
+from brats_seg.runfolder import METRICS_FILE, SPLIT_FILE
 
 MEASURED = ("recall", "f1", "precision", "specificity")
 _METRIC_KEY = {
@@ -404,6 +404,20 @@ def group_rows(rows: list[ResultRow]) -> list[list[ResultRow]]:
     return list(groups.values())
 
 
+def _test_sets(done: list[ResultRow]) -> str:
+    """How many different test sets (split.json) the completed runs were scored on: one means the
+    group's sd is over models alone; more (seeds that re-draw a fractional split, or folds) means it
+    mixes test-set and model variance."""
+    sets = set()
+    for r in done:
+        path = r.run_dir / SPLIT_FILE
+        if path.exists():
+            sets.add(tuple(sorted(json.loads(path.read_text()).get("test") or [])))
+    if not sets:
+        return ""
+    return "one" if len(sets) == 1 else f"{len(sets)} different"
+
+
 def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
     """One record per group: mean ± sd (n) of each metric over its completed runs."""
     records = []
@@ -421,6 +435,7 @@ def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
                 if len({str(r.seeds.get(k)) for r in members}) > 1
             ),
         }
+        rec["test sets"] = _test_sets(done)
         for name in GROUP_METRICS:
             digits = 2 if "HD95" in name else 4
             rec[name] = fmt_mean_sd(*mean_sd([_metric_value(r, name) for r in done]), digits=digits)
@@ -440,8 +455,10 @@ def write_table(
     groups = group_records(rows)
     write_text(
         out / "groups.md",
-        "Runs that differ only by seed or fold, as mean ± sd (n) over "
-        "completed runs.\n\n" + to_markdown(groups),
+        "Runs that differ only by seed or fold, as mean ± sd (n) over completed runs. `test sets`: "
+        "how many different test sets they were scored on; more than one (a seed that re-draws the "
+        "fractional split, data.split.seed=${seed}, or folds) makes the sd mix test-set and model "
+        "variance.\n\n" + to_markdown(groups),
     )
     write_text(out / "groups.csv", to_csv(groups))
     bar_chart(rows, out / "results.png")
