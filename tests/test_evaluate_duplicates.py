@@ -48,3 +48,18 @@ def test_duplicate_pair_counts_once_in_means_and_pooled_matrix(prepared_and_mode
     assert with_pair["regions"] == once["regions"]
     assert with_pair["test_cases"] == ["BraTS-GLI-00009-000", "Brats18_A_1", "Brats18_B_1"]
     assert np.asarray(once["confusion_matrix"]).sum() > 0
+
+
+def test_validation_draws_a_duplicated_scan_once(prepared_and_model):
+    """Training and validation, like the test scores, count one patient shipped under two names
+    once (issue 25, item 6)."""
+    from brats_seg.training.fit import training_cases
+
+    prepared, _ = prepared_and_model
+    split = {
+        "train": ["Brats18_B_1"],
+        "val": ["BraTS-GLI-00009-000", "Brats18_A_1"],
+        "test": [],
+    }
+    train, val = training_cases(prepared, split)
+    assert train == ["Brats18_B_1"] and val == ["BraTS-GLI-00009-000"]

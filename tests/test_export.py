@@ -69,6 +69,7 @@ def test_export_round_trip_equals_best_keras(exported, tmp_path):
     run, target = exported
     info = json.loads((target / "export.json").read_text())
     assert info["input"]["any_size"] and info["input"]["size_multiple_of"] == 16
+    assert info["precision"]["policy"] == "float32" and len(info["outputs"]) == 1
     folder = RunFolder(run)
     model = folder.load_best_model()
     rng = np.random.default_rng(0)
@@ -109,3 +110,38 @@ def test_export_refuses_an_unknown_format(exported, tmp_path):
     result = run_cli("export", f"run={run}", "format=onnx", f"out={tmp_path / 'x'}", cwd=tmp_path)
     assert result.returncode != 0 and "onnx" in result.stderr and "savedmodel" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_export_json_records_the_precision_policy_and_every_output():
+    """export.json says which dtype policy the served model computes in and lists every output the
+    SavedModel serves: a deep-supervised UNet 3+ serves its side outputs after the prediction."""
+    import keras
+
+    from brats_seg.config import compose
+    from brats_seg.inference.export import outputs_info, precision_info
+    from brats_seg.models.registry import build_model
+
+    cfg = compose(
+        "train",
+        [
+            "model=unet3plus_full",
+            "model.deep_supervision=true",
+            "model.filters=[4,8,16,32,64]",
+        ],
+    )
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_model(cfg.model, (32, 32, 4))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    outputs = outputs_info(model, None, None)
+    n = len(model.outputs)
+    assert n > 1 and len(outputs) == n
+    assert [o["name"] for o in outputs] == [f"output_{i}" for i in range(n)]
+    assert outputs[0]["meaning"] == "softmax probabilities per class"
+    assert all("deep-supervision" in o["meaning"] for o in outputs[1:])
+    precision = precision_info(model)
+    assert precision["policy"] == "mixed_bfloat16" and precision["compute_dtype"] == "bfloat16"
+    assert precision["variable_dtype"] == "float32"
+    assert precision["output_dtypes"] == ["float32"] * n

@@ -103,3 +103,31 @@ def test_test_zero_trains_on_every_patient_and_train_null_takes_the_rest():
         split_fractions({"train": None, "val": 0.5, "test": 0.5})
     with pytest.raises(ConfigError, match="or set data.split.train=null"):
         split_fractions({"train": 0.8, "val": 0.0, "test": 0.0})
+
+
+def test_fold_seed_shuffles_the_folds_and_the_run_seed_does_not():
+    """data.split.fold_seed: null deals the folds as before (no shuffle); an integer shuffles the
+    patients with it (GroupKFold(shuffle=True) on this scikit-learn). The validation seed never
+    moves a patient in or out of a test fold, so seeds of one fold can be compared and ensembled."""
+    from brats_seg.data.folds import fold_groups, fold_seed
+
+    groups = group_cases(FINGERPRINTS)
+    plain = [kfold_split(groups, 3, f)["test"] for f in range(3)]
+    assert plain == [kfold_split(groups, 3, f, shuffle_seed=None)["test"] for f in range(3)]
+    shuffled = {
+        s: [kfold_split(groups, 3, f, shuffle_seed=s)["test"] for f in range(3)] for s in range(6)
+    }
+    for tests in shuffled.values():
+        assert sorted(c for t in tests for c in t) == sorted(FINGERPRINTS)
+        for i, a in enumerate(tests):
+            for b in tests[i + 1 :]:
+                assert not patients(a) & patients(b)
+    assert shuffled[1] == [kfold_split(groups, 3, f, shuffle_seed=1)["test"] for f in range(3)]
+    assert len({repr(t) for t in shuffled.values()} | {repr(plain)}) > 2  # the seed matters
+    for s in range(3):  # the validation draw (data.split.seed) leaves the test fold alone
+        a = kfold_split(groups, 3, 1, val_fraction=0.3, seed=s, shuffle_seed=5)
+        assert a["test"] == shuffled[5][1]
+    assert fold_groups(groups, 3, None) == fold_groups(groups, 3)
+    assert fold_seed({"folds": 3}) is None and fold_seed({"fold_seed": 7}) == 7
+    with pytest.raises(ConfigError, match="data.split.fold_seed must be null or an integer"):
+        fold_seed({"fold_seed": "x"})

@@ -13,12 +13,12 @@ import pytest
 from brats_seg.data.labels import REGIONS
 from brats_seg.metrics.lesions import (
     HD95_2023_PENALTY,
-    OFFICIAL_HD95_PENALTY,
     lesion_scores,
     lesionwise_2023,
     official_lesionwise,
     summarise_lesions,
 )
+from brats_seg.metrics.regions import hd95
 
 from conftest import lesion_perturbations
 
@@ -152,13 +152,67 @@ def test_2023_two_reference_lesions_merged_by_dilation():
     assert (got["tp"], got["fp"], got["fn"]) == (1, 0, 0)
     assert got["dice"] == pytest.approx(2 / 3)
     # surface voxels: A's 56 at distance 0 both ways; B's 56 at x-13 from A's face x=13 (16 at 3, 12
-    # at 4, 12 at 5, 16 at 6); the 95th percentile of the 168 pooled distances (positions 158, 159)
-    # is 6
+    # at 4, 12 at 5, 16 at 6); the larger directed 95th percentile, reference to prediction, of 112
+    # distances (position 105.45) is 6
     assert got["hd95"] == pytest.approx(6.0)
     # the official convention keeps them apart: A matched, B missed
     official = official_lesionwise(pred, ref)
     assert (official["tp"], official["fp"], official["fn"]) == (1, 0, 1)
     assert official["dsc_mean"] == 1.0 and official["hd95_mean"] == 0.0
+
+
+def _brute_force_directed_hd95(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """The two directed 95th percentiles at 1 mm by enumeration: surface voxels by checking their
+    six neighbours, every pair's Euclidean distance, no distance transform."""
+
+    def surface(mask):
+        padded = np.pad(mask, 1)
+        points = []
+        for x, y, z in np.argwhere(mask):
+            x, y, z = x + 1, y + 1, z + 1
+            neighbours = (
+                padded[x - 1, y, z],
+                padded[x + 1, y, z],
+                padded[x, y - 1, z],
+                padded[x, y + 1, z],
+                padded[x, y, z - 1],
+                padded[x, y, z + 1],
+            )
+            if not all(neighbours):
+                points.append((x, y, z))
+        return np.array(points, dtype=np.float64)
+
+    p, r = surface(pred), surface(ref)
+    pairwise = np.sqrt(((p[:, None, :] - r[None, :, :]) ** 2).sum(-1))
+    return float(np.percentile(pairwise.min(1), 95)), float(np.percentile(pairwise.min(0), 95))
+
+
+def test_2023_lesion_hd95_is_the_larger_directed_percentile():
+    """A lesion found whole, plus a one-voxel tail of 30 voxels: the 2023 script's HD95
+    (surface_distance's compute_robust_hausdorff) is the larger of the two directed 95th
+    percentiles. Prediction to reference: 487 zeros and the tail's 1..30, the 95th percentile at
+    position 490.2 of 517 is 4.2; reference to prediction it is 0; the pooled percentile is 0."""
+    ref = np.zeros((60, 30, 30), dtype=bool)
+    ref[5:15, 10:20, 10:20] = True
+    pred = ref.copy()
+    pred[15:45, 14, 14] = True
+    got = lesionwise_2023(pred, ref)
+    assert (got["tp"], got["fp"], got["fn"]) == (1, 0, 0)
+    assert got["dice"] == pytest.approx(2 * 1000 / (1000 + 1030))
+    to_ref, to_pred = _brute_force_directed_hd95(pred, ref)
+    assert (to_ref, to_pred) == (pytest.approx(4.2), 0.0)
+    assert got["hd95"] == pytest.approx(max(to_ref, to_pred))
+    # an irregular lesion and prediction, checked against the enumeration
+    grid = np.indices((26, 26, 26))
+    ball = ((grid - np.array([12, 12, 12])[:, None, None, None]) ** 2).sum(0)
+    ref = (ball <= 36) | ((grid[0] >= 12) & (grid[0] < 20) & (grid[1] >= 10) & (grid[2] < 16))
+    shifted = ((grid - np.array([13, 11, 12])[:, None, None, None]) ** 2).sum(0)
+    pred = shifted <= 25
+    pred[1:8, 12, 12] = True
+    got = lesionwise_2023(pred, ref)
+    assert (got["tp"], got["fp"], got["fn"]) == (1, 0, 0)
+    assert got["hd95"] == pytest.approx(max(_brute_force_directed_hd95(pred, ref)))
+    assert got["hd95"] != pytest.approx(hd95(pred, ref))  # the pooled percentile differs here
 
 
 def test_2023_nothing_on_either_side_scores_perfect():
@@ -177,9 +231,8 @@ def test_lesion_scores_per_region_and_summary():
     scores = lesion_scores(pred, ref)
     assert set(scores) == {"brats2024", "brats2023"}
     assert set(scores["brats2024"]) == set(REGIONS)
-    assert (
-        scores["brats2024"]["WT"]["hd95_mean"] == OFFICIAL_HD95_PENALTY
-    )  # inf written as the penalty
+    # lesions but none matched: infinite, as the package reports it per subject
+    assert math.isinf(scores["brats2024"]["WT"]["hd95_mean"])
     assert scores["brats2023"]["ET"] == {
         "dice": 0.0,
         "hd95": HD95_2023_PENALTY,
@@ -192,3 +245,26 @@ def test_lesion_scores_per_region_and_summary():
     assert summary["brats2024"]["WT"]["dsc_mean"] == pytest.approx(0.5)
     assert summary["brats2023"]["WT"]["dice_mean"] == pytest.approx(0.5)
     assert summary["brats2023"]["ET"]["fn"] == 1 and summary["brats2023"]["ET"]["tp"] == 1
+
+
+def test_official_infinite_hd95_stays_infinite_in_the_mean_over_patients(tmp_path):
+    """The package's parser keeps a subject's infinite lesion-wise HD95 (it puts 373 only for the
+    global HD95 and missing subjects) and its mean over subjects is then infinite; metrics.json
+    writes it null, and the summary of what was read back is the same."""
+    from brats_seg.atomic import write_json
+
+    ref = np.zeros((40, 40, 30), dtype=np.uint8)
+    ref[10:20, 10:20, 10:20] = 2
+    missed = {"lesionwise": lesion_scores(np.zeros_like(ref), ref)}
+    found = {"lesionwise": lesion_scores(ref, ref)}
+    nothing = {"lesionwise": lesion_scores(np.zeros_like(ref), np.zeros_like(ref))}
+    summary = summarise_lesions([missed, found, nothing])["brats2024"]
+    assert math.isinf(summary["WT"]["hd95_mean"]) and summary["WT"]["hd95_infinite"] == 1
+    assert summary["ET"]["hd95_infinite"] == 0 and math.isnan(summary["ET"]["hd95_mean"])
+    assert summary["WT"]["dsc_mean"] == pytest.approx(0.5)
+    write_json(tmp_path / "m.json", [missed, found, nothing])
+    stored = json.loads((tmp_path / "m.json").read_text())
+    assert stored[0]["lesionwise"]["brats2024"]["WT"]["hd95_mean"] is None
+    again = summarise_lesions(stored)["brats2024"]
+    assert math.isinf(again["WT"]["hd95_mean"]) and again["WT"]["hd95_infinite"] == 1
+    assert again["TC"]["hd95_infinite"] == 0  # no lesion on either side: NaN, not infinite

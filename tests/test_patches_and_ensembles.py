@@ -169,6 +169,26 @@ def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(patch_run
     )
 
 
+def test_evaluate_ensembles_seeds_of_one_fold_whose_split_settings_differ(patch_run, tmp_path):
+    """Two seeds of one fold of a cross-validation: same test patients, other split seed (their
+    validation draw). The ensemble is evaluated; only other test patients are refused."""
+    from omegaconf import OmegaConf
+
+    _, run_dir = patch_run
+    other = tmp_path / "seed2"
+    shutil.copytree(run_dir, other)
+    cfg = OmegaConf.load(other / "config.yaml")
+    cfg.data.split.seed = int(cfg.data.split.seed) + 1
+    OmegaConf.save(cfg, other / "config.yaml")
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    result = run_cli(
+        "evaluate", f"run=[{run_dir},{other}]", f"out={tmp_path / 'ens'}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ensemble = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert ensemble["per_patient"] == trained["per_patient"]  # two copies of one model
+
+
 @pytest.mark.slow
 def test_test_zero_trains_on_every_patient_then_predicts(tmp_path):
     out = tmp_path / "outputs"

@@ -130,6 +130,69 @@ def test_the_foreground_share_centres_patches_on_tumour(tmp_path):
     assert not np.array_equal(a, c)
 
 
+def test_centred_patches_hold_tumour_after_the_spatial_augmentation(tmp_path):
+    """The position of a tumour-centred patch is picked on the flipped slice it is cut from, so
+    every centred patch holds tumour (a left-right flip keeps the whole tumour in the slice). Picked
+    on the labels before the flip, about half the flipped patches missed it."""
+    data = cached_slices(tmp_path / "c", slices=24)
+    flip = {"enabled": True, "flip": True, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    shares = []
+    for seed in (1, 2, 3):
+        _, y = epoch(
+            make_dataset(
+                data,
+                ["S_1"],
+                8,
+                shuffle=True,
+                seed=seed,
+                augment_cfg=flip,
+                sampling=SamplingSettings(1.0, (16, 16)),
+            )
+        )
+        shares.append(np.mean([(labels > 0).any() for labels in y]))
+    assert shares == [1.0, 1.0, 1.0]
+    # with rotation and scaling too, a centred patch holds tumour whenever the slice still does
+    strong = {**flip, "rotation_deg": 30.0, "scale": 0.2}
+    _, y = epoch(
+        make_dataset(
+            data,
+            ["S_1"],
+            8,
+            shuffle=True,
+            seed=4,
+            augment_cfg=strong,
+            sampling=SamplingSettings(1.0, (16, 16)),
+        )
+    )
+    assert np.mean([(labels > 0).any() for labels in y]) >= 0.9
+
+
+def test_place_windows_centres_on_a_pixel_of_a_present_class():
+    from brats_seg.data.sampling import place_windows
+
+    y = np.zeros((5, 40, 40), np.uint8)
+    y[0, 30, 35] = 1  # one pixel of one class: the window is centred on it, clipped to the slice
+    y[1, 5:7, 5:7] = 3
+    y[3, 10, 10], y[3, 20, 20] = 1, 3  # two classes: the class draw picks the second
+    y[4] = y[3]
+    draws = np.array(
+        [
+            [1, 0.5, 0.5, 0.99, 0.99],
+            [1, 0.0, 0.0, 0.0, 0.0],
+            [1, 0.99, 0.0, 0.5, 0.5],
+            [1, 0.0, 0.0, 0.6, 0.0],
+            [0, 0.5, 0.25, 0.6, 0.0],
+        ],
+        np.float32,
+    )
+    corners = place_windows(tf.constant(y), tf.constant(draws), (10, 12), 4).numpy()
+    assert corners[0].tolist() == [25, 28]  # centre (30, 35) - (5, 6), column clipped to 40 - 12
+    assert corners[1].tolist() == [0, 0]  # centre (5, 5) - (5, 6) clipped at 0
+    assert corners[2].tolist() == [30, 0]  # no tumour: the random window, floor(0.99 * 31)
+    assert corners[3].tolist() == [15, 14]  # class 3 at (20, 20)
+    assert corners[4].tolist() == [15, 7]  # not centred: floor(0.5 * 31), floor(0.25 * 29)
+
+
 def test_sampling_options_are_checked(tmp_path):
     assert SamplingSettings.from_data_cfg(
         {"sampling": {"foreground": 0.33}, "patch": {"size": [64, 96]}}
@@ -215,6 +278,41 @@ def test_lesion_contrast_in_the_pipeline_touches_tumour_slices_only(tmp_path):
     changed = ~np.isclose(aug[0], plain[0], atol=1e-4).reshape(len(plain[0]), -1).all(axis=1)
     np.testing.assert_array_equal(changed, has_tumour)
     assert np.all(aug[0][:, :6] == 0.0)
+
+
+def test_appearance_keeps_a_channels_zero_valued_brain_voxels_in_the_brain():
+    """Under minmax or percentile normalisation a channel's darkest brain voxel is exactly 0; it is
+    brain (another channel is non-zero there) and gets the shift like its neighbours."""
+    from brats_seg.data.augment import AugmentSettings, appearance, param_count
+
+    x = np.zeros((1, 8, 8, 4), np.float32)
+    x[0, 2:6, 2:6] = [1.0, 2.0, 2.0, 2.0]
+    x[0, 3, 3, 0] = 0.0  # the darkest brain voxel of channel 0
+    settings = AugmentSettings(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.3)
+    u = np.full((1, param_count(4, settings)), 0.5, np.float32)
+    u[0, 7:11] = 1.0  # shift + 0.3 on every channel, gain 1
+    out = appearance(tf.constant(x), tf.constant(u), settings, 4).numpy()
+    assert out[0, 3, 3, 0] == pytest.approx(0.3)
+    assert out[0, 2, 2, 0] == pytest.approx(1.3)
+    assert np.all(out[0, :2] == 0.0) and np.all(out[0, 6:] == 0.0)  # background stays 0
+
+
+def test_lesion_contrast_with_context_fades_the_slices_own_channels_only(tmp_path):
+    """2.5D input: the labels are the slice's; its neighbours' channels (whose lesions lie
+    elsewhere) are left as they are."""
+    settings = PreprocessSettings(context_slices=1)
+    data = cached_slices(tmp_path / "c", size=32, channels=12, preprocess=settings)
+    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))
+    aug = epoch(
+        make_dataset(
+            data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg={**cfg, "lesion_contrast": 0.9}
+        )
+    )
+    np.testing.assert_allclose(aug[0][..., 4:], plain[0][..., 4:], atol=1e-6)
+    has_tumour = plain[1].reshape(len(plain[1]), -1).max(axis=1) > 0
+    own = ~np.isclose(aug[0][..., :4], plain[0][..., :4], atol=1e-4)
+    np.testing.assert_array_equal(own.reshape(len(own), -1).any(axis=1), has_tumour)
 
 
 def test_context_slices_get_their_modalitys_gain(tmp_path):

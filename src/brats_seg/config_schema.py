@@ -304,6 +304,7 @@ class SplitSchema(Dict[str, Any]):
     seed: int = MISSING
     folds: Optional[int] = option(at_least(2, "no cross-validation"))
     fold: int = option(at_least(0))
+    fold_seed: Optional[int] = MISSING
 
 
 def _split_rules(node: Any) -> Iterator[tuple[str, Any, str]]:

@@ -4,7 +4,10 @@ Spatial, per slice: a left-right flip (rows are the patient's left-right axis), 
 scaling about the slice centre (bilinear for images, nearest for labels, zeros outside).
 
 Appearance, per slice and inside the brain only (background stays 0), for carrying a few patients'
-contrasts to new ones: a gamma per channel (on the slice's brain intensities rescaled to [0, 1]), an
+contrasts to new ones. The brain is where any channel of a slice is non-zero (each slice of 2.5D
+input on its own channels), as preprocessing defines it: under ``minmax`` or ``percentile``
+normalisation a channel's darkest brain voxels are exactly 0 and stay brain. It applies a gamma
+per channel (on the slice's brain intensities rescaled to [0, 1]), an
 intensity gain and shift per channel, a Gaussian blur and additive Gaussian noise. With 2.5D input
 (``context_slices``) the neighbouring slices' copies of a modality get that modality's gain, shift
 and gamma.
@@ -14,7 +17,9 @@ tumour's (``lesion_region=tumour``) or the edema's (``edema``) contrast against 
 brain is scaled by a factor drawn from [1 - a, 1], under its mask softened by a Gaussian of 2
 pixels (so no edge marks the label's outline against healthy brain). It shows the model tumours
 fainter than its few training patients' (one shared BraTS patient's edema is at the 83rd
-percentile of its healthy brain's FLAIR, where the others' are at the 95th-99th).
+percentile of its healthy brain's FLAIR, where the others' are at the 95th-99th). With 2.5D input
+only the slice's own channels are faded: the labels are the slice's, and the neighbouring slices'
+lesions lie elsewhere.
 
 The random draws come from the input pipeline's seeded numpy generator (one row of uniform numbers
 per slice), so augmentation is reproducible and differs every epoch.
@@ -124,22 +129,24 @@ def spatial(x, y, u, settings: AugmentSettings):
 
 def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None, y=None):
     """Lesion contrast (needs the labels ``y``), gamma, gain and shift, blur and noise, inside the
-    brain (non-zero voxels of each channel)."""
+    brain (see ``brain_mask``)."""
     import tensorflow as tf
 
     channels = x.shape[-1]
     base = base_channels or channels
     copies = channels // base
-    brain = tf.not_equal(x, 0.0)
+    brain = brain_mask(x, base)
     extra = 3 + 2 * base
     gamma_col, blur_col, noise_col, lesion_col, _ = (
         extra + k for k in _extra_offsets(base, settings)
     )
     if settings.lesion_contrast > 0 and y is not None:
         factor = 1.0 - u[:, lesion_col : lesion_col + base] * settings.lesion_contrast
-        x = _lesion_contrast(
-            x, y, brain, tf.tile(factor, [1, copies]), LESION_REGIONS[settings.lesion_region]
+        # the slice's own channels only: y is its labels, not its neighbours'
+        own = _lesion_contrast(
+            x[..., :base], y, brain[..., :base], factor, LESION_REGIONS[settings.lesion_region]
         )
+        x = tf.concat([own, x[..., base:]], axis=-1)
     if settings.gamma > 0:
         log_gamma = (2.0 * u[:, gamma_col : gamma_col + base] - 1.0) * math.log1p(settings.gamma)
         x = _gamma(x, brain, tf.tile(tf.exp(log_gamma), [1, copies]))
@@ -157,6 +164,19 @@ def appearance(x, u, settings: AugmentSettings, base_channels: int | None = None
         seed = tf.cast(u[0, noise_col + 1 : noise_col + 3] * 2.0**31, tf.int64)
         x = x + tf.random.stateless_normal(tf.shape(x), seed=seed) * sd[:, None, None, None]
     return tf.where(brain, x, tf.zeros_like(x))
+
+
+def brain_mask(x, base_channels: int):
+    """(B, H, W, C) bool: the brain of each slice, where any of its ``base_channels`` channels is
+    non-zero, repeated over them; with 2.5D input each neighbouring slice's copy of the channels has
+    its own."""
+    import tensorflow as tf
+
+    shape = tf.shape(x)
+    copies = x.shape[-1] // base_channels
+    grouped = tf.reshape(x, tf.concat([shape[:3], [copies, base_channels]], axis=0))
+    brain = tf.reduce_any(tf.not_equal(grouped, 0.0), axis=-1, keepdims=True)
+    return tf.reshape(tf.broadcast_to(brain, tf.shape(grouped)), shape)
 
 
 LESION_SOFTNESS = 2.0  # pixels: the Gaussian that softens the lesion mask's outline

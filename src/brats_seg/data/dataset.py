@@ -11,7 +11,7 @@ import numpy as np
 
 from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
-from brats_seg.data.folds import fold_settings, kfold_split, val_fraction_and_seed
+from brats_seg.data.folds import fold_seed, fold_settings, kfold_split, val_fraction_and_seed
 from brats_seg.data.labels import NUM_CLASSES, LabelRules
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
 from brats_seg.data.split import group_cases, split_cases, split_fractions
@@ -79,7 +79,13 @@ class PreparedData:
         kfold = fold_settings(self.split_cfg)
         if kfold is not None:
             val, seed = val_fraction_and_seed(self.split_cfg)
-            return kfold_split(group_cases(fingerprints), *kfold, val_fraction=val, seed=seed)
+            return kfold_split(
+                group_cases(fingerprints),
+                *kfold,
+                val_fraction=val,
+                seed=seed,
+                shuffle_seed=fold_seed(self.split_cfg),
+            )
         fractions, seed = split_fractions(self.split_cfg)
         return split_cases(fingerprints, fractions, seed)
 
@@ -157,6 +163,7 @@ def prepare_data(data_cfg: Any) -> PreparedData:
 def _check_split(split_cfg: Any) -> None:
     if fold_settings(split_cfg) is not None:
         val_fraction_and_seed(split_cfg)
+        fold_seed(split_cfg)
     else:
         split_fractions(split_cfg)
 

@@ -20,10 +20,12 @@ import numpy as np
 from brats_seg.data.cache import SliceReader
 from brats_seg.data.dataset import PreparedData
 from brats_seg.data.sampling import (
+    WINDOW_DRAWS,
     SamplingSettings,
     SliceSampler,
     cut_windows,
     epoch_order,
+    place_windows,
     slice_index,
 )
 from brats_seg.errors import DataError
@@ -47,8 +49,8 @@ def batch_generator(
 ) -> Any:
     """A callable for ``Dataset.from_generator``; every call runs the next epoch.
 
-    Yields ``(x, y[, u][, corners])``: u the augmentation's uniform numbers, corners the patch
-    windows.
+    Yields ``(x, y[, u][, w])``: u the augmentation's uniform numbers, w the patch windows' draws
+    (``SliceSampler.window_draws``; the windows are placed after the spatial augmentation).
     """
     sampler = SliceSampler(prepared, case_ids, sampling or SamplingSettings(), shuffle, seed)
     reader = SliceReader(prepared.cache_dir, case_ids)
@@ -65,7 +67,7 @@ def batch_generator(
             if augment_params:
                 batch += (draws.random((len(x), augment_params), dtype=np.float32),)
             if sampler.settings.patch_size is not None:
-                batch += (sampler.windows(y, centred[start : start + batch_size], windows),)
+                batch += (sampler.window_draws(centred[start : start + batch_size], windows),)
             yield batch
 
     return run_epoch
@@ -123,7 +125,7 @@ def make_dataset(
         signature += (tf.TensorSpec((None, n_params), tf.float32),)
     patch = sampling.patch_size
     if patch is not None:
-        signature += (tf.TensorSpec((None, 2), tf.int32),)
+        signature += (tf.TensorSpec((None, WINDOW_DRAWS), tf.float32),)
     generator = batch_generator(prepared, case_ids, batch_size, shuffle, seed, n_params, sampling)
     ds = tf.data.Dataset.from_generator(generator, output_signature=signature)
     if repeat:
@@ -139,8 +141,9 @@ def make_dataset(
         u = batch[2] if n_params else None
         if u is not None:
             x, y = augment.spatial(x, y, u, settings)
-        if patch is not None:
-            x, y = cut_windows(x, y, batch[-1], patch)
+        if patch is not None:  # placed on the augmented labels: a centred window holds tumour
+            corners = place_windows(y, batch[-1], patch, prepared.num_classes)
+            x, y = cut_windows(x, y, corners, patch)
         if u is not None:
             x = augment.appearance(x, u, settings, base_channels, y)
         return x, y

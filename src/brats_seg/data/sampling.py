@@ -9,9 +9,10 @@ pixels, so small classes are not crowded out); the rest come from any cached sli
 ``data.selection.rule=brain``: any brain slice), at a random position. nnU-Net oversamples
 foreground this way with p = 1/3.
 
-``data.patch.size=[H, W]``: each sample is an H x W window of its cached slice (the window is cut in
-tf.data); the model is then built fully convolutional, so it predicts whole slices of any size its
-divisor allows.
+``data.patch.size=[H, W]``: each sample is an H x W window of its cached slice, placed and cut in
+tf.data after the spatial augmentation (flip, rotation, scaling), so a tumour-centred window is
+centred on the tumour of the slice it is cut from; the model is then built fully convolutional, so
+it predicts whole slices of any size its divisor allows.
 """
 
 from __future__ import annotations
@@ -124,28 +125,68 @@ class SliceSampler:
         ]
         return self.index[rows], centred
 
-    def windows(self, y: np.ndarray, centred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """(B, 2) int32 top-left corners of the patches of a batch of label slices y (B, H, W)."""
-        height, width = self.settings.patch_size
-        limits = np.array([y.shape[1] - height, y.shape[2] - width])
-        corners = np.stack(
-            [rng.integers(0, limits[0] + 1, len(y)), rng.integers(0, limits[1] + 1, len(y))], 1
-        )
-        for b in np.flatnonzero(centred):
-            classes = np.unique(y[b])
-            classes = classes[classes > 0]
-            if len(classes) == 0:  # centred samples come from tumour slices; kept for safety
-                continue
-            pixels = np.argwhere(y[b] == rng.choice(classes))
-            centre = pixels[rng.integers(0, len(pixels))]
-            corners[b] = np.clip(centre - np.array([height // 2, width // 2]), 0, limits)
-        return corners.astype(np.int32)
+    def window_draws(self, centred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(B, 5) float32 per sample of a batch: 1 if it is to be centred on tumour, else 0, then
+        four uniform numbers in [0, 1) that ``place_windows`` turns into its patch position (row,
+        column, tumour class, tumour pixel). The position itself is picked in TensorFlow after the
+        spatial augmentation, on the labels the patch is cut from."""
+        u = rng.random((len(centred), 4), dtype=np.float32)
+        return np.concatenate([np.asarray(centred, np.float32)[:, None], u], axis=1)
 
 
 def _rows_with_tumour(prepared, case_id: str) -> np.ndarray:
     _, y = prepared.read_slices(case_id)
     y = np.asarray(y)
     return (y.reshape(len(y), -1) > 0).any(axis=1) if len(y) else np.zeros(0, dtype=bool)
+
+
+WINDOW_DRAWS = 5  # columns of SliceSampler.window_draws
+
+
+def place_windows(y, draws, size: tuple[int, int], num_classes: int):
+    """TensorFlow: (B, 2) int32 top-left corners of the ``size`` patches of label slices y (B, H,
+    W), from ``draws`` (B, 5) of ``SliceSampler.window_draws``.
+
+    A sample flagged centred is centred on a tumour pixel of y: one of the tumour classes present in
+    its slice (each class equally likely, so small classes are not crowded out), then one of that
+    class's pixels, the window clipped to the slice. y is the slice after the spatial augmentation,
+    so the window holds tumour. Other samples, and a centred one whose tumour the augmentation moved
+    out of the slice, get a uniformly random window.
+    """
+    import tensorflow as tf
+
+    height, width = size
+    batch, rows, cols = tf.shape(y)[0], tf.shape(y)[1], tf.shape(y)[2]
+    limits = tf.stack([rows - height, cols - width])  # (2,)
+    random = tf.minimum(
+        tf.cast(tf.floor(draws[:, 1:3] * tf.cast(limits + 1, tf.float32)), tf.int32), limits
+    )
+    labels = tf.cast(y, tf.int32)
+    classes = tf.range(1, num_classes, dtype=tf.int32)
+    present = tf.reduce_any(labels[..., None] == classes, axis=[1, 2])  # (B, K - 1)
+    n_present = tf.reduce_sum(tf.cast(present, tf.int32), axis=1)
+    pick = tf.minimum(
+        tf.cast(tf.floor(draws[:, 3] * tf.cast(n_present, tf.float32)), tf.int32),
+        tf.maximum(n_present - 1, 0),
+    )
+    rank = tf.cumsum(tf.cast(present, tf.int32), axis=1) - 1
+    chosen = tf.logical_and(present, rank == pick[:, None])
+    label = tf.cast(tf.argmax(tf.cast(chosen, tf.int32), axis=1), tf.int32) + 1
+    pixels = tf.cast(tf.reshape(labels == label[:, None, None], [batch, -1]), tf.int32)
+    count = tf.reduce_sum(pixels, axis=1)
+    target = tf.minimum(
+        tf.cast(tf.floor(draws[:, 4] * tf.cast(count, tf.float32)), tf.int32),
+        tf.maximum(count - 1, 0),
+    )
+    index = tf.argmax(
+        tf.cast(tf.cumsum(pixels, axis=1) > target[:, None], tf.int32), axis=1, output_type=tf.int32
+    )
+    centre = tf.stack([index // cols, index % cols], axis=1)
+    centred_corner = tf.clip_by_value(
+        centre - tf.constant([height // 2, width // 2], tf.int32), 0, limits
+    )
+    use = tf.logical_and(draws[:, 0] > 0.5, n_present > 0)
+    return tf.where(use[:, None], centred_corner, random)
 
 
 def cut_windows(x, y, corners, size: tuple[int, int]):

@@ -20,6 +20,16 @@ import numpy as np
 from brats_seg.errors import ConfigError, DataError, RunError
 from brats_seg.runfolder import CONFIG_FILE, OpenedRun, find_completed_runs, is_run_dir
 
+# What the members of an ensemble evaluated on their test patients may differ in: the worker count,
+# and the split settings (the seeds of one fold draw other validation patients), since their test
+# patients are compared instead.
+MEMBER_DATA_FREEDOM = ("workers", "split")
+
+
+def shared_data_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """The resolved ``data`` settings that every member of an evaluated ensemble must share."""
+    return {k: v for k, v in data.items() if k not in MEMBER_DATA_FREEDOM}
+
 
 def resolve_runs(spec: Any) -> list[Path]:
     """Run folders named by ``run=``: one folder, a list of folders, or a sweep folder's completed

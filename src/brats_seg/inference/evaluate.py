@@ -278,6 +278,7 @@ def evaluate_ensemble(
 
     from brats_seg.config_schema import to_plain
     from brats_seg.data.dataset import prepare_data
+    from brats_seg.inference.ensemble import shared_data_settings
 
     run_dirs = [run.path for run in runs]
     tests = [sorted(run.folder.read_split().get("test") or []) for run in runs]
@@ -290,7 +291,7 @@ def evaluate_ensemble(
                 "an ensemble of runs is evaluated on common test patients "
                 "(score other runs with brats-seg predict)"
             )
-    data = [result_config({"data": to_plain(c.data)}) for c in cfgs]
+    data = [shared_data_settings(result_config({"data": to_plain(c.data)})["data"]) for c in cfgs]
     for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
         if other != data[0]:
             raise RunError(

@@ -47,6 +47,40 @@ def any_size_model(model):
     return clone
 
 
+def precision_info(model) -> dict[str, str]:
+    """The dtype policy the model computes in (the run's ``trainer.precision`` as resolved when it
+    was trained: ``mixed_bfloat16`` computes in bfloat16 with float32 weights) and the dtypes of its
+    input and outputs."""
+    policy = next((layer.dtype_policy for layer in model.layers if layer.weights), None)
+    outputs = model.outputs
+    return {
+        "policy": policy.name if policy is not None else "float32",
+        "compute_dtype": policy.compute_dtype if policy is not None else "float32",
+        "variable_dtype": policy.variable_dtype if policy is not None else "float32",
+        "output_dtypes": [str(getattr(t.dtype, "name", t.dtype)) for t in outputs],
+    }
+
+
+def outputs_info(model, height: int | None, width: int | None) -> list[dict[str, Any]]:
+    """One entry per served output, in the SavedModel's order (``output_0``, ``output_1``, ...): the
+    first is the prediction; a deep-supervised model (UNet 3+ with ``deep_supervision``) adds one
+    side output per coarser decoder stage, upsampled to full size, used as a training loss only."""
+    names = list(getattr(model, "output_names", None) or [])
+    entries = []
+    for index, _ in enumerate(model.outputs):
+        entries.append(
+            {
+                "name": f"output_{index}",
+                "layer": names[index] if index < len(names) else "",
+                "shape": ["batch", height or "height", width or "width", len(CLASS_NAMES)],
+                "meaning": "softmax probabilities per class"
+                if index == 0
+                else "deep-supervision side output (softmax; a training loss, not the prediction)",
+            }
+        )
+    return entries
+
+
 def export_run(
     run_dir: Path,
     out: Path,
@@ -96,6 +130,8 @@ def export_run(
             "meaning": "softmax probabilities per class",
             "classes": list(CLASS_NAMES),
         },
+        "outputs": outputs_info(served, height, width),
+        "precision": precision_info(served),
         "preprocessing": to_plain(cfg.data.preprocess),
     }
     with staged_output(out, "export") as tmp:

@@ -2,16 +2,26 @@
 
 Slices without a single non-zero voxel (outside the skull-stripped brain) are background without
 running the model; every other axial slice is predicted, in batches. A fully convolutional model
-(built with unknown H and W) sees only the brain's bounding box over all slices, padded with
-background to a multiple of the model's divisor, and the probabilities are pasted back (background
-outside the box); a model of fixed size sees the whole slice. With ``tta`` the softmax is averaged
-over the slice and its left-right mirror (rows are the patient's left-right axis), the mirror mapped
-back before averaging.
+(built with unknown H and W) sees only the brain's bounding box over all slices, grown to the
+model's divisor grid of the whole slice (its edges on multiples of the divisor, as the slice's own
+poolings see them; past the bottom or right edge, background, as training pads a slice whose size
+the divisor does not divide), and the probabilities are pasted back (background outside the box); a
+model of fixed size sees the whole slice. Off the box the slice is background (zeros) anyway, so
+the box gives the whole slice's prediction up to what deeper features see past the box's edges:
+argmax agreement inside the brain, random weights, a real case (tests/test_predict.py). A model
+with per-slice statistics (instance normalisation) or global pooling (ResUNet++'s
+squeeze-excitation) sees other statistics on the box; for those a warning is logged. With ``tta``
+the softmax is averaged over the slice and its left-right mirror (rows are the patient's left-right
+axis), the mirror mapped back before averaging.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Mirrorings of (B, H, W, C) batches: none, and rows (axis 1: left-right), the one flip that
 # training augmentation applies. An anterior-posterior mirror shows the model a brain it never saw:
@@ -39,11 +49,37 @@ def brain_box(x: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int] | No
 
 
 def padded_window(box: tuple[int, int, int, int], divisor: int) -> tuple[int, int, int, int]:
-    """The box grown evenly on both sides to multiples of ``divisor`` (it may reach past the slice's
-    edges)."""
+    """The box grown to the divisor grid of the slice: its start down and its end up to multiples of
+    ``divisor`` (the end may reach past the slice's bottom or right edge)."""
     r0, r1, c0, c1 = box
-    grow_r, grow_c = -(r1 - r0) % divisor, -(c1 - c0) % divisor
-    return r0 - grow_r // 2, r1 + grow_r - grow_r // 2, c0 - grow_c // 2, c1 + grow_c - grow_c // 2
+    return (
+        r0 - r0 % divisor,
+        r1 + -r1 % divisor,
+        c0 - c0 % divisor,
+        c1 + -c1 % divisor,
+    )
+
+
+# Layers whose output at a pixel depends on statistics of the whole input: on the brain's box they
+# see other statistics than on the whole slice.
+WHOLE_INPUT_LAYERS = (
+    "GroupNormalization",
+    "LayerNormalization",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+)
+
+
+def whole_input_layers(model) -> list[str]:
+    """Names of the model's layers that normalise or pool over the whole input."""
+    found = []
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if type(layer).__name__ in WHOLE_INPUT_LAYERS:
+            found.append(layer.name)
+        stack.extend(getattr(layer, "layers", []) or [])
+    return found
 
 
 def _window(x: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
@@ -91,7 +127,15 @@ def predict_probabilities(
     slices, box = brain_box(x)
     if box is None:
         return out
-    window = padded_window(box, divisor) if is_fully_convolutional(model) else (0, height, 0, width)
+    windowed = is_fully_convolutional(model)
+    window = padded_window(box, divisor) if windowed else (0, height, 0, width)
+    if windowed and whole_input_layers(model):
+        log.warning(
+            "%s normalises or pools over its whole input (%s): predicted on the brain's box, "
+            "its output differs from the whole slice's",
+            model.name,
+            ", ".join(whole_input_layers(model)[:3]),
+        )
     r0, r1, c0, c1 = window
     sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
     for start in range(0, len(slices), batch_size):

@@ -24,10 +24,19 @@ matched to no reference lesion are false positives. Reference lesions of volume 
 ``volume_threshold`` mm^3 (50) are dropped from the score (their matched predictions are still not
 false positives). The case's scores are ``dice = sum(lesion Dice) / (lesions + fp)`` and ``hd95 =
 (sum(lesion HD95) + 374 * fp) / (lesions + fp)``; with neither lesions nor false positives, Dice 1
-and HD95 0. The 2023 script measured a matched lesion's HD95 with DeepMind's surface-distance
-package (surface elements weighted by area, the larger of the two directed 95th percentiles); here
-it is the pooled voxel percentile above, so HD95 of matched lesions can differ from that script by a
-fraction of a voxel. Dice, the matching, the counts and the 374 penalties are the script's."""
+and HD95 0. A matched lesion's HD95 is, as in the script (DeepMind's surface-distance package,
+``compute_robust_hausdorff``), the larger of the two directed 95th percentiles: prediction to
+reference and reference to prediction, each over its own surface voxels. That is not the pooled
+percentile of the official convention: a prediction with a thin tail off a well-found lesion has
+its tail in the top 5% of its own directed set, but not of the pooled set, which the reference's
+zero distances dilute (tests/test_lesions.py: 4.2 mm against 0). What still differs from the
+script: it weights surface elements by their area (marching-cubes elements on the grid of voxel
+corners) and takes the first distance whose cumulative area reaches 95%; here the surface voxels
+(6-connected borders) count equally and numpy's percentile interpolates, as for the region HD95.
+That is not a fraction of a voxel where the surface is thin: on the tail case above,
+surface-distance 0.1 gives 18.0 mm against 4.2 here (a one-voxel tail has four faces per voxel, a
+flat face one); on the irregular case of that test, 11.70 against 12.05. Dice, the matching, the
+counts and the 374 penalties are the script's."""
 
 from __future__ import annotations
 
@@ -41,7 +50,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from brats_seg.data.labels import REGIONS
-from brats_seg.metrics.regions import hd95
+from brats_seg.metrics.regions import hd95, surface_distances
 
 CONVENTIONS: tuple[str, ...] = ("brats2024", "brats2023")
 CONVENTION_NAMES = {
@@ -50,10 +59,11 @@ CONVENTION_NAMES = {
         "BraTS 2023 metrics script (GT lesions merged by dilation, FP/FN scored 0 / 374 mm)"
     ),
 }
-# What stands for the official package's infinite lesion-wise HD95 (no matched lesion) in
-# metrics.json; the package's own results parser uses 373 for infinite HD95 (the diagonal of the
-# SRI-24 volume).
-OFFICIAL_HD95_PENALTY = 373.0
+# The official convention's lesion-wise HD95 of a patient with lesions but no match is infinite, as
+# the package (panoptica's sq_hd95) reports it per subject; its parser (metrics_parser.py, seg)
+# keeps it so and takes the plain mean over subjects, which is then infinite too. It puts 373 only
+# for the global HD95 and for missing subjects. metrics.json holds no infinity: it is written null
+# there, and tp = 0 with fp + fn > 0 tells it from NaN (no lesion on either side).
 HD95_2023_PENALTY = 374.0
 MATCH_THRESHOLD = 1e-6
 # The 2023 script's parameters for adult glioma (BraTS-GLI).
@@ -102,6 +112,15 @@ def _cropped(pred_mask, ref_mask, margin: int) -> tuple[np.ndarray, np.ndarray]:
 def _pair_hd95(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float]) -> float:
     box = _box(pred_mask | ref_mask, 2)
     return hd95(pred_mask[box], ref_mask[box], spacing)
+
+
+def _pair_hd95_2023(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float]) -> float:
+    """The 2023 script's HD95 of a lesion and its matched prediction: the larger of the two
+    directed 95th percentiles (surface_distance's ``compute_robust_hausdorff``), not the percentile
+    of both sets pooled."""
+    box = _box(pred_mask | ref_mask, 2)
+    to_ref, to_pred = surface_distances(pred_mask[box], ref_mask[box], spacing)
+    return float(max(np.percentile(to_ref, 95), np.percentile(to_pred, 95)))
 
 
 def official_lesionwise(
@@ -199,7 +218,7 @@ def lesionwise_2023(
             kept_dice.append(
                 2.0 * inter / (np.count_nonzero(lesion) + int(pred_sizes[touching].sum()))
             )
-            kept_hd95.append(_pair_hd95(predicted, lesion, spacing))
+            kept_hd95.append(_pair_hd95_2023(predicted, lesion, spacing))
             tp += 1
         else:
             kept_dice.append(0.0)
@@ -224,8 +243,9 @@ def lesion_scores(
     """Lesion-wise scores of WT, TC and ET of one patient, per convention, ready for metrics.json.
 
     ``{"brats2024": {"WT": {"dsc_mean", "hd95_mean", "tp", "fp", "fn"}, ...},
-    "brats2023": {"WT": {"dice", "hd95", "tp", "fp", "fn"}, ...}}``; the official package's infinite
-    HD95 is written as 373 (its parser's penalty), NaN (no lesion on either side) stays NaN."""
+    "brats2023": {"WT": {"dice", "hd95", "tp", "fp", "fn"}, ...}}``; the official convention's HD95
+    is infinite where lesions exist but none matched, as in the package, and NaN where no lesion
+    exists on either side."""
     pred, ref = np.asarray(pred), np.asarray(ref)
     tumour = (pred > 0) | (ref > 0)
     if (
@@ -242,19 +262,28 @@ def lesion_scores(
             pred_mask, ref_mask = np.isin(pred, labels), np.isin(ref, labels)
             if convention == "brats2024":
                 scores = official_lesionwise(pred_mask, ref_mask, spacing)
-                if math.isinf(scores["hd95_mean"]):
-                    scores["hd95_mean"] = OFFICIAL_HD95_PENALTY
             else:
                 scores = lesionwise_2023(pred_mask, ref_mask, spacing)
             out[convention][region] = scores
     return out
 
 
+def _official_hd95(scores: dict[str, Any]) -> float:
+    """A patient's official lesion-wise HD95, infinite again where metrics.json wrote it null."""
+    value = scores.get("hd95_mean")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        no_match = scores.get("tp") == 0 and (scores.get("fp") or 0) + (scores.get("fn") or 0) > 0
+        return math.inf if no_match else math.nan
+    return float(value)
+
+
 def summarise_lesions(per_patient: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
     """Mean over patients (NaN skipped) of each convention's lesion-wise scores, and the summed
     counts.
 
-    Reads ``patient["lesionwise"][convention][region]``; patients without it are skipped.
+    Reads ``patient["lesionwise"][convention][region]``; patients without it are skipped. The
+    official convention's HD95 mean is infinite when any patient's is (lesions, none matched), as
+    the package's mean over subjects is; ``hd95_infinite`` counts those patients.
     """
     scored = [p["lesionwise"] for p in per_patient if p.get("lesionwise")]
     summary: dict[str, dict[str, dict[str, float]]] = {}
@@ -269,7 +298,13 @@ def summarise_lesions(per_patient: list[dict]) -> dict[str, dict[str, dict[str, 
                 entry: dict[str, float] = {}
                 for key in rows[0]:
                     values = np.array(
-                        [np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64
+                        [
+                            _official_hd95(r)
+                            if key == "hd95_mean"
+                            else (np.nan if r[key] is None else r[key])
+                            for r in rows
+                        ],
+                        dtype=np.float64,
                     )
                     if key in ("tp", "fp", "fn"):
                         entry[key] = int(np.nansum(values))
@@ -277,6 +312,8 @@ def summarise_lesions(per_patient: list[dict]) -> dict[str, dict[str, dict[str, 
                         entry[f"{key}_mean" if not key.endswith("_mean") else key] = float(
                             np.nanmean(values)
                         )
+                    if key == "hd95_mean":
+                        entry["hd95_infinite"] = int(np.count_nonzero(np.isinf(values)))
                 summary[convention][region] = entry
     return summary
 

@@ -93,12 +93,23 @@ def hd95(
     fixed = _empty_case(pred_mask, ref_mask, empty_rule, both_empty_brats=0.0, one_empty=HD95_EMPTY)
     if fixed is not None:
         return fixed
+    to_ref, to_pred = surface_distances(pred_mask, ref_mask, spacing)
+    return float(np.percentile(np.concatenate([to_ref, to_pred]), 95))
+
+
+def surface_distances(
+    pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two directed surface-distance sets (mm) of two non-empty masks: from every surface voxel
+    of the prediction to the nearest surface voxel of the reference, and the other way round."""
+    pred_mask, ref_mask = _bool_pair(pred_mask, ref_mask)
+    spacing = _checked_spacing(spacing, pred_mask.ndim)
     box = _bounding_box(pred_mask | ref_mask, _MARGIN)
     pred_surface = _surface(pred_mask[box])
     ref_surface = _surface(ref_mask[box])
     to_ref = ndimage.distance_transform_edt(~ref_surface, sampling=spacing)[pred_surface]
     to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)[ref_surface]
-    return float(np.percentile(np.concatenate([to_ref, to_pred]), 95))
+    return to_ref, to_pred
 
 
 def region_scores(

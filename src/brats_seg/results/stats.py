@@ -9,9 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 10000
-# Below this many pairs the exact two-sided Wilcoxon signed-rank p can never reach 0.05 (n = 5: p >=
-# 1/16).
-MIN_WILCOXON_PAIRS = 6
+SIGNIFICANCE = 0.05
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
@@ -55,6 +53,19 @@ def wilcoxon_p(differences: Sequence[float]) -> float:
     if diffs.size == 0 or not np.any(diffs != 0):
         return math.nan
     return float(wilcoxon(diffs, alternative="two-sided").pvalue)
+
+
+def smallest_wilcoxon_p(differences: Sequence[float]) -> float:
+    """The smallest p ``wilcoxon_p`` can give for differences of these sizes: every non-zero
+    difference of one sign. The test drops zero differences (scipy's default ``zero_method``), so
+    six pairs with one zero difference are five and give at best 2 / 2**5 = 0.0625. NaN when no
+    difference is non-zero."""
+    return wilcoxon_p(np.abs(np.asarray(differences, dtype=np.float64)))
+
+
+def nonzero_count(differences: Sequence[float]) -> int:
+    """How many paired differences the Wilcoxon signed-rank test uses: the non-zero ones."""
+    return int(np.count_nonzero(np.asarray(differences, dtype=np.float64)))
 
 
 def fmt_mean_sd(mean: float, sd: float, n: int, digits: int = 4) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from brats_seg.atomic import atomic_path, write_text
 from brats_seg.data.labels import REGIONS
-from brats_seg.errors import ConfigError
+from brats_seg.errors import ConfigError, RunError
 from brats_seg.outputs import check_files_beside, files_beside
 from brats_seg.results.groups import group_key, varying
 from brats_seg.results.stats import bootstrap_mean_ci, fmt_interval, fmt_mean_sd, mean_sd
@@ -65,6 +65,7 @@ class ResultRow:
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
     lesionwise: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     per_patient: dict[str, dict[str, float]] = field(default_factory=dict)  # case -> region -> Dice
+    empty_rule: str = "brats"  # the rule per_patient was scored with (metrics/regions.py)
     group: str = ""  # the config without seeds, folds and paths (results/groups.py)
     seeds: dict[str, Any] = field(default_factory=dict)
     printed: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +120,7 @@ def _row_from_config(
         result.collapsed = metrics.get("collapsed") or ""
         result.regions = metrics.get("regions", {})
         result.lesionwise = metrics.get("lesionwise") or {}
+        result.empty_rule = metrics.get("empty_rule") or "brats"
         result.per_patient = {
             p["case"]: {region: p[region]["dice"] for region in REGIONS if region in p}
             for p in metrics.get("per_patient", [])
@@ -379,6 +381,22 @@ def group_rows(rows: list[ResultRow]) -> list[list[ResultRow]]:
     return list(groups.values())
 
 
+def _test_sets(done: list[ResultRow]) -> str:
+    """How many different test sets (split.json) the completed runs were scored on: one means the
+    group's sd is over models alone; more (seeds that re-draw a fractional split, or folds) means it
+    mixes test-set and model variance."""
+    sets = set()
+    for r in done:
+        try:
+            split = RunFolder(r.run_dir).read_split()
+        except RunError:  # no split.json: that run says nothing about its test set
+            continue
+        sets.add(tuple(sorted(split.get("test") or [])))
+    if not sets:
+        return ""
+    return "one" if len(sets) == 1 else f"{len(sets)} different"
+
+
 def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
     """One record per group: mean ± sd (n) of each metric over its completed runs."""
     records = []
@@ -396,6 +414,7 @@ def group_records(rows: list[ResultRow]) -> list[dict[str, str]]:
                 if len({str(r.seeds.get(k)) for r in members}) > 1
             ),
         }
+        rec["test sets"] = _test_sets(done)
         for name in GROUP_METRICS:
             digits = 2 if "HD95" in name else 4
             rec[name] = fmt_mean_sd(*mean_sd([_metric_value(r, name) for r in done]), digits=digits)
@@ -416,8 +435,10 @@ def write_table(
         write_text(out / "results.csv", to_csv(records))
         write_text(
             out / "groups.md",
-            "Runs that differ only by seed or fold, as mean ± sd (n) over "
-            "completed runs.\n\n" + to_markdown(groups),
+            "Runs that differ only by seed or fold, as mean ± sd (n) over completed runs. "
+            "`test sets`: how many different test sets they were scored on; more than one (a seed "
+            "that re-draws the fractional split, data.split.seed=${seed}, or folds) makes the sd "
+            "mix test-set and model variance.\n\n" + to_markdown(groups),
         )
         write_text(out / "groups.csv", to_csv(groups))
         bar_chart(rows, out / "results.png")

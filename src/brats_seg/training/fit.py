@@ -125,11 +125,11 @@ def build_fit_data(cfg: DictConfig, prepared, split, replicas: int, workers: int
     trainer = cfg.trainer
     batch = int(trainer.batch_size)
     sampling = SamplingSettings.from_data_cfg(cfg.data)
-    has_val = bool(split["val"])
+    train_cases, val_cases = training_cases(prepared, split)
+    has_val = bool(val_cases)
     check_fit_options(cfg, sampling, replicas, has_val)
     fully_convolutional = sampling.patch_size is not None or trainer.fully_convolutional
     div = divisor(cfg.model)
-    train_cases = prepared.one_case_per_patient(split["train"])
     n_slices = prepared.slice_count(train_cases)
     val_steps = trainer.validation_steps if has_val else None
     train_ds = make_dataset(
@@ -147,7 +147,7 @@ def build_fit_data(cfg: DictConfig, prepared, split, replicas: int, workers: int
     if has_val:
         val_ds = make_dataset(
             prepared,
-            split["val"],
+            val_cases,
             batch,
             shuffle=False,
             seed=int(cfg.seed),
@@ -157,7 +157,7 @@ def build_fit_data(cfg: DictConfig, prepared, split, replicas: int, workers: int
         )
     if replicas > 1:
         train_ds, val_ds = whole_batches_for_replicas(
-            prepared, train_ds, val_ds, train_cases, split["val"], trainer, replicas
+            prepared, train_ds, val_ds, train_cases, val_cases, trainer, replicas
         )
     if workers > 1:
         train_ds = shard_by_data(train_ds)
@@ -336,6 +336,15 @@ def record_fit(
         # Slices per second of the last epoch's training steps (the first epoch also builds the
         # graph).
         folder.update(weights_fingerprint=fingerprint, train_slices_per_s=callbacks.throughput.last)
+
+
+def training_cases(prepared, split: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """The train and validation cases a run draws from: each split with the second name of an
+    identical scan dropped, so a patient shipped twice weighs once in training and in the
+    validation loss, as in the test scores."""
+    return prepared.one_case_per_patient(split["train"]), prepared.one_case_per_patient(
+        split["val"]
+    )
 
 
 def resolve_verbose(verbose) -> int:
