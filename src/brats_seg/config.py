@@ -311,13 +311,14 @@ def run_hydra_app(
     # query comes back through the dispatcher (brats_seg.cli), so both name the program without its
     # subcommand.
     completing = bool(SHELL_COMPLETION_FLAGS & set(argv))
-    sys.argv = [prog.split()[0] if completing else prog, *quote_non_ascii_values(argv)]
+    quoted = quote_non_ascii_values(argv)
+    sys.argv = [prog.split()[0] if completing else prog, *quoted]
     # Hydra prints its errors as tracebacks unless HYDRA_FULL_ERROR is set, in which case it raises
     # them: set, they reach the handler below, which prints one line (or the traceback, if the user
     # had set it).
     os.environ[FULL_ERROR_ENV] = "1"
     try:
-        jobs = _jobs(argv)
+        jobs = _jobs(quoted)
         _check_jobs(config_name, jobs or [], example, check)
         main = hydra.main(
             version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name
