@@ -153,7 +153,7 @@ def predict_cases(
         classes = apply_postprocess(classes, post)
         path = write_segmentation(classes, loaded, out_dir, naming)
         if montage_slices:
-            pred = on_cached_grid(classes, prepared.crop_box)
+            pred = on_cached_grid(classes, prepared.crop_box, prepared.plane)
             _montage(
                 plots, prepared.x, pred, montage_slices, out_dir / f"{case.case_id}_overlay.png"
             )
