@@ -28,7 +28,8 @@ SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 SHAPE = (48, 32, 64)
 # Not the writer's default: the prediction must carry the input's own geometry.
 AFFINE = np.array(
-    [[-0.9, 0, 0, 40.0], [0, -1.1, 0, 230.0], [0, 0, 1.5, -12.0], [0, 0, 0, 1.0]], dtype=np.float64
+    [[-0.75, 0, 0, 40.0], [0, -1.25, 0, 230.0], [0, 0, 1.5, -12.0], [0, 0, 0, 1.0]],
+    dtype=np.float64,
 )
 
 
@@ -319,3 +320,20 @@ def test_evaluate_scores_runs_of_two_planes_as_one_ensemble(plane_runs, tmp_path
         assert predicted["per_patient"][0][region]["dice"] == pytest.approx(
             metrics["per_patient"][0][region]["dice"], abs=1e-6
         )
+
+
+def test_the_three_plane_recipe_is_the_recipe_swept_over_the_planes():
+    from omegaconf import OmegaConf
+
+    from brats_seg.config import compose
+
+    planes = compose(
+        "train", ["recipe=real_cpu_planes", "data.root=/data/BraTS"], return_hydra_config=True
+    )
+    single = compose("train", ["recipe=real_cpu", "data.root=/data/BraTS"])
+    assert planes.hydra.sweeper.params == {"data.plane": "axial,sagittal,coronal"}
+    assert planes.sweep_name == planes.run_group == "real-cpu-planes"
+    for key in ("data", "model", "loss", "optimizer", "trainer", "evaluate"):
+        assert OmegaConf.to_container(planes[key], resolve=True) == OmegaConf.to_container(
+            single[key], resolve=True
+        ), key

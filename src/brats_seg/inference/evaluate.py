@@ -302,10 +302,11 @@ def evaluate_ensemble(
     """Evaluate the averaged softmax of several runs on their common test patients; write into
     ``out``.
 
-    The runs must share their data settings, all but ``data.plane``, and their test patients (seeds,
-    models or planes of one split); folds of a cross-validation do not, and are scored on new
-    patients with ``brats-seg predict`` instead. Runs of several planes are averaged in volume
-    space; the pooled confusion matrix is taken on the first run's plane. TTA, post-processing
+    The runs must share their data settings (all but the plane and the training-only augment,
+    sampling and patch) and their test patients (seeds, models or planes of one split); folds of a
+    cross-validation do not, and are scored on new patients with ``brats-seg predict`` instead.
+    Runs of several planes are averaged in volume space; the pooled confusion matrix is taken on
+    the first run's plane. TTA, post-processing
     and the empty-region rule are the first run's (``cfgs`` carry any overrides).
     """
     import math
@@ -326,7 +327,10 @@ def evaluate_ensemble(
                 "(score other runs with brats-seg predict)"
             )
     data = [OmegaConf.to_container(c.data, resolve=True) for c in cfgs]
-    shared = lambda d: {k: v for k, v in d.items() if k not in ("workers", "plane")}  # noqa: E731
+    # what the runs' test slices depend on: not the plane (averaged in volume space), nor what only
+    # shapes training (augmentation, sampling, patches)
+    ignored = ("workers", "plane", "augment", "sampling", "patch")
+    shared = lambda d: {k: v for k, v in d.items() if k not in ignored}  # noqa: E731
     for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
         if shared(other) != shared(data[0]):
             raise RunError(

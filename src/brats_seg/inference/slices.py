@@ -1,12 +1,13 @@
 """Slice-wise prediction of a preprocessed volume: softmax probabilities or classes per slice.
 
 Slices without a single non-zero voxel (outside the skull-stripped brain) are background without
-running the model; every other axial slice is predicted, in batches. A fully convolutional model
-(built with unknown H and W) sees only the brain's bounding box over all slices, padded with
-background to a multiple of the model's divisor, and the probabilities are pasted back (background
-outside the box); a model of fixed size sees the whole slice. With ``tta`` the softmax is averaged
-over the slice and its left-right mirror (rows are the patient's left-right axis), the mirror mapped
-back before averaging.
+running the model; every other slice of the run's plane (data.plane) is predicted, in batches. A
+fully convolutional model (built with unknown H and W) sees only the brain's bounding box over all
+slices, padded with background to a multiple of the model's divisor, and the probabilities are
+pasted back (background outside the box); a model of fixed size sees the whole slice. With ``tta``
+the softmax is averaged over the slice and its row mirror, mapped back before averaging: the
+left-right mirror (rows are the patient's left-right axis), or in a sagittal slice, which has none,
+the anterior-posterior one, as training's flip (data/planes.py).
 """
 
 from __future__ import annotations
