@@ -303,7 +303,9 @@ def test_evaluate_scores_runs_of_two_planes_as_one_ensemble(plane_runs, tmp_path
     metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
     assert metrics["inference"]["planes"] == ["sagittal", "coronal"]
     assert metrics["inference"]["models"] == 2
-    # the same ensemble through predict, on one test patient, scores the same
+    # the same ensemble through predict, on one test patient, scores the same up to the float16
+    # rounding of evaluate's volume cache (predict reads the NIfTI files in float32); a plane put
+    # back in the wrong place would score near 0
     case = metrics["per_patient"][0]["case"]
     (case_dir,) = [p for p in (out / "cache" / "synthetic").glob(f"*/{case}") if p.is_dir()]
     result = run_cli(
@@ -318,8 +320,9 @@ def test_evaluate_scores_runs_of_two_planes_as_one_ensemble(plane_runs, tmp_path
     predicted = json.loads((tmp_path / "predicted" / "metrics.json").read_text())
     for region in ("WT", "TC", "ET"):
         assert predicted["per_patient"][0][region]["dice"] == pytest.approx(
-            metrics["per_patient"][0][region]["dice"], abs=1e-6
+            metrics["per_patient"][0][region]["dice"], abs=0.01
         )
+    assert metrics["per_patient"][0]["WT"]["dice"] > 0.3
 
 
 def test_the_three_plane_recipe_is_the_recipe_swept_over_the_planes():
