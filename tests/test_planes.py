@@ -340,3 +340,19 @@ def test_the_three_plane_recipe_is_the_recipe_swept_over_the_planes():
         assert OmegaConf.to_container(planes[key], resolve=True) == OmegaConf.to_container(
             single[key], resolve=True
         ), key
+
+
+def test_evaluate_still_refuses_an_ensemble_of_other_preprocessing(plane_runs, tmp_path):
+    from omegaconf import OmegaConf
+
+    _, runs = plane_runs
+    other = tmp_path / "other"
+    shutil.copytree(runs["sagittal"], other)
+    cfg = OmegaConf.load(other / "config.yaml")
+    cfg.data.preprocess.normalization = "minmax"
+    OmegaConf.save(cfg, other / "config.yaml")
+    result = run_cli(
+        "evaluate", f"run=[{runs['coronal']},{other}]", f"out={tmp_path / 'ens'}", cwd=tmp_path
+    )
+    assert result.returncode == 1 and "data settings differ" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "ens").exists()
