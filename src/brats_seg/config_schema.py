@@ -82,6 +82,12 @@ class FifthChannel(Choice):
     flair_edges = "flair_edges"
 
 
+class Plane(Choice):
+    axial = "axial"
+    sagittal = "sagittal"
+    coronal = "coronal"
+
+
 class SelectionRule(Choice):
     threshold = "threshold"
     tumour = "tumour"
@@ -371,6 +377,7 @@ class DataSchema(Dict[str, Any]):
     cases: Optional[List[str]] = MISSING
     cache_dir: str = MISSING
     workers: int = option(at_least(1))
+    plane: Plane = MISSING
     preprocess: PreprocessSchema = field(default_factory=PreprocessSchema)
     labels: LabelsSchema = field(default_factory=LabelsSchema)
     selection: SelectionSchema = field(default_factory=SelectionSchema)

@@ -1,5 +1,5 @@
-"""On-disk cache of preprocessed, selected axial slices (for training) and of whole volumes (for
-evaluation).
+"""On-disk cache of preprocessed, selected slices of one plane (for training) and of whole volumes
+(for evaluation).
 
 Layout under ``data.cache_dir``::
 
@@ -17,8 +17,9 @@ Layout under ``data.cache_dir``::
 
 The key hashes, per case, its id, convention and every file's absolute path and the sha256 of
 its bytes (streamed, no decoding; a file edited with its size and mtime kept is noticed), plus the
-effective preprocessing, label and selection settings, the cache format and PREPROCESS_VERSION, the
-version of the code's output that tests/test_preprocess_version.py ties to a fixed case.
+effective preprocessing (``data.plane`` included: each plane has its own cache), label and selection
+settings, the cache format and PREPROCESS_VERSION, the version of the code's output that
+tests/test_preprocess_version.py ties to a fixed case.
 A cache is built in a hidden temporary folder and renamed into place only when every case succeeded.
 Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
 full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.
@@ -66,7 +67,7 @@ INDEX_FILE = "index.json"
 
 
 class Volume(NamedTuple):
-    x: np.ndarray  # (Z, H, W, C) float32, every axial slice, preprocessed (cropped if enabled)
+    x: np.ndarray  # (S, H, W, C) float32, every slice of the plane, preprocessed (cropped if on)
     classes: np.ndarray  # (X, Y, Z) uint8 classes at full size
     meta: dict
 

@@ -42,7 +42,10 @@ class PreparedData:
                 f"{cache_path}: not a complete brats-seg slice cache (no {cache.INDEX_FILE})"
             )
         index = cache.read_index(cache_path)
-        preprocess = PreprocessSettings.from_cfg(_preprocess_cfg(index["preprocess"]))
+        stored = index["preprocess"]
+        preprocess = PreprocessSettings.from_cfg(
+            _preprocess_cfg(stored), plane=stored.get("plane", "axial")
+        )
         selection = SelectionSettings.from_cfg(index["selection"])
         return cls(
             cache_path,
@@ -67,8 +70,9 @@ class PreparedData:
                 f"{c}: {'x'.join(map(str, m['slice_shape'][:2]))}" for c, m in self.metas.items()
             )
             raise DataError(
-                f"cases under {self.root} have different axial sizes ({detail}); set "
-                f"data.preprocess.crop.enabled=true with a data.preprocess.crop.size that fits all"
+                f"cases under {self.root} have different {self.preprocess.plane} slice sizes "
+                f"({detail}); set data.preprocess.crop.enabled=true with a "
+                "data.preprocess.crop.size that fits all"
             )
         return shapes.pop()
 
@@ -126,8 +130,8 @@ class PreparedData:
         return cache.read_slices(self.cache_dir, case_id)
 
     def load_volume(self, case_id: str) -> cache.Volume:
-        """``(x (Z, H, W, C) float32, classes (X, Y, Z) uint8, meta)``: every slice, for
-        evaluation."""
+        """``(x (S, H, W, C) float32, classes (X, Y, Z) uint8, meta)``: every slice of the plane,
+        for evaluation."""
         return cache.load_volume(self.cache_dir, self.case_meta(case_id), self.preprocess)
 
 
@@ -137,7 +141,7 @@ def prepare_data(data_cfg: Any) -> PreparedData:
     root = _data_root(data_cfg)
     cfg = to_plain(data_cfg)
     name = str(cfg.get("name") or "data")
-    preprocess = PreprocessSettings.from_cfg(cfg.get("preprocess"))
+    preprocess = PreprocessSettings.from_data_cfg(cfg)
     selection = SelectionSettings.from_cfg(cfg.get("selection"))
     _check_split(cfg.get("split"))  # fail on a bad option before any decoding
     workers = _workers(cfg.get("workers", 1))

@@ -1,9 +1,9 @@
 """Turn a loaded case into model input: per-modality normalisation, optional fifth channel, crop,
-axial slices.
+slices in the plane of ``data.plane``.
 
 The same function serves the training cache and prediction, so a model always sees identically
-prepared input. Slice z of a volume is ``vol[:, :, z]`` (rows: array axis X, columns: axis Y);
-arrays for the model are (Z, H, W, C).
+prepared input. Axial slice z of a volume is ``vol[:, :, z]`` (rows: array axis X, columns: axis Y);
+planes.py gives the sagittal and coronal ones; arrays for the model are (S, H, W, C).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from brats_seg.data.crop import CropBox, centred_crop_box, crop_volume, uncrop
 from brats_seg.data.nifti import LoadedCase
+from brats_seg.data.planes import AXIAL, in_plane_axes, slices_to_volume, volume_to_slices
 from brats_seg.data.settings import PreprocessSettings
 
 FLAIR_CHANNEL = 3
@@ -31,13 +32,14 @@ PREPROCESS_VERSION = 1
 @dataclass
 class PreprocessedCase:
     case_id: str
-    x: np.ndarray  # (Z, H, W, C) float32
-    y: np.ndarray | None  # (Z, H, W) uint8 classes, or None without a segmentation
+    x: np.ndarray  # (S, H, W, C) float32: the plane's slices
+    y: np.ndarray | None  # (S, H, W) uint8 classes, or None without a segmentation
     crop_box: CropBox | None  # None when cropping is off
     full_shape: tuple[int, int, int]  # (X, Y, Z) of the original volume
-    brain_pixels: np.ndarray  # (Z,) int64: non-zero image pixels per (cropped) slice
+    brain_pixels: np.ndarray  # (S,) int64: non-zero image pixels per (cropped) slice
     cut_brain: int = 0  # brain voxels (non-zero in any modality) outside the crop box
     cut_tumour: int | None = None  # tumour voxels (class > 0) outside the box; None without a seg
+    plane: str = AXIAL
 
 
 def normalize(
@@ -66,27 +68,32 @@ def normalize(
     return out
 
 
-def flair_edges(flair: np.ndarray, sigma: float) -> np.ndarray:
-    """Gradient magnitude of the Gaussian-smoothed FLAIR, per axial slice (2D: no smoothing or
-    gradient along z).
+def flair_edges(flair: np.ndarray, sigma: float, plane: str = AXIAL) -> np.ndarray:
+    """Gradient magnitude of the Gaussian-smoothed FLAIR, per slice of ``plane`` (2D: no smoothing
+    or gradient across the slices).
 
     Computed on the brain-z-scored FLAIR, whose background (0) equals the brain mean, so the brain
     outline does not dominate the map whatever normalisation the other channels use. Uses the images
     only, never labels.
     """
     zscored = normalize(flair, flair != 0, "zscore")
-    sigmas = (sigma, sigma, 0.0)  # scipy skips axes with sigma 0: the filter is 2D on every slice
-    d_rows = ndimage.gaussian_filter(zscored, sigmas, order=(1, 0, 0))
-    d_cols = ndimage.gaussian_filter(zscored, sigmas, order=(0, 1, 0))
+    rows, cols = in_plane_axes(plane)
+    # scipy skips axes with sigma 0: the filter is 2D on every slice
+    sigmas = tuple(sigma if axis in (rows, cols) else 0.0 for axis in range(3))
+    d_rows, d_cols = (
+        ndimage.gaussian_filter(zscored, sigmas, order=tuple(int(a == axis) for a in range(3)))
+        for axis in (rows, cols)
+    )
     return np.hypot(d_rows, d_cols).astype(np.float32)
 
 
 def preprocess_case(
     loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | PreprocessSettings
 ) -> PreprocessedCase:
-    """Normalise, add the fifth channel, crop and slice one case (labels are cropped and sliced
-    alike)."""
+    """Normalise, add the fifth channel, crop and slice one case in the settings' plane (labels
+    are cropped and sliced alike)."""
     settings = PreprocessSettings.from_cfg(preprocess_cfg)
+    plane = settings.plane
     image = loaded.image
     full_shape = tuple(int(s) for s in image.shape[:3])
     brain = image[..., 0] != 0
@@ -100,23 +107,23 @@ def preprocess_case(
     channels = [_normalized_channel(image[..., c], settings) for c in range(image.shape[-1])]
     if settings.fifth_channel == "flair_edges":
         flair = image[..., FLAIR_CHANNEL]
-        edges = flair_edges(flair, settings.fifth_channel_sigma)
+        edges = flair_edges(flair, settings.fifth_channel_sigma, plane)
         channels.append(normalize(edges, flair != 0, settings.normalization, settings.percentiles))
 
-    rows, cols, depth = view(brain).shape
-    x = np.empty((depth, rows, cols, len(channels)), dtype=np.float32)
+    slices = lambda vol: volume_to_slices(view(vol), plane)  # noqa: E731
+    x = np.empty(slices(brain).shape + (len(channels),), dtype=np.float32)
     for c, channel in enumerate(channels):
-        x[..., c] = volume_to_slices(view(channel))
+        x[..., c] = slices(channel)
     if settings.context_slices:
         x = add_context(x, settings.context_slices)
-    y = volume_to_slices(view(loaded.seg)).copy() if loaded.seg is not None else None
-    brain_pixels = np.count_nonzero(view(brain), axis=(0, 1)).astype(np.int64)
+    y = slices(loaded.seg).copy() if loaded.seg is not None else None
+    brain_pixels = np.count_nonzero(slices(brain), axis=(1, 2)).astype(np.int64)
     cut_brain = int(np.count_nonzero(brain)) - int(brain_pixels.sum())
     cut_tumour = None
     if loaded.seg is not None:
         cut_tumour = int(np.count_nonzero(loaded.seg)) - int(np.count_nonzero(y))
     return PreprocessedCase(
-        loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain, cut_tumour
+        loaded.case_id, x, y, box, full_shape, brain_pixels, cut_brain, cut_tumour, plane
     )
 
 
@@ -140,30 +147,24 @@ def _normalized_channel(vol: np.ndarray, settings: PreprocessSettings) -> np.nda
     return normalize(vol, vol != 0, settings.normalization, settings.percentiles)
 
 
-def volume_to_slices(vol: np.ndarray) -> np.ndarray:
-    """(X, Y, Z, ...) -> (Z, X, Y, ...) (a view)."""
-    return np.moveaxis(vol, 2, 0)
-
-
-def slices_to_volume(slices: np.ndarray) -> np.ndarray:
-    """(Z, X, Y, ...) -> (X, Y, Z, ...) (a view)."""
-    return np.moveaxis(slices, 0, 2)
-
-
-def on_cached_grid(classes_full: np.ndarray, crop_box) -> np.ndarray:
-    """A full (X, Y, Z) class volume as (Z, H, W) slices of the cached (possibly cropped) grid."""
+def on_cached_grid(classes_full: np.ndarray, crop_box, plane: str = AXIAL) -> np.ndarray:
+    """A full (X, Y, Z) class volume as (S, H, W) slices of the cached (possibly cropped) grid of
+    ``plane``."""
     if crop_box is not None:
         x0, x1, y0, y1 = (int(v) for v in crop_box)
         classes_full = classes_full[x0:x1, y0:y1]
-    return np.ascontiguousarray(volume_to_slices(classes_full))
+    return np.ascontiguousarray(volume_to_slices(classes_full, plane))
 
 
 def restore_prediction(
-    classes: np.ndarray, crop_box: CropBox | None, full_shape: tuple[int, int, int]
+    classes: np.ndarray,
+    crop_box: CropBox | None,
+    full_shape: tuple[int, int, int],
+    plane: str = AXIAL,
 ) -> np.ndarray:
-    """A (Z, H, W) class stack predicted on preprocessed slices -> (X, Y, Z) uint8 in the original
-    volume's grid."""
-    volume = np.ascontiguousarray(slices_to_volume(np.asarray(classes, dtype=np.uint8)))
+    """An (S, H, W) class stack predicted on preprocessed slices of ``plane`` -> (X, Y, Z) uint8 in
+    the original volume's grid."""
+    volume = np.ascontiguousarray(slices_to_volume(np.asarray(classes, dtype=np.uint8), plane))
     if crop_box is None:
         if volume.shape != tuple(full_shape):
             raise ValueError(

@@ -18,6 +18,7 @@ from brats_seg.config_schema import (
     choices,
     to_plain,
 )
+from brats_seg.data.planes import check_plane
 from brats_seg.errors import ConfigError
 
 # The choices are declared once, in the config schema.
@@ -37,6 +38,8 @@ class PreprocessSettings:
     crop_size: tuple[int, int] | None = None
     # 2.5D input: the k slices below and above each slice add their channels (0: plain 2D slices).
     context_slices: int = 0
+    # ``data.plane``: the plane the slices are cut in (see planes.py).
+    plane: str = "axial"
 
     @property
     def base_channels(self) -> int:
@@ -48,9 +51,20 @@ class PreprocessSettings:
         return self.base_channels * (1 + 2 * self.context_slices)
 
     @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any] | PreprocessSettings | None) -> PreprocessSettings:
+    def from_data_cfg(cls, data_cfg: Any) -> PreprocessSettings:
+        """From the whole ``data`` node: ``data.preprocess`` and ``data.plane`` (axial when a run
+        of an older version has none)."""
+        data_cfg = to_plain(data_cfg) or {}
+        return cls.from_cfg(data_cfg.get("preprocess"), plane=data_cfg.get("plane"))
+
+    @classmethod
+    def from_cfg(
+        cls, cfg: Mapping[str, Any] | PreprocessSettings | None, plane: Any = None
+    ) -> PreprocessSettings:
+        """From ``data.preprocess`` (and ``plane``, ``data.plane``; None: axial)."""
         if isinstance(cfg, PreprocessSettings):
             return cfg
+        plane = check_plane(plane)
         cfg = to_plain(cfg) or {}
         normalization = cfg.get("normalization", "zscore")
         if normalization not in NORMALIZATIONS:
@@ -83,7 +97,7 @@ class PreprocessSettings:
                 f"data.preprocess.context_slices must be a whole number from 0 to {MAX_CONTEXT}, "
                 f"got {context!r}"
             )
-        return cls(normalization, percentiles, fifth, float(sigma), crop_size, context)
+        return cls(normalization, percentiles, fifth, float(sigma), crop_size, context, plane)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings that change the output (used in the cache key and recorded in the cache
@@ -97,6 +111,8 @@ class PreprocessSettings:
         out["crop_size"] = list(self.crop_size) if self.crop_size else None
         if self.context_slices:  # only when set, so the caches of plain 2D settings keep their keys
             out["context_slices"] = self.context_slices
+        if self.plane != "axial":  # likewise: axial caches keep their keys
+            out["plane"] = self.plane
         return out
 
 

@@ -5,7 +5,7 @@ grid.
 a run (a sweep folder, e.g. the K folds of a cross-validation): then every completed run found under
 it. Each member prepares the case with its own run's preprocessing and predicts with its own model;
 the softmax of every member is put back on the case's full grid and averaged there, so members
-trained on different crops or channels still combine.
+trained on different crops, channels or planes (``data.plane``) still combine.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import numpy as np
 from brats_seg.errors import ConfigError, DataError, RunError
 from brats_seg.runfolder import CONFIG_FILE, OpenedRun, find_completed_runs, is_run_dir
 
-# What the members of an ensemble evaluated on their test patients may differ in: the worker count,
-# and the split settings (the seeds of one fold draw other validation patients), since their test
-# patients are compared instead.
-MEMBER_DATA_FREEDOM = ("workers", "split")
+# What the members of an ensemble evaluated on their test patients may differ in: the worker count;
+# the split settings (the seeds of one fold draw other validation patients), since their test
+# patients are compared instead; the plane (the softmax is averaged in volume space); and what
+# shapes training alone (augmentation, sampling, patches).
+MEMBER_DATA_FREEDOM = ("workers", "split", "plane", "augment", "sampling", "patch")
 
 
 def shared_data_settings(data: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def load_members(runs: list[OpenedRun], *, any_size: bool = False) -> list[Membe
             Member(
                 run.path,
                 copy,
-                PreprocessSettings.from_cfg(cfg.data.preprocess),
+                PreprocessSettings.from_data_cfg(cfg.data),
                 divisor(cfg.model),
                 cfg,
                 tuple(int(d) for d in model.input_shape[1:]) if copy is not model else None,
@@ -109,23 +110,26 @@ def check_slice_shape(case_id: str, got: tuple, expected: tuple, run_dir: Path) 
         )
 
 
-def full_grid(probs: np.ndarray, crop_box, full_shape) -> np.ndarray:
-    """Softmax (Z, h, w, K) of cropped slices -> (Z, X, Y, K) on the full grid, background 1 off the
-    crop."""
+def full_grid(probs: np.ndarray, crop_box, full_shape, plane: str = "axial") -> np.ndarray:
+    """Softmax (S, h, w, K) of cropped slices of ``plane`` -> (X, Y, Z, K) on the volume's full
+    grid, background 1 off the crop."""
+    from brats_seg.data.planes import slices_to_volume
+
+    volume = slices_to_volume(probs, plane)
     if crop_box is None:
-        return probs
+        return volume
     x0, x1, y0, y1 = (int(v) for v in crop_box)
-    rows, cols = int(full_shape[0]), int(full_shape[1])
-    out = np.zeros((probs.shape[0], rows, cols, probs.shape[-1]), dtype=np.float32)
+    out = np.zeros(tuple(int(s) for s in full_shape) + (probs.shape[-1],), dtype=np.float32)
     out[..., 0] = 1.0
-    out[:, x0:x1, y0:y1] = probs
+    out[x0:x1, y0:y1] = volume
     return out
 
 
 def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta: bool):
     """The ensemble's class volume (X, Y, Z) uint8 for a loaded case, and the first member's
     prepared case and its class slices (for the montage)."""
-    from brats_seg.data.preprocess import preprocess_case, slices_to_volume
+    from brats_seg.data.planes import slice_size
+    from brats_seg.data.preprocess import preprocess_case
     from brats_seg.inference.slices import is_fully_convolutional, predict_probabilities
 
     prepared: dict[str, Any] = {}
@@ -134,7 +138,8 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
         settings = member.preprocess
         if member.trained_shape is not None:
             # The slices it was trained on: the run's crop, or the whole slice.
-            rows, cols = settings.crop_size or loaded.image.shape[:2]
+            cropped = (*(settings.crop_size or loaded.image.shape[:2]), loaded.image.shape[2])
+            rows, cols = slice_size(cropped, settings.plane)
             got = (rows, cols, member.trained_shape[-1])
             check_slice_shape(loaded.case_id, got, member.trained_shape, member.run_dir)
         if is_fully_convolutional(member.model):
@@ -152,7 +157,7 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
         probs = predict_probabilities(
             member.model, case.x, batch_size, divisor=member.divisor, tta=tta
         )
-        probs = full_grid(probs, case.crop_box, case.full_shape)
+        probs = full_grid(probs, case.crop_box, case.full_shape, case.plane)
         total = probs if total is None else total + probs
-    classes = np.ascontiguousarray(slices_to_volume(np.argmax(total, axis=-1).astype(np.uint8)))
+    classes = np.argmax(total, axis=-1).astype(np.uint8)
     return classes, next(iter(prepared.values()))

@@ -63,14 +63,17 @@ def evaluate_model(
     tta: bool,
     postprocess: Any = None,
     lesionwise: bool = True,
+    other_planes: list[tuple[list, Any, int]] = (),
 ) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
     A scan present twice among ``case_ids`` (identical images under two names) is scored once, in
     the per-patient means and in the pooled matrix alike; ``duplicates`` names the dropped copies.
     ``model`` may be a list of models (an ensemble over one preprocessing: their softmax is
-    averaged). ``tta`` and ``postprocess`` (see slices.py and postprocess.py) are applied and
-    recorded in the metrics.
+    averaged). ``other_planes``: ``(models, prepared, divisor)`` of ensemble members that slice
+    the same cases in other planes; every member's softmax is then averaged in volume space.
+    ``tta`` and ``postprocess`` (see slices.py and postprocess.py) are applied and recorded in the
+    metrics.
     """
     post = PostprocessSettings.from_cfg(postprocess, "evaluate.postprocess")
     models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -90,15 +93,20 @@ def evaluate_model(
         )
     for case_id in scored:
         x, y_full, meta = prepared.load_volume(case_id)
+        plane = prepared.preprocess.plane
         probs = sum(
             predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta) for m in models
         )
-        pred = np.argmax(probs, axis=-1).astype(np.uint8)
+        if other_planes:
+            pred_full = _planes_classes(probs, meta, plane, other_planes, case_id, batch_size, tta)
+            pred = on_cached_grid(pred_full, meta.get("crop_box"), plane)
+        else:
+            pred = np.argmax(probs, axis=-1).astype(np.uint8)
+            pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"], plane)
         del probs
-        pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"])
         if post.enabled:
             pred_full = apply_postprocess(pred_full, post)
-            pred = on_cached_grid(pred_full, meta.get("crop_box"))
+            pred = on_cached_grid(pred_full, meta.get("crop_box"), plane)
         selected = np.asarray(meta["selected"], dtype=int)
         if len(selected):
             _, y_sel = prepared.read_slices(case_id)
@@ -119,7 +127,9 @@ def evaluate_model(
             scores["TC"]["dice"],
             scores["ET"]["dice"],
         )
-        candidates.append(_tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta))
+        candidates.append(
+            _tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta, plane)
+        )
     cm = confusion.matrix
     per_class = per_class_metrics(cm)
     if per_class["never_predicted"]:
@@ -141,16 +151,30 @@ def evaluate_model(
     return metrics, _pick_overlays(candidates, n_overlays)
 
 
-def _tumour_slice_candidates(n: int, case_id: str, x, pred, y_full, meta) -> list[tuple]:
+def _planes_classes(probs, meta, plane, other_planes, case_id, batch_size, tta) -> np.ndarray:
+    """(X, Y, Z) classes of the softmax ``probs`` of one plane's slices plus that of every member
+    in ``other_planes``, summed in volume space."""
+    from brats_seg.inference.ensemble import full_grid
+
+    total = full_grid(probs, meta.get("crop_box"), meta["full_shape"], plane)
+    for models, prepared, divisor in other_planes:
+        x, _, other = prepared.load_volume(case_id)
+        for m in models:
+            probs = predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta)
+            total = total + full_grid(
+                probs, other.get("crop_box"), other["full_shape"], prepared.preprocess.plane
+            )
+    return np.argmax(total, axis=-1).astype(np.uint8)
+
+
+def _tumour_slice_candidates(
+    n: int, case_id: str, x, pred, y_full, meta, plane: str = "axial"
+) -> list[tuple]:
     """Up to ``n`` of a patient's slices with the most tumour, at least a few slices apart, best
     first."""
     if n <= 0 or y_full is None:
         return []
-    truth_slices = np.transpose(y_full, (2, 0, 1))
-    box = meta.get("crop_box")
-    if box is not None:
-        x0, x1, y0, y1 = (int(v) for v in box)
-        truth_slices = truth_slices[:, x0:x1, y0:y1]
+    truth_slices = on_cached_grid(y_full, meta.get("crop_box"), plane)
     areas = (truth_slices > 0).reshape(truth_slices.shape[0], -1).sum(axis=1)
     gap = max(1, truth_slices.shape[0] // 20)
     chosen: list[int] = []
@@ -269,10 +293,12 @@ def evaluate_ensemble(
     """Evaluate the averaged softmax of several runs on their common test patients; write into
     ``out``.
 
-    The runs must share their data settings and their test patients (seeds or models of one split);
-    folds of a cross-validation do not, and are scored on new patients with ``brats-seg predict``
-    instead. TTA, post-processing and the empty-region rule are the first run's (``cfgs`` carry any
-    overrides).
+    The runs must share their data settings (all but the plane and the training-only augment,
+    sampling and patch) and their test patients (seeds, models or planes of one split); folds of a
+    cross-validation do not, and are scored on new patients with ``brats-seg predict`` instead.
+    Runs of several planes are averaged in volume space; the pooled confusion matrix is taken on
+    the first run's plane. TTA, post-processing
+    and the empty-region rule are the first run's (``cfgs`` carry any overrides).
     """
     import math
 
@@ -291,22 +317,32 @@ def evaluate_ensemble(
                 "an ensemble of runs is evaluated on common test patients "
                 "(score other runs with brats-seg predict)"
             )
-    data = [shared_data_settings(result_config({"data": to_plain(c.data)})["data"]) for c in cfgs]
+    data = [result_config({"data": to_plain(c.data)})["data"] for c in cfgs]
     for run_dir, other in zip(run_dirs[1:], data[1:], strict=False):
-        if other != data[0]:
+        if shared_data_settings(other) != shared_data_settings(data[0]):
             raise RunError(
                 f"{run_dir}: its data settings differ from those of {run_dirs[0]}; "
                 "evaluate an ensemble of runs over one data set and preprocessing, "
                 "or score it with brats-seg predict"
             )
-    models = [run.load_model() for run in runs]
-    prepared = prepare_data(cfgs[0].data)
+    by_plane: dict[str, list[int]] = {}  # in the order of the runs: the first run's plane first
+    for i, d in enumerate(data):
+        by_plane.setdefault(str(d.get("plane") or "axial"), []).append(i)
+    groups = [
+        (
+            [runs[i].load_model() for i in members],
+            prepare_data(cfgs[members[0]].data),
+            math.lcm(*(model_divisor(cfgs[i]) for i in members)),
+        )
+        for members in by_plane.values()
+    ]
     ev = cfgs[0].evaluate
-    divisor = math.lcm(*(model_divisor(c) for c in cfgs))
+    (models, prepared, divisor), other_planes = groups[0], groups[1:]
     metrics, overlays = evaluate_model(
         models,
         prepared,
         tests[0],
+        other_planes=other_planes,
         empty_rule=ev.empty_rule,
         batch_size=batch_size,
         n_overlays=ev.overlays,
@@ -317,6 +353,9 @@ def evaluate_ensemble(
     )
     metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
     metrics["inference"]["run_checks"] = [run.record() for run in runs]
+    if len(by_plane) > 1:
+        metrics["inference"]["models"] = len(run_dirs)
+        metrics["inference"]["planes"] = [str(d.get("plane") or "axial") for d in data]
     from brats_seg.outputs import staged_output
 
     with staged_output(out, "evaluate") as tmp:

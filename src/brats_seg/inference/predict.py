@@ -162,7 +162,7 @@ def predict_cases(
             path = write_segmentation(classes, loaded, staging, naming)
             written[case.case_id] = path.name
             if montage_slices:
-                pred = on_cached_grid(classes, prepared.crop_box)
+                pred = on_cached_grid(classes, prepared.crop_box, prepared.plane)
                 _montage(
                     plots, prepared.x, pred, montage_slices, staging / f"{case.case_id}_overlay.png"
                 )

@@ -1,18 +1,19 @@
 """Slice-wise prediction of a preprocessed volume: softmax probabilities or classes per slice.
 
 Slices without a single non-zero voxel (outside the skull-stripped brain) are background without
-running the model; every other axial slice is predicted, in batches. A fully convolutional model
-(built with unknown H and W) sees only the brain's bounding box over all slices, grown to the
-model's divisor grid of the whole slice (its edges on multiples of the divisor, as the slice's own
-poolings see them; past the bottom or right edge, background, as training pads a slice whose size
-the divisor does not divide), and the probabilities are pasted back (background outside the box); a
-model of fixed size sees the whole slice. Off the box the slice is background (zeros) anyway, so
-the box gives the whole slice's prediction up to what deeper features see past the box's edges:
-argmax agreement inside the brain, random weights, a real case (tests/test_predict.py). A model
-with per-slice statistics (instance normalisation) or global pooling (ResUNet++'s
-squeeze-excitation) sees other statistics on the box; for those a warning is logged. With ``tta``
-the softmax is averaged over the slice and its left-right mirror (rows are the patient's left-right
-axis), the mirror mapped back before averaging.
+running the model; every other slice of the run's plane (data.plane) is predicted, in batches. A
+fully convolutional model (built with unknown H and W) sees only the brain's bounding box over all
+slices, grown to the model's divisor grid of the whole slice (its edges on multiples of the divisor,
+as the slice's own poolings see them; past the bottom or right edge, background, as training pads a
+slice whose size the divisor does not divide), and the probabilities are pasted back (background
+outside the box); a model of fixed size sees the whole slice. Off the box the slice is background
+(zeros) anyway, so the box gives the whole slice's prediction up to what deeper features see past
+the box's edges: argmax agreement inside the brain, random weights, a real case
+(tests/test_brain_box.py). A model with per-slice statistics (instance normalisation) or global
+pooling (ResUNet++'s squeeze-excitation) sees other statistics on the box; for those a warning is
+logged. With ``tta`` the softmax is averaged over the slice and its row mirror, mapped back before
+averaging: the left-right mirror (rows are the patient's left-right axis), or in a sagittal slice,
+which has none, the anterior-posterior one, as training's flip (data/planes.py).
 """
 
 from __future__ import annotations

@@ -134,6 +134,7 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
     tumour)."""
     from brats_seg.data.dataset import prepare_data
     from brats_seg.data.discovery import FLAIR_CHANNEL
+    from brats_seg.data.preprocess import on_cached_grid
     from brats_seg.errors import RunError
     from brats_seg.inference.slices import predict_slices
     from brats_seg.runfolder import open_run
@@ -156,11 +157,8 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
         except Exception as err:  # noqa: BLE001
             notes.append(f"{_label([r])}: cannot read {case} ({str(err).splitlines()[0]})")
             continue
-        truth = np.transpose(y_full, (2, 0, 1))
-        box = meta.get("crop_box")
-        if box is not None:
-            x0, x1, y0, y1 = (int(v) for v in box)
-            truth = truth[:, x0:x1, y0:y1]
+        plane = str(cfg.data.get("plane") or "axial")
+        truth = on_cached_grid(y_full, meta.get("crop_box"), plane)
         if z is None:
             z = int(np.argmax((truth > 0).reshape(truth.shape[0], -1).sum(axis=1)))
         pred = predict_slices(run.load_model(), x[z : z + 1], 1, tta=cfg.evaluate.tta)[0]

@@ -124,7 +124,7 @@ def edema_contrast(prepared, case_id: str) -> dict[str, float] | None:
     from brats_seg.data.preprocess import on_cached_grid
 
     x, classes_full, meta = prepared.load_volume(case_id)
-    classes = on_cached_grid(classes_full, meta.get("crop_box"))
+    classes = on_cached_grid(classes_full, meta.get("crop_box"), prepared.preprocess.plane)
     edema = classes == EDEMA
     if not edema.any():
         return None
@@ -237,18 +237,16 @@ def plot_overlays(prepared, table: SliceTable, picks: np.ndarray, path: Path) ->
 
 def volume_frames(prepared, case_id: str) -> tuple[list[np.ndarray], list[int], set[int]]:
     """Labels over FLAIR for every axial slice with brain of one case (display orientation)."""
+    from brats_seg.data.preprocess import on_cached_grid
     from brats_seg.viz.overlay import overlay_rgb, to_display
 
     x, classes, meta = prepared.load_volume(case_id)
-    box = meta.get("crop_box")
-    if box:
-        x0, x1, y0, y1 = box
-        classes = classes[x0:x1, y0:y1]
+    classes = on_cached_grid(classes, meta.get("crop_box"), prepared.preprocess.plane)
     flair = np.asarray(x[..., FLAIR_CHANNEL], dtype=np.float32)
     with_brain = [z for z in range(flair.shape[0]) if np.any(flair[z] != 0)] or list(
         range(flair.shape[0])
     )
-    frames = [to_display(overlay_rgb(flair[z], classes[:, :, z])) for z in with_brain]
+    frames = [to_display(overlay_rgb(flair[z], classes[z])) for z in with_brain]
     return frames, with_brain, set(int(z) for z in meta["selected"])
 
 
