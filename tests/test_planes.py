@@ -17,10 +17,9 @@ from brats_seg.data.nifti import load_case
 from brats_seg.data.planes import PLANES, slice_size, slices_to_volume, volume_to_slices
 from brats_seg.data.preprocess import on_cached_grid, preprocess_case, restore_prediction
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
-from brats_seg.data.writer import write_case
 from brats_seg.errors import ConfigError
 
-from conftest import blob_case, make_root, run_cli
+from conftest import blob_case, make_root, run_cli, write_case
 
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 # Three different sides (multiples of 16, so that every plane's slices fit a U-Net of fixed size):
