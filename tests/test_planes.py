@@ -218,7 +218,7 @@ def test_a_run_of_each_plane_predicts_labels_in_place_on_the_input_grid(
     stack = _stack_by_indexing(x_volume, plane)
     model = RunFolder(runs[plane]).load_best_model()
     div = divisor(OmegaConf.load(runs[plane] / "config.yaml").model)
-    classes = predict_slices(model, stack, divisor=div)
+    classes = predict_slices(model, stack, divisor=div, tta=False)
     expected = np.zeros(SHAPE, dtype=np.uint8)
     for i in range(len(stack)):
         if plane == "sagittal":
@@ -252,6 +252,7 @@ def test_one_model_in_three_planes_equals_each_member_where_they_agree(plane_run
     from omegaconf import OmegaConf
 
     from brats_seg.inference.predict import predict_cases
+    from brats_seg.runfolder import RunFolder, config_hash
 
     _, runs = plane_runs
     case_dir = _symmetric_case(tmp_path / "sym")
@@ -262,6 +263,9 @@ def test_one_model_in_three_planes_equals_each_member_where_they_agree(plane_run
         cfg = OmegaConf.load(members[plane] / "config.yaml")
         cfg.data.plane = plane
         OmegaConf.save(cfg, members[plane] / "config.yaml")
+        # a run of that plane: its recorded hash is the one training the edited config would write
+        folder = RunFolder(members[plane])
+        folder.update(config_hash=config_hash(OmegaConf.to_container(cfg, resolve=True)))
     options = {"tta": False, "montage_slices": 0}
     single = {}
     for plane, run_dir in members.items():
@@ -344,12 +348,16 @@ def test_the_three_plane_recipe_is_the_recipe_swept_over_the_planes():
 def test_evaluate_still_refuses_an_ensemble_of_other_preprocessing(plane_runs, tmp_path):
     from omegaconf import OmegaConf
 
+    from brats_seg.runfolder import RunFolder, config_hash
+
     _, runs = plane_runs
     other = tmp_path / "other"
     shutil.copytree(runs["sagittal"], other)
     cfg = OmegaConf.load(other / "config.yaml")
     cfg.data.preprocess.normalization = "minmax"
     OmegaConf.save(cfg, other / "config.yaml")
+    # a run trained with that config: run.json's hash is the edited config's
+    RunFolder(other).update(config_hash=config_hash(OmegaConf.to_container(cfg, resolve=True)))
     result = run_cli(
         "evaluate", f"run=[{runs['coronal']},{other}]", f"out={tmp_path / 'ens'}", cwd=tmp_path
     )
