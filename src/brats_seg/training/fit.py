@@ -278,7 +278,7 @@ def build_callbacks(
         save_last=bool(trainer.save_last),
         write_folder=None if chief else scratch / CHECKPOINT_DIR,
     )
-    throughput = Throughput(batch)
+    throughput = Throughput(batch, folder=RunFolder(run_dir) if chief else None)
     callbacks = [checkpoints, nan_guard, throughput, *schedule_callbacks]
     if chief:
         # Rows of epochs after the backup were written by an attempt killed before it could back
