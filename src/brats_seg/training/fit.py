@@ -315,8 +315,9 @@ def record_fit(
     chief = role.is_chief
     if chief:
         # Added up over the attempts that got through fit (time of an attempt killed mid-training is
-        # lost). CPU time is the process's (every thread); it stays meaningful when other work
-        # shares the cores.
+        # lost; run.json's epoch_seconds, written by Throughput as each epoch ends, keeps the
+        # seconds of every epoch the run kept, whichever attempt trained it). CPU time is the
+        # process's (every thread); it stays meaningful when other work shares the cores.
         before = folder.read() or {}
         folder.update(
             train_seconds=round(before.get("train_seconds", 0.0) + time.perf_counter() - wall, 1),
