@@ -68,6 +68,8 @@ from pathlib import Path
 
 from cpu_capacity import probe as capacity_probe
 
+from brats_seg.training.hardware import cpu_model_name, read_cpuinfo
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODES = ("study", "ours", "torch", "predict")
@@ -138,19 +140,6 @@ def synthetic_data_config(cache_dir: str, size: int, depth: int) -> dict:
         "selection": {"rule": "tumour", "threshold": 0},
         "split": {"train": 0.34, "val": 0.33, "test": 0.33, "seed": 0},
     }
-
-
-def read_cpuinfo() -> str:
-    path = Path("/proc/cpuinfo")
-    return path.read_text() if path.exists() else ""
-
-
-def cpu_model_name(cpuinfo: str) -> str:
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip()
-    return "unknown CPU"
 
 
 # --- workers ------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from brats_seg.inference.postprocess import PostprocessSettings
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
 from brats_seg.inference.scoring import score_case, summarise_cases
 from brats_seg.inference.slices import predict_probabilities
+from brats_seg.inference.timing import CaseTimer
 from brats_seg.metrics.confusion import (
     METRIC_NAMES,
     ConfusionAccumulator,
@@ -40,6 +41,7 @@ from brats_seg.runfolder import (
     open_run,
     result_config,
 )
+from brats_seg.training.hardware import device_description
 
 log = logging.getLogger(__name__)
 
@@ -91,45 +93,56 @@ def evaluate_model(
             duplicates[case_id],
             duplicates[case_id],
         )
+    timer = CaseTimer()
     for case_id in scored:
-        x, y_full, meta = prepared.load_volume(case_id)
-        plane = prepared.preprocess.plane
-        probs = sum(
-            predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta) for m in models
-        )
-        if other_planes:
-            pred_full = _planes_classes(probs, meta, plane, other_planes, case_id, batch_size, tta)
-            pred = on_cached_grid(pred_full, meta.get("crop_box"), plane)
-        else:
-            pred = np.argmax(probs, axis=-1).astype(np.uint8)
-            pred_full = restore_prediction(pred, meta.get("crop_box"), meta["full_shape"], plane)
-        del probs
-        if post.enabled:
-            pred_full = apply_postprocess(pred_full, post)
-            pred = on_cached_grid(pred_full, meta.get("crop_box"), plane)
-        selected = np.asarray(meta["selected"], dtype=int)
-        if len(selected):
-            _, y_sel = prepared.read_slices(case_id)
-            confusion.add(np.asarray(y_sel), pred[selected])
-        scores = score_case(
-            case_id,
-            pred_full,
-            y_full,
-            tuple(meta["spacing"]),
-            empty_rule=empty_rule,
-            lesionwise=lesionwise,
-        )
-        per_patient.append(scores)
-        log.info(
-            "%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f",
-            case_id,
-            scores["WT"]["dice"],
-            scores["TC"]["dice"],
-            scores["ET"]["dice"],
-        )
-        candidates.append(
-            _tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta, plane)
-        )
+        with timer.case(case_id):
+            with timer.phase("read"):
+                x, y_full, meta = prepared.load_volume(case_id)
+            plane = prepared.preprocess.plane
+            with timer.phase("model"):  # every TTA pass, member and plane, and the argmax
+                probs = sum(
+                    predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta)
+                    for m in models
+                )
+                if other_planes:
+                    pred_full = _planes_classes(
+                        probs, meta, plane, other_planes, case_id, batch_size, tta
+                    )
+                    pred = on_cached_grid(pred_full, meta.get("crop_box"), plane)
+                else:
+                    pred = np.argmax(probs, axis=-1).astype(np.uint8)
+                    pred_full = restore_prediction(
+                        pred, meta.get("crop_box"), meta["full_shape"], plane
+                    )
+                del probs
+            if post.enabled:
+                with timer.phase("postprocess"):
+                    pred_full = apply_postprocess(pred_full, post)
+                    pred = on_cached_grid(pred_full, meta.get("crop_box"), plane)
+            with timer.phase("scoring"):
+                selected = np.asarray(meta["selected"], dtype=int)
+                if len(selected):
+                    _, y_sel = prepared.read_slices(case_id)
+                    confusion.add(np.asarray(y_sel), pred[selected])
+                scores = score_case(
+                    case_id,
+                    pred_full,
+                    y_full,
+                    tuple(meta["spacing"]),
+                    empty_rule=empty_rule,
+                    lesionwise=lesionwise,
+                )
+            per_patient.append(scores)
+            log.info(
+                "%s: WT Dice %.4f, TC Dice %.4f, ET Dice %.4f",
+                case_id,
+                scores["WT"]["dice"],
+                scores["TC"]["dice"],
+                scores["ET"]["dice"],
+            )
+            candidates.append(
+                _tumour_slice_candidates(n_overlays, case_id, x, pred, y_full, meta, plane)
+            )
     cm = confusion.matrix
     per_class = per_class_metrics(cm)
     if per_class["never_predicted"]:
@@ -147,6 +160,7 @@ def evaluate_model(
         "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
         "inference": {"models": len(models), "tta": bool(tta), "postprocess": post.as_dict()},
+        "cost": timer.record(device_description()),
     }
     return metrics, _pick_overlays(candidates, n_overlays)
 

@@ -4,6 +4,7 @@ case's labels."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,8 @@ def predict_cases(
     from brats_seg.inference.ensemble import ensemble_classes, load_members, resolve_runs
     from brats_seg.inference.postprocess import postprocess as apply_postprocess
     from brats_seg.inference.scoring import score_case, summarise_cases
+    from brats_seg.inference.timing import CaseTimer
+    from brats_seg.training.hardware import device_description
     from brats_seg.viz import plots
 
     run_dirs = resolve_runs(run_spec)
@@ -138,8 +141,10 @@ def predict_cases(
     tta, post = inference_settings(members, tta, postprocess)
     # Every case is read once before any is predicted: a broken one stops the command before the
     # long part, and the output folder is only ever written whole (below).
+    check_start = time.perf_counter()
     for case in tqdm(cases, desc="check input", unit="case"):
         load_case(case, labels)
+    check_seconds = time.perf_counter() - check_start
     record = {
         "runs": [str(Path(r).resolve()) for r in run_dirs],
         "tta": tta,
@@ -149,39 +154,52 @@ def predict_cases(
         "run_checks": [run.record() for run in runs],
     }
     per_patient, written = [], {}
+    timer = CaseTimer()
     with staged_output(out_dir, "predict", "output") as staging:
         for case in tqdm(cases, desc="predict", unit="case"):
-            loaded = load_case(case, labels)
-            classes, prepared = ensemble_classes(members, loaded, batch_size=batch_size, tta=tta)
-            if prepared.cut_brain:
-                tqdm.write(
-                    f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
-                    f"{prepared.cut_brain} brain voxel(s), predicted as background"
-                )
-            classes = apply_postprocess(classes, post)
-            path = write_segmentation(classes, loaded, staging, naming)
-            written[case.case_id] = path.name
-            if montage_slices:
-                pred = on_cached_grid(classes, prepared.crop_box, prepared.plane)
-                _montage(
-                    plots, prepared.x, pred, montage_slices, staging / f"{case.case_id}_overlay.png"
-                )
-            line = f"{case.case_id}: wrote {out_dir / path.name}"
-            if loaded.seg is not None:
-                scores = score_case(
-                    case.case_id,
-                    classes,
-                    loaded.seg,
-                    loaded.spacing,
-                    empty_rule=empty_rule,
-                    lesionwise=lesionwise,
-                )
-                per_patient.append(scores)
-                line += "; " + ", ".join(
-                    f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
-                    for r in REGIONS
-                )
-            tqdm.write(line)
+            with timer.case(case.case_id):
+                with timer.phase("read"):
+                    loaded = load_case(case, labels)
+                with timer.phase("model"):  # every member and TTA pass, back on the source grid
+                    classes, prepared = ensemble_classes(
+                        members, loaded, batch_size=batch_size, tta=tta
+                    )
+                if prepared.cut_brain:
+                    tqdm.write(
+                        f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
+                        f"{prepared.cut_brain} brain voxel(s), predicted as background"
+                    )
+                if post.enabled:
+                    with timer.phase("postprocess"):
+                        classes = apply_postprocess(classes, post)
+                with timer.phase("write"):
+                    path = write_segmentation(classes, loaded, staging, naming)
+                    written[case.case_id] = path.name
+                    if montage_slices:
+                        pred = on_cached_grid(classes, prepared.crop_box, prepared.plane)
+                        overlay = staging / f"{case.case_id}_overlay.png"
+                        _montage(plots, prepared.x, pred, montage_slices, overlay)
+                line = f"{case.case_id}: wrote {out_dir / path.name}"
+                if loaded.seg is not None:
+                    with timer.phase("scoring"):
+                        scores = score_case(
+                            case.case_id,
+                            classes,
+                            loaded.seg,
+                            loaded.spacing,
+                            empty_rule=empty_rule,
+                            lesionwise=lesionwise,
+                        )
+                    per_patient.append(scores)
+                    line += "; " + ", ".join(
+                        f"{r} Dice {scores[r]['dice']:.4f} HD95 {scores[r]['hd95']:.2f}"
+                        for r in REGIONS
+                    )
+                tqdm.write(line)
+        cost = timer.record(device_description())
+        # Every case is read once more, up front, to check it (above): not in any case's seconds.
+        cost["check_input_seconds"] = round(check_seconds, 4)
+        record["cost"] = cost
         record["predictions"] = written  # what the folder holds, case by case
         write_json(staging / INFERENCE_FILE, record)
         result: dict[str, Any] = {
@@ -190,7 +208,11 @@ def predict_cases(
             "inference": record,
         }
         if per_patient:
-            metrics = {**summarise_cases(per_patient, empty_rule), "inference": record}
+            metrics = {
+                **summarise_cases(per_patient, empty_rule),
+                "inference": record,
+                "cost": cost,
+            }
             write_json(staging / METRICS_FILE, metrics)
             result["metrics"] = metrics
     return result

@@ -127,6 +127,8 @@ def score_prediction_folder(
     from brats_seg.data.discovery import find_cases
     from brats_seg.data.labels import LabelRules, decode_labels
     from brats_seg.data.nifti import read_nifti
+    from brats_seg.inference.timing import CaseTimer
+    from brats_seg.training.hardware import cpu_description
 
     rules = labels or LabelRules()
     predictions = prediction_files(pred_dir)
@@ -144,25 +146,36 @@ def score_prediction_folder(
             "evaluate.allow_missing=false"
         )
     per_patient = []
+    timer = CaseTimer()
     for case_id in sorted(references):
         case = references[case_id]
-        if case_id in missing:
-            raw, image = read_nifti(case.seg)
-            ref = decode_labels(raw, case.convention, str(case.seg), rules)[0]
-            per_patient.append(
-                score_missing_case(case_id, ref, _spacing(image), lesionwise=lesionwise)
-            )
-            continue
-        ref, pred, image = reference_and_prediction(case, predictions[case_id], rules)
-        per_patient.append(
-            score_case(
-                case_id, pred, ref, _spacing(image), empty_rule=empty_rule, lesionwise=lesionwise
-            )
-        )
+        with timer.case(case_id):
+            if case_id in missing:
+                with timer.phase("read"):
+                    raw, image = read_nifti(case.seg)
+                    ref = decode_labels(raw, case.convention, str(case.seg), rules)[0]
+                with timer.phase("scoring"):
+                    entry = score_missing_case(case_id, ref, _spacing(image), lesionwise=lesionwise)
+                per_patient.append(entry)
+                continue
+            with timer.phase("read"):
+                ref, pred, image = reference_and_prediction(case, predictions[case_id], rules)
+            with timer.phase("scoring"):
+                entry = score_case(
+                    case_id,
+                    pred,
+                    ref,
+                    _spacing(image),
+                    empty_rule=empty_rule,
+                    lesionwise=lesionwise,
+                )
+            per_patient.append(entry)
     metrics = {
         **summarise_cases(per_patient, empty_rule),
         "missing": missing,
         "unmatched_predictions": sorted(set(predictions) - set(references)),
+        # reading and scoring only: the predictions were made elsewhere
+        "cost": timer.record(cpu_description()),
     }
     with files_beside(out_dir, [METRICS_FILE], "evaluate"):
         write_json(out_dir / METRICS_FILE, metrics)

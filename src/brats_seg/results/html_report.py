@@ -24,6 +24,7 @@ from brats_seg.results.table import (
     REGIONS,
     ResultRow,
     collect,
+    cost_fronts,
     group_records,
     group_rows,
     table_records,
@@ -178,6 +179,32 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
     return text
 
 
+def _cost_section(rows: list[ResultRow]) -> str:
+    """Each run's mean WT Dice against its seconds per test case and its training seconds, with
+    the Pareto front (no other run has a higher Dice for fewer seconds) marked."""
+    from brats_seg.results.table import wt_dice
+    from brats_seg.viz.report_figures import cost_scatter
+
+    fronts = cost_fronts(rows)
+    labels = [_label([r]) for r in rows]
+    png = cost_scatter(
+        labels,
+        [wt_dice(r) for r in rows],
+        {
+            "seconds per test case": ([r.seconds_per_case for r in rows], fronts["s/case"]),
+            "training seconds": ([r.train_seconds for r in rows], fronts["train s"]),
+        },
+    )
+    devices = sorted({r.device for r in rows if r.device})
+    note = (
+        "Red: the Pareto front, the runs no other run beats on both Dice and seconds. Seconds per "
+        "case: the evaluation's wall time per test patient (reading, model with TTA, "
+        "post-processing, scoring); training: the seconds of the epochs each run kept. "
+        + (f"Evaluated on {'; '.join(devices)}." if devices else "")
+    )
+    return _img(png, "Dice against cost") + f"<p class='note'>{html.escape(note)}</p>"
+
+
 def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) -> str:
     """The HTML page of the runs under ``paths``."""
     from brats_seg.runfolder import RunFolder
@@ -195,6 +222,8 @@ def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) 
         "by seed or fold.</p>",
         "<h2>Results</h2>",
         _table(table_records(rows, printed=False), skip=("run",)),
+        "<h2>Dice against cost</h2>",
+        _cost_section(rows),
         "<h2>Experiments across seeds and folds (mean ± sd, n)</h2>",
         _table(group_records(rows), skip=("runs folders",)),
         "<h2>The study's four metrics</h2>",

@@ -70,6 +70,9 @@ class ResultRow:
     seeds: dict[str, Any] = field(default_factory=dict)
     printed: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    seconds_per_case: float | None = None  # metrics.json's cost block (evaluation)
+    train_seconds: float | None = None  # run.json (see training_seconds)
+    device: str = ""  # where the evaluation ran
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -126,7 +129,37 @@ def _row_from_config(
             for p in metrics.get("per_patient", [])
             if "case" in p
         }
+        cost = metrics.get("cost") or {}
+        result.seconds_per_case = cost.get("seconds_per_case")
+        result.device = cost.get("device") or ""
+        result.train_seconds = training_seconds(info)
     return result
+
+
+def training_seconds(info: dict[str, Any]) -> float | None:
+    """A run's training time from its run.json: the sum of its ``epoch_seconds`` (every epoch it
+    kept counted once, however many attempts it took), else (runs from before epoch_seconds) its
+    ``train_seconds`` (the attempts that finished training)."""
+    epochs = info.get("epoch_seconds")
+    if epochs and all(isinstance(s, (int, float)) for s in epochs):
+        return float(sum(epochs))
+    value = info.get("train_seconds")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def wt_dice(r: ResultRow) -> float | None:
+    return r.regions.get("WT", {}).get("dice_mean")
+
+
+def cost_fronts(rows: list[ResultRow]) -> dict[str, list[bool]]:
+    """For each cost (``s/case``, ``train s``): which rows are on the Pareto front of mean WT
+    Dice against it."""
+    from brats_seg.results.pareto import pareto_front
+
+    return {
+        "s/case": pareto_front([(wt_dice(r), r.seconds_per_case) for r in rows]),
+        "train s": pareto_front([(wt_dice(r), r.train_seconds) for r in rows]),
+    }
 
 
 def experiment_names() -> list[str]:
@@ -271,8 +304,9 @@ def table_records(rows: list[ResultRow], printed: bool, intervals: int = 0) -> l
     resamples)."""
     # runs evaluated before lesion-wise metrics keep the old table
     with_lesions = any(r.lesionwise for r in rows)
+    fronts = cost_fronts(rows)
     records = []
-    for r in rows:
+    for i, r in enumerate(rows):
         rec = {
             "#": "" if r.row is None else str(r.row),
             "title": r.title,
@@ -294,6 +328,10 @@ def table_records(rows: list[ResultRow], printed: bool, intervals: int = 0) -> l
             rec.update(dice_intervals(r, intervals))
         if with_lesions:
             rec.update(lesionwise_columns(r))
+        rec["s/case"] = _num(r.seconds_per_case, 2)
+        rec["train s"] = _num(r.train_seconds, 1)
+        rec["Pareto front"] = ", ".join(cost for cost, front in fronts.items() if front[i])
+        rec["device"] = r.device
         rec["flags"] = r.collapsed
         rec["status"] = r.status
         if printed:

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -24,6 +25,7 @@ from brats_seg.runfolder import (
     BEST_CHECKPOINT,
     BEST_STATE_FILE,
     LAST_CHECKPOINT,
+    RunFolder,
 )
 
 log = logging.getLogger(__name__)
@@ -197,35 +199,42 @@ def backed_up_epoch(backup_dir: str | Path) -> int:
 
 
 class Throughput(keras.callbacks.Callback):
-    """Training slices per second of each epoch, validation excluded (``last``: the latest)."""
+    """Training slices per second of each epoch, validation excluded (``last``: the latest), and
+    each epoch's wall seconds, validation included.
 
-    def __init__(self, global_batch: int):
+    With ``folder`` (the chief's run folder), every epoch's seconds go into run.json's
+    ``epoch_seconds`` (index: the epoch) as it ends, before its backup: a resumed run keeps the
+    seconds of the epochs it resumes from, and an epoch trained again after a kill replaces the
+    seconds of the attempt whose work was lost.
+    """
+
+    def __init__(self, global_batch: int, folder: RunFolder | None = None):
         super().__init__()
         self.global_batch = global_batch
+        self.folder = folder
         self.last: float | None = None
+        self.epoch_seconds: dict[int, float] = {}
         self._start = 0.0
         self._batches = 0
         self._train_seconds: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        import time
-
         self._start, self._batches, self._train_seconds = time.perf_counter(), 0, None
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
 
     def on_test_begin(self, logs=None):
-        import time
-
         if self._train_seconds is None:
             self._train_seconds = time.perf_counter() - self._start
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
-        seconds = self._train_seconds
-        if seconds is None:
-            seconds = time.perf_counter() - self._start
+        epoch_seconds = time.perf_counter() - self._start
+        seconds = self._train_seconds if self._train_seconds is not None else epoch_seconds
         if seconds > 0 and self._batches:
             self.last = self._batches * self.global_batch / seconds
+        self.epoch_seconds[epoch] = epoch_seconds
+        if self.folder is not None:
+            recorded = list((self.folder.read() or {}).get("epoch_seconds") or [])[:epoch]
+            recorded += [None] * (epoch - len(recorded)) + [round(epoch_seconds, 3)]
+            self.folder.update(epoch_seconds=recorded)

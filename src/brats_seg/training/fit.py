@@ -278,7 +278,7 @@ def build_callbacks(
         save_last=bool(trainer.save_last),
         write_folder=None if chief else scratch / CHECKPOINT_DIR,
     )
-    throughput = Throughput(batch)
+    throughput = Throughput(batch, folder=RunFolder(run_dir) if chief else None)
     callbacks = [checkpoints, nan_guard, throughput, *schedule_callbacks]
     if chief:
         # Rows of epochs after the backup were written by an attempt killed before it could back
@@ -315,8 +315,9 @@ def record_fit(
     chief = role.is_chief
     if chief:
         # Added up over the attempts that got through fit (time of an attempt killed mid-training is
-        # lost). CPU time is the process's (every thread); it stays meaningful when other work
-        # shares the cores.
+        # lost; run.json's epoch_seconds, written by Throughput as each epoch ends, keeps the
+        # seconds of every epoch the run kept, whichever attempt trained it). CPU time is the
+        # process's (every thread); it stays meaningful when other work shares the cores.
         before = folder.read() or {}
         folder.update(
             train_seconds=round(before.get("train_seconds", 0.0) + time.perf_counter() - wall, 1),

@@ -13,11 +13,28 @@ PRECISIONS = choices(Precision)
 STRATEGIES = choices(Strategy)
 
 
+def read_cpuinfo() -> str:
+    """/proc/cpuinfo's text ("" where there is none)."""
+    path = Path("/proc/cpuinfo")
+    return path.read_text() if path.exists() else ""
+
+
+def cpu_model_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (e.g. "AMD EPYC 7763 64-Core Processor"): from /proc/cpuinfo, else
+    what the platform reports."""
+    import platform
+
+    for line in (read_cpuinfo() if cpuinfo is None else cpuinfo).splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
     """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16)."""
     if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        cpuinfo = path.read_text() if path.exists() else ""
+        cpuinfo = read_cpuinfo()
     flags = set(cpuinfo.split())
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
@@ -96,6 +113,7 @@ def make_strategy(name: str):
 
 
 def device_description() -> str:
+    """The GPUs TensorFlow sees (it runs on them), else the CPU's model name and core count."""
     from brats_seg.training.gpus import gpu_models
 
     gpus = gpu_models()
@@ -104,4 +122,10 @@ def device_description() -> str:
         if len(names) == 1:
             return f"{len(gpus)} x {names[0]}"
         return f"{len(gpus)} GPUs: {', '.join(gpus)}"
-    return f"CPU ({os.cpu_count()} cores{', bf16' if cpu_supports_bf16() else ''})"
+    return cpu_description()
+
+
+def cpu_description() -> str:
+    """The CPU's model name and logical core count (no TensorFlow import)."""
+    bf16 = ", bf16" if cpu_supports_bf16() else ""
+    return f"CPU: {cpu_model_name()} ({os.cpu_count()} cores{bf16})"

@@ -131,3 +131,36 @@ def overlay_row(
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     return _png(fig)
+
+
+def cost_scatter(
+    labels: Sequence[str],
+    dice: Sequence[float | None],
+    costs: dict[str, tuple[Sequence[float | None], Sequence[bool]]],
+) -> bytes:
+    """One panel per cost (``name -> (seconds, on the Pareto front)``): each run's mean WT Dice
+    against its seconds, the Pareto front ringed and joined. Runs without both values are left
+    out."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.0), squeeze=False)
+    for ax, (name, (seconds, front)) in zip(axes[0], costs.items(), strict=True):
+        points = [
+            (float(s), float(d), label, on)
+            for label, d, s, on in zip(labels, dice, seconds, front, strict=True)
+            if d is not None and s is not None and math.isfinite(d) and math.isfinite(s)
+        ]
+        if not points:
+            ax.text(0.5, 0.5, "no run records it", ha="center", va="center", transform=ax.transAxes)
+        for s, d, label, on in points:
+            ax.plot(s, d, "o", color="C3" if on else "C0", markersize=7 if on else 5)
+            ax.annotate(label, (s, d), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        best = sorted((s, d) for s, d, _, on in points if on)
+        if best:
+            ax.step(
+                *zip(*best, strict=True), where="post", color="C3", alpha=0.6, label="Pareto front"
+            )
+            ax.legend(fontsize=8, loc="lower right")
+        ax.set_xlabel(name)
+        ax.set_ylabel("mean WT Dice")
+        ax.set_title(f"WT Dice against {name}", fontsize=10)
+    return _png(fig)
