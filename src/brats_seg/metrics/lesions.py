@@ -24,19 +24,13 @@ matched to no reference lesion are false positives. Reference lesions of volume 
 ``volume_threshold`` mm^3 (50) are dropped from the score (their matched predictions are still not
 false positives). The case's scores are ``dice = sum(lesion Dice) / (lesions + fp)`` and ``hd95 =
 (sum(lesion HD95) + 374 * fp) / (lesions + fp)``; with neither lesions nor false positives, Dice 1
-and HD95 0. A matched lesion's HD95 is, as in the script (DeepMind's surface-distance package,
-``compute_robust_hausdorff``), the larger of the two directed 95th percentiles: prediction to
-reference and reference to prediction, each over its own surface voxels. That is not the pooled
-percentile of the official convention: a prediction with a thin tail off a well-found lesion has
-its tail in the top 5% of its own directed set, but not of the pooled set, which the reference's
-zero distances dilute (tests/test_lesions.py: 4.2 mm against 0). What still differs from the
-script: it weights surface elements by their area (marching-cubes elements on the grid of voxel
-corners) and takes the first distance whose cumulative area reaches 95%; here the surface voxels
-(6-connected borders) count equally and numpy's percentile interpolates, as for the region HD95.
-That is not a fraction of a voxel where the surface is thin: on the tail case above,
-surface-distance 0.1 gives 18.0 mm against 4.2 here (a one-voxel tail has four faces per voxel, a
-flat face one); on the irregular case of that test, 11.70 against 12.05. Dice, the matching, the
-counts and the 374 penalties are the script's."""
+and HD95 0. A matched lesion's HD95 is the script's own: DeepMind's surface-distance package
+(``compute_surface_distances`` and ``compute_robust_hausdorff`` at 95), which weights each surface
+element by its area (marching-cubes elements on the grid of voxel corners) and takes, in each
+direction, the first distance whose cumulative area reaches 95%, then the larger of the two. That is
+not the pooled voxel percentile of the official convention: a prediction with a one-voxel tail of
+30 voxels off a well-found lesion scores 18.0 mm here and 0 pooled (tests/test_lesions.py). Dice,
+the matching, the counts and the 374 penalties are the script's."""
 
 from __future__ import annotations
 
@@ -50,7 +44,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from brats_seg.data.labels import REGIONS
-from brats_seg.metrics.regions import hd95, surface_distances
+from brats_seg.metrics.regions import hd95
 
 CONVENTIONS: tuple[str, ...] = ("brats2024", "brats2023")
 CONVENTION_NAMES = {
@@ -115,12 +109,20 @@ def _pair_hd95(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[fl
 
 
 def _pair_hd95_2023(pred_mask: np.ndarray, ref_mask: np.ndarray, spacing: Sequence[float]) -> float:
-    """The 2023 script's HD95 of a lesion and its matched prediction: the larger of the two
-    directed 95th percentiles (surface_distance's ``compute_robust_hausdorff``), not the percentile
-    of both sets pooled."""
+    """The 2023 script's HD95 of a lesion and its matched prediction, computed as the script does:
+    DeepMind's surface-distance package (surface elements weighted by their area), the larger of
+    the two directed 95th percentiles (``compute_robust_hausdorff``). Both masks are non-empty."""
+    from surface_distance import compute_robust_hausdorff, compute_surface_distances
+
     box = _box(pred_mask | ref_mask, 2)
-    to_ref, to_pred = surface_distances(pred_mask[box], ref_mask[box], spacing)
-    return float(max(np.percentile(to_ref, 95), np.percentile(to_pred, 95)))
+    with warnings.catch_warnings():  # it imports correlate from scipy.ndimage.filters
+        warnings.simplefilter("ignore", DeprecationWarning)
+        distances = compute_surface_distances(
+            ref_mask[box].astype(bool),
+            pred_mask[box].astype(bool),
+            tuple(float(s) for s in spacing),
+        )
+    return float(compute_robust_hausdorff(distances, 95))
 
 
 def official_lesionwise(
