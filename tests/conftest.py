@@ -29,6 +29,18 @@ REAL_DATA = Path(
 )
 
 
+@pytest.fixture(autouse=True)
+def _absl_logs_to_the_real_stderr():
+    """absl's logging handler (installed once TensorFlow is imported in-process) holds the stderr
+    of the moment, which under pytest is the capture file, and closes it when a later in-process
+    Hydra app reconfigures logging (logging.config clears every handler): pytest then loses its
+    capture. Pointing it at the process's own stderr, which absl never closes, keeps the capture."""
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+    yield
+
+
 @pytest.fixture(scope="session")
 def real_data_root() -> Path:
     if not (REAL_DATA / "BraTS2021_00000").is_dir():
