@@ -23,7 +23,9 @@ from brats_seg.data.nifti import DEFAULT_AFFINE, write_nifti
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository root (the folder holding pyproject.toml), and the tests' data files.
+REPO_ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
 REAL_DATA = Path(
     os.environ.get("BRATS_SEG_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "brats-real")
 )

@@ -18,7 +18,7 @@ Layout under ``data.cache_dir``::
 The key hashes, per case, its id, convention and every file's absolute path and the sha256 of
 its bytes (streamed, no decoding; a file edited with its size and mtime kept is noticed), plus the
 effective preprocessing, label and selection settings, the cache format and PREPROCESS_VERSION, the
-version of the code's output that tests/test_preprocess_version.py ties to a fixed case.
+version of the code's output that tests/data/test_preprocess_version.py ties to a fixed case.
 A cache is built in a hidden temporary folder and renamed into place only when every case succeeded.
 Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
 full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import REPO_ROOT, run_cli
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = REPO_ROOT / "src"
 WORKER_GRACE_S = 5.0
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import SMALL_UNET, lesion_perturbations, run_cli
+from conftest import FIXTURES, SMALL_UNET, lesion_perturbations, run_cli
 
-REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"
+REFERENCE = FIXTURES / "lesion_reference.json"
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,10 @@ from brats_seg.data import nifti
 from brats_seg.data.dataset import prepare_data
 from brats_seg.data.labels import LabelRules, to_convention
 from brats_seg.data.nifti import write_nifti
-from brats_seg.data.writer import write_case
 from brats_seg.errors import ConfigError, DataError
 from brats_seg.inference.scoring import score_prediction_folder
-from test_data_cache import data_cfg
 
-from conftest import blob_case, leftovers, make_root, run_cli
+from conftest import blob_case, data_cfg, leftovers, make_root, run_cli, write_case
 
 SHAPE = (32, 32, 8)
 
