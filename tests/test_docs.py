@@ -13,6 +13,7 @@ import io
 import os
 import re
 import shlex
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -134,15 +135,35 @@ def sweep_variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
+@contextlib.contextmanager
+def _absl_stream_kept_open():
+    """Hydra configures logging with dictConfig, which closes every logging handler made so far.
+    absl's handler (made when another test module imported Keras) then closes its stream unless that
+    stream is sys.stderr at the time: it is pytest's capture, and pytest fails on it afterwards. So
+    the handler writes to the redirected sys.stderr while the command runs."""
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is None:
+        yield
+        return
+    handler = absl_logging.get_absl_handler().python_handler
+    stream = handler.stream
+    handler.stream = sys.stderr
+    try:
+        yield
+    finally:
+        handler.stream = stream
+
+
 def _cli(args: list[str]) -> tuple[int, str]:
     from brats_seg import cli
 
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(args)
-        except SystemExit as stop:  # Hydra exits after --help
-            code = stop.code if isinstance(stop.code, int) else (stop.code is not None)
+        with _absl_stream_kept_open():
+            try:
+                code = cli.main(args)
+            except SystemExit as stop:  # Hydra exits after --help
+                code = stop.code if isinstance(stop.code, int) else (stop.code is not None)
     return code, err.getvalue().strip()
 
 
