@@ -1,10 +1,10 @@
 """Reference lesion-wise values from the official ``brats-evaluation`` package, for
-tests/test_lesions.py.
+tests/metrics/test_lesions.py.
 
 The package pins numpy < 2.3, so it lives in a virtual environment of its own; this script (run with
 the project's venv) writes the perturbed predictions of tests/conftest.py as NIfTI, has that
 environment's Python score them with the package's bundled ``gli`` config, and stores the values in
-tests/data/lesion_reference.json. Made with:
+tests/fixtures/lesion_reference.json. Made with:
 
     python3 -m venv /tmp/bratseval && /tmp/bratseval/bin/pip install brats-evaluation==0.0.10
     .venv/bin/python benchmarks/make_lesion_reference.py \
@@ -60,7 +60,7 @@ def main() -> int:
     parser.add_argument(
         "--bratseval-python", required=True, help="python of a venv with brats-evaluation"
     )
-    parser.add_argument("--out", default=str(REPO / "tests" / "data" / "lesion_reference.json"))
+    parser.add_argument("--out", default=str(REPO / "tests" / "fixtures" / "lesion_reference.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         jobs = []

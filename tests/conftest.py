@@ -6,10 +6,12 @@ The real BraTS cases are read from ../shared/data/brats-real beside the reposito
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,9 @@ from brats_seg.data.nifti import DEFAULT_AFFINE, write_nifti
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository root (the folder holding pyproject.toml), and the tests' data files.
+REPO_ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
 REAL_DATA = Path(
     os.environ.get("BRATS_SEG_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "brats-real")
 )
@@ -229,6 +233,43 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 # A narrow U-Net keeps training runs to seconds; the full-size models are checked in
 # test_models.py.
 SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
+
+
+# The smallest real run: the tiny synthetic cases (debug=tiny), SMALL_UNET, one epoch, float32 (a
+# mixed_bfloat16 model would not round-trip an export exactly).
+TINY_RUN = ["debug=tiny", *SMALL_UNET, "trainer.epochs=1", "trainer.precision=float32"]
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory) -> Iterator[Path]:
+    """A completed run of TINY_RUN, trained once per test session, for tests that need some
+    completed run. Read it only: a test that changes a run (or evaluates it again) copies it first
+    (shutil.copytree). At the end of the session the folder must be as it was trained."""
+    out = tmp_path_factory.mktemp("tiny-trained") / "outputs"
+    out.mkdir()
+    # a plain folder name: the default one holds characters Hydra's grammar refuses unquoted in run=
+    run = out / "run"
+    result = run_cli(
+        "train",
+        *TINY_RUN,
+        f"paths.output_root={out}",
+        f"hydra.run.dir={run}",
+        cwd=out.parent,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    trained = _files(run)
+    yield run
+    assert _files(run) == trained, f"a test changed the shared run {run}: copy it first"
 
 
 def only_run_dir(out: Path) -> Path:

@@ -108,3 +108,15 @@ def test_no_test_module_imports_another():
                 if n.split(".")[-1].startswith("test_")
             ]
     assert not offenders, "\n".join(offenders)
+
+
+def test_no_two_test_modules_share_a_name():
+    """The test folders are not packages (pytest imports each module by its file name, and
+    `from conftest import ...` finds tests/conftest.py), so two files of one name would clash."""
+    tests = Path(__file__).resolve().parent
+    names: dict[str, list[str]] = {}
+    for path in sorted(tests.rglob("*.py")):
+        names.setdefault(path.name, []).append(path.relative_to(tests).as_posix())
+    clashes = {name: paths for name, paths in names.items() if len(paths) > 1}
+    assert not clashes, clashes
+    assert not list(tests.rglob("__init__.py")), "the test folders are not packages"

@@ -19,7 +19,7 @@ The key hashes, per case, its id, convention and every file's absolute path and 
 its bytes (streamed, no decoding; a file edited with its size and mtime kept is noticed), plus the
 effective preprocessing (``data.plane`` included: each plane has its own cache), label and selection
 settings, the cache format and PREPROCESS_VERSION, the version of the code's output that
-tests/test_preprocess_version.py ties to a fixed case.
+tests/data/test_preprocess_version.py ties to a fixed case.
 A cache is built in a hidden temporary folder and renamed into place only when every case succeeded.
 Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
 full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.

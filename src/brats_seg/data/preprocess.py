@@ -24,8 +24,8 @@ FLAIR_CHANNEL = 3
 
 # The version of what load_case + preprocess_case + slice selection produce from given files and
 # settings; part of the cache key. Bump it with any change to their output:
-# tests/test_preprocess_version.py pins a fixed case's output hash to this number and fails when the
-# output changes and the number does not.
+# tests/data/test_preprocess_version.py pins a fixed case's output hash to this number and fails
+# when the output changes and the number does not.
 PREPROCESS_VERSION = 1
 
 

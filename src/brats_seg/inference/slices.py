@@ -9,9 +9,9 @@ slice whose size the divisor does not divide), and the probabilities are pasted 
 outside the box); a model of fixed size sees the whole slice. Off the box the slice is background
 (zeros) anyway, so the box gives the whole slice's prediction up to what deeper features see past
 the box's edges: argmax agreement inside the brain, random weights, a real case
-(tests/test_brain_box.py). A model with per-slice statistics (instance normalisation) or global
-pooling (ResUNet++'s squeeze-excitation) sees other statistics on the box; for those a warning is
-logged. With ``tta`` the softmax is averaged over the slice and its row mirror, mapped back before
+(tests/inference/test_brain_box.py). A model with per-slice statistics (instance normalisation) or
+global pooling (ResUNet++'s squeeze-excitation) sees other statistics on the box; for those a
+warning is logged. With ``tta`` the softmax is averaged over the slice and its row mirror, mapped back before
 averaging: the left-right mirror (rows are the patient's left-right axis), or in a sagittal slice,
 which has none, the anterior-posterior one, as training's flip (data/planes.py).
 """

@@ -29,8 +29,8 @@ and HD95 0. A matched lesion's HD95 is the script's own: DeepMind's surface-dist
 element by its area (marching-cubes elements on the grid of voxel corners) and takes, in each
 direction, the first distance whose cumulative area reaches 95%, then the larger of the two. That is
 not the pooled voxel percentile of the official convention: a prediction with a one-voxel tail of
-30 voxels off a well-found lesion scores 18.0 mm here and 0 pooled (tests/test_lesions.py). Dice,
-the matching, the counts and the 374 penalties are the script's."""
+30 voxels off a well-found lesion scores 18.0 mm here and 0 pooled (tests/metrics/test_lesions.py).
+Dice, the matching, the counts and the 374 penalties are the script's."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import SMALL_UNET, run_cli
+from conftest import TINY_RUN, run_cli
 
 # Runs in a fresh interpreter that imports TensorFlow only, as docs/export.md shows.
 _SERVE = """
@@ -29,31 +29,19 @@ assert "brats_seg" not in sys.modules
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "outputs"
-    out.mkdir()
-    # float32: a mixed_bfloat16 model (trainer.precision=auto on a bf16 CPU) computes in bf16 in
-    # the export too, where eager and graph execution differ by ~1e-3; float32 makes the round
-    # trip exact to 1e-5
-    result = run_cli(
-        "train",
-        "debug=tiny",
-        f"paths.output_root={out}",
-        *SMALL_UNET,
-        "trainer.epochs=1",
-        "trainer.precision=float32",
-        f"hydra.run.dir={out / 'run'}",
-        cwd=out.parent,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = out / "run"
+def exported(tiny_trained_run, tmp_path_factory):
+    # the session's run is float32: a mixed_bfloat16 model (trainer.precision=auto on a bf16 CPU)
+    # computes in bf16 in the export too, where eager and graph execution differ by ~1e-3; float32
+    # makes the round trip exact to 1e-5
+    run = tiny_trained_run
+    assert "trainer.precision=float32" in TINY_RUN
+    out = tmp_path_factory.mktemp("export")
     done = run_cli(
         "export",
         f"run={run}",
         "format=savedmodel",
         f"out={out / 'exported'}",
-        cwd=out.parent,
+        cwd=out,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

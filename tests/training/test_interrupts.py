@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import REPO_ROOT, SMALL_UNET, run_cli
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = REPO_ROOT / "src"
 WORKER_GRACE_S = 5.0
 
 
@@ -122,9 +122,6 @@ def test_sigterm_to_eda_ends_its_cache_workers_and_the_next_run_recovers(slow_ro
     assert len([p for p in cache.iterdir() if (p / "index.json").is_file()]) == 1
 
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
-
-
 def test_sigterm_to_train_while_caching_ends_its_workers_and_records_interrupted(
     slow_root, tmp_path
 ):
@@ -151,6 +148,7 @@ def test_sigterm_to_train_while_caching_ends_its_workers_and_records_interrupted
     assert not list(cache.glob(".building-*")), "a half-built cache was left behind"
 
 
+@pytest.mark.slow  # trains up to six epochs, then again to the end
 def test_sigterm_during_training_records_interrupted_and_the_same_command_resumes(tmp_path):
     run = tmp_path / "run"
     args = (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -14,7 +12,9 @@ from brats_seg.config import compose_group
 from brats_seg.errors import ConfigError
 from brats_seg.results.naming import loss_label
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
+from conftest import REPO_ROOT
+
+CONFIGS = REPO_ROOT / "configs" / "loss"
 EPS = 1e-7
 K = 4
 

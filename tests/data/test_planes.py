@@ -19,9 +19,8 @@ from brats_seg.data.preprocess import on_cached_grid, preprocess_case, restore_p
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.errors import ConfigError
 
-from conftest import blob_case, make_root, run_cli, write_case
+from conftest import SMALL_UNET, blob_case, make_root, run_cli, write_case
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
 # Three different sides (multiples of 16, so that every plane's slices fit a U-Net of fixed size):
 # a plane mixed up with another shows as a wrong shape or a misplaced tumour.
 SHAPE = (48, 32, 64)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +19,9 @@ from brats_seg.metrics.lesions import (
 )
 from brats_seg.metrics.regions import hd95
 
-from conftest import lesion_perturbations
+from conftest import FIXTURES, lesion_perturbations
 
-REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"
+REFERENCE = FIXTURES / "lesion_reference.json"
 
 
 def _cube(mask: np.ndarray, x: int, y: int, z: int, side: int) -> None:

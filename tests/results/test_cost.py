@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_UNET, make_root, only_run_dir, run_cli
+from conftest import REPO_ROOT, SMALL_UNET, make_root, only_run_dir, run_cli
 
 PHASES = {"read", "model", "scoring"}
 
@@ -155,7 +154,7 @@ def test_cpu_model_name_reads_cpuinfo_and_falls_back_to_the_platform():
 def test_benchmarks_import_the_one_cpu_name_helper():
     import ast
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    bench = REPO_ROOT / "benchmarks" / "bench_train.py"
     tree = ast.parse(bench.read_text())
     defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert "cpu_model_name" not in defined and "read_cpuinfo" not in defined

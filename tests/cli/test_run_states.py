@@ -1,7 +1,7 @@
 """A run is used only as what it is: completed, with the config it was trained with and an intact
 checkpoint (runfolder.open_run, shared by predict, evaluate, export, ensembles and the report).
 
-One tiny run is trained once; each test changes a copy of it.
+The session's tiny run (conftest.tiny_trained_run) is trained once; each test changes a copy of it.
 """
 
 from __future__ import annotations
@@ -14,26 +14,6 @@ import pytest
 from filelock import FileLock
 
 from conftest import run_cli
-
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("states") / "outputs"
-    out.mkdir()
-    done = run_cli(
-        "train",
-        "debug=tiny",
-        *SMALL_UNET,
-        "trainer.epochs=1",
-        "trainer.precision=float32",
-        f"paths.output_root={out}",
-        f"hydra.run.dir={out / 'run'}",
-        cwd=out.parent,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out / "run"
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +40,10 @@ def one_error_line(result) -> str:
     return lines[-1]
 
 
-def test_a_completed_run_opens_with_its_best_checkpoint(tiny_run):
+def test_a_completed_run_opens_with_its_best_checkpoint(tiny_trained_run):
     from brats_seg.runfolder import open_run
 
-    run = open_run(tiny_run)
+    run = open_run(tiny_trained_run)
     assert run.status == "completed" and run.checkpoint.name == "best.keras"
     assert run.record()["allow_incomplete"] is False and run.notes == []
 
@@ -76,11 +56,13 @@ def test_a_completed_run_opens_with_its_best_checkpoint(tiny_run):
         ({"status": "interrupted", "error": "SIGTERM"}, "interrupted"),
     ],
 )
-def test_a_run_that_is_not_completed_is_refused_naming_its_status(tiny_run, tmp_path, status, said):
+def test_a_run_that_is_not_completed_is_refused_naming_its_status(
+    tiny_trained_run, tmp_path, status, said
+):
     from brats_seg.errors import RunError
     from brats_seg.runfolder import open_run
 
-    run = copy_run(tiny_run, tmp_path, **status)
+    run = copy_run(tiny_trained_run, tmp_path, **status)
     with pytest.raises(RunError, match="allow_incomplete=true") as caught:
         open_run(run)
     assert str(run) in str(caught.value) and said in str(caught.value)
@@ -89,17 +71,19 @@ def test_a_run_that_is_not_completed_is_refused_naming_its_status(tiny_run, tmp_
     assert said in opened.notes[0]
 
 
-def test_a_run_being_trained_is_refused_as_running(tiny_run, tmp_path):
+def test_a_run_being_trained_is_refused_as_running(tiny_trained_run, tmp_path):
     from brats_seg.errors import RunError
     from brats_seg.runfolder import open_run
 
-    run = copy_run(tiny_run, tmp_path, status="running", ended=None)
+    run = copy_run(tiny_trained_run, tmp_path, status="running", ended=None)
     with FileLock(str(run / ".run.lock")), pytest.raises(RunError, match="is running"):
         open_run(run)
 
 
-def test_predict_refuses_a_failed_run_and_records_when_it_is_allowed(tiny_run, new_cases, tmp_path):
-    run = copy_run(tiny_run, tmp_path, status="failed", error="TrainingFailed: NaN loss")
+def test_predict_refuses_a_failed_run_and_records_when_it_is_allowed(
+    tiny_trained_run, new_cases, tmp_path
+):
+    run = copy_run(tiny_trained_run, tmp_path, status="failed", error="TrainingFailed: NaN loss")
     out = tmp_path / "pred"
     refused = run_cli("predict", f"run={run}", f"input={new_cases}", f"output={out}")
     line = one_error_line(refused)
@@ -114,17 +98,17 @@ def test_predict_refuses_a_failed_run_and_records_when_it_is_allowed(tiny_run, n
     assert check["status"] == "failed" and check["allow_incomplete"] is True
 
 
-def test_an_ensemble_with_a_failed_member_is_refused(tiny_run, tmp_path):
-    good = tiny_run
-    bad = copy_run(tiny_run, tmp_path, status="failed", error="TrainingFailed: NaN loss")
+def test_an_ensemble_with_a_failed_member_is_refused(tiny_trained_run, tmp_path):
+    good = tiny_trained_run
+    bad = copy_run(tiny_trained_run, tmp_path, status="failed", error="TrainingFailed: NaN loss")
     result = run_cli("evaluate", f"run=[{good},{bad}]", f"out={tmp_path / 'ens'}")
     line = one_error_line(result)
     assert str(bad) in line and "failed" in line
     assert not (tmp_path / "ens").exists()
 
 
-def test_evaluate_refuses_an_edited_config_and_keeps_the_metrics(tiny_run, tmp_path):
-    run = copy_run(tiny_run, tmp_path)
+def test_evaluate_refuses_an_edited_config_and_keeps_the_metrics(tiny_trained_run, tmp_path):
+    run = copy_run(tiny_trained_run, tmp_path)
     config = run / "config.yaml"
     text = config.read_text()
     assert text.count("normalization: zscore") == 1
@@ -136,8 +120,8 @@ def test_evaluate_refuses_an_edited_config_and_keeps_the_metrics(tiny_run, tmp_p
     assert (run / "metrics.json").read_bytes() == metrics
 
 
-def test_a_truncated_checkpoint_is_reported_as_damaged(tiny_run, tmp_path):
-    run = copy_run(tiny_run, tmp_path)
+def test_a_truncated_checkpoint_is_reported_as_damaged(tiny_trained_run, tmp_path):
+    run = copy_run(tiny_trained_run, tmp_path)
     best = run / "checkpoints" / "best.keras"
     best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
     result = run_cli("evaluate", f"run={run}")
@@ -146,8 +130,8 @@ def test_a_truncated_checkpoint_is_reported_as_damaged(tiny_run, tmp_path):
     assert "not found" not in line.lower()
 
 
-def test_last_checkpoint_is_used_only_when_told_and_export_says_so(tiny_run, tmp_path):
-    run = copy_run(tiny_run, tmp_path)
+def test_last_checkpoint_is_used_only_when_told_and_export_says_so(tiny_trained_run, tmp_path):
+    run = copy_run(tiny_trained_run, tmp_path)
     (run / "checkpoints" / "best.keras").unlink()
     refused = run_cli("export", f"run={run}", f"out={tmp_path / 'e1'}")
     line = one_error_line(refused)
@@ -164,23 +148,23 @@ def test_last_checkpoint_is_used_only_when_told_and_export_says_so(tiny_run, tmp
     ("content", "damage"),
     [(b'{"status": "compl', "not JSON"), (b"[1, 2]", "a JSON list")],
 )
-def test_a_damaged_run_json_is_named_with_its_damage(tiny_run, tmp_path, content, damage):
+def test_a_damaged_run_json_is_named_with_its_damage(tiny_trained_run, tmp_path, content, damage):
     from brats_seg.errors import RunError
     from brats_seg.runfolder import open_run
 
-    run = copy_run(tiny_run, tmp_path)
+    run = copy_run(tiny_trained_run, tmp_path)
     (run / "run.json").write_bytes(content)
     with pytest.raises(RunError, match=damage) as caught:
         open_run(run)
     assert str(run / "run.json") in str(caught.value)
 
 
-def test_the_table_shows_an_edited_run_without_its_metrics(tiny_run, tmp_path):
+def test_the_table_shows_an_edited_run_without_its_metrics(tiny_trained_run, tmp_path):
     import csv
 
     from brats_seg.results.table import write_table
 
-    run = copy_run(tiny_run, tmp_path / "runs")
+    run = copy_run(tiny_trained_run, tmp_path / "runs")
     config = run / "config.yaml"
     config.write_text(config.read_text().replace("normalization: zscore", "normalization: minmax"))
     write_table([tmp_path / "runs"], tmp_path / "table")

@@ -18,8 +18,9 @@ from scipy import ndimage
 from brats_seg.data import synthetic as syn
 from brats_seg.errors import ConfigError
 
+from conftest import REPO_ROOT
+
 SHAPE = (48, 48, 24)
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _tissue_mean(image: np.ndarray, tissue: np.ndarray, code: int) -> float:
@@ -115,7 +116,7 @@ def test_default_synthetic_config_gives_slices_above_its_threshold():
     """
     from omegaconf import OmegaConf
 
-    data = OmegaConf.load(REPO / "configs" / "data" / "synthetic.yaml")
+    data = OmegaConf.load(REPO_ROOT / "configs" / "data" / "synthetic.yaml")
     shape, threshold, cases = (
         tuple(data.synth.shape),
         int(data.selection.threshold),

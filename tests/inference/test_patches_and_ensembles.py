@@ -52,6 +52,7 @@ def patch_run(tmp_path_factory):
     return out, run_dir
 
 
+@pytest.mark.slow  # trains its own patch run
 def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
     import keras
 
@@ -95,10 +96,11 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
     }
 
 
-def test_an_ensemble_of_two_copies_of_one_run_equals_that_run(patch_run, tmp_path):
+def test_an_ensemble_of_two_copies_of_one_run_equals_that_run(tiny_trained_run, tmp_path):
     from brats_seg.inference.ensemble import resolve_runs
 
-    out, run_dir = patch_run
+    run_dir = tiny_trained_run
+    out = run_dir.parent
     sweep = tmp_path / "sweep"
     for name in ("a", "b"):
         shutil.copytree(run_dir, sweep / name)
@@ -152,8 +154,8 @@ def test_evaluate_scores_an_ensemble_and_records_tta(patch_run, tmp_path):
     )
 
 
-def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(patch_run, tmp_path):
-    _, run_dir = patch_run
+def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(tiny_trained_run, tmp_path):
+    run_dir = tiny_trained_run
     other = tmp_path / "other"
     shutil.copytree(run_dir, other)
     split = json.loads((other / "split.json").read_text())

@@ -1,7 +1,7 @@
 """One SGD step of every registered loss, on one device or mirrored over logical CPUs.
 
-Run by tests/test_replicas.py in a fresh process per strategy (logical devices must be configured
-before TensorFlow initialises):  python tests/replica_step.py DEVICES OUT.npz
+Run by tests/training/test_replicas.py in a fresh process per strategy (logical devices must be
+configured before TensorFlow initialises):  python tests/training/replica_step.py DEVICES OUT.npz
 It writes, per loss, the weights after one fit step, the loss and tumour_dice fit logged, and
 model.evaluate's loss and tumour_dice on seven samples (batches of 4 and 3, so the last batch splits
 unevenly across two replicas).

@@ -1,11 +1,11 @@
-"""The configs compose to exactly the values recorded in tests/data/config_snapshot.json.
+"""The configs compose to exactly the values recorded in tests/fixtures/config_snapshot.json.
 
 The snapshot was written from the configs as they stood before they were refactored to inherit
 (family bases, the study base, the shared tool block); any change to a resolved value, a key, a
 Hydra run setting or a model's parameter count shows up here. After an intended change of a config,
 rewrite it and review the diff:
 
-    .venv/bin/python tests/test_config_equivalence.py --write
+    .venv/bin/python tests/cli/test_config_equivalence.py --write
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-SNAPSHOT = Path(__file__).resolve().parent / "data" / "config_snapshot.json"
+# Found from the repository root: this module also runs as a script, without conftest.py.
+REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+SNAPSHOT = REPO / "tests" / "fixtures" / "config_snapshot.json"
 TOOLS = ("eda", "evaluate", "models", "predict", "synth", "table")
 # The Hydra settings a config file chooses (the rest is Hydra's own or depends on the machine).
 HYDRA_KEYS = ("run", "sweep", "output_subdir", "job_logging", "hydra_logging")
@@ -196,7 +198,7 @@ def _first_difference(now, before, where: str = "") -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python tests/test_config_equivalence.py --write")
+        sys.exit("usage: python tests/cli/test_config_equivalence.py --write")
     SNAPSHOT.parent.mkdir(exist_ok=True)
     SNAPSHOT.write_text(json.dumps(snapshot(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {SNAPSHOT}")

@@ -2,8 +2,8 @@
 
 Keras divides its own losses by the replica count (it sums the replicas' gradients); a loss that
 returns a scalar skips that division, so without care the loss and the gradients come out N times
-too large. Each strategy runs in its own process (tests/replica_step.py), since logical CPUs must be
-set before TensorFlow starts.
+too large. Each strategy runs in its own process (tests/training/replica_step.py), since logical
+CPUs must be set before TensorFlow starts.
 """
 
 from __future__ import annotations

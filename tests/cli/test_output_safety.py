@@ -16,27 +16,6 @@ import pytest
 
 from conftest import CASES, break_truncate, make_root, run_cli
 
-SMALL_UNET = ["model.filters=[8,16,32,64]", "model.bridge_filters=128"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A completed run trained by the real trainer on the tiny synthetic set."""
-    out = tmp_path_factory.mktemp("tiny") / "outputs"
-    result = run_cli(
-        "train",
-        "debug=tiny",
-        f"paths.output_root={out}",
-        *SMALL_UNET,
-        "trainer.epochs=1",
-        f"hydra.run.dir={out / 'run'}",
-        cwd=out.parent,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "run" / "run.json").read_text())["status"] == "completed"
-    return out / "run"
-
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
@@ -92,16 +71,16 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_no_command_removes_what_it_did_not_write(name, tiny_run, root, tmp_path):
+def test_no_command_removes_what_it_did_not_write(name, tiny_trained_run, root, tmp_path):
     args, outcome = COMMANDS[name]
     out = tmp_path / "OUT"
-    before = occupied(out, tiny_run)
+    before = occupied(out, tiny_trained_run)
     if name == "evaluate-predictions-in-place":  # the predictions are the folder's own
         perfect_predictions(root, out / "preds")
         before = snapshot(out)
     fill = {
         "OUT": str(out),
-        "RUN": str(tiny_run),
+        "RUN": str(tiny_trained_run),
         "ROOT": str(root),
         "PRED": str(tmp_path / "preds"),
     }
@@ -127,28 +106,30 @@ def test_no_command_removes_what_it_did_not_write(name, tiny_run, root, tmp_path
         assert {k: v for k, v in snapshot(out).items() if k in before} == before
 
 
-def test_a_file_of_the_same_name_that_the_command_did_not_write_is_refused(tiny_run, tmp_path):
+def test_a_file_of_the_same_name_that_the_command_did_not_write_is_refused(
+    tiny_trained_run, tmp_path
+):
     out = tmp_path / "tables"
     out.mkdir()
     (out / "results.md").write_text("my own results, typed by hand\n")
-    result = run_cli("table", str(tiny_run), f"out={out}", "printed=false", cwd=tmp_path)
+    result = run_cli("table", str(tiny_trained_run), f"out={out}", "printed=false", cwd=tmp_path)
     assert result.returncode != 0
     assert "results.md" in result.stderr and "Traceback" not in result.stderr
     assert (out / "results.md").read_text() == "my own results, typed by hand\n"
     assert sorted(p.name for p in out.iterdir()) == ["results.md"]
 
 
-def test_export_replaces_only_its_own_earlier_export(tiny_run, tmp_path):
+def test_export_replaces_only_its_own_earlier_export(tiny_trained_run, tmp_path):
     out = tmp_path / "exported"
-    first = run_cli("export", f"run={tiny_run}", f"out={out}", cwd=tmp_path)
+    first = run_cli("export", f"run={tiny_trained_run}", f"out={out}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     info = (out / "export.json").read_bytes()
-    second = run_cli("export", f"run={tiny_run}", f"out={out}", cwd=tmp_path)
+    second = run_cli("export", f"run={tiny_trained_run}", f"out={out}", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert (out / "export.json").read_bytes() == info
     assert (out / "savedmodel" / "saved_model.pb").is_file()
     (out / "savedmodel" / "mine.txt").write_text("added by hand\n")
-    third = run_cli("export", f"run={tiny_run}", f"out={out}", cwd=tmp_path)
+    third = run_cli("export", f"run={tiny_trained_run}", f"out={out}", cwd=tmp_path)
     refused_line = [ln for ln in third.stderr.splitlines() if "brats-seg export" in ln]
     assert third.returncode != 0 and len(refused_line) == 1
     assert "savedmodel/mine.txt" in refused_line[0]
@@ -156,11 +137,13 @@ def test_export_replaces_only_its_own_earlier_export(tiny_run, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exported")]  # no staging
 
 
-def test_predict_with_a_broken_case_leaves_the_previous_output_whole(tiny_run, root, tmp_path):
+def test_predict_with_a_broken_case_leaves_the_previous_output_whole(
+    tiny_trained_run, root, tmp_path
+):
     out = tmp_path / "predictions"
     first = run_cli(
         "predict",
-        f"run={tiny_run}",
+        f"run={tiny_trained_run}",
         f"input={root}",
         f"output={out}",
         "montage_slices=0",
@@ -176,7 +159,7 @@ def test_predict_with_a_broken_case_leaves_the_previous_output_whole(tiny_run, r
     # other options than the first time, so that a rewritten file would differ from the old one
     second = run_cli(
         "predict",
-        f"run={tiny_run}",
+        f"run={tiny_trained_run}",
         f"input={broken}",
         f"output={out}",
         "montage_slices=1",
@@ -189,11 +172,11 @@ def test_predict_with_a_broken_case_leaves_the_previous_output_whole(tiny_run, r
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".predictions")]
 
 
-def test_predict_output_describes_exactly_what_is_in_it(tiny_run, root, tmp_path):
+def test_predict_output_describes_exactly_what_is_in_it(tiny_trained_run, root, tmp_path):
     out = tmp_path / "predictions"
     first = run_cli(
         "predict",
-        f"run={tiny_run}",
+        f"run={tiny_trained_run}",
         f"input={root}",
         f"output={out}",
         "montage_slices=0",
@@ -206,7 +189,7 @@ def test_predict_output_describes_exactly_what_is_in_it(tiny_run, root, tmp_path
         shutil.copytree(root / case, fewer / case)
     second = run_cli(
         "predict",
-        f"run={tiny_run}",
+        f"run={tiny_trained_run}",
         f"input={fewer}",
         f"output={out}",
         "montage_slices=0",

@@ -14,9 +14,7 @@ import pytest
 
 from brats_seg.cli import COMMANDS, main
 
-from conftest import run_cli
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT, run_cli
 
 
 def test_help_lists_every_command_and_does_not_import_tensorflow():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
@@ -14,7 +12,9 @@ from brats_seg.errors import ConfigError
 from brats_seg.results.naming import optimizer_label
 from brats_seg.training.optimizers import OPTIMIZER_NAMES, build_optimizer
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "optimizer"
+from conftest import REPO_ROOT
+
+CONFIGS = REPO_ROOT / "configs" / "optimizer"
 
 
 def load(name: str, overrides: list[str] | None = None):

@@ -5,33 +5,25 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
+import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import SMALL_UNET, lesion_perturbations, run_cli
+from conftest import FIXTURES, lesion_perturbations, run_cli
 
-REFERENCE = Path(__file__).parent / "data" / "lesion_reference.json"
+REFERENCE = FIXTURES / "lesion_reference.json"
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lesions") / "outputs"
-    out.mkdir()
-    result = run_cli(
-        "train",
-        "debug=tiny",
-        f"paths.output_root={out}",
-        *SMALL_UNET,
-        "trainer.epochs=1",
-        cwd=out.parent,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = [p for p in (out / "tiny-runs").iterdir() if p.is_dir()]
-    return out, runs[0]
+@pytest.fixture
+def tiny_run(tiny_trained_run, tmp_path):
+    """A copy of the session's tiny run in OUT/tiny-runs/, which the table reads and a new
+    evaluation rewrites; returns (OUT, the run)."""
+    out = tmp_path / "outputs"
+    run = out / "tiny-runs" / tiny_trained_run.name
+    shutil.copytree(tiny_trained_run, run)
+    return out, run
 
 
 @pytest.mark.slow

@@ -6,15 +6,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import run_cli
+from conftest import REPO_ROOT, run_cli
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_gpu.py"
+SCRIPT = REPO_ROOT / "scripts" / "check_gpu.py"
 
 
 def _script():
