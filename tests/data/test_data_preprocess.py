@@ -32,9 +32,7 @@ from conftest import blob_case
 def loaded_case(image: np.ndarray, seg: np.ndarray | None) -> LoadedCase:
     images = {m: Path(f"/nowhere/c_{m}.nii.gz") for m in ("t1", "t1ce", "t2", "flair")}
     case = CaseFiles("c", Path("/nowhere"), images, None, "brats2021")
-    return LoadedCase(
-        case, image.astype(np.float32), seg, "2017", np.eye(4), None, (1.0, 1.0, 1.0)
-    )
+    return LoadedCase(case, image.astype(np.float32), seg, "2017", np.eye(4), None, (1.0, 1.0, 1.0))
 
 
 @pytest.fixture()

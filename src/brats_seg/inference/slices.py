@@ -11,9 +11,9 @@ outside the box); a model of fixed size sees the whole slice. Off the box the sl
 the box's edges: argmax agreement inside the brain, random weights, a real case
 (tests/inference/test_brain_box.py). A model with per-slice statistics (instance normalisation) or
 global pooling (ResUNet++'s squeeze-excitation) sees other statistics on the box; for those a
-warning is logged. With ``tta`` the softmax is averaged over the slice and its row mirror, mapped back before
-averaging: the left-right mirror (rows are the patient's left-right axis), or in a sagittal slice,
-which has none, the anterior-posterior one, as training's flip (data/planes.py).
+warning is logged. With ``tta`` the softmax is averaged over the slice and its row mirror, mapped
+back before averaging: the left-right mirror (rows are the patient's left-right axis), or in a
+sagittal slice, which has none, the anterior-posterior one, as training's flip (data/planes.py).
 """
 
 from __future__ import annotations
