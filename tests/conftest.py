@@ -382,3 +382,18 @@ def break_missing_t2(root: Path) -> Path:
     path = root / "Brats18_C_1" / "Brats18_C_1_t2.nii.gz"
     path.unlink()
     return root / "Brats18_C_1"
+
+
+def record_config_edit(run_dir: Path, edit) -> None:
+    """Apply ``edit(cfg)`` to a copied run's config.yaml and record the edited config's hash in its
+    run.json, as a run trained with that configuration would have: runs that differ in one setting,
+    without training each."""
+    from omegaconf import OmegaConf
+
+    from brats_seg.runfolder import RunFolder, config_hash
+
+    folder = RunFolder(run_dir)
+    cfg = OmegaConf.load(folder.config_path)
+    edit(cfg)
+    OmegaConf.save(cfg, folder.config_path)
+    folder.update(config_hash=config_hash(OmegaConf.to_container(cfg, resolve=True)))

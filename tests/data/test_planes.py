@@ -19,7 +19,7 @@ from brats_seg.data.preprocess import on_cached_grid, preprocess_case, restore_p
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.errors import ConfigError
 
-from conftest import SMALL_UNET, blob_case, make_root, run_cli, write_case
+from conftest import SMALL_UNET, blob_case, make_root, record_config_edit, run_cli, write_case
 
 # Three different sides (multiples of 16, so that every plane's slices fit a U-Net of fixed size):
 # a plane mixed up with another shows as a wrong shape or a misplaced tumour.
@@ -248,10 +248,8 @@ def _symmetric_case(folder: Path, n: int = 32) -> Path:
 
 
 def test_one_model_in_three_planes_equals_each_member_where_they_agree(plane_runs, tmp_path):
-    from omegaconf import OmegaConf
 
     from brats_seg.inference.predict import predict_cases
-    from brats_seg.runfolder import RunFolder, config_hash
 
     _, runs = plane_runs
     case_dir = _symmetric_case(tmp_path / "sym")
@@ -259,12 +257,9 @@ def test_one_model_in_three_planes_equals_each_member_where_they_agree(plane_run
     for plane in PLANES:  # the coronal run's (fully convolutional) model, as a run of each plane
         members[plane] = tmp_path / "members" / plane
         shutil.copytree(runs["coronal"], members[plane])
-        cfg = OmegaConf.load(members[plane] / "config.yaml")
-        cfg.data.plane = plane
-        OmegaConf.save(cfg, members[plane] / "config.yaml")
-        # a run of that plane: its recorded hash is the one training the edited config would write
-        folder = RunFolder(members[plane])
-        folder.update(config_hash=config_hash(OmegaConf.to_container(cfg, resolve=True)))
+        record_config_edit(
+            members[plane], lambda cfg, plane=plane: setattr(cfg.data, "plane", plane)
+        )
     options = {"tta": False, "montage_slices": 0}
     single = {}
     for plane, run_dir in members.items():
@@ -345,18 +340,11 @@ def test_the_three_plane_recipe_is_the_recipe_swept_over_the_planes():
 
 
 def test_evaluate_still_refuses_an_ensemble_of_other_preprocessing(plane_runs, tmp_path):
-    from omegaconf import OmegaConf
-
-    from brats_seg.runfolder import RunFolder, config_hash
 
     _, runs = plane_runs
     other = tmp_path / "other"
     shutil.copytree(runs["sagittal"], other)
-    cfg = OmegaConf.load(other / "config.yaml")
-    cfg.data.preprocess.normalization = "minmax"
-    OmegaConf.save(cfg, other / "config.yaml")
-    # a run trained with that config: run.json's hash is the edited config's
-    RunFolder(other).update(config_hash=config_hash(OmegaConf.to_container(cfg, resolve=True)))
+    record_config_edit(other, lambda cfg: setattr(cfg.data.preprocess, "normalization", "minmax"))
     result = run_cli(
         "evaluate", f"run=[{runs['coronal']},{other}]", f"out={tmp_path / 'ens'}", cwd=tmp_path
     )

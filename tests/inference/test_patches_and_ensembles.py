@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import SMALL_UNET, run_cli
+from conftest import SMALL_UNET, record_config_edit, run_cli
 
 PATCH_RUN = [
     "debug=tiny",
@@ -78,7 +78,10 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
     assert result.returncode == 0, result.stderr[-3000:]
     segs = segmentations(predicted)
     assert len(segs) == 6 and all(s.shape == (96, 96, 16) for s in segs.values())
-    assert json.loads((predicted / "inference.json").read_text()) == {
+    record = json.loads((predicted / "inference.json").read_text())
+    cost = record.pop("cost")  # timings vary; their shape is tested in tests/results/test_cost.py
+    assert cost["cases"] == 6 and cost["seconds_per_case"] > 0
+    assert record == {
         "runs": [str(run_dir.resolve())],
         "tta": False,
         "postprocess": {"min_component": 0, "et_min_volume": 0, "min_component_share": 0.0},
@@ -174,14 +177,10 @@ def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(tiny_trai
 def test_evaluate_ensembles_seeds_of_one_fold_whose_split_settings_differ(patch_run, tmp_path):
     """Two seeds of one fold of a cross-validation: same test patients, other split seed (their
     validation draw). The ensemble is evaluated; only other test patients are refused."""
-    from omegaconf import OmegaConf
-
     _, run_dir = patch_run
     other = tmp_path / "seed2"
     shutil.copytree(run_dir, other)
-    cfg = OmegaConf.load(other / "config.yaml")
-    cfg.data.split.seed = int(cfg.data.split.seed) + 1
-    OmegaConf.save(cfg, other / "config.yaml")
+    record_config_edit(other, lambda cfg: setattr(cfg.data.split, "seed", cfg.data.split.seed + 1))
     trained = json.loads((run_dir / "metrics.json").read_text())
     result = run_cli(
         "evaluate", f"run=[{run_dir},{other}]", f"out={tmp_path / 'ens'}", cwd=tmp_path
