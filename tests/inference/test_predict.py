@@ -318,7 +318,9 @@ def test_predict_names_the_missing_modality(real_run, real_data_root, tmp_path):
 def test_predict_refuses_a_run_folder_whose_training_saved_no_model(
     real_run, real_data_root, tmp_path
 ):
+    # a completed run (its run.json and config.yaml) whose checkpoints are gone
     shutil.copy(real_run / "config.yaml", tmp_path / "config.yaml")
+    shutil.copy(real_run / "run.json", tmp_path / "run.json")
     result = run_cli(
         "predict",
         f"run={tmp_path}",

@@ -100,6 +100,7 @@ def test_report_is_one_self_contained_page(report):
     page = report.read_text()
     for heading in (
         "Results",
+        "Dice against cost",
         "Experiments across seeds and folds",
         "The study's four metrics",
         "Region Dice",
@@ -108,8 +109,8 @@ def test_report_is_one_self_contained_page(report):
         "One test slice, every experiment",
     ):
         assert f"<h2>{heading}" in page, heading
-    assert page.count("<img ") == 5
-    assert page.count('src="data:image/png;base64,') == 5
+    assert page.count("<img ") == 6
+    assert page.count('src="data:image/png;base64,') == 6
     # nothing to fetch: no URL in a src/href, no script, no stylesheet link
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)
     assert "<script" not in page and "<link" not in page
@@ -138,7 +139,7 @@ def test_every_image_loads_in_headless_chromium(report, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     found = re.search(r'<div id="probe">loaded (\d+) of (\d+)</div>', dom.stdout)
     assert found, dom.stdout[-2000:]
-    assert found.group(1) == found.group(2) == "5"
+    assert found.group(1) == found.group(2) == "6"
     shot = tmp_path / "report.png"
     subprocess.run(
         [
