@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, SMALL_UNET, run_cli
+from conftest import SMALL_UNET, run_cli
 
-SRC = REPO_ROOT / "src"
 WORKER_GRACE_S = 5.0
 
 
@@ -56,11 +55,9 @@ def _alive(pid: int) -> bool:
 def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
     """The command in the background, its output in files (an orphaned worker would keep a pipe
     open, and a reader waiting on it would wait for the worker, not for the command)."""
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.Popen(
         [sys.executable, "-m", "brats_seg", *args],
         cwd=cwd,
-        env=env,
         stdout=(cwd / "stdout.txt").open("w"),
         stderr=(cwd / "stderr.txt").open("w"),
         text=True,
