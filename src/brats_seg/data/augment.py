@@ -31,8 +31,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from brats_seg.config_schema import to_plain
 from brats_seg.data.labels import EDEMA
-from brats_seg.data.settings import to_plain
 from brats_seg.errors import ConfigError
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from brats_seg.config_schema import to_plain
 from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
 from brats_seg.data.folds import fold_seed, fold_settings, kfold_split, val_fraction_and_seed
 from brats_seg.data.labels import NUM_CLASSES, LabelRules
-from brats_seg.data.settings import PreprocessSettings, SelectionSettings, to_plain
+from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.data.split import group_cases, split_cases, split_fractions
 from brats_seg.errors import ConfigError, DataError
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from brats_seg.data.settings import to_plain
+from brats_seg.config_schema import to_plain
 from brats_seg.errors import ConfigError, DataError
 
 

@@ -35,7 +35,7 @@ def shared_data_settings(data: dict[str, Any]) -> dict[str, Any]:
 def resolve_runs(spec: Any) -> list[Path]:
     """Run folders named by ``run=``: one folder, a list of folders, or a sweep folder's completed
     runs."""
-    from brats_seg.data.settings import to_plain
+    from brats_seg.config_schema import to_plain
 
     spec = to_plain(spec)
     if spec in (None, "", []):

@@ -36,7 +36,7 @@ class PostprocessSettings:
     def from_cfg(cls, cfg: Any, where: str = "postprocess") -> PostprocessSettings:
         if isinstance(cfg, PostprocessSettings):
             return cfg
-        from brats_seg.data.settings import to_plain
+        from brats_seg.config_schema import to_plain
 
         cfg = to_plain(cfg) or {}
         if not isinstance(cfg, dict):
