@@ -23,8 +23,15 @@ REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml"
 
 # The commands that are Hydra apps, and those that take folders (with how many) besides key=value.
 HYDRA_APPS = frozenset({"train", "evaluate", "predict", "eda", "synth", "models", "export"})
-FOLDER_COMMANDS = {"table": (1, None), "compare": (2, 2), "report": (1, None), "cv-summary": (1, 1)}
-CV_SUMMARY_OPTIONS = frozenset({"out"})  # cv-summary reads its options itself (no config file)
+FOLDER_COMMANDS = {
+    "table": (1, None),
+    "compare": (2, 2),
+    "report": (1, None),
+    "cv-summary": (1, 1),
+    "learning-curve": (1, 1),
+}
+# cv-summary and learning-curve read their options themselves (no config file)
+SELF_PARSED_OPTIONS = {"cv-summary": frozenset({"out"}), "learning-curve": frozenset({"out"})}
 
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -171,8 +178,8 @@ def command_problem(args: list[str]) -> str | None:
     low, high = FOLDER_COMMANDS[command]
     if len(folders) < low or (high is not None and len(folders) > high):
         return f"{command} takes {low}-{high or 'any'} folders, got {folders}"
-    if command == "cv-summary":
-        unknown = {a.split("=", 1)[0] for a in overrides} - CV_SUMMARY_OPTIONS
+    if command in SELF_PARSED_OPTIONS:
+        unknown = {a.split("=", 1)[0] for a in overrides} - SELF_PARSED_OPTIONS[command]
         return f"unknown option(s) {sorted(unknown)}" if unknown else None
     try:
         compose(command, overrides)

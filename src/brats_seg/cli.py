@@ -15,6 +15,7 @@ COMMANDS = {
     "report": "one self-contained HTML page of runs or sweeps: table, charts, overlays",
     "export": "the run's best model as a TensorFlow SavedModel that plain TensorFlow serves",
     "cv-summary": "per-fold scores of a cross-validation sweep, with mean and sd over folds",
+    "learning-curve": "quality against the number of training patients, from a sweep of draws",
     "eda": "explore a data set: label statistics, histograms, overlays, a montage",
     "synth": "write a synthetic BraTS-like data set as .nii.gz",
     "models": "list every model config with its parameter count and GFLOPs",

@@ -311,10 +311,17 @@ class SplitSchema(Dict[str, Any]):
     folds: Optional[int] = option(at_least(2, "no cross-validation"))
     fold: int = option(at_least(0))
     fold_seed: Optional[int] = MISSING
+    train_patients: Optional[int] = option(at_least(1, "no learning-curve draw"))
+    draw: int = option(at_least(0))
 
 
 def _split_rules(node: Any) -> Iterator[tuple[str, Any, str]]:
-    if node.folds is not None:
+    if node.train_patients is not None:
+        if node.folds is not None:
+            yield "folds", node.folds, "null with data.split.train_patients (a draw is not a fold)"
+        if node.val > 0:
+            yield "val", node.val, "0 with data.split.train_patients (a draw tests the others)"
+    elif node.folds is not None:
         if node.fold >= node.folds:
             yield "fold", node.fold, f"0 to {node.folds - 1} (data.split.folds={node.folds})"
         if node.val >= 1:

@@ -12,6 +12,7 @@ import numpy as np
 from brats_seg.config_schema import to_plain
 from brats_seg.data import cache
 from brats_seg.data.discovery import CaseFiles, find_cases
+from brats_seg.data.draws import draw_split
 from brats_seg.data.folds import fold_seed, fold_settings, kfold_split, val_fraction_and_seed
 from brats_seg.data.labels import NUM_CLASSES, LabelRules
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
@@ -81,6 +82,14 @@ class PreparedData:
         """Case ids per split (train/val/test), by patient, from ``data.split`` (fractions, or one
         fold)."""
         fingerprints = {c: m["fingerprint"] for c, m in self.metas.items()}
+        split_cfg = to_plain(self.split_cfg) or {}
+        if split_cfg.get("train_patients") is not None:
+            return draw_split(
+                group_cases(fingerprints),
+                split_cfg["train_patients"],
+                split_cfg["draw"],
+                shuffle_seed=split_cfg.get("fold_seed"),
+            )
         kfold = fold_settings(self.split_cfg)
         if kfold is not None:
             val, seed = val_fraction_and_seed(self.split_cfg)
@@ -166,6 +175,8 @@ def prepare_data(data_cfg: Any) -> PreparedData:
 
 
 def _check_split(split_cfg: Any) -> None:
+    if (to_plain(split_cfg) or {}).get("train_patients") is not None:
+        return  # a learning-curve draw: the schema checks its options, the data its range
     if fold_settings(split_cfg) is not None:
         val_fraction_and_seed(split_cfg)
         fold_seed(split_cfg)

@@ -29,6 +29,7 @@ from brats_seg.results.table import (
     group_rows,
     table_records,
 )
+from brats_seg.runfolder import find_run_dirs
 
 log = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
@@ -205,6 +206,35 @@ def _cost_section(rows: list[ResultRow]) -> str:
     return _img(png, "Dice against cost") + f"<p class='note'>{html.escape(note)}</p>"
 
 
+def _data_curve_section(paths: list[Path]) -> list[str]:
+    """Quality against the number of training patients, when the runs include learning-curve
+    draws (results/learning_curve.py); nothing otherwise."""
+    from brats_seg.results.learning_curve import curve_png, draw_row, interval_text, summarise_curve
+
+    rows = [r for r in (draw_row(d) for d in find_run_dirs(paths)) if r is not None]
+    if not rows:
+        return []
+    points = summarise_curve(rows)
+    records = [
+        {
+            "training patients": str(p["train_patients"]),
+            "draws": str(p["draws"]),
+            **{f"{region} Dice (95% CI)": interval_text(p[f"{region}_dice"]) for region in REGIONS},
+        }
+        for p in points
+    ]
+    note = (
+        "Each draw trains on N patients and is scored on every other patient's whole volume; the "
+        "point is the mean over draws, the interval Student's t over the draw means."
+    )
+    return [
+        "<h2>Quality against the number of training patients</h2>",
+        _table(records),
+        _img(curve_png(points), "quality against training patients"),
+        f"<p class='note'>{html.escape(note)}</p>",
+    ]
+
+
 def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) -> str:
     """The HTML page of the runs under ``paths``."""
     from brats_seg.runfolder import RunFolder
@@ -265,6 +295,7 @@ def build_report(paths: list[Path], samples: int = 2000, overlays: bool = True) 
         for label, members in zip(labels, groups, strict=True)
     ]
     parts.append(_img(learning_curves_grid(panels), "learning curves"))
+    parts += _data_curve_section(paths)
     if overlays:
         parts.append("<h2>One test slice, every experiment</h2>")
         parts.append(_overlay_section(groups))

@@ -164,3 +164,28 @@ def cost_scatter(
         ax.set_ylabel("mean WT Dice")
         ax.set_title(f"WT Dice against {name}", fontsize=10)
     return _png(fig)
+
+
+def data_curve(points: Sequence[dict]) -> bytes:
+    """Mean WT, TC and ET Dice over held-out patients against the number of training patients,
+    with the 95% interval over draws shaded where there are two draws or more."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    ns = [p["train_patients"] for p in points]
+    for i, region in enumerate(("WT", "TC", "ET")):
+        stats = [p[f"{region}_dice"] for p in points]
+        ax.plot(ns, [_nan(s["mean"]) for s in stats], "o-", color=f"C{i}", label=region)
+        ax.fill_between(
+            ns,
+            [_nan(s["low"]) for s in stats],
+            [_nan(s["high"]) for s in stats],
+            color=f"C{i}",
+            alpha=0.15,
+        )
+    ax.set_xticks(ns)
+    ax.set_xlabel("training patients")
+    ax.set_ylabel("mean Dice of the held-out patients")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Quality against the number of training patients", fontsize=10)
+    return _png(fig)
