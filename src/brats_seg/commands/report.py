@@ -27,6 +27,10 @@ def main(argv: list[str]) -> int:
     except Exception as err:  # Hydra's override errors are already one readable sentence
         raise ConfigError(f"report: {first_line(err)}") from err
     check_options(cfg)
+    if cfg.overlays:  # the overlay row runs each experiment's model
+        from brats_seg.tf_import import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     out = Path(cfg.out) if cfg.out else dirs[0]
     page = write_report(dirs, out, samples=int(cfg.bootstrap), overlays=bool(cfg.overlays))
     print(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB, every image embedded)")
