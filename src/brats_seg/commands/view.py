@@ -11,10 +11,8 @@ from brats_seg.errors import ConfigError
 EXAMPLE = "brats-seg view predictions=outputs/predictions input=outputs/new-cases"
 
 
-def _task(cfg) -> None:
-    from brats_seg.config_schema import to_plain
-    from brats_seg.results.viewer import default_out, view_predictions, view_run
-
+def check_sources(cfg) -> None:
+    """One of run= and predictions=, and input= with predictions= (checked before any work)."""
     if cfg.run and cfg.predictions:
         raise ConfigError(
             f"run={cfg.run} and predictions={cfg.predictions}: give one of them, not both"
@@ -27,6 +25,12 @@ def _task(cfg) -> None:
         raise ConfigError(
             f"predictions={cfg.predictions} needs input=PATH, the cases they were predicted from"
         )
+
+
+def _task(cfg) -> None:
+    from brats_seg.config_schema import to_plain
+    from brats_seg.results.viewer import default_out, view_predictions, view_run
+
     out = Path(cfg.out) if cfg.out else default_out(cfg.run, cfg.predictions)
     wanted = to_plain(cfg.cases)
     if cfg.run:
@@ -69,5 +73,5 @@ def _task(cfg) -> None:
 def main(argv: list[str]) -> int:
     from brats_seg.config import run_hydra_app
 
-    run_hydra_app(_task, "view", "brats-seg view", argv, example=EXAMPLE)
+    run_hydra_app(_task, "view", "brats-seg view", argv, example=EXAMPLE, check=check_sources)
     return 0
