@@ -9,6 +9,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -269,10 +271,25 @@ def test_the_page_loads_with_no_error_and_each_modality_renders(page):
     shots = {}
     for key in ("t1", "t1ce", "t2", "flair"):
         page.page.check(f"#modality-{key}")
+        page.wait_ready()  # each image is decoded when it is first shown
         shots[key] = page.canvas()
         assert lit(shots[key]) > 0.05 * shots[key].shape[0] * shots[key].shape[1], key
     for a, b in (("t1", "t1ce"), ("t1ce", "t2"), ("t2", "flair")):
         assert changed(shots[a], shots[b]) > 100, (a, b)
+
+
+def test_the_page_opens_where_the_truth_has_the_most_tumour(page, viewed):
+    """At the focus voxel in scanner coordinates: the synthetic cases' affine flips x and y (as
+    BraTS files do), which NiiVue turns to RAS, so voxel indices of the file would miss it."""
+    entry = _page_config(viewed["out"])["cases"][0]
+    affine = nib.load(sorted((viewed["base"] / "cases" / entry["id"]).glob("*.nii.gz"))[0]).affine
+    assert np.diag(affine)[:2].tolist() == [-1.0, -1.0]
+    expected = (affine @ [*entry["focus"], 1.0])[:3]
+    shown = page.page.evaluate(
+        "Array.from(bratsView.nv.frac2mm(bratsView.nv.scene.crosshairPos)).slice(0, 3)"
+    )
+    assert np.allclose(shown, expected, atol=0.51), (shown, expected)
+    assert viewed["truths"][entry["id"]][tuple(entry["focus"])] > 0
 
 
 def test_toggling_each_overlay_changes_the_canvas(page):
@@ -317,3 +334,15 @@ def test_choosing_another_patient_and_another_plane_shows_them(page):
     sagittal = page.canvas()
     assert changed(second, sagittal) > 200 and lit(sagittal) > 0
     assert page.page.inner_text("#slice-axis") == "sagittal"
+
+
+def test_viewing_predictions_does_not_import_tensorflow(viewed, tmp_path):
+    code = (
+        "import sys; from brats_seg.cli import main; "
+        f"code = main(['view', 'predictions={viewed['base'] / 'preds'}', "
+        f"'input={viewed['base'] / 'cases'}', 'out={tmp_path / 'v'}']); "
+        "print(code, 'tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "0 False", result.stderr[-2000:]
+    assert (tmp_path / "v" / "index.html").is_file()

@@ -34,9 +34,6 @@ def _task(cfg) -> None:
     out = Path(cfg.out) if cfg.out else default_out(cfg.run, cfg.predictions)
     wanted = to_plain(cfg.cases)
     if cfg.run:
-        from brats_seg.tf_import import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
         result = view_run(
             Path(cfg.run),
             out,

@@ -40,8 +40,8 @@ def view_predictions(
     ``input_path`` (``wanted``: only those case ids)."""
     from brats_seg.data.labels import LabelRules
 
-    pairs, notes = _matched_predictions(Path(pred_dir), Path(input_path), wanted)
     check_output_dir(out, COMMAND)
+    pairs, notes = _matched_predictions(Path(pred_dir), Path(input_path), wanted)
     with staged_output(out, COMMAND) as staging:
         written = write_viewer(
             _viewed(pairs, LabelRules()),
@@ -69,13 +69,15 @@ def view_run(
     from brats_seg.inference.predict import predict_cases
     from brats_seg.inference.scoring import prediction_files
     from brats_seg.runfolder import open_run
+    from brats_seg.tf_import import import_tensorflow_quietly
 
+    check_output_dir(out, COMMAND)
     opened = open_run(
         run_dir, allow_incomplete=allow_incomplete, use_last_checkpoint=use_last_checkpoint
     )
     cases = _chosen(_run_test_cases(opened, input_root), wanted)
     rules = LabelRules.from_cfg(opened.cfg.data.get("labels"))
-    check_output_dir(out, COMMAND)  # before the model is loaded
+    import_tensorflow_quietly()  # after every check: it takes seconds
     with staged_output(out, COMMAND) as staging:
         predicted = predict_cases(
             run_dir,

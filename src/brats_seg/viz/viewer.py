@@ -83,6 +83,8 @@ def write_viewer(
                 "prediction": case.prediction is not None,
                 "prediction_file": str(case.prediction_file) if case.prediction_file else None,
                 "focus": focus_voxel(case),
+                # in world coordinates, which NiiVue places by (it shows the volume turned to RAS)
+                "focus_mm": world(case.affine, focus_voxel(case)),
                 "shape": list(case.header.get_data_shape()[:3]),
                 "tumour_voxels": {
                     key: int(np.count_nonzero(volume))
@@ -130,6 +132,11 @@ def focus_voxel(case: ViewedCase) -> list[int]:
         others = tuple(a for a in range(3) if a != axis)
         focus.append(int(np.argmax(tumour.sum(axis=others))))
     return focus
+
+
+def world(affine: np.ndarray, voxel: list[int]) -> list[float]:
+    """The scanner coordinates (mm) of a voxel index."""
+    return [round(float(v), 4) for v in (np.asarray(affine) @ [*voxel, 1.0])[:3]]
 
 
 def _case_script(case: ViewedCase) -> str:

@@ -17,6 +17,9 @@
     hidden: new Set(),  // class values switched off
     plane: "multiplanar",
     volumes: null,  // the shown case's NVImages by key
+    decoded: {},  // every volume of the shown case decoded so far
+    data: null,  // the shown case's volumes as its script gave them
+    summary: "",  // the status line of the shown case
   };
   const received = new Map();  // case id -> its script's volumes (base64)
   const waiting = new Map();  // case id -> resolve
@@ -67,37 +70,63 @@
     });
   }
 
+  // A volume of the shown case, decoded when it is first needed (a BraTS image takes seconds).
+  async function volume(entry, data, key) {
+    const cache = state.decoded;
+    if (!(key in cache)) {
+      const isLabel = key === "truth" || key === "prediction";
+      cache[key] = data[key] === null ? null : await niivue.NVImage.loadFromBase64({
+        base64: data[key],
+        name: entry.id + "_" + key + ".nii.gz",
+        colormap: "gray",
+        opacity: isLabel ? state.opacity : 1,
+      });
+      if (isLabel && cache[key]) cache[key].setColormapLabel(labelColormap());
+    }
+    return cache[key];
+  }
+
   async function showCase(index) {
     const token = ++loadToken;
     const entry = config.cases[index];
     state.caseIndex = index;
     setState("loading", "loading " + entry.id);
     const data = await loadCaseScript(entry);
+    state.decoded = {};
+    state.data = data;
     const volumes = {};
-    for (const key of Object.keys(data)) {
-      if (data[key] === null) continue;
-      const isLabel = key === "truth" || key === "prediction";
-      volumes[key] = await niivue.NVImage.loadFromBase64({
-        base64: data[key],
-        name: entry.id + "_" + key + ".nii.gz",
-        colormap: "gray",
-        opacity: isLabel ? state.opacity : 1,
-      });
-      if (isLabel) volumes[key].setColormapLabel(labelColormap());
+    for (const key of [state.modality, "truth", "prediction"]) {
+      volumes[key] = await volume(entry, data, key);
     }
     if (token !== loadToken) return;  // another case was chosen meanwhile
     state.volumes = volumes;
     $("show-truth").disabled = !volumes.truth;
     $("show-prediction").disabled = !volumes.prediction;
     compose();
-    const focus = entry.focus;
-    nv.scene.crosshairPos = nv.vox2frac(focus);
+    nv.scene.crosshairPos = nv.mm2frac(entry.focus_mm);
     nv.drawScene();
     setPlane(state.plane);
     const parts = [entry.id, entry.shape.join("x")];
     if (!volumes.truth) parts.push("no truth");
     if (!volumes.prediction) parts.push("no prediction");
-    setState("ready", parts.join(" · "));
+    state.summary = parts.join(" · ");
+    setState("ready", state.summary);
+  }
+
+  async function showModality(key) {
+    state.modality = key;
+    const entry = config.cases[state.caseIndex];
+    if (!state.volumes) return;
+    if (!state.volumes[key]) {
+      setState("loading", "loading " + key);
+      const token = loadToken;
+      const decoded = await volume(entry, state.data, key);
+      if (token !== loadToken) return;
+      state.volumes[key] = decoded;
+    }
+    if (state.modality !== key) return;  // another one was chosen meanwhile
+    compose();
+    setState("ready", state.summary);
   }
 
   // The shown layers: the modality, then the truth and the prediction where switched on.
@@ -167,10 +196,7 @@
       const input = document.createElement("input");
       Object.assign(input, { type: "radio", name: "modality", value: m.key, id: "modality-" + m.key });
       input.checked = m.key === state.modality;
-      input.addEventListener("change", () => {
-        state.modality = m.key;
-        compose();
-      });
+      input.addEventListener("change", () => showModality(m.key).catch(fail));
       label.append(input, " " + m.label);
       $("modalities").appendChild(label);
     }
