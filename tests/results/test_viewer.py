@@ -130,6 +130,20 @@ def test_a_second_view_replaces_its_own_and_refuses_a_foreign_folder(viewed, tmp
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
 
+def test_open_true_hands_the_page_to_the_web_browser(viewed, tmp_path):
+    """$BROWSER is the browser Python's webbrowser runs: here a script that records its URL."""
+    record = tmp_path / "opened.txt"
+    fake = tmp_path / "browser.py"
+    fake.write_text(f"import sys; open({str(record)!r}, 'w').write(sys.argv[1])\n")
+    out = tmp_path / "opened-view"
+    args = [f"predictions={viewed['base'] / 'preds'}", f"input={viewed['base'] / 'cases'}"]
+    result = run_cli(
+        "view", *args, f"out={out}", "open=true", env={"BROWSER": f"{sys.executable} {fake} %s"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record.read_text() == (out / "index.html").resolve().as_uri()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -169,6 +183,7 @@ def test_unknown_case_ids_and_unmatched_predictions_are_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
 
 
+@pytest.mark.slow  # loads TensorFlow and predicts: 30-40 s on 2 shared cores
 def test_a_run_shows_its_test_patients_with_the_predictions_it_writes(tiny_trained_run, tmp_path):
     out = tmp_path / "run-view"
     result = run_cli("view", f"run={tiny_trained_run}", f"out={out}", cwd=tmp_path)
@@ -184,6 +199,20 @@ def test_a_run_shows_its_test_patients_with_the_predictions_it_writes(tiny_train
         shown = _decoded(_volumes(out, entry)["prediction"])
         assert np.array_equal(shown, to_classes_2021(raw))
         assert entry["prediction_file"] == str(written)
+
+
+def test_a_run_whose_test_patients_are_not_under_input_is_refused(
+    tiny_trained_run, viewed, tmp_path
+):
+    out = tmp_path / "nothing"
+    result = run_cli(
+        "view", f"run={tiny_trained_run}", f"input={viewed['base'] / 'cases'}", f"out={out}"
+    )
+    test = json.loads((tiny_trained_run / "split.json").read_text())["test"]
+    assert result.returncode == 1
+    assert f"input={viewed['base'] / 'cases'}: no case {test[0]}" in result.stderr
+    assert "of the run's test patients; give input=ROOT" in result.stderr
+    assert not out.exists()
 
 
 def to_classes_2021(labels: np.ndarray) -> np.ndarray:
