@@ -19,7 +19,8 @@ import pytest
 
 import brats_seg.viz
 from brats_seg.cli import main
-from brats_seg.data.nifti import read_nifti, write_nifti
+from brats_seg.data.labels import to_convention
+from brats_seg.data.nifti import DEFAULT_AFFINE, read_nifti, write_nifti
 
 from conftest import blob_case, run_cli, write_case
 
@@ -375,3 +376,30 @@ def test_viewing_predictions_does_not_import_tensorflow(viewed, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip().splitlines()[-1] == "0 False", result.stderr[-2000:]
     assert (tmp_path / "v" / "index.html").is_file()
+
+
+def test_a_case_without_a_seg_shows_its_prediction_alone(browser, tmp_path):
+    image, classes = blob_case(SHAPE, seed=3)
+    case = write_case(tmp_path / "cases" / "Brats18_N_1", "Brats18_N_1", image)  # no seg
+    (tmp_path / "preds").mkdir()
+    labels = to_convention(classes, "brats2021")
+    write_nifti(tmp_path / "preds" / "Brats18_N_1_seg.nii.gz", labels, DEFAULT_AFFINE)
+    assert case.seg is None
+    out = tmp_path / "view"
+    result = run_cli(
+        "view", f"predictions={tmp_path / 'preds'}", f"input={tmp_path / 'cases'}", f"out={out}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    opened = Page(browser, out / "index.html")
+    try:
+        assert "no truth" in opened.page.inner_text("#status")
+        assert opened.page.is_disabled("#show-truth") and not opened.page.is_disabled(
+            "#show-prediction"
+        )
+        with_prediction = opened.canvas()
+        assert tumour_coloured(with_prediction) > 200
+        opened.page.uncheck("#show-prediction")
+        assert changed(with_prediction, opened.canvas()) > 200
+        assert opened.errors == []
+    finally:
+        opened.close()
