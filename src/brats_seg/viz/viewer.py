@@ -75,6 +75,7 @@ def write_viewer(
     for number, case in enumerate(cases, start=1):
         script = f"{CASES}/{number:03d}_{_safe(case.case_id)}.js"
         write_text(folder / script, _case_script(case))
+        focus = focus_voxel(case)
         entries.append(
             {
                 "id": case.case_id,
@@ -82,9 +83,9 @@ def write_viewer(
                 "truth": case.truth is not None,
                 "prediction": case.prediction is not None,
                 "prediction_file": str(case.prediction_file) if case.prediction_file else None,
-                "focus": focus_voxel(case),
+                "focus": focus,
                 # in world coordinates, which NiiVue places by (it shows the volume turned to RAS)
-                "focus_mm": world(case.affine, focus_voxel(case)),
+                "focus_mm": world(case.affine, focus),
                 "shape": list(case.header.get_data_shape()[:3]),
                 "tumour_voxels": {
                     key: int(np.count_nonzero(volume))
