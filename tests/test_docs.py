@@ -22,7 +22,7 @@ import pytest
 REPO = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 
 # The commands that are Hydra apps, and those that take folders (with how many) besides key=value.
-HYDRA_APPS = frozenset({"train", "evaluate", "predict", "eda", "synth", "models", "export"})
+HYDRA_APPS = frozenset({"train", "evaluate", "predict", "eda", "synth", "models", "export", "view"})
 FOLDER_COMMANDS = {
     "table": (1, None),
     "compare": (2, 2),

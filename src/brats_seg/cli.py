@@ -19,10 +19,11 @@ COMMANDS = {
     "eda": "explore a data set: label statistics, histograms, overlays, a montage",
     "synth": "write a synthetic BraTS-like data set as .nii.gz",
     "models": "list every model config with its parameter count and GFLOPs",
+    "view": "look at cases in 3D in the browser: four modalities, truth and prediction (NiiVue)",
 }
 
 # Commands that run models; their processes keep freed memory (see brats_seg.memory).
-TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "report", "export")
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "report", "export", "view")
 
 USAGE = "usage: brats-seg {" + ",".join(COMMANDS) + "} [key=value ...]"
 

@@ -647,6 +647,22 @@ class ReportSchema(Dict[str, Any]):
     overlays: bool = MISSING
 
 
+@dataclass
+class ViewSchema(Dict[str, Any]):
+    """configs/view.yaml."""
+
+    run: Optional[str] = MISSING
+    predictions: Optional[str] = MISSING
+    input: Optional[str] = MISSING
+    cases: Optional[List[str]] = MISSING
+    out: Optional[str] = MISSING
+    open: bool = MISSING
+    opacity: float = option(share())
+    batch_size: int = option(at_least(1))
+    allow_incomplete: bool = MISSING
+    use_last_checkpoint: bool = MISSING
+
+
 class ExportFormat(Choice):
     savedmodel = "savedmodel"
 
@@ -678,6 +694,7 @@ SCHEMAS: dict[str, type] = {
     "compare": CompareSchema,
     "report": ReportSchema,
     "export": ExportSchema,
+    "view": ViewSchema,
     "loss_smooth": SmoothLossSchema,
     "loss_ell": EllLossSchema,
     "loss_dice_ce": DiceCELossSchema,

@@ -97,6 +97,9 @@ def test_installed_command_finds_configs_from_any_directory(tmp_path):
         timeout=600,
     )
     assert (site / "brats_seg" / "configs" / "train.yaml").exists()
+    static = site / "brats_seg" / "viz" / "static"  # brats-seg view's page and NiiVue
+    for name in ("viewer/index.html", "viewer/viewer.js", "niivue/niivue.umd.js", "niivue/LICENSE"):
+        assert (static / name).is_file(), name
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(site)}

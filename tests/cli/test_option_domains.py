@@ -178,6 +178,7 @@ def test_every_recorded_composition_is_within_its_domains():
                     cases.append(("train", [f"{group}={entry.name[:-5]}", "debug=smoke"]))
     cases += [(tool, []) for tool in ("eda", "evaluate", "models", "synth", "table", "export")]
     cases += [("predict", ["run=r", "input=i"]), ("compare", []), ("report", [])]
+    cases += [("view", ["predictions=p", "input=i"])]
     for name, overrides in cases:
         cfg = compose(name, overrides)
         check_options(cfg, check=check_model_options if name == "train" else None)

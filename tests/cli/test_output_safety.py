@@ -59,6 +59,8 @@ COMMANDS = {
     "evaluate-predictions": (["evaluate", "pred=PRED", "ref=ROOT", "out=OUT"], "beside"),
     "evaluate-predictions-in-place": (["evaluate", "pred=OUT", "ref=ROOT"], "beside"),
     "eda": (["eda", "out=OUT"], "refuses"),
+    "view": (["view", "predictions=PRED", "input=ROOT", "out=OUT"], "refuses"),
+    "view-run": (["view", "run=RUN", "out=OUT"], "refuses"),
     "report": (["report", "RUN", "out=OUT", "overlays=false", "bootstrap=100"], "beside"),
     "report-default-out": (["report", "OUT", "overlays=false", "bootstrap=100"], "beside"),
     "synth": (["synth", "out=OUT", "cases=1", "shape=[32,32,16]"], "beside"),
@@ -91,7 +93,7 @@ def test_no_command_removes_what_it_did_not_write(name, tiny_trained_run, root, 
         for key, value in fill.items():
             arg = arg.replace(key, value)
         line.append(arg)
-    if args[0] in ("export", "predict", "evaluate", "eda", "synth"):  # Hydra apps
+    if args[0] in ("export", "predict", "evaluate", "eda", "synth", "view"):  # Hydra apps
         line.append(f"paths.output_root={tmp_path / 'outputs'}")
     result = run_cli(*line, cwd=tmp_path)
     if outcome == "refuses":

@@ -148,7 +148,7 @@ class PreparedData:
 def prepare_data(data_cfg: Any) -> PreparedData:
     """Find the cases of ``data_cfg`` (the composed ``data`` node), build or reuse their cache, open
     it."""
-    root = _data_root(data_cfg)
+    root = data_root(data_cfg)
     cfg = to_plain(data_cfg)
     name = str(cfg.get("name") or "data")
     preprocess = PreprocessSettings.from_data_cfg(cfg)
@@ -184,7 +184,9 @@ def _check_split(split_cfg: Any) -> None:
         split_fractions(split_cfg)
 
 
-def _data_root(data_cfg: Any) -> Path:
+def data_root(data_cfg: Any) -> Path:
+    """The folder of the cases of ``data_cfg``: data.root, or the built-in synthetic set (written
+    when absent)."""
     if _is_missing(data_cfg, "root"):
         raise ConfigError(
             "data.root is not set: pass data.root=/path/to/BraTS "

@@ -209,20 +209,13 @@ def check_geometry(
         )
 
 
-def write_nifti(
-    path: str | os.PathLike,
+def nifti_image(
     data: np.ndarray,
     affine: np.ndarray = DEFAULT_AFFINE,
     header: nib.Nifti1Header | None = None,
     description: str | None = None,
-) -> Path:
-    """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
-
-    With ``header`` (a source image's), its fields are kept and only the data type changes; the
-    qform and sform are set to ``affine`` with the source's codes (1, scanner, when it has none).
-    Without it, a fresh header in mm.
-    """
-    path = Path(path)
+) -> nib.Nifti1Image:
+    """``data`` in its own dtype as a NIfTI image (see write_nifti for the header it gets)."""
     data = np.asarray(data)
     affine = np.asarray(affine, dtype=np.float64)
     header = header.copy() if header is not None else None
@@ -237,6 +230,24 @@ def write_nifti(
         image.header.set_xyzt_units("mm")
     if description is not None:
         image.header["descrip"] = description.encode("ascii")[:80]
+    return image
+
+
+def write_nifti(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    affine: np.ndarray = DEFAULT_AFFINE,
+    header: nib.Nifti1Header | None = None,
+    description: str | None = None,
+) -> Path:
+    """Save ``data`` in its own dtype as NIfTI (``.nii`` or ``.nii.gz`` by the name), atomically.
+
+    With ``header`` (a source image's), its fields are kept and only the data type changes; the
+    qform and sform are set to ``affine`` with the source's codes (1, scanner, when it has none).
+    Without it, a fresh header in mm.
+    """
+    path = Path(path)
+    image = nifti_image(data, affine, header, description)
     suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
     with atomic_path(path) as tmp:
         # nibabel picks compression from the file name, so give the temporary file the right ending

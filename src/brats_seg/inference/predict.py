@@ -93,9 +93,10 @@ def inference_settings(members, tta: Any = None, postprocess: Any = None) -> tup
 
 def predict_cases(
     run_spec: Any,
-    input_path: Path,
+    input_path: Path | None,
     out_dir: Path,
     *,
+    cases: list | None = None,
     batch_size: int = 16,
     montage_slices: int = 6,
     empty_rule: str = "brats",
@@ -110,7 +111,8 @@ def predict_cases(
     """Predict every case under ``input_path`` with one run or an ensemble; score those that have a
     segmentation.
 
-    ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). What was used
+    ``run_spec``: a run folder, a list of them or a sweep folder (see ensemble.py). ``cases``: the
+    CaseFiles to predict, instead of those under ``input_path``. What was used
     (runs, TTA, post-processing) is written to ``inference.json`` and into ``metrics.json``. The
     output folder is written whole: it is new, empty or an earlier prediction, which it replaces
     (see outputs.py), and holds the old result or the new one, never a mix.
@@ -133,7 +135,7 @@ def predict_cases(
     runs = open_runs(
         run_dirs, allow_incomplete=allow_incomplete, use_last_checkpoint=use_last_checkpoint
     )
-    cases = input_cases(input_path)
+    cases = input_cases(input_path) if cases is None else list(cases)
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
     members = load_members(runs, any_size=brain_box)
