@@ -167,7 +167,7 @@ def tune_run(run, cfg, *, batch_size: int = 16) -> dict[str, Any]:
 
 def stored_choice(runs: list, wanted: bool | None = None) -> dict[str, Any] | None:
     """The tuned post-processing that ``predict`` starts from: ``{"settings", "file", "cases",
-    "checkpoint", "created"}`` of the one run's postprocess.json, or None.
+    "checkpoint", "tta", "created"}`` of the one run's postprocess.json, or None.
 
     ``wanted``: null uses it where there is one run and its file was tuned with the checkpoint
     used now (an ensemble has no one choice; a mismatch is noted on the run); true requires it;
@@ -207,5 +207,6 @@ def stored_choice(runs: list, wanted: bool | None = None) -> dict[str, Any] | No
         "file": str(folder.postprocess_path.resolve()),
         "cases": list(record.get("cases") or []),
         "checkpoint": checkpoint,
+        "tta": record.get("tta"),
         "created": record.get("created"),
     }
