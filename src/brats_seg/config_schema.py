@@ -367,6 +367,11 @@ class PostprocessSchema(Dict[str, Any]):
     min_component: Optional[int] = option(at_least(0))
     et_min_volume: Optional[int] = option(at_least(0))
     min_component_share: Optional[float] = option(share())
+    tc_min_component: Optional[int] = option(at_least(0))
+    et_min_component: Optional[int] = option(at_least(0))
+    wt_threshold: Optional[float] = option(share(high_open=True))
+    tc_threshold: Optional[float] = option(share(high_open=True))
+    et_threshold: Optional[float] = option(share(high_open=True))
 
 
 @dataclass
@@ -554,6 +559,7 @@ class EvaluateSchema(Dict[str, Any]):
     labels: LabelsSchema = field(default_factory=LabelsSchema)
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
+    tune_postprocess: bool = MISSING
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING
@@ -573,6 +579,7 @@ class PredictSchema(Dict[str, Any]):
     lesionwise: bool = MISSING
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
+    tuned_postprocess: Optional[bool] = MISSING
     brain_box: bool = MISSING
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING

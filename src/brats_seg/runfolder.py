@@ -43,10 +43,20 @@ BACKUP_STATE_FILE = "backup.json"  # in BACKUP_DIR: which weights file is the co
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 PLOT_DIR = "plots"
+# The post-processing chosen on the run's validation patients (evaluate tune_postprocess=true).
+POSTPROCESS_FILE = "postprocess.json"
 
 # What a fresh start of a run removes (forced retrain, or a folder whose configuration was never
 # recorded).
-RESULT_FILES = (HISTORY_FILE, METRICS_FILE, METRICS_MD_FILE, SPLIT_FILE, STATUS_FILE, SUMMARY_FILE)
+RESULT_FILES = (
+    HISTORY_FILE,
+    METRICS_FILE,
+    METRICS_MD_FILE,
+    SPLIT_FILE,
+    STATUS_FILE,
+    SUMMARY_FILE,
+    POSTPROCESS_FILE,
+)
 RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR)
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
@@ -299,6 +309,27 @@ class RunFolder:
             return json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RunError(f"{path}: damaged metrics file, not JSON ({err})") from err
+
+    @property
+    def postprocess_path(self) -> Path:
+        return self.path / POSTPROCESS_FILE
+
+    def read_postprocess(self) -> dict[str, Any] | None:
+        """The tuned post-processing record (see inference/postprocess_tuning.py), or None."""
+        path = self.postprocess_path
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RunError(f"{path}: damaged post-processing file, not JSON ({err})") from err
+        if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+            raise RunError(f"{path}: damaged post-processing file, no settings object")
+        return record
+
+    def write_postprocess(self, record: dict[str, Any]) -> Path:
+        write_json(self.postprocess_path, record)
+        return self.postprocess_path
 
     def read_history(self) -> dict[str, list[float]]:
         """The columns of history.csv ({} when the run logged no epoch)."""

@@ -191,6 +191,11 @@ def test_postprocessing_options_are_checked():
         "min_component": 10,
         "et_min_volume": 0,
         "min_component_share": 0.0,
+        "tc_min_component": 0,
+        "et_min_component": 0,
+        "wt_threshold": 0.0,
+        "tc_threshold": 0.0,
+        "et_threshold": 0.0,
     }
     with pytest.raises(
         ConfigError, match=r"postprocess.min_component_share must be a number in \[0, 1\]"

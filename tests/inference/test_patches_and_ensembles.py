@@ -12,6 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from brats_seg.inference.postprocess import PostprocessSettings
+
 from conftest import SMALL_UNET, record_config_edit, run_cli
 
 PATCH_RUN = [
@@ -84,7 +86,8 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
     assert record == {
         "runs": [str(run_dir.resolve())],
         "tta": False,
-        "postprocess": {"min_component": 0, "et_min_volume": 0, "min_component_share": 0.0},
+        "postprocess": PostprocessSettings().as_dict(),  # all off
+        "postprocess_tuned": None,
         "brain_box": False,
         "run_checks": [
             {

@@ -15,7 +15,9 @@ EXAMPLE = "brats-seg evaluate run=outputs/runs/default-s42"
 
 
 def _task(cfg) -> None:
-    if cfg.run:
+    if cfg.tune_postprocess:
+        _tune_postprocess(cfg)
+    elif cfg.run:
         _evaluate_run(cfg)
     elif cfg.pred or cfg.ref:
         if not (cfg.pred and cfg.ref):
@@ -84,6 +86,48 @@ def _evaluate_run(cfg) -> None:
     _print_regions(metrics, where / METRICS_FILE)
 
 
+def _tune_postprocess(cfg) -> None:
+    """Choose a run's post-processing on its validation patients; store it in postprocess.json."""
+    from brats_seg.inference.ensemble import resolve_runs
+    from brats_seg.inference.postprocess_tuning import tune_run, validation_cases
+    from brats_seg.tf_import import import_tensorflow_quietly
+
+    if not cfg.run:
+        raise ConfigError("tune_postprocess=true tunes a run: give run=RUN_DIR")
+    given = sorted(key for key, value in cfg.postprocess.items() if value is not None)
+    if given:
+        raise ConfigError(
+            f"tune_postprocess=true chooses postprocess.{given[0]} itself; drop that option"
+        )
+    if cfg.out:
+        raise ConfigError("tune_postprocess=true writes into the run folder; drop out=")
+    run_dirs = resolve_runs(cfg.run)
+    if len(run_dirs) != 1:
+        raise ConfigError(
+            f"tune_postprocess=true tunes one run, and run= names {len(run_dirs)}: give run=RUN_DIR"
+        )
+    (run,) = open_runs(
+        run_dirs,
+        allow_incomplete=bool(cfg.allow_incomplete),
+        use_last_checkpoint=bool(cfg.use_last_checkpoint),
+    )
+    validation_cases(run)  # refused before TensorFlow is imported
+    import_tensorflow_quietly()
+    record = tune_run(run, _with_overrides(copy.deepcopy(run.cfg), cfg), batch_size=cfg.batch_size)
+    print(
+        f"{run.path}: post-processing tuned on {len(record['cases'])} validation patient(s) "
+        f"({', '.join(record['cases'])}), {record['metric']}:"
+    )
+    for region, result in record["regions"].items():
+        best = result["chosen"]
+        threshold = f"threshold {best['threshold']:g}" if best["threshold"] else "argmax"
+        print(
+            f"  {region}: {threshold}, min size {best['min_size']} voxels: Dice "
+            f"{best['score']:.4f} (without: {result['without']:.4f})"
+        )
+    print(f"wrote {run.folder.postprocess_path}; brats-seg predict applies it")
+
+
 def _with_overrides(run_cfg, cfg):
     """A run's config with the evaluate command's options that are set (null keeps the run's
     own)."""
@@ -97,7 +141,7 @@ def _with_overrides(run_cfg, cfg):
         for key in ("empty_rule", "tta", "lesionwise"):
             ev[key] = run_setting(cfg[key], ev[key])
         for key, value in cfg.postprocess.items():
-            ev.postprocess[key] = run_setting(value, ev.postprocess[key])
+            ev.postprocess[key] = run_setting(value, ev.postprocess.get(key))
     return run_cfg
 
 

@@ -34,6 +34,7 @@ def _task(cfg) -> None:
         brain_box=cfg.brain_box,
         allow_incomplete=cfg.allow_incomplete,
         use_last_checkpoint=cfg.use_last_checkpoint,
+        tuned_postprocess=cfg.tuned_postprocess,
     )
     for check in result["inference"]["run_checks"]:
         for note in check["notes"]:
@@ -44,6 +45,12 @@ def _task(cfg) -> None:
         f"by {len(used['runs'])} run(s), "
         f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}"
     )
+    if used["postprocess_tuned"]:
+        tuned = used["postprocess_tuned"]
+        print(
+            f"post-processing tuned on {', '.join(tuned['cases'])} ({tuned['file']}); "
+            "tuned_postprocess=false ignores it"
+        )
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():
             print(f"  {region}: Dice mean {r['dice_mean']:.4f}, HD95 mean {r['hd95_mean']:.2f} mm")

@@ -125,11 +125,15 @@ def full_grid(probs: np.ndarray, crop_box, full_shape, plane: str = "axial") -> 
     return out
 
 
-def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta: bool):
-    """The ensemble's class volume (X, Y, Z) uint8 for a loaded case, and the first member's
+def ensemble_classes(
+    members: list[Member], loaded, *, batch_size: int = 16, tta: bool, post: Any = None
+):
+    """The ensemble's class volume (X, Y, Z) uint8 for a loaded case (the argmax of the mean
+    softmax, or the region thresholds of the PostprocessSettings ``post``), and the first member's
     prepared case and its class slices (for the montage)."""
     from brats_seg.data.planes import slice_size
     from brats_seg.data.preprocess import preprocess_case
+    from brats_seg.inference.postprocess import PostprocessSettings, classes_from_probabilities
     from brats_seg.inference.slices import is_fully_convolutional, predict_probabilities
 
     prepared: dict[str, Any] = {}
@@ -159,5 +163,5 @@ def ensemble_classes(members: list[Member], loaded, *, batch_size: int = 16, tta
         )
         probs = full_grid(probs, case.crop_box, case.full_shape, case.plane)
         total = probs if total is None else total + probs
-    classes = np.argmax(total, axis=-1).astype(np.uint8)
+    classes = classes_from_probabilities(total / len(members), post or PostprocessSettings())
     return classes, next(iter(prepared.values()))

@@ -21,7 +21,7 @@ from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import on_cached_grid, restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
-from brats_seg.inference.postprocess import PostprocessSettings
+from brats_seg.inference.postprocess import PostprocessSettings, classes_from_probabilities
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
 from brats_seg.inference.scoring import score_case, summarise_cases
 from brats_seg.inference.slices import predict_probabilities
@@ -106,11 +106,19 @@ def evaluate_model(
                 )
                 if other_planes:
                     pred_full = _planes_classes(
-                        probs, meta, plane, other_planes, case_id, batch_size, tta
+                        probs,
+                        len(models),
+                        meta,
+                        plane,
+                        other_planes,
+                        case_id,
+                        batch_size,
+                        tta,
+                        post,
                     )
                     pred = on_cached_grid(pred_full, meta.get("crop_box"), plane)
-                else:
-                    pred = np.argmax(probs, axis=-1).astype(np.uint8)
+                else:  # the argmax, or the region thresholds of the mean softmax
+                    pred = classes_from_probabilities(probs / len(models), post)
                     pred_full = restore_prediction(
                         pred, meta.get("crop_box"), meta["full_shape"], plane
                     )
@@ -165,20 +173,24 @@ def evaluate_model(
     return metrics, _pick_overlays(candidates, n_overlays)
 
 
-def _planes_classes(probs, meta, plane, other_planes, case_id, batch_size, tta) -> np.ndarray:
-    """(X, Y, Z) classes of the softmax ``probs`` of one plane's slices plus that of every member
-    in ``other_planes``, summed in volume space."""
+def _planes_classes(
+    probs, members, meta, plane, other_planes, case_id, batch_size, tta, post
+) -> np.ndarray:
+    """(X, Y, Z) classes of the softmax ``probs`` of one plane's slices (summed over ``members``
+    models) plus that of every member in ``other_planes``, averaged in volume space (the argmax,
+    or the region thresholds of the PostprocessSettings ``post``)."""
     from brats_seg.inference.ensemble import full_grid
 
     total = full_grid(probs, meta.get("crop_box"), meta["full_shape"], plane)
     for models, prepared, divisor in other_planes:
+        members += len(models)
         x, _, other = prepared.load_volume(case_id)
         for m in models:
             probs = predict_probabilities(m, x, batch_size, divisor=divisor, tta=tta)
             total = total + full_grid(
                 probs, other.get("crop_box"), other["full_shape"], prepared.preprocess.plane
             )
-    return np.argmax(total, axis=-1).astype(np.uint8)
+    return classes_from_probabilities(total / members, post)
 
 
 def _tumour_slice_candidates(

@@ -79,15 +79,19 @@ def write_segmentation(
     )
 
 
-def inference_settings(members, tta: Any = None, postprocess: Any = None) -> tuple[bool, Any]:
-    """TTA and post-processing for predict: what is given, else the (first) run's own ``evaluate``
+def inference_settings(
+    members, tta: Any = None, postprocess: Any = None, tuned: dict | None = None
+) -> tuple[bool, Any]:
+    """TTA and post-processing for predict: what is given, else the tuned post-processing
+    ``tuned`` (settings from a run's postprocess.json), else the (first) run's own ``evaluate``
     settings."""
     from brats_seg.config_schema import run_setting, to_plain
-    from brats_seg.inference.postprocess import PostprocessSettings
+    from brats_seg.inference.postprocess import OPTIONS, PostprocessSettings
 
     own = to_plain(members[0].cfg.evaluate)
+    base = tuned if tuned is not None else own["postprocess"]
     given = to_plain(postprocess) or {}
-    chosen = {key: run_setting(given.get(key), value) for key, value in own["postprocess"].items()}
+    chosen = {key: run_setting(given.get(key), base.get(key)) for key in OPTIONS}
     return run_setting(tta, own["tta"]), PostprocessSettings.from_cfg(chosen, "postprocess")
 
 
@@ -107,6 +111,7 @@ def predict_cases(
     brain_box: bool = False,
     allow_incomplete: bool = False,
     use_last_checkpoint: bool = False,
+    tuned_postprocess: bool | None = None,
 ) -> dict[str, Any]:
     """Predict every case under ``input_path`` with one run or an ensemble; score those that have a
     segmentation.
@@ -118,6 +123,8 @@ def predict_cases(
     (see outputs.py), and holds the old result or the new one, never a mix.
     ``brain_box``: a model of fixed size predicts only the brain's box too (rebuilt fully
     convolutional, same weights); false (the default) gives it the slices it was trained on.
+    ``tuned_postprocess``: use the run's tuned post-processing (postprocess.json, see
+    postprocess_tuning.py): null where one run has it, true requires it, false never.
     """
     from tqdm import tqdm
 
@@ -126,6 +133,7 @@ def predict_cases(
     from brats_seg.data.preprocess import on_cached_grid
     from brats_seg.inference.ensemble import ensemble_classes, load_members, resolve_runs
     from brats_seg.inference.postprocess import postprocess as apply_postprocess
+    from brats_seg.inference.postprocess_tuning import stored_choice
     from brats_seg.inference.scoring import score_case, summarise_cases
     from brats_seg.inference.timing import CaseTimer
     from brats_seg.training.hardware import device_description
@@ -138,9 +146,10 @@ def predict_cases(
     cases = input_cases(input_path) if cases is None else list(cases)
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
+    tuned = stored_choice(runs, tuned_postprocess)
     members = load_members(runs, any_size=brain_box)
     labels = LabelRules.from_cfg(members[0].cfg.data.get("labels"))
-    tta, post = inference_settings(members, tta, postprocess)
+    tta, post = inference_settings(members, tta, postprocess, tuned and tuned["settings"])
     # Every case is read once before any is predicted: a broken one stops the command before the
     # long part, and the output folder is only ever written whole (below).
     check_start = time.perf_counter()
@@ -151,6 +160,8 @@ def predict_cases(
         "runs": [str(Path(r).resolve()) for r in run_dirs],
         "tta": tta,
         "postprocess": post.as_dict(),
+        # the tuned choice the post-processing started from (null: the run's own settings)
+        "postprocess_tuned": tuned and {k: v for k, v in tuned.items() if k != "settings"},
         "brain_box": bool(brain_box),
         # each run's status and checkpoint, and what was allowed (allow_incomplete, last.keras)
         "run_checks": [run.record() for run in runs],
@@ -164,7 +175,7 @@ def predict_cases(
                     loaded = load_case(case, labels)
                 with timer.phase("model"):  # every member and TTA pass, back on the source grid
                     classes, prepared = ensemble_classes(
-                        members, loaded, batch_size=batch_size, tta=tta
+                        members, loaded, batch_size=batch_size, tta=tta, post=post
                     )
                 if prepared.cut_brain:
                     tqdm.write(
