@@ -64,9 +64,13 @@ def mlflow_installed() -> bool:
 
 
 def check_available(cfg) -> None:
-    """The option check of ``logger=mlflow`` (before any work): MLflow must be installed."""
-    if enabled(cfg) and not mlflow_installed():
+    """The option check of ``logger=mlflow`` (before any work): MLflow must be installed, and a
+    tracking server given by address must answer."""
+    if not enabled(cfg):
+        return
+    if not mlflow_installed():
         raise ConfigError(f"logger=mlflow: MLflow is not installed; {INSTALL_HINT}")
+    _check_reachable(tracking_uri(cfg))
 
 
 # ---------------------------------------------------------------------------------- naming
@@ -449,7 +453,7 @@ def _check_reachable(uri: str) -> None:
         return
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise RunError(
+        raise ConfigError(
             f"logger.tracking_uri={uri}: no MLflow server answers there ({reason}); start it "
             "or fix the address"
         ) from err
