@@ -330,3 +330,24 @@ def test_result_metrics_name_every_number_of_metrics_json():
     assert got["test/lesionwise/brats2024/ET/tp"] == 3.0 and math.isnan(
         got["test/regions/WT/hd95_mean"]
     )
+
+
+@pytest.mark.slow  # a sweep of two tiny runs
+def test_a_sweeps_runs_share_one_experiment_named_after_the_sweep(tmp_path):
+    out = tmp_path / "outputs"
+    done = run_cli(
+        "train",
+        "-m",
+        *TINY_RUN,
+        "seed=1,2",
+        "logger=mlflow",
+        f"paths.output_root={out}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = _client(f"sqlite:///{out / 'mlflow.db'}")
+    runs = _runs(client, "tiny")  # debug=tiny's sweep_name
+    assert sorted(r.data.tags["seed"] for r in runs) == ["1", "2"]
+    assert [e.name for e in client.search_experiments()] in (["tiny", "Default"], ["tiny"])
+    for run in runs:
+        assert_run_matches_folder(client, run.info.run_id, Path(run.data.tags["run_dir"]))

@@ -223,8 +223,6 @@ class MlflowTracker:
         uri = tracking_uri(cfg)
         if uri.startswith("sqlite:///"):
             _output_root(cfg).mkdir(parents=True, exist_ok=True)
-        else:
-            _check_reachable(uri)
         client = MlflowClient(tracking_uri=uri)
         with _store_lock(cfg, uri):
             run_id = _resumed_run(client, uri, folder)
