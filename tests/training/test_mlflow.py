@@ -108,6 +108,12 @@ def assert_run_matches_folder(client, run_id: str, run_dir: Path) -> None:
     assert status["mlflow"]["run_id"] == run_id
 
 
+def _status(run_dir: Path) -> dict | None:
+    """run.json, or None before it is written (it is replaced atomically)."""
+    path = run_dir / "run.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _runs(client, experiment: str):
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no MLflow experiment {experiment}"
@@ -248,17 +254,20 @@ def test_kill_9_mid_training_and_resume_leave_one_mlflow_run(tmp_path):
         stdout=(tmp_path / "stdout.txt").open("w"),
         stderr=(tmp_path / "stderr.txt").open("w"),
     )
+    client = _client(f"sqlite:///{out / 'mlflow.db'}")
     deadline = time.monotonic() + 400
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (run_dir / "backup").is_dir() and any((run_dir / "backup").iterdir()):
-            break
-        time.sleep(0.05)
+    logged_live: list[int] = []
+    # Killed once MLflow holds the first epoch, logged as it ended (not at the end of the run).
+    while proc.poll() is None and time.monotonic() < deadline and not logged_live:
+        record = (_status(run_dir) or {}).get("mlflow")
+        if record:
+            logged_live = [m.step for m in client.get_metric_history(record["run_id"], "loss")]
+        time.sleep(0.1)
     assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()[-3000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    first = json.loads((run_dir / "run.json").read_text())
-    assert first["status"] == "running" and first["mlflow"]["run_id"]
-    client = _client(f"sqlite:///{out / 'mlflow.db'}")
+    first = _status(run_dir)
+    assert first["status"] == "running" and logged_live
     assert client.get_run(first["mlflow"]["run_id"]).info.status == "RUNNING"
 
     again = run_cli(*args, cwd=tmp_path)

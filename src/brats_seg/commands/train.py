@@ -23,7 +23,7 @@ def check_model_options(cfg) -> None:
         )
 
 
-def check_options(cfg) -> None:
+def check_train_options(cfg) -> None:
     """The train command's own checks: the model's (check_model_options) and the logger's."""
     from brats_seg.training.tracking import check_available
 
@@ -54,5 +54,7 @@ def main(argv: list[str]) -> int:
         # Hydra's parser takes its overrides in one run, so these join the user's (or come first).
         at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
         argv = [*argv[:at], "hydra.output_subdir=null", "hydra/job_logging=stdout", *argv[at:]]
-    run_hydra_app(_task, "train", "brats-seg train", argv, example=EXAMPLE, check=check_options)
+    run_hydra_app(
+        _task, "train", "brats-seg train", argv, example=EXAMPLE, check=check_train_options
+    )
     return 0
