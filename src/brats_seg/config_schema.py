@@ -512,6 +512,37 @@ def _optimizer_rules(node: Any) -> Iterator[tuple[str, Any, str]]:
         yield "schedule.min_lr", node.schedule.min_lr, f"at most optimizer.lr ({node.lr:g})"
 
 
+# ---------------------------------------------------------------------------------- loggers
+
+
+class LoggerName(Choice):
+    none = "none"
+    mlflow = "mlflow"
+
+
+@dataclass
+class LoggerSchema(Dict[str, Any]):
+    """configs/logger/none.yaml; each tracker's schema adds its own keys."""
+
+    name: LoggerName = MISSING
+
+
+@dataclass
+class MlflowLoggerSchema(LoggerSchema):
+    """configs/logger/mlflow.yaml."""
+
+    tracking_uri: Optional[str] = MISSING
+    experiment_name: Optional[str] = MISSING
+    log_artifacts: bool = MISSING
+
+
+def _mlflow_logger_rules(node: Any) -> Iterator[tuple[str, Any, str]]:
+    if node.experiment_name is not None and not str(node.experiment_name).strip():
+        yield "experiment_name", node.experiment_name, "a name, or null (the run group or sweep)"
+    if node.tracking_uri is not None and not str(node.tracking_uri).strip():
+        yield "tracking_uri", node.tracking_uri, "an MLflow tracking URI, or null (a SQLite store)"
+
+
 # -------------------------------------------------------------------------------- inference
 
 
@@ -712,6 +743,8 @@ SCHEMAS: dict[str, type] = {
     "optimizer": OptimizerSchema,
     "optimizer_adagrad": AdagradSchema,
     "optimizer_sgd": SgdSchema,
+    "logger": LoggerSchema,
+    "logger_mlflow": MlflowLoggerSchema,
 }
 
 # Rules that relate the fields of one node, by its schema.
@@ -722,6 +755,7 @@ RULES: dict[type, Rule] = {
     OptimizerSchema: _optimizer_rules,
     AdagradSchema: _optimizer_rules,
     SgdSchema: _optimizer_rules,
+    MlflowLoggerSchema: _mlflow_logger_rules,
 }
 
 

@@ -76,6 +76,7 @@ RESULT_NEUTRAL_KEYS = (
     "evaluate.overlays",
     "run_group",
     "sweep_name",
+    "logger",
 )
 
 

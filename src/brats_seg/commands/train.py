@@ -23,6 +23,14 @@ def check_model_options(cfg) -> None:
         )
 
 
+def check_train_options(cfg) -> None:
+    """The train command's own checks: the model's (check_model_options) and the logger's."""
+    from brats_seg.training.tracking import check_available
+
+    check_model_options(cfg)
+    check_available(cfg)
+
+
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -47,6 +55,6 @@ def main(argv: list[str]) -> int:
         at = next((i for i, arg in enumerate(argv) if "=" in arg and not arg.startswith("-")), 0)
         argv = [*argv[:at], "hydra.output_subdir=null", "hydra/job_logging=stdout", *argv[at:]]
     run_hydra_app(
-        _task, "train", "brats-seg train", argv, example=EXAMPLE, check=check_model_options
+        _task, "train", "brats-seg train", argv, example=EXAMPLE, check=check_train_options
     )
     return 0

@@ -29,6 +29,7 @@ from brats_seg.runfolder import (
     RunFolder,
     config_hash,
 )
+from brats_seg.training.tracking import track_run
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             seed=cfg.seed,
         )
         try:
-            return _run(cfg, run_dir, folder, role)
+            with track_run(cfg, run_dir) as tracker:
+                return _run(cfg, run_dir, folder, role, tracker)
         except KeyboardInterrupt as err:
             # SIGTERM (errors.Terminated) or Ctrl-C: resumable, unlike a failure; the same command
             # picks it up from its last checkpoint.
@@ -178,7 +180,7 @@ def _run_worker(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, Any]:
+def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) -> dict[str, Any]:
     from brats_seg import memory
     from brats_seg.data.dataset import prepare_data
     from brats_seg.inference.evaluate import evaluate_model, write_evaluation
@@ -207,7 +209,10 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict[str, A
         log.info("%s: training finished in an earlier attempt; evaluating its checkpoint", run_dir)
         model = None
     else:
-        model = fit_model(cfg, run_dir, prepared, split, strategy, folder, role=role)
+        extra = (tracker.callback(),) if tracker is not None else ()
+        model = fit_model(
+            cfg, run_dir, prepared, split, strategy, folder, role=role, extra_callbacks=extra
+        )
         folder.update(trained=True, epochs_done=epochs_logged(run_dir))
     # Both here and in `brats-seg evaluate`, the result is the best checkpoint's (the last one's
     # without it); fit_model hands back its model only when that is the best checkpoint, which

@@ -73,9 +73,10 @@ def fit_model(
     strategy,
     folder: RunFolder,
     role: WorkerRole = SINGLE,
+    extra_callbacks: tuple = (),
 ):
     """Train with resume and checkpoints; return the model if its final weights are the best
-    checkpoint's.
+    checkpoint's. ``extra_callbacks`` (an experiment tracker's) come after every other callback.
 
     Only the chief writes into ``run_dir``; another worker of a multi-worker run saves into its
     scratch folder (and removes it), restores from the chief's backup, and gets None back.
@@ -91,6 +92,7 @@ def fit_model(
     callbacks = build_callbacks(
         cfg.trainer, run_dir, role, data.batch, data.val is not None, schedule_callbacks
     )
+    callbacks.all.extend(extra_callbacks)
     log.info(
         "training %s (%s parameters) on %d slices of %d patients, %d steps/epoch",
         cfg.model.name,
