@@ -66,6 +66,7 @@ RESULT_NEUTRAL_KEYS = (
     "evaluate.overlays",
     "run_group",
     "sweep_name",
+    "tune",
 )
 
 
