@@ -53,6 +53,7 @@ def open_storage(url: str):
     # Optuna's own migration scripts, which name its schema versions.
     scripts = ScriptDirectory(str(Path(models.__file__).parent / "alembic"))
     engine = sqlalchemy.create_engine(url)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # as Optuna sets it: no set-up chatter
     with warnings.catch_warnings():
         # Loading those scripts warns of SQLAlchemy 1.x names they use; it is Optuna's to change.
         warnings.simplefilter("ignore", sqlalchemy.exc.SADeprecationWarning)
