@@ -115,6 +115,22 @@ def test_without_the_plugin_the_search_is_one_line_naming_the_extra(tmp_path):
     assert not out.exists()
 
 
+def test_a_bad_fixed_option_of_a_search_is_refused_before_any_trial(tmp_path):
+    out = tmp_path / "outputs"
+    result = run_cli(
+        "train",
+        *SEARCH,
+        *TINY_RUN,
+        f"paths.output_root={out}",
+        "trainer.batch_size=0",
+        "optimizer.lr=interval(1e-4,1e-2)",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert _one_line(result) == "brats-seg train: error: trainer.batch_size=0: must be >= 1"
+    assert not out.exists()
+
+
 def test_a_search_that_would_minimise_a_dice_is_refused_before_training(tmp_path):
     """The plugin's own hydra/sweeper=optuna minimises unless told: refused in one line, and no
     trial trains."""
