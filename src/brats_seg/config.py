@@ -42,10 +42,13 @@ def register_resolvers() -> None:
     """The resolvers and the typed schemas (brats_seg.config_schema) that the configs use."""
     from omegaconf import OmegaConf
 
-    from brats_seg.config_schema import register_schemas
+    from brats_seg.config_schema import objective_direction, register_schemas
 
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", run_id)
+    # hydra/sweeper=resumable_optuna: the study's direction follows tune.objective.
+    if not OmegaConf.has_resolver("tune_direction"):
+        OmegaConf.register_new_resolver("tune_direction", objective_direction)
     register_schemas()
 
 
@@ -57,6 +60,8 @@ LAUNCHER_NOTE = (
     "pip install '.[cluster]'\n(or pip install 'brats-seg[cluster]'); without it "
     "hydra/launcher=parallel or =slurm cannot be found."
 )
+# The configs of plugins of optional extras (Hydra cannot find them without): their extra.
+PLUGIN_EXTRAS = {"hydra/sweeper/optuna": "tune"}
 # OmegaConf's detail lines that repeat what the first lines say.
 _DETAIL_PREFIXES = ("object_type=", "reference_type=", "full_key:", "Set the environment variable")
 
@@ -144,11 +149,13 @@ def check_options(
         check(cfg)
 
 
-def _jobs(argv: list[str]) -> list[list[str]] | None:
-    """The overrides of each job Hydra is about to compose and run: one for a single run, each of a
-    sweep as Hydra's basic sweeper expands it (``experiment=glob(*)``, ``seed=1,2``). None for a
-    --cfg/--help/--info query, shell completion, a config path of the user's own or another
-    sweeper: those jobs are checked as they start."""
+def _jobs(argv: list[str], config_name: str) -> tuple[list[list[str]], bool] | None:
+    """``(jobs, every_job)``: the overrides of each job Hydra is about to compose and run, one for a
+    single run, each of a sweep as Hydra's basic sweeper expands it (``experiment=glob(*)``,
+    ``seed=1,2``). Another sweeper (an Optuna search) picks its values as it goes: its one job here
+    is the sweep's fixed overrides, and ``every_job`` is False, so each trial is also checked as it
+    starts. None for a --cfg/--help/--info query, shell completion or a config path of the user's
+    own: those jobs are checked as they start."""
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
@@ -159,17 +166,21 @@ def _jobs(argv: list[str]) -> list[list[str]] | None:
     # The hydra.* settings (launcher, run folders) do not change a job's own config.
     task = [o for o in args.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     if not args.multirun:
-        return [task]
-    if any(o.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper")) for o in args.overrides):
-        return None
+        return [task], True
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra._internal.utils import create_config_search_path
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONFIG_PATH))
-    parsed = OverridesParser.create(config_loader=loader).parse_overrides(task)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    parser = OverridesParser.create(config_loader=loader)
+    fixed = [o.input_line for o in parser.parse_overrides(task) if not o.is_sweep_override()]
+    settings = [o for o in args.overrides if o not in task]
+    sweeper = compose(config_name, fixed + settings, return_hydra_config=True).hydra.sweeper
+    if not str(sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        return [fixed], False
+    parsed = parser.parse_overrides(task)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch], True
 
 
 def _check_jobs(
@@ -280,6 +291,15 @@ def _quoting_hint(argv: list[str], message: str) -> str:
     return ""
 
 
+def _extra_hint(message: str) -> str:
+    """What to install when Hydra's error ``message`` says it cannot find a plugin's config; ""
+    otherwise."""
+    for config, extra in PLUGIN_EXTRAS.items():
+        if any(f"Could not {verb} '{config}'" in message for verb in ("find", "load")):
+            return f"; {config} comes with the {extra} extra: pip install 'brats-seg[{extra}]'"
+    return ""
+
+
 def run_hydra_app(
     task: Callable[[Any], Any],
     config_name: str,
@@ -318,13 +338,13 @@ def run_hydra_app(
     # had set it).
     os.environ[FULL_ERROR_ENV] = "1"
     try:
-        jobs = _jobs(quoted)
-        _check_jobs(config_name, jobs or [], example, check)
+        jobs, every_job = _jobs(quoted, config_name) or ([], False)
+        _check_jobs(config_name, jobs, example, check)
         main = hydra.main(
             version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=config_name
         )
         try:
-            return main(_one_line_errors(task, prog, example, check, jobs is not None))()
+            return main(_one_line_errors(task, prog, example, check, every_job))()
         finally:
             if "--hydra-help" in argv:
                 print(LAUNCHER_NOTE)
@@ -332,6 +352,9 @@ def run_hydra_app(
         if wants_traces:
             raise
         message = one_line(err)
+        extra = _extra_hint(message)
+        if extra:
+            message = message.rstrip(".") + extra
         raise ConfigError(message + _quoting_hint(argv, message)) from err
     finally:
         sys.argv, _user_full_error = saved_argv, saved_choice

@@ -141,6 +141,33 @@ class LesionRegion(Choice):
     edema = "edema"
 
 
+class TuneObjective(Choice):
+    """What a trial of an Optuna search reports (configs/train.yaml, tune.objective)."""
+
+    val_wt_dice = "val_wt_dice"
+    val_tc_dice = "val_tc_dice"
+    val_et_dice = "val_et_dice"
+    val_loss = "val_loss"
+
+
+# The direction Optuna optimises each objective in: the one home of that fact.
+OBJECTIVE_DIRECTIONS = {
+    TuneObjective.val_wt_dice: "maximize",
+    TuneObjective.val_tc_dice: "maximize",
+    TuneObjective.val_et_dice: "maximize",
+    TuneObjective.val_loss: "minimize",
+}
+
+
+def objective_direction(objective: str) -> str:
+    """``maximize`` or ``minimize``: how Optuna treats ``objective`` (a TuneObjective)."""
+    if objective not in choices(TuneObjective):
+        raise ConfigError(
+            f"tune.objective={objective}: must be one of {', '.join(choices(TuneObjective))}"
+        )
+    return OBJECTIVE_DIRECTIONS[TuneObjective(objective)]
+
+
 def choices(enum: type[Choice]) -> tuple[str, ...]:
     """The allowed values of a choice, in their declared order."""
     return tuple(member.value for member in enum)
@@ -559,6 +586,13 @@ class TrainEvaluateSchema(Dict[str, Any]):
 
 
 @dataclass
+class TuneSchema(Dict[str, Any]):
+    """The tune node of configs/train.yaml: what a trial of an Optuna search reports."""
+
+    objective: TuneObjective = MISSING
+
+
+@dataclass
 class TrainSchema(Dict[str, Any]):
     """The top-level keys of configs/train.yaml (the groups are typed by their own schemas)."""
 
@@ -723,6 +757,7 @@ SCHEMAS: dict[str, type] = {
     "synth": SynthSchema,
     "train": TrainSchema,
     "train_evaluate": TrainEvaluateSchema,
+    "tune": TuneSchema,
     "evaluate": EvaluateSchema,
     "predict": PredictSchema,
     "eda": EdaSchema,

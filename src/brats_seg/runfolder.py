@@ -77,6 +77,7 @@ RESULT_NEUTRAL_KEYS = (
     "run_group",
     "sweep_name",
     "logger",
+    "tune",
 )
 
 

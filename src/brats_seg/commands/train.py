@@ -34,12 +34,17 @@ def check_train_options(cfg) -> None:
 def _task(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from brats_seg.jobs.objective import objective_value, sweep_objective
     from brats_seg.jobs.train import train_and_evaluate
     from brats_seg.tf_import import import_tensorflow_quietly
 
+    objective = sweep_objective(cfg)  # None unless this job is a trial of an Optuna search
     import_tensorflow_quietly()
 
-    metrics = train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+    run_dir = HydraConfig.get().runtime.output_dir
+    metrics = train_and_evaluate(cfg, run_dir)
+    if objective is not None:
+        return objective_value(run_dir, objective)
     # None for a non-chief worker of a multi-worker run (the chief evaluates) or a run without test
     # patients.
     return (metrics.get("col_ave") or {}).get("f1") if metrics else None
