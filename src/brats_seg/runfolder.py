@@ -43,10 +43,21 @@ BACKUP_STATE_FILE = "backup.json"  # in BACKUP_DIR: which weights file is the co
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 PLOT_DIR = "plots"
+# The softmax temperature fitted on the validation patients (evaluate.calibration), and what it was
+# fitted on (inference/calibration.py).
+CALIBRATION_FILE = "calibration.json"
 
 # What a fresh start of a run removes (forced retrain, or a folder whose configuration was never
 # recorded).
-RESULT_FILES = (HISTORY_FILE, METRICS_FILE, METRICS_MD_FILE, SPLIT_FILE, STATUS_FILE, SUMMARY_FILE)
+RESULT_FILES = (
+    HISTORY_FILE,
+    METRICS_FILE,
+    METRICS_MD_FILE,
+    SPLIT_FILE,
+    STATUS_FILE,
+    SUMMARY_FILE,
+    CALIBRATION_FILE,
+)
 RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR)
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
@@ -174,6 +185,10 @@ class RunFolder:
     def plot_dir(self) -> Path:
         return self.path / PLOT_DIR
 
+    @property
+    def calibration_path(self) -> Path:
+        return self.path / CALIBRATION_FILE
+
     # -- status ---------------------------------------------------------------------------------
     def read(self) -> dict[str, Any] | None:
         if not self.status_path.exists():
@@ -299,6 +314,23 @@ class RunFolder:
             return json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RunError(f"{path}: damaged metrics file, not JSON ({err})") from err
+
+    def read_calibration(self) -> dict[str, Any]:
+        """The run's fitted temperature record; a RunError when it has none or it is damaged."""
+        path = self.calibration_path
+        if not path.exists():
+            raise RunError(
+                f"{self.path}: the run has no fitted temperature (no {CALIBRATION_FILE}); "
+                f"brats-seg evaluate run={self.path} calibration=true fits one"
+            )
+        try:
+            record = json.loads(path.read_text())
+            temperature = float(record["temperature"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+            raise RunError(f"{path}: damaged calibration file ({first_line(err)})") from err
+        if not temperature > 0:
+            raise RunError(f"{path}: damaged calibration file (temperature {temperature})")
+        return record
 
     def read_history(self) -> dict[str, list[float]]:
         """The columns of history.csv ({} when the run logged no epoch)."""

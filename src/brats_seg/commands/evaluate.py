@@ -69,6 +69,11 @@ def _evaluate_run(cfg) -> None:
                 f"evaluate: an ensemble of {len(run_dirs)} runs needs out=DIR for its results"
             )
         where = Path(cfg.out)
+        if cfg.calibration:
+            raise ConfigError(
+                "calibration=true: a temperature is fitted per run, in its own folder; "
+                "evaluate one run without out= (predict calibrated=true tempers each member)"
+            )
         metrics = evaluate_ensemble(runs, where, run_cfgs, batch_size=int(cfg.batch_size))
     for run in runs:
         for note in run.notes:
@@ -96,6 +101,8 @@ def _with_overrides(run_cfg, cfg):
         ev.batch_size = cfg.batch_size
         for key in ("empty_rule", "tta", "lesionwise"):
             ev[key] = run_setting(cfg[key], ev[key])
+        # a run trained before evaluate.calibration existed was not calibrated
+        ev.calibration = run_setting(cfg.calibration, ev.get("calibration", False))
         for key, value in cfg.postprocess.items():
             ev.postprocess[key] = run_setting(value, ev.postprocess[key])
     return run_cfg
