@@ -1,4 +1,5 @@
-"""Temperature scaling (inference/calibration.py) on synthetic probabilities of known calibration."""
+"""Temperature scaling (inference/calibration.py) on synthetic probabilities of known
+calibration."""
 
 from __future__ import annotations
 
