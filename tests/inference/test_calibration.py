@@ -60,6 +60,7 @@ def test_an_over_confident_model_gets_a_temperature_above_one_and_a_lower_ece(ca
     assert stored["validation_cases"] == split["val"] and split["val"]
     assert calibration["after"]["voxels"] == calibration["before"]["voxels"] > 0
     assert (calibrated_run / "plots" / "reliability.png").stat().st_size > 0
+    assert "Calibration: temperature" in (calibrated_run / "metrics.md").read_text()
 
 
 @pytest.mark.slow  # two predictions

@@ -86,6 +86,12 @@ def _evaluate_run(cfg) -> None:
         f"Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
         f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}"
     )
+    if metrics.get("calibration"):
+        c = metrics["calibration"]
+        print(
+            f"  calibration: temperature {c['temperature']:.4f}, "
+            f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}"
+        )
     _print_regions(metrics, where / METRICS_FILE)
 
 

@@ -83,3 +83,18 @@ def expected_calibration_error(probs: np.ndarray, truth: np.ndarray, bins: int =
     table = ReliabilityTable(bins)
     table.add(probs, truth)
     return table.ece()
+
+
+def calibration_markdown(metrics: dict[str, Any]) -> list[str]:
+    """The lines of metrics.md on calibration (none for a run that was not calibrated)."""
+    calibration = metrics.get("calibration")
+    if not calibration or "ece_before" not in calibration:
+        return []
+    return [
+        "",
+        (
+            f"Calibration: temperature {calibration['temperature']:.4f} (fitted on the validation "
+            f"patients); ECE of the test patients' brain voxels {calibration['ece_before']:.4f} "
+            f"before, {calibration['ece_after']:.4f} after ({ECE_BINS} equal-width bins)."
+        ),
+    ]
