@@ -158,10 +158,11 @@ def predict_cases(
         "tta": tta,
         "postprocess": post.as_dict(),
         "brain_box": bool(brain_box),
-        "temperatures": temperatures,  # null: not calibrated
         # each run's status and checkpoint, and what was allowed (allow_incomplete, last.keras)
         "run_checks": [run.record() for run in runs],
     }
+    if calibrated:  # each run's stored temperature, in the order of runs
+        record["temperatures"] = temperatures
     per_patient, written, probability_files = [], {}, {}
     timer = CaseTimer()
     with staged_output(out_dir, "predict", "output") as staging:
