@@ -150,3 +150,41 @@ def test_calibration_without_validation_patients_is_refused_before_any_folder(tm
         result, "brats-seg train: error: evaluate.calibration=true: must be false", "split.val=0"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # two predictions
+def test_an_ensemble_tempers_each_member_with_its_own_temperature(
+    calibrated_run, new_case, tmp_path
+):
+    """Two runs with different temperatures: the ensemble's probabilities are the mean of each
+    member's probabilities tempered by its own temperature."""
+    other = tmp_path / "other"
+    shutil.copytree(calibrated_run, other)
+    record = json.loads((other / "calibration.json").read_text())
+    record["temperature"] = 1.0  # this member is used untempered
+    (other / "calibration.json").write_text(json.dumps(record))
+    outs = {}
+    for name, runs in (
+        ("single", str(calibrated_run)),
+        ("ensemble", f"[{calibrated_run},{other}]"),
+    ):
+        outs[name] = tmp_path / name
+        result = run_cli(
+            "predict",
+            f"run={runs}",
+            f"input={new_case}",
+            f"output={outs[name]}",
+            "save_probabilities=true",
+            "calibrated=true",
+            "montage_slices=0",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    probs = {
+        name: np.asarray(nib.load(out / "Brats18_N_1_probabilities.nii.gz").dataobj)
+        for name, out in outs.items()
+    }
+    temperature = json.loads((calibrated_run / "calibration.json").read_text())["temperature"]
+    raw = probs["single"].astype(np.float64) ** temperature  # undo the tempering: the raw softmax
+    raw /= raw.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(probs["ensemble"], (probs["single"] + raw) / 2, atol=2e-4)
