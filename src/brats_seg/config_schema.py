@@ -583,6 +583,7 @@ class TrainEvaluateSchema(Dict[str, Any]):
     lesionwise: bool = MISSING
     tta: bool = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
+    calibration: bool = MISSING
 
 
 @dataclass
@@ -601,6 +602,17 @@ class TrainSchema(Dict[str, Any]):
     study: Any = MISSING
     run_group: str = MISSING
     sweep_name: str = MISSING
+
+
+def _train_rules(node: Any) -> Iterator[tuple[str, Any, str]]:
+    evaluate, split = node.get("evaluate"), (node.get("data") or {}).get("split")
+    if evaluate is not None and split is not None and evaluate.get("calibration"):
+        if not split.get("val"):
+            yield (
+                "evaluate.calibration",
+                True,
+                "false with data.split.val=0 (the temperature is fitted on validation patients)",
+            )
 
 
 @dataclass
@@ -625,6 +637,7 @@ class EvaluateSchema(Dict[str, Any]):
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     tune_postprocess: bool = MISSING
+    calibration: Optional[bool] = MISSING
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING
@@ -646,6 +659,8 @@ class PredictSchema(Dict[str, Any]):
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     tuned_postprocess: Optional[bool] = MISSING
     brain_box: bool = MISSING
+    calibrated: bool = MISSING
+    save_probabilities: bool = MISSING
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING
 
@@ -784,6 +799,7 @@ SCHEMAS: dict[str, type] = {
 
 # Rules that relate the fields of one node, by its schema.
 RULES: dict[type, Rule] = {
+    TrainSchema: _train_rules,
     TrainerSchema: _trainer_rules,
     PreprocessSchema: _preprocess_rules,
     SplitSchema: _split_rules,

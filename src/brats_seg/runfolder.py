@@ -45,6 +45,9 @@ TENSORBOARD_DIR = "tensorboard"
 PLOT_DIR = "plots"
 # The post-processing chosen on the run's validation patients (evaluate tune_postprocess=true).
 POSTPROCESS_FILE = "postprocess.json"
+# The softmax temperature fitted on the validation patients (evaluate.calibration), and what it was
+# fitted on (inference/calibration.py).
+CALIBRATION_FILE = "calibration.json"
 
 # What a fresh start of a run removes (forced retrain, or a folder whose configuration was never
 # recorded).
@@ -56,6 +59,7 @@ RESULT_FILES = (
     STATUS_FILE,
     SUMMARY_FILE,
     POSTPROCESS_FILE,
+    CALIBRATION_FILE,
 )
 RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR)
 
@@ -185,6 +189,10 @@ class RunFolder:
     @property
     def plot_dir(self) -> Path:
         return self.path / PLOT_DIR
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.path / CALIBRATION_FILE
 
     # -- status ---------------------------------------------------------------------------------
     def read(self) -> dict[str, Any] | None:
@@ -332,6 +340,23 @@ class RunFolder:
     def write_postprocess(self, record: dict[str, Any]) -> Path:
         write_json(self.postprocess_path, record)
         return self.postprocess_path
+
+    def read_calibration(self) -> dict[str, Any]:
+        """The run's fitted temperature record; a RunError when it has none or it is damaged."""
+        path = self.calibration_path
+        if not path.exists():
+            raise RunError(
+                f"{self.path}: the run has no fitted temperature (no {CALIBRATION_FILE}); "
+                f"brats-seg evaluate run={self.path} calibration=true fits one"
+            )
+        try:
+            record = json.loads(path.read_text())
+            temperature = float(record["temperature"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+            raise RunError(f"{path}: damaged calibration file ({first_line(err)})") from err
+        if not temperature > 0:
+            raise RunError(f"{path}: damaged calibration file (temperature {temperature})")
+        return record
 
     def read_history(self) -> dict[str, list[float]]:
         """The columns of history.csv ({} when the run logged no epoch)."""

@@ -71,6 +71,11 @@ def _evaluate_run(cfg) -> None:
                 f"evaluate: an ensemble of {len(run_dirs)} runs needs out=DIR for its results"
             )
         where = Path(cfg.out)
+        if cfg.calibration:
+            raise ConfigError(
+                "calibration=true: a temperature is fitted per run, in its own folder; "
+                "evaluate one run without out= (predict calibrated=true tempers each member)"
+            )
         metrics = evaluate_ensemble(runs, where, run_cfgs, batch_size=int(cfg.batch_size))
     for run in runs:
         for note in run.notes:
@@ -83,6 +88,12 @@ def _evaluate_run(cfg) -> None:
         f"Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
         f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}"
     )
+    if metrics.get("calibration"):
+        c = metrics["calibration"]
+        print(
+            f"  calibration: temperature {c['temperature']:.4f}, "
+            f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f}"
+        )
     _print_regions(metrics, where / METRICS_FILE)
 
 
@@ -140,6 +151,8 @@ def _with_overrides(run_cfg, cfg):
         ev.batch_size = cfg.batch_size
         for key in ("empty_rule", "tta", "lesionwise"):
             ev[key] = run_setting(cfg[key], ev[key])
+        # a run trained before evaluate.calibration existed was not calibrated
+        ev.calibration = run_setting(cfg.calibration, ev.get("calibration", False))
         for key, value in cfg.postprocess.items():
             ev.postprocess[key] = run_setting(value, ev.postprocess.get(key))
     return run_cfg

@@ -32,6 +32,8 @@ def _task(cfg) -> None:
         naming=cfg.naming,
         lesionwise=cfg.lesionwise,
         brain_box=cfg.brain_box,
+        calibrated=cfg.calibrated,
+        save_probabilities=cfg.save_probabilities,
         allow_incomplete=cfg.allow_incomplete,
         use_last_checkpoint=cfg.use_last_checkpoint,
         tuned_postprocess=cfg.tuned_postprocess,

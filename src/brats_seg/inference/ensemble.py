@@ -131,14 +131,31 @@ def ensemble_classes(
     """The ensemble's class volume (X, Y, Z) uint8 for a loaded case (the argmax of the mean
     softmax, or the region thresholds of the PostprocessSettings ``post``), and the first member's
     prepared case and its class slices (for the montage)."""
+    from brats_seg.inference.postprocess import PostprocessSettings, classes_from_probabilities
+
+    probs, prepared = ensemble_probabilities(members, loaded, batch_size=batch_size, tta=tta)
+    return classes_from_probabilities(probs, post or PostprocessSettings()), prepared
+
+
+def ensemble_probabilities(
+    members: list[Member],
+    loaded,
+    *,
+    batch_size: int = 16,
+    tta: bool,
+    temperatures: list[float] | None = None,
+):
+    """The members' averaged softmax (X, Y, Z, K) float32 on a loaded case's full grid, and the
+    first member's prepared case. ``temperatures``: one per member, each member's softmax tempered
+    by its own before the average (inference/calibration.py)."""
     from brats_seg.data.planes import slice_size
     from brats_seg.data.preprocess import preprocess_case
-    from brats_seg.inference.postprocess import PostprocessSettings, classes_from_probabilities
+    from brats_seg.inference.calibration import temper
     from brats_seg.inference.slices import is_fully_convolutional, predict_probabilities
 
     prepared: dict[str, Any] = {}
     total = None
-    for member in members:
+    for i, member in enumerate(members):
         settings = member.preprocess
         if member.trained_shape is not None:
             # The slices it was trained on: the run's crop, or the whole slice.
@@ -161,7 +178,10 @@ def ensemble_classes(
         probs = predict_probabilities(
             member.model, case.x, batch_size, divisor=member.divisor, tta=tta
         )
+        if temperatures is not None:
+            probs = temper(probs, temperatures[i])
         probs = full_grid(probs, case.crop_box, case.full_shape, case.plane)
         total = probs if total is None else total + probs
-    classes = classes_from_probabilities(total / len(members), post or PostprocessSettings())
-    return classes, next(iter(prepared.values()))
+    if len(members) > 1:
+        total /= len(members)
+    return total, next(iter(prepared.values()))

@@ -21,11 +21,13 @@ from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import on_cached_grid, restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
+from brats_seg.inference.calibration import brain_voxels, temper
 from brats_seg.inference.postprocess import PostprocessSettings, classes_from_probabilities
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
 from brats_seg.inference.scoring import score_case, summarise_cases
 from brats_seg.inference.slices import predict_probabilities
 from brats_seg.inference.timing import CaseTimer
+from brats_seg.metrics.calibration import ECE_BINS, ReliabilityTable
 from brats_seg.metrics.confusion import (
     METRIC_NAMES,
     ConfusionAccumulator,
@@ -44,6 +46,9 @@ from brats_seg.runfolder import (
 from brats_seg.training.hardware import device_description
 
 log = logging.getLogger(__name__)
+
+# In the run's plots/: the reliability diagram of the test patients, before and after tempering.
+RELIABILITY_PLOT = "reliability.png"
 
 
 def model_divisor(cfg) -> int:
@@ -66,6 +71,7 @@ def evaluate_model(
     postprocess: Any = None,
     lesionwise: bool = True,
     other_planes: list[tuple[list, Any, int]] = (),
+    temperature: float | None = None,
 ) -> tuple[dict[str, Any], list[tuple]]:
     """Metrics for ``case_ids`` and the slices with the most tumour, for overlays.
 
@@ -75,7 +81,8 @@ def evaluate_model(
     averaged). ``other_planes``: ``(models, prepared, divisor)`` of ensemble members that slice
     the same cases in other planes; every member's softmax is then averaged in volume space.
     ``tta`` and ``postprocess`` (see slices.py and postprocess.py) are applied and recorded in the
-    metrics.
+    metrics. ``temperature`` (one model, one plane): the expected calibration error of the brain
+    voxels before and after tempering is added under ``calibration`` (see calibration.py).
     """
     post = PostprocessSettings.from_cfg(postprocess, "evaluate.postprocess")
     models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -93,6 +100,11 @@ def evaluate_model(
             duplicates[case_id],
             duplicates[case_id],
         )
+    reliability = None
+    if temperature is not None:
+        if len(models) > 1 or other_planes:
+            raise RunError("calibration is fitted and reported for one run, not an ensemble")
+        reliability = (ReliabilityTable(), ReliabilityTable())  # before, after tempering
     timer = CaseTimer()
     for case_id in scored:
         with timer.case(case_id):
@@ -122,7 +134,13 @@ def evaluate_model(
                     pred_full = restore_prediction(
                         pred, meta.get("crop_box"), meta["full_shape"], plane
                     )
-                del probs
+            if reliability is not None:
+                with timer.phase("calibration"):
+                    truth = on_cached_grid(y_full, meta.get("crop_box"), plane)
+                    voxel_probs, voxel_truth = brain_voxels(probs, x, truth)
+                    reliability[0].add(voxel_probs, voxel_truth)
+                    reliability[1].add(temper(voxel_probs, temperature), voxel_truth)
+            del probs
             if post.enabled:
                 with timer.phase("postprocess"):
                     pred_full = apply_postprocess(pred_full, post)
@@ -170,6 +188,19 @@ def evaluate_model(
         "inference": {"models": len(models), "tta": bool(tta), "postprocess": post.as_dict()},
         "cost": timer.record(device_description()),
     }
+    if reliability is not None:
+        before, after = (table.as_dict() for table in reliability)
+        metrics["calibration"] = {
+            "temperature": float(temperature),
+            "ece_before": before["ece"],
+            "ece_after": after["ece"],
+            "binning": (
+                f"{ECE_BINS} equal-width bins of top-class confidence over the brain voxels "
+                "(any input channel non-zero) of the test patients"
+            ),
+            "before": before,
+            "after": after,
+        }
     return metrics, _pick_overlays(candidates, n_overlays)
 
 
@@ -259,6 +290,13 @@ def write_evaluation(
     ):  # left by an earlier evaluation that drew more of them
         if stale.stem.split("_")[-1].isdigit() and int(stale.stem.split("_")[-1]) > len(overlays):
             stale.unlink()
+    reliability_png = plot_dir / RELIABILITY_PLOT
+    if metrics.get("calibration"):
+        from brats_seg.viz.calibration import reliability_diagram
+
+        reliability_diagram(metrics["calibration"], reliability_png)
+    else:  # drawn by an earlier evaluation that was calibrated
+        reliability_png.unlink(missing_ok=True)
     write_text(run_dir / METRICS_MD_FILE, metrics_markdown(metrics, title))
     write_json(run_dir / METRICS_FILE, metrics)
 
@@ -290,6 +328,11 @@ def evaluate_run(
     model = run.load_model()
     prepared = prepare_data(cfg.data)
     ev = cfg.evaluate
+    fit = None
+    if ev.get("calibration"):
+        from brats_seg.inference.calibration import calibrate_run
+
+        fit = calibrate_run(folder, model, prepared, split, cfg, run.checkpoint)
     metrics, overlays = evaluate_model(
         model,
         prepared,
@@ -301,7 +344,10 @@ def evaluate_run(
         divisor=model_divisor(cfg),
         tta=ev.tta,
         postprocess=ev.postprocess,
+        temperature=fit["temperature"] if fit else None,
     )
+    if fit:
+        metrics["calibration"]["fit"] = fit
     metrics["run_check"] = run.record()
     note = "; ".join(run.notes) or None
     if note:

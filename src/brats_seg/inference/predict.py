@@ -109,6 +109,8 @@ def predict_cases(
     naming: str = "brats",
     lesionwise: bool = True,
     brain_box: bool = False,
+    calibrated: bool = False,
+    save_probabilities: bool = False,
     allow_incomplete: bool = False,
     use_last_checkpoint: bool = False,
     tuned_postprocess: bool | None = None,
@@ -125,15 +127,21 @@ def predict_cases(
     convolutional, same weights); false (the default) gives it the slices it was trained on.
     ``tuned_postprocess``: use the run's tuned post-processing (postprocess.json, see
     postprocess_tuning.py): null where one run has it, true requires it, false never.
+    ``calibrated``: each run's softmax tempered by the temperature it stored (refused for a run
+    without one); ``save_probabilities``: the averaged softmax written beside each segmentation
+    (probabilities.py).
     """
     from tqdm import tqdm
 
     from brats_seg.data.labels import LabelRules
     from brats_seg.data.nifti import load_case
     from brats_seg.data.preprocess import on_cached_grid
-    from brats_seg.inference.ensemble import ensemble_classes, load_members, resolve_runs
+    from brats_seg.inference.calibration import run_temperature
+    from brats_seg.inference.ensemble import ensemble_probabilities, load_members, resolve_runs
+    from brats_seg.inference.postprocess import classes_from_probabilities
     from brats_seg.inference.postprocess import postprocess as apply_postprocess
     from brats_seg.inference.postprocess_tuning import stored_choice
+    from brats_seg.inference.probabilities import write_probabilities
     from brats_seg.inference.scoring import score_case, summarise_cases
     from brats_seg.inference.timing import CaseTimer
     from brats_seg.training.hardware import device_description
@@ -143,6 +151,7 @@ def predict_cases(
     runs = open_runs(
         run_dirs, allow_incomplete=allow_incomplete, use_last_checkpoint=use_last_checkpoint
     )
+    temperatures = [run_temperature(run) for run in runs] if calibrated else None
     cases = input_cases(input_path) if cases is None else list(cases)
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
@@ -166,7 +175,9 @@ def predict_cases(
         # each run's status and checkpoint, and what was allowed (allow_incomplete, last.keras)
         "run_checks": [run.record() for run in runs],
     }
-    per_patient, written = [], {}
+    if calibrated:  # each run's stored temperature, in the order of runs
+        record["temperatures"] = temperatures
+    per_patient, written, probability_files = [], {}, {}
     timer = CaseTimer()
     with staged_output(out_dir, "predict", "output") as staging:
         for case in tqdm(cases, desc="predict", unit="case"):
@@ -174,9 +185,12 @@ def predict_cases(
                 with timer.phase("read"):
                     loaded = load_case(case, labels)
                 with timer.phase("model"):  # every member and TTA pass, back on the source grid
-                    classes, prepared = ensemble_classes(
-                        members, loaded, batch_size=batch_size, tta=tta, post=post
+                    probs, prepared = ensemble_probabilities(
+                        members, loaded, batch_size=batch_size, tta=tta, temperatures=temperatures
                     )
+                    classes = classes_from_probabilities(probs, post)
+                    if not save_probabilities:
+                        del probs
                 if prepared.cut_brain:
                     tqdm.write(
                         f"warning: {case.case_id}: the crop box {list(prepared.crop_box)} cuts "
@@ -188,6 +202,10 @@ def predict_cases(
                 with timer.phase("write"):
                     path = write_segmentation(classes, loaded, staging, naming)
                     written[case.case_id] = path.name
+                    if save_probabilities:
+                        saved = write_probabilities(probs, loaded, staging)
+                        probability_files[case.case_id] = saved.name
+                        del probs
                     if montage_slices:
                         pred = on_cached_grid(classes, prepared.crop_box, prepared.plane)
                         overlay = staging / f"{case.case_id}_overlay.png"
@@ -214,6 +232,8 @@ def predict_cases(
         cost["check_input_seconds"] = round(check_seconds, 4)
         record["cost"] = cost
         record["predictions"] = written  # what the folder holds, case by case
+        if save_probabilities:
+            record["probabilities"] = probability_files
         write_json(staging / INFERENCE_FILE, record)
         result: dict[str, Any] = {
             "cases": [c.case_id for c in cases],

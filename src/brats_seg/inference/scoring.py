@@ -79,7 +79,11 @@ def prediction_files(pred_dir: Path) -> dict[str, Path]:
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: no such folder of predictions")
     found: dict[str, Path] = {}
+    from brats_seg.inference.probabilities import is_probabilities_file
+
     for path in sorted(pred_dir.rglob("*.nii*")):
+        if is_probabilities_file(path.name):  # saved beside a segmentation by predict
+            continue
         case_id = _PRED_SUFFIX.sub("", path.name)
         if case_id == path.name:
             continue

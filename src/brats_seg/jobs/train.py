@@ -183,6 +183,7 @@ def _run_worker(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict
 def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) -> dict[str, Any]:
     from brats_seg import memory
     from brats_seg.data.dataset import prepare_data
+    from brats_seg.inference.calibration import calibrate_run, check_validation_patients
     from brats_seg.inference.evaluate import evaluate_model, write_evaluation
     from brats_seg.models.registry import divisor
     from brats_seg.results.experiments_table import append_row, row_from_metrics
@@ -203,6 +204,9 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) 
 
     prepared = prepare_data(cfg.data)
     split = _load_or_make_split(run_dir, prepared)
+    calibrated = bool(cfg.evaluate.get("calibration"))
+    if calibrated:
+        check_validation_patients(split)
     if _trained_before(folder):
         # An earlier attempt finished training and stopped during evaluation: evaluate, do not train
         # again.
@@ -219,6 +223,12 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) 
     # spares reading it back.
     if model is None:
         model = folder.load_best_model()
+    # The temperature is fitted (and stored for predict) even when there are no test patients.
+    fit = (
+        calibrate_run(folder, model, prepared, split, cfg, folder.checkpoint_path())
+        if calibrated
+        else None
+    )
 
     ev = cfg.evaluate
     if not split["test"]:
@@ -231,6 +241,8 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) 
                 "no test patients (data.split.test=0); score with brats-seg predict or evaluate"
             ),
         }
+        if fit:
+            metrics["calibration"] = {"temperature": fit["temperature"], "fit": fit}
         write_json(run_dir / METRICS_FILE, metrics)
         folder.complete()
         log.info("%s: completed; no test patients to evaluate", run_dir)
@@ -246,7 +258,10 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) 
         divisor=divisor(cfg.model),
         tta=ev.tta,
         postprocess=ev.postprocess,
+        temperature=fit["temperature"] if fit else None,
     )
+    if fit:
+        metrics["calibration"]["fit"] = fit
     metrics["params"] = int(model.count_params())
     title = cfg.get("experiment_id") or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))

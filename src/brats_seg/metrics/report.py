@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from brats_seg.data.labels import REGIONS
+from brats_seg.metrics.calibration import calibration_markdown
 from brats_seg.metrics.confusion import METRIC_NAMES
 
 
@@ -67,6 +68,7 @@ def metrics_markdown(metrics: dict[str, Any], title: str = "") -> str:
                 f"{_fmt(r['hd95_mean'], 2)} | {_fmt(r['hd95_median'], 2)} |"
             )
     lines += lesionwise_markdown(metrics)
+    lines += calibration_markdown(metrics)
     return "\n".join(lines) + "\n"
 
 
