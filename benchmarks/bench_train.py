@@ -719,6 +719,8 @@ def main() -> int:
                 f"{statistics.median(whole):.2f} slices/s, all {fmt_values(whole)}"
             )
     for mode, runs in results.items():
+        if not runs:  # left out by the budget
+            continue
         probes = ", ".join(f"{r['capacity']['pair']:.0f}" for r in runs)
         ratios = ", ".join(f"{r['capacity']['ratio']:.2f}" for r in runs)
         print(f"CPU probe beside each {mode} run: [{probes}] GFLOP/s on all CPUs, [{ratios}]x one")
