@@ -1,7 +1,8 @@
 """Training throughput of the study's base U-Net, and the time to predict one volume, each
 measurement in a fresh process.
 
-    python benchmarks/bench_train.py                     # 240x240x4, batch 8: the study's setting
+    python benchmarks/bench_train.py                     # 240x240x4, batch 8: within 10 minutes
+    python benchmarks/bench_train.py --steady            # longer and steadier: 5 full rounds
     python benchmarks/bench_train.py --tiny              # 64x64, a narrow U-Net; floors not checked
     python benchmarks/bench_train.py --rounds 5 --steps 12
     python benchmarks/bench_train.py --modes ours,study  # a subset; --no-torch drops the peer
@@ -25,17 +26,23 @@ predict  seconds to predict one 240x240x155 volume through the code of `brats-se
          there (`--real-case DIR` names another), else synthetic. Slices without a brain voxel are
          background without running the model.
 
-Every training worker builds its model, fits 2 warm-up steps (graph building, allocator warm-up),
-then times `--steps` steps (default 8, 4 with --tiny): the Keras modes from the first timed step's
-start to the last one's end (a callback), and the whole fit call beside it, which also builds and
-destroys the data iterator. It prints one JSON line as the last line of its stdout; the parent,
-which never imports TensorFlow, reads it. Giving each measurement a process of its own means no
-mode inherits another's allocator state, threads or compiled graphs. `--rounds`
-rounds (default 3) repeat every mode, and the order of the modes flips from one round to the next
-(study, ours, torch, predict, then the reverse), so that a drift of the machine falls on all modes
-alike. The report gives each mode's median and all its values, the ratios ours/study and ours/torch
-of the medians, and the median seconds per predicted volume. Progress goes to stderr; the report
-to stdout, its first line naming the CPU, its bf16/avx2 flags, the core count and the versions.
+Every training worker builds its model, fits a warm-up step (graph building, allocator warm-up),
+then times steps until `--seconds` (default 15) have passed, at least one and at most `--steps`
+(default 8, 4 with --tiny): the Keras modes from the first timed step's start to the last one's
+end (a callback), and the whole fit call beside it, which also builds and destroys the data
+iterator. It prints one JSON line as the last line of its stdout; the parent, which never imports
+TensorFlow, reads it. Giving each measurement a process of its own means no mode inherits another's
+allocator state, threads or compiled graphs. `--rounds` rounds (default 3) repeat every training
+mode, and the order of the modes flips from one round to the next (study, ours, torch, then the
+reverse), so that a drift of the machine falls on all modes alike; predict runs once, after them.
+After the first round a measurement that would end past `--budget-min` (default 9.5 minutes, from
+what the same mode took before) is left out, and the report says which: on a 2-core AVX2 CPU, where
+one step of the study's model takes about 20 s, the defaults end within 10 minutes. `--steady`
+instead warms up with 2 steps, times every one of `--steps`, runs 5 rounds with predict in each
+(its position alternating too) and has no budget. The report gives each mode's median and all its
+values, how far apart its rounds were ((max - min) / median), the ratios ours/study and ours/torch
+of the medians, and the median seconds per predicted volume. Progress goes to stderr; the report to
+stdout, its first line naming the CPU, its bf16/avx2 flags, the core count and the versions.
 
 Beside every measurement the parent runs benchmarks/cpu_capacity.py's one-second probe (matrix
 products pinned to each logical CPU, alone and all at once), and each worker reports how many CPUs
@@ -75,7 +82,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MODES = ("study", "ours", "torch", "predict")
 TRAIN_MODES = ("study", "ours", "torch")
 KEPT_MEMORY_MODES = ("ours", "predict")  # as brats-seg train and brats-seg predict run
-WARMUP_STEPS = 2
+# The default run finishes within 10 minutes on a 2-core AVX2 CPU: 1 warm-up step, timed steps for
+# about TIMED_SECONDS (at least 1, at most --steps), predict once after the rounds, and a wall-clock
+# budget that leaves out what would not fit. --steady: 2 warm-up steps, every step of --steps timed,
+# 5 rounds, predict in every round, no budget.
+WARMUP_STEPS = {"default": 1, "steady": 2}
+TIMED_SECONDS = 15.0
+STEADY_ROUNDS = 5
+BUDGET_MIN = 9.5
 VOLUME_DEPTH = 155
 PREDICT_BATCH = 16  # brats-seg predict's batch_size
 CHANNELS, CLASSES = 4, 4
@@ -159,10 +173,11 @@ class ProcessClock:
         return seconds, round(used / seconds, 2)
 
 
-def step_clock():
+def step_clock(limit_s: float = 0.0):
     """A Keras callback timing a fit call's steps: ``seconds()`` from the first step's start to the
     last step's end, leaving out what the call does before and after them (building and destroying
-    the data iterator), and ``durations``, each step's seconds."""
+    the data iterator), and ``durations``, each step's seconds. With ``limit_s`` it ends the fit
+    after the step that reaches that many seconds."""
     import keras
 
     class _StepClock(keras.callbacks.Callback):
@@ -180,6 +195,8 @@ def step_clock():
         def on_train_batch_end(self, batch, logs=None):
             self.last = time.perf_counter()
             self.durations.append(self.last - self.started)
+            if limit_s and self.seconds() >= limit_s:
+                self.model.stop_training = True
 
         def seconds(self) -> float:
             return self.last - self.first
@@ -224,21 +241,23 @@ def worker_study(args, cfg: dict, expected: int) -> dict:
     x = np.concatenate([np.asarray(s, np.float32) for s in xs])
     y = keras.utils.to_categorical(np.concatenate([np.asarray(s) for s in ys]), CLASSES)
     y = y.astype(np.float32)
-    needed = (WARMUP_STEPS + args.steps) * batch
+    warmup = WARMUP_STEPS[args.pace]
+    needed = (warmup + args.steps) * batch
     reps = -(-needed // len(x))
     x, y = np.concatenate([x] * reps)[:needed], np.concatenate([y] * reps)[:needed]
 
     model = compiled_keras_model(cfg, prepared.input_shape, "float32")
-    warm, timed = slice(0, WARMUP_STEPS * batch), slice(WARMUP_STEPS * batch, needed)
+    warm, timed = slice(0, warmup * batch), slice(warmup * batch, needed)
     model.fit(x[warm], y[warm], batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    clock, steps = ProcessClock(), step_clock()
+    clock, steps = ProcessClock(), step_clock(args.seconds)
     model.fit(
         x[timed], y[timed], batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=[steps]
     )
     seconds, busy = clock.stop()
     return {
-        "slices_per_s": args.steps * batch / steps.seconds(),
-        "whole_call_slices_per_s": args.steps * batch / seconds,
+        "slices_per_s": len(steps.durations) * batch / steps.seconds(),
+        "whole_call_slices_per_s": len(steps.durations) * batch / seconds,
+        "steps": len(steps.durations),
         "cpus_busy": busy,
         "policy": "float32",
         "params": checked_params(model.count_params(), expected),
@@ -261,13 +280,14 @@ def worker_ours(args, cfg: dict, expected: int) -> dict:
     stream = make_dataset(prepared, prepared.case_ids, batch, shuffle=True, seed=0, repeat=True)
     policy = resolve_precision("auto")
     model = compiled_keras_model(cfg, prepared.input_shape, policy)
-    model.fit(stream, steps_per_epoch=WARMUP_STEPS, epochs=1, verbose=0)
-    clock, steps = ProcessClock(), step_clock()
+    model.fit(stream, steps_per_epoch=WARMUP_STEPS[args.pace], epochs=1, verbose=0)
+    clock, steps = ProcessClock(), step_clock(args.seconds)
     model.fit(stream, steps_per_epoch=args.steps, epochs=1, verbose=0, callbacks=[steps])
     seconds, busy = clock.stop()
     return {
-        "slices_per_s": args.steps * batch / steps.seconds(),
-        "whole_call_slices_per_s": args.steps * batch / seconds,
+        "slices_per_s": len(steps.durations) * batch / steps.seconds(),
+        "whole_call_slices_per_s": len(steps.durations) * batch / seconds,
+        "steps": len(steps.durations),
         "cpus_busy": busy,
         "policy": policy,
         "params": checked_params(model.count_params(), expected),
@@ -410,14 +430,18 @@ def worker_torch(args, cfg: dict, expected: int) -> dict:
         (bce + dice).backward()
         optimizer.step()
 
-    for _ in range(WARMUP_STEPS):
+    for _ in range(WARMUP_STEPS[args.pace]):
         step()
-    clock = ProcessClock()
-    for _ in range(args.steps):
+    clock, timed = ProcessClock(), 0
+    while timed < args.steps:
         step()
+        timed += 1
+        if args.seconds and time.perf_counter() - clock.start >= args.seconds:
+            break
     seconds, busy = clock.stop()
     return {
-        "slices_per_s": args.steps * batch / seconds,
+        "slices_per_s": timed * batch / seconds,
+        "steps": timed,
         "cpus_busy": busy,
         "policy": "autocast_bfloat16" if bf16 else "float32",
         "params": params,
@@ -464,6 +488,7 @@ def run_worker(args) -> int:
 def measure(mode: str, args, cache_dir: str) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", mode]
     command += ["--cache-dir", cache_dir, "--steps", str(args.steps)]
+    command += ["--pace", args.pace, "--seconds", str(args.seconds)]
     command += ["--tiny"] if args.tiny else []
     command += ["--real-case", str(args.real_case)] if args.real_case else []
     done = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
@@ -480,6 +505,20 @@ def measure(mode: str, args, cache_dir: str) -> dict:
     return result
 
 
+def schedule(modes: list[str], rounds: int, steady: bool) -> list[tuple[int, str]]:
+    """(round index, mode) in the order they run: the modes of each round, reversed every other
+    round so that a drift of the machine falls on all alike; without ``steady``, predict runs once
+    after the rounds (round index -1)."""
+    each = [m for m in modes if steady or m != "predict"]
+    order = [(r, m) for r in range(rounds) for m in (each if r % 2 == 0 else each[::-1])]
+    return order + ([(-1, "predict")] if "predict" in modes and not steady else [])
+
+
+def spread(values: list[float]) -> float:
+    """How far apart the rounds were: (max - min) / median; 0 for one round."""
+    return (max(values) - min(values)) / statistics.median(values) if values else 0.0
+
+
 def fmt_values(values: list[float], digits: int = 2) -> str:
     return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
 
@@ -490,9 +529,34 @@ def main() -> int:
     )
     parser.add_argument("--tiny", action="store_true", help="64x64, narrow U-Net; no floors")
     parser.add_argument(
-        "--steps", type=int, default=None, help="timed steps per worker (default 8, tiny 4)"
+        "--steps", type=int, default=None, help="timed steps per worker at most (default 8, tiny 4)"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"alternating rounds (default 3, --steady {STEADY_ROUNDS})",
+    )
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help=f"longer and steadier: {WARMUP_STEPS['steady']} warm-up steps, all --steps timed, "
+        f"{STEADY_ROUNDS} rounds, predict in every round, no time budget",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help=f"time steps until this many seconds passed (default {TIMED_SECONDS:g}; 0: all "
+        "--steps; --steady: 0)",
+    )
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        default=None,
+        help=f"after the first round, leave out a measurement that would end past this many "
+        f"minutes (default {BUDGET_MIN:g}; 0: none; --steady: 0)",
+    )
     parser.add_argument(
         "--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}"
     )
@@ -506,11 +570,21 @@ def main() -> int:
     )
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--pace", choices=sorted(WARMUP_STEPS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.pace = args.pace or ("steady" if args.steady else "default")
     if args.steps is None:
         args.steps = 4 if args.tiny else 8
+    if args.rounds is None:
+        args.rounds = STEADY_ROUNDS if args.steady else 3
+    if args.seconds is None:
+        args.seconds = 0.0 if args.steady else TIMED_SECONDS
+    if args.budget_min is None:
+        args.budget_min = 0.0 if args.steady else BUDGET_MIN
     if args.steps < 1 or args.rounds < 1:
         parser.error("--steps and --rounds must be at least 1")
+    if args.seconds < 0 or args.budget_min < 0:
+        parser.error("--seconds and --budget-min must not be negative")
     if args.worker:
         if not args.cache_dir:
             parser.error("--worker needs --cache-dir")
@@ -541,29 +615,40 @@ def main() -> int:
     cfg = model_config(args.tiny)
 
     results: dict[str, list[dict]] = {m: [] for m in modes}
+    left_out: list[str] = []
+    start, took = time.perf_counter(), {}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as cache_dir:
-        for round_index in range(args.rounds):
-            for mode in modes if round_index % 2 == 0 else modes[::-1]:
-                try:
-                    capacity = capacity_probe()
-                    result = measure(mode, args, cache_dir)
-                except (RuntimeError, subprocess.TimeoutExpired) as err:
-                    print(f"bench_train: {err}", file=sys.stderr)
-                    return 1
-                result["capacity"] = capacity
-                results[mode].append(result)
-                value = (
-                    f"{result['seconds_per_volume']:.2f} s per volume"
-                    if mode == "predict"
-                    else f"{result['slices_per_s']:.2f} slices/s, "
-                    f"{result['cpus_busy']:.2f} CPUs busy"
-                )
-                print(
-                    f"round {round_index + 1}/{args.rounds}: {mode} {value} (CPU probe: "
-                    f"{capacity['pair']:.0f} GFLOP/s on all CPUs, {capacity['ratio']:.2f}x one)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+        for round_index, mode in schedule(modes, args.rounds, args.steady):
+            label = f"round {round_index + 1}/{args.rounds}" if round_index >= 0 else "once"
+            elapsed = time.perf_counter() - start
+            expected = took.get(mode, max(took.values(), default=0.0))
+            if args.budget_min and round_index != 0 and elapsed + expected > args.budget_min * 60:
+                left_out.append(f"{label} {mode}")
+                print(f"{label}: {mode} left out (the --budget-min budget)", file=sys.stderr)
+                continue
+            try:
+                capacity = capacity_probe()
+                began = time.perf_counter()
+                result = measure(mode, args, cache_dir)
+                took[mode] = time.perf_counter() - began
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                print(f"bench_train: {err}", file=sys.stderr)
+                return 1
+            result["capacity"] = capacity
+            results[mode].append(result)
+            value = (
+                f"{result['seconds_per_volume']:.2f} s per volume"
+                if mode == "predict"
+                else f"{result['slices_per_s']:.2f} slices/s, "
+                f"{result['cpus_busy']:.2f} CPUs busy, {result['steps']} timed step(s)"
+            )
+            print(
+                f"{label}: {mode} {value} (CPU probe: "
+                f"{capacity['pair']:.0f} GFLOP/s on all CPUs, {capacity['ratio']:.2f}x one)",
+                file=sys.stderr,
+                flush=True,
+            )
+    wall = time.perf_counter() - start
 
     first = {key: value for runs in results.values() for r in runs for key, value in r.items()}
     versions = [f"TensorFlow {first['tf']}, Keras {first['keras']}"] if "tf" in first else []
@@ -580,11 +665,18 @@ def main() -> int:
     if len(params) != 1:
         print(f"parameter counts differ between the modes: {sorted(params)}")
         return 1
+    timed = (
+        f"up to {args.steps} timed steps (until {args.seconds:g} s)"
+        if args.seconds
+        else f"{args.steps} timed steps"
+    )
     print(
         f"model: base U-Net ({cfg['name']}{', tiny' if args.tiny else ''}), "
         f"{params.pop():,} parameters in every mode, {size}x{size}x{CHANNELS}, batch {batch}; "
-        f"{WARMUP_STEPS} warm-up + {args.steps} timed steps per worker, {args.rounds} round(s), "
+        f"{WARMUP_STEPS[args.pace]} warm-up + {timed} per worker, {args.rounds} round(s), "
         "one fresh process per measurement, the order reversed every other round"
+        + ("" if args.steady else ", predict once after the rounds")
+        + f"; {wall / 60:.1f} min in all"
     )
 
     labels = {
@@ -605,6 +697,18 @@ def main() -> int:
             f"{labels[mode]:<52} {policy:<18} median {medians[mode]:7.2f} slices/s  "
             f"all {fmt_values(values)}"
         )
+    spreads = ", ".join(
+        f"{mode} {spread([r['slices_per_s'] for r in results[mode]]):.1%} "
+        f"({len(results[mode])} round(s))"
+        for mode in TRAIN_MODES
+        if mode in results
+    )
+    print(f"spread of the rounds, (max - min) / median: {spreads}")
+    if left_out:
+        print(
+            f"left out to end within --budget-min {args.budget_min:g}: {', '.join(left_out)} "
+            "(--steady or --budget-min 0 runs everything)"
+        )
     for mode in (m for m in TRAIN_MODES if m in results):
         busy = fmt_values([r["cpus_busy"] for r in results[mode]])
         print(f"CPUs kept busy by each {mode} run: {busy} (of {os.cpu_count()})")
@@ -615,12 +719,14 @@ def main() -> int:
                 f"{statistics.median(whole):.2f} slices/s, all {fmt_values(whole)}"
             )
     for mode, runs in results.items():
+        if not runs:  # left out by the budget
+            continue
         probes = ", ".join(f"{r['capacity']['pair']:.0f}" for r in runs)
         ratios = ", ".join(f"{r['capacity']['ratio']:.2f}" for r in runs)
         print(f"CPU probe beside each {mode} run: [{probes}] GFLOP/s on all CPUs, [{ratios}]x one")
     if torch_note:
         print(torch_note)
-    if "predict" in results:
+    if results.get("predict"):
         runs = results["predict"]
         box = statistics.median(r["seconds_per_volume"] for r in runs)
         whole = statistics.median(r["whole_seconds_per_volume"] for r in runs)

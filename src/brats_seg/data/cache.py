@@ -20,7 +20,10 @@ its bytes (streamed, no decoding; a file edited with its size and mtime kept is 
 effective preprocessing (``data.plane`` included: each plane has its own cache), label and selection
 settings, the cache format and PREPROCESS_VERSION, the version of the code's output that
 tests/data/test_preprocess_version.py ties to a fixed case.
-A cache is built in a hidden temporary folder and renamed into place only when every case succeeded.
+A cache is built in the hidden folder ``.building-<name>-<key>`` beside it and renamed into place
+only when every case succeeded. A build that fails is removed; one killed outright (SIGKILL, a lost
+node) leaves that folder, and the next build of the same key keeps its finished case entries (those
+whose meta.json, written last, is there and whose arrays match their headers) and builds the rest.
 Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
 full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.
 
@@ -48,7 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from brats_seg.atomic import atomic_dir, write_json
+from brats_seg.atomic import atomic_dir, replace_dir, write_json
 from brats_seg.data import nifti
 from brats_seg.data.discovery import MODALITIES, CaseFiles
 from brats_seg.data.labels import LabelRules
@@ -318,16 +321,27 @@ def _build_locked(
     workers: int,
     labels: LabelRules,
 ) -> None:
-    # Holding the lock, any leftover temporary folder of this key belongs to a builder that died.
+    # Holding the lock, a temporary folder of this key belongs to a builder that died: those of
+    # the former random-suffix naming are removed, the resumable one is taken over.
     for stale in cache_dir.glob(f".building-{final.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    with atomic_dir(final, prefix=f".building-{final.name}-") as tmp:
-        metas = _build_entries(
-            cases, preprocess, selection, tmp, workers, f"caching {name} slices", labels
+    partial = building_dir(final)
+    done = finished_entries(partial, cases)
+    if done:
+        print(
+            f"brats-seg: resuming the interrupted build of {final}: {len(done)} of {len(cases)} "
+            "case(s) already cached",
+            file=sys.stderr,
+        )
+    partial.mkdir(parents=True, exist_ok=True)
+    try:
+        todo = [c for c in cases if c.case_id not in done]
+        metas = list(done.values()) + _build_entries(
+            todo, preprocess, selection, partial, workers, f"caching {name} slices", labels
         )
         warn_cut_brain(metas)
         write_index(
-            tmp,
+            partial,
             {
                 "format": FORMAT_VERSION,
                 "preprocess_version": PREPROCESS_VERSION,
@@ -343,6 +357,44 @@ def _build_locked(
         )
         # an existing folder without index.json is not a cache (e.g. emptied by hand) and is
         # replaced
+        replace_dir(partial, final)
+    except BaseException:
+        # A failure (a bad case, a full disk), SIGTERM or Ctrl-C: nothing of this build is kept.
+        # Only a kill that leaves no chance to run this keeps the finished entries for a resume.
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def building_dir(final: Path) -> Path:
+    """Where the cache ``final`` is built; the key in its name makes it the same for every build
+    of the same cases and settings."""
+    return final.parent / f".building-{final.name}"
+
+
+def finished_entries(partial: Path, cases: list[CaseFiles]) -> dict[str, dict]:
+    """``{case_id: meta}`` of the complete case entries in a build folder left by a killed
+    builder; a half-written entry is removed."""
+    done: dict[str, dict] = {}
+    if not partial.is_dir():
+        return done
+    for case in cases:
+        folder = case_dir(partial, case.case_id)
+        if not folder.exists():
+            continue
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = None
+        complete = (
+            isinstance(meta, dict)
+            and meta.get("case_id") == case.case_id
+            and not damaged_entries(partial, [case.case_id])
+        )
+        if complete:
+            done[case.case_id] = meta
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return done
 
 
 def _build_entries(
