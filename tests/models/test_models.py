@@ -368,6 +368,21 @@ def test_input_size_refusal_names_model_and_nearest_sizes():
         build_model(_small("unet_3cnn"), (40, 40, 4))
 
 
+def test_patch_size_is_checked_against_the_model_in_one_place():
+    """registry.check_patch_size is the one home of the patch-size rule: the train command's
+    option check and nothing in the fit repeat it (a 24-pixel patch suits U-Net 3+, divisor 8,
+    and not the U-Net, divisor 16)."""
+    from brats_seg.models.registry import check_patch_size
+
+    check_patch_size(load_model_config("unet3pp"), [24, 40])
+    check_patch_size(load_model_config("unet"), None)
+    with pytest.raises(ConfigError) as err:
+        check_patch_size(load_model_config("unet"), [24, 32])
+    assert str(err.value) == (
+        "data.patch.size=[24,32]: must be multiples of 16 (the divisor of model unet), or null"
+    )
+
+
 def test_divisor_per_family_and_from_composed_config():
     from brats_seg.config import compose
 

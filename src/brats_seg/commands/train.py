@@ -11,16 +11,9 @@ def check_model_options(cfg) -> None:
     """The train options that need the model (checked with the others, before any work): the
     model's own options (brats_seg.models.options) and data.patch.size, whose sides must be
     multiples of the model's divisor."""
-    from brats_seg.errors import ConfigError
-    from brats_seg.models.registry import divisor
+    from brats_seg.models.registry import check_patch_size
 
-    div = divisor(cfg.model)
-    size = cfg.data.patch.size
-    if size is not None and any(side % div for side in size):
-        raise ConfigError(
-            f"data.patch.size=[{','.join(str(side) for side in size)}]: must be multiples of "
-            f"{div} (the divisor of model {cfg.model.name}), or null"
-        )
+    check_patch_size(cfg.model, cfg.data.patch.size)
 
 
 def _task(cfg) -> float | None:
