@@ -137,7 +137,7 @@ def predict_cases(
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
     members = load_members(runs, any_size=brain_box)
-    labels = LabelRules.from_cfg(members[0].cfg.data.get("labels"))
+    labels = LabelRules.from_cfg(members[0].cfg.data.labels)
     tta, post = inference_settings(members, tta, postprocess)
     # Every case is read once before any is predicted: a broken one stops the command before the
     # long part, and the output folder is only ever written whole (below).
