@@ -217,17 +217,26 @@ def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
-    over pytest's captured streams)."""
+def run_python(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run this Python on ARGS (a script, ``-c CODE`` or ``-m MODULE`` and their arguments) in a
+    subprocess, its output captured as text, ``env`` added to this environment: the one way the
+    tests start a process of the installed package."""
     return subprocess.run(
-        [sys.executable, "-m", "brats_seg", *args],
+        [sys.executable, *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
+    over pytest's captured streams)."""
+    return run_python("-m", "brats_seg", *args, cwd=cwd, env=env, timeout=timeout)
 
 
 # A narrow U-Net keeps training runs to seconds; the full-size models are checked in
