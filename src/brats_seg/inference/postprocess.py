@@ -44,21 +44,12 @@ class PostprocessSettings:
         unknown = sorted(set(cfg) - set(OPTIONS))
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown option (valid: {', '.join(OPTIONS)})")
-        values = {}
-        for key in ("min_component", "et_min_volume"):
-            value = cfg.get(key) or 0
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(
-                    f"{where}.{key} must be a whole number of voxels >= 0, got {value!r}"
-                )
-            values[key] = value
-        share = cfg.get("min_component_share") or 0.0
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-            raise ConfigError(
-                f"{where}.min_component_share must be a number in [0, 1], got {share!r}"
-            )
-        values["min_component_share"] = float(share)
-        return cls(**values)
+        # The values were checked with the config (config_schema.PostprocessSchema); null: off.
+        return cls(
+            min_component=int(cfg.get("min_component") or 0),
+            et_min_volume=int(cfg.get("et_min_volume") or 0),
+            min_component_share=float(cfg.get("min_component_share") or 0.0),
+        )
 
     @property
     def enabled(self) -> bool:
