@@ -393,11 +393,11 @@ def complete_data_cfg(data_cfg: Any) -> Any:
 
 def with_data_defaults(cfg: Any) -> Any:
     """A run's config with its ``data`` node completed (complete_data_cfg)."""
-    from omegaconf import OmegaConf
-
     if cfg.get("data") is None:
         return cfg
-    return OmegaConf.merge({"data": group_defaults("data", "brats")}, cfg)
+    completed = cfg.copy()
+    completed.data = complete_data_cfg(cfg.data)
+    return completed
 
 
 def compose_group(group: str, name: str) -> Any:
