@@ -11,8 +11,9 @@ def check_model_options(cfg) -> None:
     """The train options that need the model (checked with the others, before any work): the
     model's own options (brats_seg.models.options) and data.patch.size, whose sides must be
     multiples of the model's divisor."""
-    from brats_seg.models.registry import check_patch_size
+    from brats_seg.models.registry import check_patch_size, parse_model_config
 
+    parse_model_config(cfg.model)  # types and checks the model's options
     check_patch_size(cfg.model, cfg.data.patch.size)
 
 
