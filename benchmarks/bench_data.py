@@ -90,7 +90,7 @@ def write_slice_cache(path: Path, cases: int, slices: int, size: int, seed: int)
         {
             "name": "bench",
             "root": str(path),
-            "preprocess": PreprocessSettings().as_dict(),
+            "preprocess": PreprocessSettings.default().as_dict(),
             "selection": SelectionSettings("brain", 0).as_dict(),
             "cases": metas,
         },
@@ -250,7 +250,7 @@ def bench_build(work: Path, sizes: dict, enforce: bool) -> tuple[list[tuple], bo
             "bench",
             root,
             cases,
-            PreprocessSettings(),
+            PreprocessSettings.default(),
             SelectionSettings("tumour", 0),
             workers=workers,
         )

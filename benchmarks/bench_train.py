@@ -305,9 +305,10 @@ def predict_volume(args, size: int, depth: int):
         from brats_seg.data.discovery import find_case
         from brats_seg.data.nifti import load_case
         from brats_seg.data.preprocess import preprocess_case
+        from brats_seg.data.settings import PreprocessSettings
 
         loaded = load_case(find_case(args.real_case))
-        prepared = preprocess_case(loaded, {"normalization": "zscore", "crop": {"enabled": False}})
+        prepared = preprocess_case(loaded, PreprocessSettings.default())
         return np.asarray(prepared.x, np.float32), Path(args.real_case).name
     from brats_seg.data.dataset import prepare_data
 

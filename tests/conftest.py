@@ -217,17 +217,26 @@ def lesion_perturbations(classes: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
-    """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
-    over pytest's captured streams)."""
+def run_python(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Run this Python on ARGS (a script, ``-c CODE`` or ``-m MODULE`` and their arguments) in a
+    subprocess, its output captured as text, ``env`` added to this environment: the one way the
+    tests start a process of the installed package."""
     return subprocess.run(
-        [sys.executable, "-m", "brats_seg", *args],
+        [sys.executable, *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """Run `python -m brats_seg ARGS` in a subprocess (in-process, Hydra's logging setup would take
+    over pytest's captured streams)."""
+    return run_python("-m", "brats_seg", *args, cwd=cwd, env=env, timeout=timeout)
 
 
 # A narrow U-Net keeps training runs to seconds; the full-size models are checked in
@@ -310,22 +319,15 @@ def make_root(root: Path, shape=SHAPE) -> Path:
 
 
 def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
-    cfg = {
-        "name": "brats",
-        "root": str(root),
-        "cases": None,
-        "cache_dir": str(cache_dir),
-        "workers": 1,
-        "preprocess": {
-            "normalization": "zscore",
-            "percentiles": [0.5, 99.5],
-            "fifth_channel": None,
-            "fifth_channel_sigma": 1.0,
-            "crop": {"enabled": False, "size": [16, 16]},
-        },
-        "selection": {"rule": "threshold", "threshold": 20},
-        "split": {"train": 0.6, "val": 0.2, "test": 0.2, "seed": 0},
-    }
+    """A ``data`` node as composition gives it: configs/data/brats.yaml's values (their one home),
+    with small-test settings and ``overrides`` (dotted keys) on top."""
+    from brats_seg.config import group_defaults
+
+    cfg = group_defaults("data", "brats")
+    cfg.update(root=str(root), cache_dir=str(cache_dir), workers=1)
+    cfg["preprocess"]["crop"]["size"] = [16, 16]
+    cfg["selection"]["threshold"] = 20
+    cfg["split"]["seed"] = 0
     for key, value in overrides.items():
         node = cfg
         *parents, last = key.split(".")
@@ -333,6 +335,22 @@ def data_cfg(root: Path, cache_dir: Path, **overrides) -> dict:
             node = node[parent]
         node[last] = value
     return cfg
+
+
+def augment_cfg(**changes) -> dict:
+    """``data.augment`` as configs/data/brats.yaml sets it, with ``changes``."""
+    from brats_seg.config import group_defaults
+
+    return {**group_defaults("data", "brats")["augment"], **changes}
+
+
+def preprocess_settings(**changes):
+    """The PreprocessSettings of configs/data/brats.yaml, with ``changes`` (field names)."""
+    from dataclasses import replace
+
+    from brats_seg.data.settings import PreprocessSettings
+
+    return replace(PreprocessSettings.default(), **changes)
 
 
 def leftovers(cache_dir: Path) -> list[Path]:

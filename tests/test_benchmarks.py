@@ -8,10 +8,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import run_python
 
 # Benchmarks, even in their tiny mode.
 pytestmark = pytest.mark.slow
@@ -20,13 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def run_tiny(script: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--tiny", *extra],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_python(BENCHMARKS / script, "--tiny", *extra, cwd=cwd)
 
 
 @pytest.mark.parametrize("script", ["bench_data.py", "bench_metrics.py"])
@@ -108,12 +103,7 @@ def test_train_benchmark_budget_leaves_out_what_would_not_fit(tmp_path):
 
 
 def test_cpu_capacity_probe_reports_alone_and_together():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "cpu_capacity.py"), "--seconds", "0.2"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python(BENCHMARKS / "cpu_capacity.py", "--seconds", "0.2", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     probe = json.loads(result.stdout.strip().splitlines()[-1])
     assert probe["solo"] > 0 and probe["pair"] > 0
@@ -121,23 +111,10 @@ def test_cpu_capacity_probe_reports_alone_and_together():
 
 
 def test_bf16_modes_diagnosis_runs_each_condition(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_bf16_modes.py"),
-            "--tiny",
-            "--processes",
-            "1",
-            "--steps",
-            "2",
-            "--conditions",
-            "no_aslr,fit",
-            "--kernels",
-        ],
+    result = run_python(
+        BENCHMARKS / "bench_bf16_modes.py",
+        *("--tiny", "--processes", "1", "--steps", "2", "--conditions", "no_aslr,fit", "--kernels"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
     out = result.stdout
     assert result.returncode == 0, out[-2000:] + result.stderr[-2000:]

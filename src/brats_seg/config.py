@@ -381,6 +381,48 @@ def compose(
         )
 
 
+@functools.cache
+def _group_file(group: str, name: str) -> Any:
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+
+    path = resources.files(CONFIG_MODULE).joinpath(group, f"{name}.yaml")
+    return OmegaConf.to_container(OmegaConf.load(str(path)), resolve=False)
+
+
+def group_defaults(group: str, name: str) -> dict[str, Any]:
+    """The values a group's YAML file (``data/brats.yaml``) holds, their one home, as plain dicts
+    (unresolved, without its defaults list): what a config recorded before a key existed is read
+    with. Only for files that extend nothing but their schema."""
+    import copy
+
+    values = copy.deepcopy(_group_file(group, name))
+    values.pop("defaults", None)
+    return values
+
+
+def complete_data_cfg(data_cfg: Any) -> Any:
+    """A ``data`` node with the keys it lacks taken from configs/data/brats.yaml: the one place a
+    node recorded before a key existed (an older run's config) or a library caller's partial node
+    is completed. A DictConfig comes back as one, a dict as a dict."""
+    from omegaconf import DictConfig, OmegaConf
+
+    merged = OmegaConf.merge(group_defaults("data", "brats"), data_cfg)
+    if isinstance(data_cfg, DictConfig):
+        return merged
+    return OmegaConf.to_container(merged, resolve=False)
+
+
+def with_data_defaults(cfg: Any) -> Any:
+    """A run's config with its ``data`` node completed (complete_data_cfg)."""
+    if cfg.get("data") is None:
+        return cfg
+    completed = cfg.copy()
+    completed.data = complete_data_cfg(cfg.data)
+    return completed
+
+
 def compose_group(group: str, name: str) -> Any:
     """One group config (``model/unet.yaml``) with its defaults list applied, as a DictConfig.
 

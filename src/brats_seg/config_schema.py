@@ -382,7 +382,7 @@ class SamplingSchema(Dict[str, Any]):
 
 @dataclass
 class PatchSchema(Dict[str, Any]):
-    # Also a multiple of the model's divisor: checked with the model (brats_seg.commands.options).
+    # Also a multiple of the model's divisor: brats_seg.models.registry.check_patch_size.
     size: Optional[List[int]] = option(Domain(low=1, length=2, null="whole slices"))
 
 

@@ -25,7 +25,7 @@ cannot be learned from these labels, and a finite weight keeps the loss finite).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -514,48 +514,9 @@ def _loss_name(cfg: dict[str, Any]) -> str:
     return name
 
 
-def _option(cfg: dict[str, Any], key: str) -> Any:
-    """An option that the loss's config file sets: configs/loss/*.yaml holds every default."""
-    if key not in cfg:
-        raise ConfigError(f"loss.{key}: missing (configs/loss/ sets it for loss={cfg['name']})")
-    return cfg[key]
-
-
-def _number(
-    cfg: dict[str, Any],
-    key: str,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-) -> float:
-    value = _option(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise ConfigError(f"loss.{key}: expected a number, got {value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    if too_low or (high is not None and value > high):
-        bound = f"{'>' if low_open else '>='} {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"loss.{key}: must be {bound}, got {value!r}")
-    return float(value)
-
-
 def _class_weights(cfg: dict[str, Any]) -> list[float] | None:
-    weights = cfg.get("class_weights")
-    if weights is None:
-        return None
-    values = (
-        list(weights) if isinstance(weights, Sequence) and not isinstance(weights, str) else None
-    )
-    if (
-        values is None
-        or len(values) != NUM_CLASSES
-        or not all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in values
-        )
-    ):
-        raise ConfigError(
-            f"loss.class_weights: expected {NUM_CLASSES} non-negative numbers, got {weights!r}"
-        )
-    return [float(w) for w in values]
+    weights = cfg["class_weights"]
+    return None if weights is None else [float(w) for w in weights]
 
 
 def _checked_counts(class_counts: Any, name: str) -> np.ndarray:
@@ -589,42 +550,41 @@ def build_loss(loss_cfg: Any, class_counts: np.ndarray | None = None) -> keras.l
     ``exp_log`` derive their class weights from ``class_counts`` (pixel counts of classes 0..3 over
     the training slices) unless ``class_weights`` is set; without either they raise ConfigError.
     """
-    cfg = to_plain(loss_cfg)
-    if not isinstance(cfg, Mapping):
-        raise ConfigError(f"loss: expected a mapping with a 'name', got {type(cfg).__name__}")
-    cfg = dict(cfg)
+    cfg = dict(to_plain(loss_cfg))
     name = _loss_name(cfg)
     _check_options(cfg, name)
-    smooth = _number(cfg, "smooth", low=0.0, low_open=True) if "smooth" in _OPTIONS[name] else 0
+    # The values were checked with the config (brats_seg.config_schema's loss schemas).
+    smooth = float(cfg["smooth"]) if "smooth" in _OPTIONS[name] else 0
+
+    def number(key: str) -> float:
+        return float(cfg[key])
+
     if name == "dice":
         return DiceLoss(smooth=smooth)
     if name == "bce_dice":
         return BCEDiceLoss(smooth=smooth)
     if name == "ell":
-        return ELLLoss(alpha=_number(cfg, "alpha", 0.0, 1.0), smooth=smooth)
+        return ELLLoss(alpha=number("alpha"), smooth=smooth)
     if name == "soft_dice":
         return SoftDiceLoss(smooth=smooth)
     if name == "dice_ce":
-        return DiceCELoss(regions=bool(_option(cfg, "regions")), smooth=smooth)
+        return DiceCELoss(regions=bool(cfg["regions"]), smooth=smooth)
     if name == "focal":
-        return FocalLoss(gamma=_number(cfg, "gamma", low=0.0), alpha=_number(cfg, "alpha", low=0.0))
+        return FocalLoss(gamma=number("gamma"), alpha=number("alpha"))
     if name == "tversky":
-        return TverskyLoss(
-            alpha=_number(cfg, "alpha", low=0.0), beta=_number(cfg, "beta", low=0.0), smooth=smooth
-        )
+        return TverskyLoss(alpha=number("alpha"), beta=number("beta"), smooth=smooth)
     weights = _class_weights(cfg)
     if name == "weighted":
-        power = _number(cfg, "weight_power", low=0.0)
         if weights is None:
-            weights = counts_to_weights(_checked_counts(class_counts, name), power)
+            weights = counts_to_weights(_checked_counts(class_counts, name), number("weight_power"))
         return WeightedCrossEntropy(class_weights=weights)
     if weights is None:
         weights = counts_to_exp_log_weights(_checked_counts(class_counts, name))
     return ExpLogLoss(
         label_weights=weights,
-        w_dice=_number(cfg, "w_dice", low=0.0),
-        w_cross=_number(cfg, "w_cross", low=0.0),
-        gamma_dice=_number(cfg, "gamma_dice", low=0.0, low_open=True),
-        gamma_cross=_number(cfg, "gamma_cross", low=0.0, low_open=True),
+        w_dice=number("w_dice"),
+        w_cross=number("w_cross"),
+        gamma_dice=number("gamma_dice"),
+        gamma_cross=number("gamma_cross"),
         smooth=smooth,
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from brats_seg.atomic import write_json
+from brats_seg.config import with_data_defaults
 from brats_seg.errors import ConfigError, RunError, first_line
 
 log = logging.getLogger(__name__)
@@ -490,7 +491,7 @@ def open_run(
         raise RunError(f"{checkpoint}: damaged checkpoint, {damage}")
     for note in notes:
         log.warning("%s: %s", path, note)
-    return OpenedRun(path, status, cfg, checkpoint, allow_incomplete, notes)
+    return OpenedRun(path, status, with_data_defaults(cfg), checkpoint, allow_incomplete, notes)
 
 
 def open_runs(run_dirs: list[Path], **options: bool) -> list[OpenedRun]:

@@ -14,7 +14,7 @@ import pytest
 
 from brats_seg.cli import COMMANDS, main
 
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, run_cli, run_python
 
 
 def test_help_lists_every_command_and_does_not_import_tensorflow():
@@ -22,7 +22,8 @@ def test_help_lists_every_command_and_does_not_import_tensorflow():
         "import sys, brats_seg.cli as c; c.main(['--help']); "
         "print('tensorflow' in sys.modules, 'hydra' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = run_python("-c", code)
+    assert out.returncode == 0, out.stderr
     for name in COMMANDS:
         assert name in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "False False"
@@ -79,23 +80,8 @@ def test_installed_command_finds_configs_from_any_directory(tmp_path):
             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
         )
     site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    installed = run_python("-m", "pip", "install", "-q", "--no-deps", "--target", site, source)
+    assert installed.returncode == 0, installed.stderr
     assert (site / "brats_seg" / "configs" / "train.yaml").exists()
     static = site / "brats_seg" / "viz" / "static"  # brats-seg view's page and NiiVue
     for name in ("viewer/index.html", "viewer/viewer.js", "niivue/niivue.umd.js", "niivue/LICENSE"):
@@ -103,14 +89,8 @@ def test_installed_command_finds_configs_from_any_directory(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(site)}
-    which = subprocess.run(
-        [sys.executable, "-c", "import brats_seg; print(brats_seg.__file__)"],
-        cwd=elsewhere,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    which = run_python("-c", "import brats_seg; print(brats_seg.__file__)", cwd=elsewhere, env=env)
+    assert which.returncode == 0, which.stderr
     assert which.stdout.strip().startswith(str(site))
     result = subprocess.run(
         [str(site / "bin" / "brats-seg"), "train", "--cfg", "job"],

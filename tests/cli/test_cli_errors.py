@@ -3,10 +3,6 @@ half-written."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from conftest import (
@@ -19,6 +15,7 @@ from conftest import (
     leftovers,
     make_root,
     run_cli,
+    run_python,
 )
 
 
@@ -145,8 +142,8 @@ def test_an_uncaught_error_is_one_line_with_the_log_holding_the_traceback(tmp_pa
     ENOSPC."""
     app = tmp_path / "app.py"
     app.write_text(FAILING_APP)
-    args = [sys.executable, str(app), "debug=tiny", f"paths.output_root={tmp_path / 'out'}"]
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    args = [app, "debug=tiny", f"paths.output_root={tmp_path / 'out'}"]
+    result = run_python(*args, cwd=tmp_path, timeout=120)
     assert result.returncode == 1
     log = tmp_path / "out" / "tiny-runs" / "default-s42" / "train.log"
     assert result.stderr.splitlines() == [
@@ -154,14 +151,7 @@ def test_an_uncaught_error_is_one_line_with_the_log_holding_the_traceback(tmp_pa
     ]
     assert "Traceback (most recent call last)" in log.read_text() and "app.py" in log.read_text()
 
-    full = subprocess.run(
-        args,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HYDRA_FULL_ERROR": "1"},
-    )
+    full = run_python(*args, cwd=tmp_path, timeout=120, env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode == 1
     assert (
         "Traceback (most recent call last)" in full.stderr

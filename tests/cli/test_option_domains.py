@@ -4,13 +4,11 @@ output folder is made (brats_seg.config_schema, brats_seg.config.check_options).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_python
 
 # The values of issue 24 that used to pass composition and fail late (or hang): key, value.
 LATE_FAILURES = [
@@ -52,13 +50,7 @@ print("tensorflow" in sys.modules, "keras" in sys.modules, code)
 
 def test_the_check_imports_no_tensorflow(tmp_path):
     args = ["train", "debug=tiny", "trainer.epochs=0"]
-    result = subprocess.run(
-        [sys.executable, "-c", CHECK_WITHOUT_TENSORFLOW, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", CHECK_WITHOUT_TENSORFLOW, *args, cwd=tmp_path, timeout=120)
     assert result.stdout.split() == ["False", "False", "1"], result.stderr
     assert "trainer.epochs=0: must be >= 1" in result.stderr
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from conftest import run_cli
+from conftest import record_config_edit, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,30 @@ def test_a_completed_run_opens_with_its_best_checkpoint(tiny_trained_run):
     run = open_run(tiny_trained_run)
     assert run.status == "completed" and run.checkpoint.name == "best.keras"
     assert run.record()["allow_incomplete"] is False and run.notes == []
+
+
+def test_an_older_runs_config_is_completed_from_the_yaml(tiny_trained_run, tmp_path):
+    """An older run's config.yaml lacks keys added since (data.labels, data.plane, ...): open_run
+    completes its data node from configs/data/brats.yaml, in one place, so no reader restates a
+    default; what the run recorded is kept."""
+    from brats_seg.config import compose
+    from brats_seg.runfolder import open_run
+
+    run = copy_run(tiny_trained_run, tmp_path)
+
+    def as_an_older_version_wrote_it(cfg):
+        for key in ("labels", "plane", "sampling", "patch"):
+            del cfg.data[key]
+        del cfg.data.preprocess.context_slices
+
+    record_config_edit(run, as_an_older_version_wrote_it)
+    data = open_run(run).cfg.data
+    defaults = compose("train", ["data=brats"]).data
+    assert dict(data.labels) == {k: str(v) for k, v in defaults.labels.items()}
+    assert data.plane == "axial" and data.preprocess.context_slices == 0
+    assert data.patch.size is None and data.sampling.foreground is None
+    recorded = compose("train", ["debug=tiny"]).data.selection.threshold
+    assert data.selection.threshold == recorded != defaults.selection.threshold
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -54,7 +56,7 @@ def test_resection_cavity_message_and_option(tmp_path):
     assert "resection cavity" in message and "BraTS 2024 post-treatment" in message
     assert "data.labels.resection_cavity=background" in message
     assert "ET is 4 in BraTS 2017-2021" not in message  # the old, wrong explanation
-    loaded = nifti.load_case(case, LabelRules(resection_cavity="background"))
+    loaded = nifti.load_case(case, replace(LabelRules.default(), resection_cavity="background"))
     expected = classes.copy()
     expected[cavity] = 0
     np.testing.assert_array_equal(loaded.seg, expected)
@@ -87,7 +89,10 @@ def test_label_3_in_2021_naming_explains_the_convention():
     # 2021 naming knows no resection cavity: 4 is ET whatever the option
     np.testing.assert_array_equal(
         labels_to_classes(
-            np.array([0, 4], np.uint8), "brats2021", "s", LabelRules(resection_cavity="background")
+            np.array([0, 4], np.uint8),
+            "brats2021",
+            "s",
+            replace(LabelRules.default(), resection_cavity="background"),
         ),
         [0, 3],
     )

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from brats_seg.config import compose
+from brats_seg.config import compose, group_defaults
 from brats_seg.data.dataset import prepare_data
 from brats_seg.data.discovery import find_cases
 from brats_seg.data.nifti import load_case
 from brats_seg.data.preprocess import preprocess_case
+from brats_seg.data.settings import PreprocessSettings
 from brats_seg.errors import DataError
+
+from conftest import preprocess_settings
 
 # Measured with the old default [192, 160] (160 on array axis 1, anterior-posterior): brain voxels
 # cut per case, and the 54 tumour voxels it cuts from BraTS2021_00000 (= BraTS-GLI-00000-000).
@@ -29,8 +32,14 @@ def loaded_cases(real_data_root):
     return [load_case(case) for case in find_cases(real_data_root)]
 
 
-def crop(size) -> dict:
-    return {"normalization": "zscore", "crop": {"enabled": True, "size": list(size)}}
+def crop_cfg(size) -> dict:
+    """``data.preprocess`` with a crop of ``size``."""
+    crop = {"enabled": True, "size": size}
+    return {**group_defaults("data", "brats")["preprocess"], "crop": crop}
+
+
+def crop(size):
+    return preprocess_settings(crop_size=tuple(size))
 
 
 def test_default_and_row_22_crop_cut_nothing_of_the_real_cases(loaded_cases):
@@ -41,7 +50,7 @@ def test_default_and_row_22_crop_cut_nothing_of_the_real_cases(loaded_cases):
         "train", ["data=brats", "data.root=/x", "experiment=e22_croped_4channel_unet_nobridge"]
     )
     for loaded in loaded_cases:
-        prep = preprocess_case(loaded, e22.data.preprocess)
+        prep = preprocess_case(loaded, PreprocessSettings.from_data_cfg(e22.data))
         assert prep.x.shape[1:3] == (160, 192)
         assert (prep.cut_brain, prep.cut_tumour) == (0, 0), loaded.case_id
 
@@ -62,7 +71,7 @@ def test_training_data_whose_tumour_is_cut_is_refused_naming_the_case(real_data_
         "cache_dir": str(tmp_path / "cache"),
         "workers": 1,
         "cases": ["BraTS2021_00000", "BraTS2021_00014"],
-        "preprocess": crop((192, 160)),
+        "preprocess": crop_cfg([192, 160]),
         "selection": {"rule": "threshold", "threshold": 1000},
     }
     with pytest.raises(DataError) as err:
@@ -80,7 +89,7 @@ def test_brain_cut_is_warned_and_recorded_in_the_cache_meta(real_data_root, tmp_
         "cache_dir": str(tmp_path / "cache"),
         "workers": 1,
         "cases": ["BraTS2021_00014"],
-        "preprocess": crop((192, 160)),
+        "preprocess": crop_cfg([192, 160]),
         "selection": {"rule": "threshold", "threshold": 1000},
     }
     prepared = prepare_data(cfg)

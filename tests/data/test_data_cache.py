@@ -17,7 +17,7 @@ from brats_seg.data.dataset import PreparedData, prepare_data
 from brats_seg.data.discovery import find_cases
 from brats_seg.data.preprocess import preprocess_case
 from brats_seg.data.selection import select_slices
-from brats_seg.data.settings import SelectionSettings
+from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.errors import ConfigError, DataError
 
 from conftest import (
@@ -49,7 +49,7 @@ def test_build_contents_match_preprocessing(root, tmp_path):
     assert prepared.input_shape == (32, 32, 5) and prepared.num_classes == 4
     assert prepared.cache_dir.parent == (tmp_path / "cache").resolve()
     for case in find_cases(root):
-        prep = preprocess_case(nifti.load_case(case), cfg["preprocess"])
+        prep = preprocess_case(nifti.load_case(case), PreprocessSettings.from_data_cfg(cfg))
         selected = select_slices(prep.y, prep.brain_pixels, SelectionSettings("threshold", 20))
         assert len(selected) > 0
         meta = prepared.case_meta(case.case_id)
@@ -111,7 +111,7 @@ def test_split_keeps_identical_cases_together(root, tmp_path):
         == prepared.case_meta("BraTS-GLI-00009-000")["fingerprint"]
     )
     for seed in range(8):
-        prepared.split_cfg = {"train": 0.6, "val": 0.2, "test": 0.2, "seed": seed}
+        prepared.split_cfg = {**prepared.split_cfg, "seed": seed}
         split = prepared.split()
         where = {c: name for name, cases in split.items() for c in cases}
         assert where["Brats18_A_1"] == where["BraTS-GLI-00009-000"]
@@ -143,8 +143,6 @@ def test_case_without_segmentation(root, tmp_path):
 
 
 def test_config_errors(root, tmp_path):
-    with pytest.raises(ConfigError, match="data.workers"):
-        prepare_data(data_cfg(root, tmp_path / "cache", workers=0))
     with pytest.raises(ConfigError, match="data.cases: no case Brats18_Z_9"):
         prepare_data(data_cfg(root, tmp_path / "cache", cases=["Brats18_A_1", "Brats18_Z_9"]))
     with pytest.raises(DataError, match="data.root .*: no such folder"):
@@ -188,7 +186,7 @@ def test_volume_cache_decodes_once(tmp_path):
     prepared = prepare_data(cfg)
     case = next(c for c in find_cases(root) if c.case_id == "Brats18_B_1")
     loaded = nifti.load_case(case)
-    prep = preprocess_case(loaded, cfg["preprocess"])
+    prep = preprocess_case(loaded, PreprocessSettings.from_data_cfg(cfg))
     before = nifti.decode_count()
     first = prepared.load_volume("Brats18_B_1")
     assert nifti.decode_count() - before == 5

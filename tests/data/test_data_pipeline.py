@@ -16,7 +16,7 @@ from brats_seg.data.dataset import PreparedData, prepare_data
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.errors import DataError
 
-from conftest import blob_case, write_case
+from conftest import augment_cfg, blob_case, write_case
 
 tf = pytest.importorskip("tensorflow")
 
@@ -72,7 +72,7 @@ def handmade_cache(path: Path, slices: int = 10, size: int = 32) -> PreparedData
         {
             "name": "hand",
             "root": str(path),
-            "preprocess": PreprocessSettings().as_dict(),
+            "preprocess": PreprocessSettings.default().as_dict(),
             "selection": SelectionSettings("tumour", 0).as_dict(),
             "cases": {"H_1": meta},
         },
@@ -139,7 +139,7 @@ def test_autotuner_is_off_so_destroying_an_iterator_never_waits(prepared):
         4,
         shuffle=True,
         seed=0,
-        augment_cfg={"enabled": True},
+        augment_cfg=augment_cfg(enabled=True),
     )
     assert augmented.options().autotune.enabled is False
     assert next(iter(augmented))[0].shape[0] == 4
@@ -169,7 +169,7 @@ def test_empty_selection_names_split_and_rule(tmp_path):
 
 def test_flip_augmentation_moves_images_and_labels_together(tmp_path):
     data = handmade_cache(tmp_path / "hand")
-    cfg = {"enabled": True, "flip": True, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    cfg = augment_cfg(enabled=True, flip=True, rotation_deg=0.0, scale=0.0, intensity=0.0)
     plain_x, plain_y = epoch(make_dataset(data, ["H_1"], 4, shuffle=False, seed=0))
     aug_x, aug_y = epoch(make_dataset(data, ["H_1"], 4, shuffle=False, seed=0, augment_cfg=cfg))
     flipped = 0
@@ -185,7 +185,7 @@ def test_flip_augmentation_moves_images_and_labels_together(tmp_path):
 
 def test_rotation_and_scaling_move_images_and_labels_together(tmp_path):
     data = handmade_cache(tmp_path / "hand", slices=16, size=48)
-    cfg = {"enabled": True, "flip": True, "rotation_deg": 20.0, "scale": 0.2, "intensity": 0.0}
+    cfg = augment_cfg(enabled=True, flip=True, rotation_deg=20.0, scale=0.2, intensity=0.0)
     _, plain_y = epoch(make_dataset(data, ["H_1"], 8, shuffle=False, seed=1))
     x, y = epoch(make_dataset(data, ["H_1"], 8, shuffle=False, seed=1, augment_cfg=cfg))
     labels = y.argmax(-1)
@@ -202,7 +202,7 @@ def test_rotation_and_scaling_move_images_and_labels_together(tmp_path):
 
 def test_intensity_jitter_keeps_background_and_is_seeded(tmp_path):
     data = handmade_cache(tmp_path / "hand", slices=16)
-    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.2}
+    cfg = augment_cfg(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.2)
     plain_x, plain_y = epoch(make_dataset(data, ["H_1"], 8, shuffle=False, seed=1))
     ds = make_dataset(data, ["H_1"], 8, shuffle=False, seed=1, augment_cfg=cfg)
     x, y = epoch(ds)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from brats_seg.config import group_defaults
 from brats_seg.data.crop import brain_bbox, centred_crop_box, uncrop
 from brats_seg.data.discovery import CaseFiles
 from brats_seg.data.nifti import LoadedCase
@@ -26,7 +27,9 @@ from brats_seg.data.selection import class_pixel_counts, select_slices
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.errors import ConfigError
 
-from conftest import blob_case
+from conftest import blob_case, preprocess_settings
+
+_DEFAULT_PRE = group_defaults("data", "brats")["preprocess"]
 
 
 def loaded_case(image: np.ndarray, seg: np.ndarray | None) -> LoadedCase:
@@ -102,7 +105,7 @@ def test_flair_edges_are_per_slice_2d():
 
 def test_fifth_channel_uses_images_only_and_is_zero_outside_brain():
     image, classes = blob_case((32, 32, 8), seed=2)
-    cfg = {"normalization": "zscore", "fifth_channel": "flair_edges"}
+    cfg = preprocess_settings(fifth_channel="flair_edges")
     with_labels = preprocess_case(loaded_case(image, classes), cfg)
     without = preprocess_case(loaded_case(image, np.zeros_like(classes)), cfg)
     assert with_labels.x.shape == (8, 32, 32, 5)
@@ -114,7 +117,7 @@ def test_fifth_channel_uses_images_only_and_is_zero_outside_brain():
 
 def test_preprocess_case_slices_and_normalises_each_modality():
     image, classes = blob_case((32, 24, 8), seed=4)
-    prep = preprocess_case(loaded_case(image, classes), {"normalization": "minmax"})
+    prep = preprocess_case(loaded_case(image, classes), preprocess_settings(normalization="minmax"))
     assert prep.x.shape == (8, 32, 24, 4) and prep.x.dtype == np.float32
     assert prep.crop_box is None and prep.full_shape == (32, 24, 8)
     for c in range(4):
@@ -142,33 +145,39 @@ def test_crop_box_is_centred_on_brain_and_clamped():
         centred_crop_box(mask, (112, 32))
 
 
-@pytest.mark.parametrize("size", [[100, 160], [192], [0, 16], "192x160", [16.0, 32]])
+def _refusal(*overrides: str) -> str:
+    """The one line that composing and checking ``train`` with ``overrides`` ends in."""
+    from brats_seg.config import check_options, compose, one_line
+
+    with pytest.raises(Exception) as err:  # noqa: PT011  (Hydra's or ours: both one line)
+        check_options(compose("train", list(overrides)))
+    return one_line(err.value)
+
+
+@pytest.mark.parametrize("size", ["[100,160]", "[192]", "[0,16]", "192x160", "[16.0,32]"])
 def test_crop_size_must_be_multiples_of_16(size):
-    with pytest.raises(ConfigError, match="data.preprocess.crop.size"):
-        PreprocessSettings.from_cfg({"crop": {"enabled": True, "size": size}})
-    assert PreprocessSettings.from_cfg({"crop": {"enabled": False, "size": size}}).crop_size is None
+    """Checked once, when the config is composed (the schema's domain), whether or not the crop
+    is enabled."""
+    assert "data.preprocess.crop.size" in _refusal(f"data.preprocess.crop.size={size}")
+    crop = {"enabled": False, "size": [16, 16]}
+    assert PreprocessSettings.from_cfg({**_DEFAULT_PRE, "crop": crop}, "axial").crop_size is None
 
 
 def test_other_preprocess_options_are_validated():
-    for cfg, option in [
-        ({"normalization": "robust"}, "normalization"),
-        ({"percentiles": [90, 10]}, "percentiles"),
-        ({"fifth_channel": "edges"}, "fifth_channel"),
-        ({"fifth_channel_sigma": 0}, "fifth_channel_sigma"),
+    for override in [
+        "data.preprocess.normalization=robust",
+        "data.preprocess.percentiles=[90,10]",
+        "data.preprocess.fifth_channel=edges",
+        "data.preprocess.fifth_channel_sigma=0",
+        "data.selection.rule=centre",
+        "data.selection.threshold=-1",
     ]:
-        with pytest.raises(ConfigError, match=f"data.preprocess.{option}"):
-            PreprocessSettings.from_cfg(cfg)
-    with pytest.raises(ConfigError, match="data.selection.rule"):
-        SelectionSettings.from_cfg({"rule": "centre"})
-    with pytest.raises(ConfigError, match="data.selection.threshold"):
-        SelectionSettings.from_cfg({"rule": "threshold", "threshold": -1})
+        assert override.split("=")[0] in _refusal(override), override
 
 
 def test_crop_then_uncrop_round_trip():
     image, classes = blob_case((64, 48, 6), seed=5)
-    prep = preprocess_case(
-        loaded_case(image, classes), {"crop": {"enabled": True, "size": [48, 32]}}
-    )
+    prep = preprocess_case(loaded_case(image, classes), preprocess_settings(crop_size=(48, 32)))
     assert prep.x.shape == (6, 48, 32, 4)
     x0, x1, y0, y1 = prep.crop_box
     np.testing.assert_array_equal(prep.y, volume_to_slices(classes[x0:x1, y0:y1]))
@@ -189,7 +198,7 @@ def test_crop_then_uncrop_round_trip():
 def test_volume_smaller_than_crop_is_a_config_error():
     image, classes = blob_case((32, 32, 4), seed=0)
     with pytest.raises(ConfigError, match="data.preprocess.crop.size"):
-        preprocess_case(loaded_case(image, classes), {"crop": {"enabled": True, "size": [48, 32]}})
+        preprocess_case(loaded_case(image, classes), preprocess_settings(crop_size=(48, 32)))
 
 
 def test_selection_rules_on_hand_made_seg():
@@ -208,3 +217,26 @@ def test_selection_rules_on_hand_made_seg():
     assert select_slices(y, brain, SelectionSettings("threshold", 8)).tolist() == [1, 2, 3]
     assert select_slices(y, brain, SelectionSettings("tumour", 0)).tolist() == [1, 2, 3]
     assert select_slices(y, brain, SelectionSettings("brain", 0)).tolist() == [1, 2, 3, 4]
+
+
+def test_the_settings_take_their_defaults_from_the_data_yaml_alone():
+    """LabelRules, PreprocessSettings and the readers of a partial data node take what a caller
+    leaves out from configs/data/brats.yaml (composed here), not from values of their own."""
+    from dataclasses import MISSING, fields
+
+    from brats_seg.config import complete_data_cfg, compose
+    from brats_seg.data.labels import LabelRules
+
+    data = compose("train", ["data=brats"]).data
+    assert LabelRules.default() == LabelRules.from_cfg(data.labels)
+    assert PreprocessSettings.default() == PreprocessSettings.from_data_cfg(data)
+    restated = [
+        f"{settings.__name__}.{f.name}"
+        for settings in (LabelRules, PreprocessSettings, SelectionSettings)
+        for f in fields(settings)
+        if f.default is not MISSING and f.name != "option"  # option: where, for messages
+    ]
+    assert restated == []
+    completed = complete_data_cfg({"root": "/r", "selection": {"rule": "tumour"}})
+    assert completed["selection"] == {"rule": "tumour", "threshold": data.selection.threshold}
+    assert completed["labels"] == {k: str(v) for k, v in data.labels.items()}

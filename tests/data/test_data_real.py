@@ -90,7 +90,7 @@ def test_duplicate_pair_lands_in_one_split(built, duplicate_pair, real_cases):
     n_val = n_test = max(1, round(0.2 * n_patients))
     expected = {"train": n_patients - n_val - n_test, "val": n_val, "test": n_test}
     for seed in range(10):
-        prepared.split_cfg = {"train": 0.6, "val": 0.2, "test": 0.2, "seed": seed}
+        prepared.split_cfg = {**prepared.split_cfg, "seed": seed}
         split = prepared.split()
         where = {c: name for name, cases in split.items() for c in cases}
         assert where[duplicate_pair[0]] == where[duplicate_pair[1]]

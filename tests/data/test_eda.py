@@ -6,8 +6,6 @@ Statistics checked against numpy on the seg files, figures, the report folder an
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -18,6 +16,8 @@ from brats_seg.config import compose
 from brats_seg.data.dataset import prepare_data
 from brats_seg.errors import ConfigError
 from brats_seg.viz.eda import run_eda
+
+from conftest import run_cli
 
 THRESHOLD = 20
 SYNTH = [
@@ -218,17 +218,8 @@ def test_montage_of_a_cropped_data_set(tmp_path):
 
 
 def test_eda_command_prints_a_summary_and_writes_only_the_report(tmp_path):
-    args = [
-        sys.executable,
-        "-m",
-        "brats_seg",
-        "eda",
-        "out=report",
-        "paths.output_root=work",
-        "overlays=1",
-        *SYNTH,
-    ]
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    args = ["eda", "out=report", "paths.output_root=work", "overlays=1", *SYNTH]
+    result = run_cli(*args, cwd=tmp_path, timeout=180)
     assert result.returncode == 0, result.stderr
     assert (
         "selected" in result.stdout
@@ -242,12 +233,8 @@ def test_eda_command_prints_a_summary_and_writes_only_the_report(tmp_path):
     stored = json.loads((tmp_path / "report" / "eda.json").read_text())
     assert f"{stored['pixels_per_class'][2]:,}" in result.stdout
 
-    bad = subprocess.run(
-        [*args[:4], "out=report", "paths.output_root=work", "montage_case=nope", *SYNTH],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    bad = run_cli(
+        "eda", "out=report", "paths.output_root=work", "montage_case=nope", *SYNTH, cwd=tmp_path
     )
     assert bad.returncode != 0
     lines = bad.stderr.strip().splitlines()

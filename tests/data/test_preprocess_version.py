@@ -18,19 +18,20 @@ from brats_seg.data.preprocess import PREPROCESS_VERSION, preprocess_case
 from brats_seg.data.selection import select_slices
 from brats_seg.data.settings import SelectionSettings
 
-from conftest import blob_case, write_case
+from conftest import blob_case, preprocess_settings, write_case
 
 # version -> sha256 of the fixed case's outputs under the settings below
 OUTPUT_DIGESTS = {
     1: "373a10531f81262a069c4cf97fbad175449977259f3a015a7f8c7238eb5f11ee",
 }
 
+# configs/data/brats.yaml's preprocessing with these changes
 SETTINGS = [
     {"normalization": "zscore"},
-    {"normalization": "minmax", "crop": {"enabled": True, "size": [32, 32]}},
+    {"normalization": "minmax", "crop_size": (32, 32)},
     {
         "normalization": "percentile",
-        "percentiles": [1.0, 99.0],
+        "percentiles": (1.0, 99.0),
         "fifth_channel": "flair_edges",
         "fifth_channel_sigma": 1.5,
     },
@@ -45,7 +46,7 @@ def output_digest(tmp_path) -> str:
     loaded = load_case(find_case(tmp_path / "Brats18_V_1"))
     digest = hashlib.sha256()
     for settings in SETTINGS:
-        prep = preprocess_case(loaded, settings)
+        prep = preprocess_case(loaded, preprocess_settings(**settings))
         for rule in ("threshold", "tumour", "brain"):
             selected = select_slices(prep.y, prep.brain_pixels, SelectionSettings(rule, 30))
             digest.update(f"{rule}:{selected.tolist()}".encode())

@@ -15,6 +15,8 @@ from brats_seg.data.sampling import SamplingSettings
 from brats_seg.data.settings import PreprocessSettings, SelectionSettings
 from brats_seg.errors import ConfigError
 
+from conftest import augment_cfg, preprocess_settings
+
 tf = pytest.importorskip("tensorflow")
 
 from brats_seg.data.pipeline import make_dataset  # noqa: E402  (TensorFlow first)
@@ -50,7 +52,7 @@ def cached_slices(
         "class_counts": np.bincount(y.ravel(), minlength=4).tolist(),
     }
     cache.write_case_entry(path, meta, x, y)
-    settings = preprocess or PreprocessSettings()
+    settings = preprocess or preprocess_settings()
     cache.write_index(
         path,
         {
@@ -135,7 +137,7 @@ def test_centred_patches_hold_tumour_after_the_spatial_augmentation(tmp_path):
     every centred patch holds tumour (a left-right flip keeps the whole tumour in the slice). Picked
     on the labels before the flip, about half the flipped patches missed it."""
     data = cached_slices(tmp_path / "c", slices=24)
-    flip = {"enabled": True, "flip": True, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    flip = augment_cfg(enabled=True, flip=True, rotation_deg=0.0, scale=0.0, intensity=0.0)
     shares = []
     for seed in (1, 2, 3):
         _, y = epoch(
@@ -194,16 +196,22 @@ def test_place_windows_centres_on_a_pixel_of_a_present_class():
 
 
 def test_sampling_options_are_checked(tmp_path):
+    """Read from the composed data node; a bad value is refused when the config is composed."""
+    from brats_seg.config import check_options, compose, one_line
+
     assert SamplingSettings.from_data_cfg(
         {"sampling": {"foreground": 0.33}, "patch": {"size": [64, 96]}}
     ) == SamplingSettings(0.33, (64, 96))
-    for cfg, message in (
-        ({"sampling": {"foreground": 1.5}}, "data.sampling.foreground must be null or a share"),
-        ({"patch": {"size": [64]}}, "data.patch.size must be null or two positive"),
-        ({"patch": {"size": [64, 0]}}, "data.patch.size"),
+    for override, message in (
+        ("data.sampling.foreground=1.5", "data.sampling.foreground=1.5: must be >= 0 and <= 1"),
+        ("data.patch.size=[64]", "data.patch.size=[64]: must be a list of 2 numbers"),
+        ("data.patch.size=[64,0]", "data.patch.size=[64,0]"),
+        ("data.augment.lesion_contrast=1.5", "data.augment.lesion_contrast=1.5: must be >= 0"),
+        ("data.augment.lesion_region=core", "expected one of [tumour, edema]"),
     ):
-        with pytest.raises(ConfigError, match=message):
-            SamplingSettings.from_data_cfg(cfg)
+        with pytest.raises(Exception) as err:  # noqa: PT011  (Hydra's or ours: both one line)
+            check_options(compose("train", [override]))
+        assert message in one_line(err.value), override
     data = cached_slices(tmp_path / "c", size=32)
     with pytest.raises(
         ConfigError, match=r"data.patch.size \[48, 16\] is larger than the cached slices \(32x32\)"
@@ -211,20 +219,12 @@ def test_sampling_options_are_checked(tmp_path):
         make_dataset(
             data, ["S_1"], 4, shuffle=True, seed=0, sampling=SamplingSettings(None, (48, 16))
         )
-    from brats_seg.data.augment import AugmentSettings
-
-    for cfg, message in (
-        ({"lesion_contrast": 1.5}, "data.augment.lesion_contrast must be a number between 0 and 1"),
-        ({"lesion_region": "core"}, "data.augment.lesion_region must be one of tumour, edema"),
-    ):
-        with pytest.raises(ConfigError, match=message):
-            AugmentSettings.from_cfg(cfg)
 
 
 def test_appearance_augmentation_changes_the_brain_only(tmp_path):
     data = cached_slices(tmp_path / "c", size=32, background_rows=6)
     plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))
-    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    cfg = augment_cfg(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.0)
     for extra in ({"gamma": 0.5}, {"blur": 1.5}, {"noise": 0.2}, {"intensity": 0.3}):
         aug = epoch(
             make_dataset(data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg={**cfg, **extra})
@@ -267,7 +267,7 @@ def test_lesion_contrast_fades_the_tumour_towards_the_healthy_brain():
 def test_lesion_contrast_in_the_pipeline_touches_tumour_slices_only(tmp_path):
     data = cached_slices(tmp_path / "c", size=32, background_rows=6)
     plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))
-    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    cfg = augment_cfg(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.0)
     aug = epoch(
         make_dataset(
             data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg={**cfg, "lesion_contrast": 0.9}
@@ -288,7 +288,9 @@ def test_appearance_keeps_a_channels_zero_valued_brain_voxels_in_the_brain():
     x = np.zeros((1, 8, 8, 4), np.float32)
     x[0, 2:6, 2:6] = [1.0, 2.0, 2.0, 2.0]
     x[0, 3, 3, 0] = 0.0  # the darkest brain voxel of channel 0
-    settings = AugmentSettings(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.3)
+    settings = AugmentSettings.from_cfg(
+        augment_cfg(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.3)
+    )
     u = np.full((1, param_count(4, settings)), 0.5, np.float32)
     u[0, 7:11] = 1.0  # shift + 0.3 on every channel, gain 1
     out = appearance(tf.constant(x), tf.constant(u), settings, 4).numpy()
@@ -300,9 +302,9 @@ def test_appearance_keeps_a_channels_zero_valued_brain_voxels_in_the_brain():
 def test_lesion_contrast_with_context_fades_the_slices_own_channels_only(tmp_path):
     """2.5D input: the labels are the slice's; its neighbours' channels (whose lesions lie
     elsewhere) are left as they are."""
-    settings = PreprocessSettings(context_slices=1)
+    settings = preprocess_settings(context_slices=1)
     data = cached_slices(tmp_path / "c", size=32, channels=12, preprocess=settings)
-    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.0}
+    cfg = augment_cfg(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.0)
     plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))
     aug = epoch(
         make_dataset(
@@ -318,9 +320,9 @@ def test_lesion_contrast_with_context_fades_the_slices_own_channels_only(tmp_pat
 def test_context_slices_get_their_modalitys_gain(tmp_path):
     """2.5D input: a modality's neighbouring-slice copies are scaled like the slice's own
     channel."""
-    settings = PreprocessSettings(context_slices=1)
+    settings = preprocess_settings(context_slices=1)
     data = cached_slices(tmp_path / "c", size=32, channels=12, preprocess=settings)
-    cfg = {"enabled": True, "flip": False, "rotation_deg": 0.0, "scale": 0.0, "intensity": 0.3}
+    cfg = augment_cfg(enabled=True, flip=False, rotation_deg=0.0, scale=0.0, intensity=0.3)
     plain = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0))[0]
     aug = epoch(make_dataset(data, ["S_1"], 4, shuffle=False, seed=0, augment_cfg=cfg))[0]
     for c in range(4):
@@ -344,12 +346,8 @@ def test_add_context_stacks_neighbours_after_the_slice_itself():
     np.testing.assert_array_equal(z[:, 6], [0, 1, 2, 3, 4])  # z-1
     np.testing.assert_array_equal(z[:, 9], [2, 3, 4, 5, 0])  # z+1
     np.testing.assert_array_equal(z[:, 12], [3, 4, 5, 0, 0])  # z+2
-    assert PreprocessSettings(context_slices=2).channels == 20
-    assert "context_slices" not in PreprocessSettings().as_dict()  # plain 2D caches keep their keys
-    with pytest.raises(
-        ConfigError, match="data.preprocess.context_slices must be a whole number from 0 to 4"
-    ):
-        PreprocessSettings.from_cfg({"context_slices": 9})
+    assert preprocess_settings(context_slices=2).channels == 20
+    assert "context_slices" not in preprocess_settings().as_dict()  # plain 2D caches keep theirs
 
 
 def test_the_recipe_composes_outside_the_studys_experiments():

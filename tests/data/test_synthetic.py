@@ -6,9 +6,6 @@ Anatomy, contrasts, files, the cache entry point and `brats-seg synth`.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -18,7 +15,7 @@ from scipy import ndimage
 from brats_seg.data import synthetic as syn
 from brats_seg.errors import ConfigError
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_cli
 
 SHAPE = (48, 48, 24)
 
@@ -287,18 +284,8 @@ def test_bad_generator_options_name_the_option(tmp_path, cases, shape, message):
     assert list(tmp_path.iterdir()) == []
 
 
-def _brats_seg(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "brats_seg", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_synth_command_writes_cases_and_nothing_else(tmp_path):
-    result = _brats_seg(["synth", "out=made", "cases=2", "shape=[32,32,16]", "seed=4"], tmp_path)
+    result = run_cli("synth", "out=made", "cases=2", "shape=[32,32,16]", "seed=4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "wrote 2 synthetic cases" in result.stdout and "made" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -318,7 +305,7 @@ def test_synth_command_writes_cases_and_nothing_else(tmp_path):
 
 
 def test_synth_command_rejects_bad_options_in_one_line(tmp_path):
-    result = _brats_seg(["synth", "cases=0", "out=never"], tmp_path)
+    result = run_cli("synth", "cases=0", "out=never", cwd=tmp_path)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cases=0" in lines[0], result.stderr

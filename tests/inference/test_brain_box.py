@@ -33,7 +33,7 @@ def test_brain_box_prediction_agrees_with_the_whole_slice_on_a_real_case(real_da
     from brats_seg.models.registry import any_size_copy, build_model, divisor
 
     case = sorted(find_cases(real_data_root), key=lambda c: c.case_id)[0]
-    x = preprocess_case(load_case(case), PreprocessSettings()).x
+    x = preprocess_case(load_case(case), PreprocessSettings.default()).x
     slices, _ = brain_box(x)
     x = x[slices]
     cfg = compose("train", ["recipe=real_cpu"])

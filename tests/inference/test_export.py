@@ -5,13 +5,11 @@ size."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import TINY_RUN, run_cli
+from conftest import TINY_RUN, run_cli, run_python
 
 # Runs in a fresh interpreter that imports TensorFlow only, as docs/export.md shows.
 _SERVE = """
@@ -65,18 +63,8 @@ def test_export_round_trip_equals_best_keras(exported, tmp_path):
     other = rng.normal(size=(2, 48, 64, model.input_shape[-1])).astype(np.float32)
     np.save(tmp_path / "trained.npy", trained)
     np.save(tmp_path / "other.npy", other)
-    served = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _SERVE,
-            str(target / "savedmodel"),
-            str(tmp_path / "trained.npy"),
-            str(tmp_path / "other.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    served = run_python(
+        "-c", _SERVE, target / "savedmodel", tmp_path / "trained.npy", tmp_path / "other.npy"
     )
     assert served.returncode == 0, served.stderr[-3000:]
     expected = model.predict(trained, verbose=0)

@@ -197,13 +197,15 @@ def test_postprocessing_options_are_checked():
         "tc_threshold": 0.0,
         "et_threshold": 0.0,
     }
-    with pytest.raises(
-        ConfigError, match=r"postprocess.min_component_share must be a number in \[0, 1\]"
-    ):
-        PostprocessSettings.from_cfg({"min_component_share": 1.5})
-    with pytest.raises(
-        ConfigError, match="postprocess.min_component must be a whole number of voxels >= 0"
-    ):
-        PostprocessSettings.from_cfg({"min_component": -1})
     with pytest.raises(ConfigError, match="postprocess.size: unknown option"):
         PostprocessSettings.from_cfg({"size": 3})
+    # the values' domains are the schema's, checked when the config is composed
+    from brats_seg.config import check_options, compose
+
+    for override, message in (
+        ("postprocess.min_component_share=1.5", "postprocess.min_component_share=1.5: must be"),
+        ("postprocess.min_component=-1", "postprocess.min_component=-1: must be >= 0"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            check_options(compose("predict", ["run=r", "input=i", override]))
+        assert message in str(err.value)

@@ -177,10 +177,20 @@ def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(tiny_trai
     )
 
 
-def test_evaluate_ensembles_seeds_of_one_fold_whose_split_settings_differ(patch_run, tmp_path):
+@pytest.mark.parametrize(
+    "trained",
+    # the session's tiny run in the fast lane; the fully convolutional patch run (trained for
+    # this module) with the whole suite
+    ["tiny_trained_run", pytest.param("patch_run", marks=pytest.mark.slow)],
+)
+def test_evaluate_ensembles_seeds_of_one_fold_whose_split_settings_differ(
+    trained, request, tmp_path
+):
     """Two seeds of one fold of a cross-validation: same test patients, other split seed (their
     validation draw). The ensemble is evaluated; only other test patients are refused."""
-    _, run_dir = patch_run
+    found = request.getfixturevalue(trained)
+    run_dir = tmp_path / "seed1"  # a copy: the shared runs are read only
+    shutil.copytree(found[1] if trained == "patch_run" else found, run_dir)
     other = tmp_path / "seed2"
     shutil.copytree(run_dir, other)
     record_config_edit(other, lambda cfg: setattr(cfg.data.split, "seed", cfg.data.split.seed + 1))

@@ -60,11 +60,16 @@ def _predicted_case() -> TuningCase:
     return TuningCase("case", probs, truth, (1.0, 1.0, 1.0))
 
 
-def test_settings_refuse_a_threshold_outside_0_1():
-    with pytest.raises(ConfigError, match=r"postprocess.tc_threshold must be a probability"):
-        PostprocessSettings.from_cfg({"tc_threshold": 1.0})
-    with pytest.raises(ConfigError, match=r"postprocess.et_min_component must be a whole number"):
-        PostprocessSettings.from_cfg({"et_min_component": -1})
+def test_a_threshold_outside_0_1_is_refused_when_the_config_is_checked():
+    from brats_seg.config import check_options, compose
+
+    for override, message in (
+        ("postprocess.tc_threshold=1.0", "postprocess.tc_threshold=1.0: must be"),
+        ("postprocess.et_min_component=-1", "postprocess.et_min_component=-1: must be >= 0"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            check_options(compose("predict", ["run=r", "input=i", override]))
+        assert message in str(err.value)
 
 
 def test_small_components_of_each_region_are_relabelled_to_the_next_region_out():

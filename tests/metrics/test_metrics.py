@@ -23,17 +23,18 @@ from brats_seg.metrics import (
 )
 from brats_seg.metrics import confusion as confusion_module
 
+from conftest import run_python
+
 
 def test_metrics_package_does_not_import_tensorflow():
     assert "brats_seg.metrics" in sys.modules
-    import subprocess
 
     code = (
         "import sys, brats_seg.metrics; "
         "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    out = run_python("-c", code)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 
 
 # ---------------------------------------------------------------------------- confusion matrix

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -27,6 +25,8 @@ from brats_seg.models import (  # noqa: E402
     load_model_config,
     model_config_names,
 )
+
+from conftest import run_cli, run_python  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -368,6 +368,21 @@ def test_input_size_refusal_names_model_and_nearest_sizes():
         build_model(_small("unet_3cnn"), (40, 40, 4))
 
 
+def test_patch_size_is_checked_against_the_model_in_one_place():
+    """registry.check_patch_size is the one home of the patch-size rule: the train command's
+    option check and nothing in the fit repeat it (a 24-pixel patch suits U-Net 3+, divisor 8,
+    and not the U-Net, divisor 16)."""
+    from brats_seg.models.registry import check_patch_size
+
+    check_patch_size(load_model_config("unet3pp"), [24, 40])
+    check_patch_size(load_model_config("unet"), None)
+    with pytest.raises(ConfigError) as err:
+        check_patch_size(load_model_config("unet"), [24, 32])
+    assert str(err.value) == (
+        "data.patch.size=[24,32]: must be multiples of 16 (the divisor of model unet), or null"
+    )
+
+
 def test_divisor_per_family_and_from_composed_config():
     from brats_seg.config import compose
 
@@ -505,24 +520,9 @@ def test_instance_norm_normalises_each_slice_by_itself(tmp_path):
     )
 
 
-def _run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
-    # A subprocess: in-process, Hydra's logging setup closes the absl handler that TF attached to
-    # pytest's captured stderr, which breaks pytest's capture for the rest of the session.
-    # TF_CPP_MIN_LOG_LEVEL as the command sets it (2), which does not silence TensorFlow's start-up
-    # lines.
-    return subprocess.run(
-        [sys.executable, "-m", "brats_seg", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-
-
 @pytest.mark.slow
 def test_models_command_prints_counts_and_writes_nothing(tmp_path):
-    done = _run_cli(["models", "names=[unet3pp,resunetpp]"], tmp_path)
+    done = run_cli("models", "names=[unet3pp,resunetpp]", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # none of TensorFlow's start-up noise (absl lines, the cuInit error)
     lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
@@ -533,7 +533,7 @@ def test_models_command_prints_counts_and_writes_nothing(tmp_path):
 
 
 def test_models_command_rejects_unknown_names_in_one_line(tmp_path):
-    done = _run_cli(["models", "names=[unet,nope]"], tmp_path)
+    done = run_cli("models", "names=[unet,nope]", cwd=tmp_path)
     assert done.returncode == 1
     assert (
         done.stderr.strip()
@@ -553,5 +553,5 @@ def test_config_helpers_do_not_import_tensorflow():
         "assert [divisor(load_model_config(n)) for n in model_config_names()]; "
         "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; assert not heavy, heavy"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = run_python("-c", code, timeout=60)
     assert done.returncode == 0, done.stderr

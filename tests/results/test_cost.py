@@ -42,12 +42,13 @@ def _check_cost(cost: dict, cases: list[str], phases: set[str]) -> None:
     assert math.isclose(cost["seconds_per_case"], mean, abs_tol=1e-3)
 
 
-def test_the_evaluation_at_the_end_of_train_records_seconds_per_case(tiny_run):
-    _, run_dir = tiny_run
+def test_the_evaluation_at_the_end_of_train_records_seconds_per_case(tiny_trained_run):
+    run_dir = tiny_trained_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     _check_cost(metrics["cost"], [p["case"] for p in metrics["per_patient"]], PHASES)
 
 
+@pytest.mark.slow  # trains a two-epoch run of its own
 def test_run_json_holds_training_seconds_per_epoch_and_the_device(tiny_run):
     _, run_dir = tiny_run
     info = json.loads((run_dir / "run.json").read_text())
@@ -58,8 +59,9 @@ def test_run_json_holds_training_seconds_per_epoch_and_the_device(tiny_run):
     assert cpu_model_name() in info["device"] or "GPU" in info["device"] or " x " in info["device"]
 
 
-def test_predict_records_seconds_per_case_with_writing(tiny_run, tmp_path):
-    out, run_dir = tiny_run
+def test_predict_records_seconds_per_case_with_writing(tiny_trained_run, tmp_path):
+    run_dir = tiny_trained_run
+    out = run_dir.parent
     roots = [p for p in (out / "cache" / "synthetic").iterdir() if p.is_dir()]
     assert len(roots) == 1, roots
     pred = tmp_path / "pred"
@@ -93,10 +95,10 @@ def test_pareto_front_on_a_hand_made_set():
     assert pareto_front([]) == []
 
 
-def test_table_and_report_show_cost_and_the_pareto_front(tiny_run, tmp_path):
-    out, run_dir = tiny_run
+def test_table_and_report_show_cost_and_the_pareto_front(tiny_trained_run, tmp_path):
+    run_dir = tiny_trained_run
     table = tmp_path / "table"
-    result = run_cli("table", str(out), f"out={table}", cwd=tmp_path)
+    result = run_cli("table", str(run_dir), f"out={table}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     import csv
 
@@ -113,7 +115,7 @@ def test_table_and_report_show_cost_and_the_pareto_front(tiny_run, tmp_path):
 
     from brats_seg.results.html_report import build_report
 
-    page = build_report([out], samples=50, overlays=False)
+    page = build_report([run_dir], samples=50, overlays=False)
     assert "<h2>Dice against cost</h2>" in page
     section = page.split("<h2>Dice against cost</h2>", 1)[1].split("<h2>", 1)[0]
     assert 'alt="Dice against cost" src="data:image/png;base64,' in section

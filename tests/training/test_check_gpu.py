@@ -4,14 +4,12 @@ it says so."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, run_cli, run_python
 
 SCRIPT = REPO_ROOT / "scripts" / "check_gpu.py"
 
@@ -41,12 +39,7 @@ def test_its_config_is_what_brats_seg_train_composes(tmp_path, real_data_root):
 
 @pytest.mark.slow
 def test_without_a_gpu_it_says_so_and_exits_0(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python(SCRIPT, "--out", tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "no GPU visible to TensorFlow" in result.stdout
     assert "brats-seg train" in result.stdout and "model=unet" in result.stdout

@@ -10,6 +10,8 @@ import pytest
 from brats_seg.errors import ConfigError
 from brats_seg.training.hardware import auto_precision, cpu_supports_bf16, resolve_precision
 
+from conftest import run_cli
+
 ZEN3_FLAGS = "flags\t\t: fpu sse sse2 avx f16c fma avx2 bmi2 vaes vpclmulqdq"
 ZEN4_FLAGS = ZEN3_FLAGS + " avx512f avx512bw avx512vl avx512_bf16"
 SAPPHIRE_RAPIDS_FLAGS = ZEN3_FLAGS + " avx512f amx_bf16 amx_tile amx_int8"
@@ -219,27 +221,13 @@ def test_verbose_auto_is_a_bar_on_a_terminal_and_a_line_per_epoch_otherwise(monk
 
 
 def test_a_non_chief_worker_writes_no_hydra_files(tmp_path):
-    import os
-    import subprocess
-    import sys
-
     cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    env = {
-        **os.environ,
-        "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}),
-    }
+    env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}})}
     for args in (
         ["--cfg", "hydra", "trainer=tiny"],
         ["trainer=tiny", "--cfg", "hydra"],
         ["--cfg", "hydra"],
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "brats_seg", "train", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_cli("train", *args, cwd=tmp_path, env=env, timeout=120)
         assert result.returncode == 0, (args, result.stderr[-2000:])
         assert "output_subdir: null" in result.stdout, args

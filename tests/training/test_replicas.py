@@ -8,8 +8,6 @@ CPUs must be set before TensorFlow starts.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +15,14 @@ import pytest
 
 from brats_seg.losses import LOSS_NAMES
 
+from conftest import run_python
+
 STEP_SCRIPT = Path(__file__).with_name("replica_step.py")
 TOLERANCE = 1e-5
 
 
 def _one_step(devices: int, out: Path) -> dict[str, np.ndarray]:
-    result = subprocess.run(
-        [sys.executable, str(STEP_SCRIPT), str(devices), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_python(STEP_SCRIPT, devices, out)
     assert result.returncode == 0, result.stderr[-3000:]
     with np.load(out) as saved:
         return {key: saved[key] for key in saved.files}

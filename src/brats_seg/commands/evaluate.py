@@ -29,7 +29,7 @@ def _task(cfg) -> None:
         out = Path(cfg.out) if cfg.out else Path(cfg.pred)
         check_files_beside(out, [METRICS_FILE], "evaluate", "out" if cfg.out else "pred")
         lesionwise = True if cfg.get("lesionwise") is None else bool(cfg.lesionwise)
-        labels = LabelRules.from_cfg(cfg.get("labels"), "labels")
+        labels = LabelRules.from_cfg(cfg.labels, "labels")
         metrics = score_prediction_folder(
             Path(cfg.pred),
             Path(cfg.ref),

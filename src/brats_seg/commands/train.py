@@ -11,16 +11,10 @@ def check_model_options(cfg) -> None:
     """The train options that need the model (checked with the others, before any work): the
     model's own options (brats_seg.models.options) and data.patch.size, whose sides must be
     multiples of the model's divisor."""
-    from brats_seg.errors import ConfigError
-    from brats_seg.models.registry import divisor
+    from brats_seg.models.registry import check_patch_size, parse_model_config
 
-    div = divisor(cfg.model)
-    size = cfg.data.patch.size
-    if size is not None and any(side % div for side in size):
-        raise ConfigError(
-            f"data.patch.size=[{','.join(str(side) for side in size)}]: must be multiples of "
-            f"{div} (the divisor of model {cfg.model.name}), or null"
-        )
+    parse_model_config(cfg.model)  # types and checks the model's options
+    check_patch_size(cfg.model, cfg.data.patch.size)
 
 
 def check_train_options(cfg) -> None:

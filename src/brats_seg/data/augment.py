@@ -28,73 +28,48 @@ per slice), so augmentation is reproducible and differs every epoch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from brats_seg.config_schema import to_plain
 from brats_seg.data.labels import EDEMA
-from brats_seg.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """``data.augment``; off unless ``enabled``."""
+    """``data.augment``; off unless ``enabled``. The values and their domains are
+    configs/data/brats.yaml's and the schema's."""
 
-    enabled: bool = False
-    flip: bool = True
-    rotation_deg: float = 10.0
-    scale: float = 0.1
-    intensity: float = 0.1
-    gamma: float = 0.0
-    blur: float = 0.0
-    noise: float = 0.0
-    lesion_contrast: float = 0.0
-    lesion_region: str = "tumour"  # which labels lesion contrast fades: "tumour" (all) or "edema"
+    enabled: bool
+    flip: bool
+    rotation_deg: float
+    scale: float
+    intensity: float
+    gamma: float
+    blur: float
+    noise: float
+    lesion_contrast: float
+    lesion_region: str  # which labels lesion contrast fades: "tumour" (all) or "edema"
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> AugmentSettings:
+        """From ``data.augment`` of a composed config."""
         if isinstance(cfg, AugmentSettings):
             return cfg
-        cfg = to_plain(cfg) or {}
-        enabled, flip = cfg.get("enabled", False), cfg.get("flip", True)
-        for name, value in (("enabled", enabled), ("flip", flip)):
-            if not isinstance(value, bool):
-                raise ConfigError(f"data.augment.{name} must be true or false, got {value!r}")
-        limits = {
-            "rotation_deg": 180.0,
-            "scale": 0.9,
-            "intensity": 1.0,
-            "gamma": 2.0,
-            "blur": 3.0,
-            "noise": 1.0,
-            "lesion_contrast": 1.0,
-        }
-        values = {}
-        for name, limit in limits.items():
-            value = cfg.get(name, getattr(cls, name))
-            if (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
-                or not 0 <= value <= limit
-            ):
-                raise ConfigError(
-                    f"data.augment.{name} must be a number between 0 and {limit}, got {value!r}"
-                )
-            values[name] = float(value)
-        region = cfg.get("lesion_region", cls.lesion_region)
-        if region not in LESION_REGIONS:
-            raise ConfigError(
-                "data.augment.lesion_region must be one of "
-                f"{', '.join(LESION_REGIONS)}, got {region!r}"
-            )
-        return cls(enabled, flip, **values, lesion_region=region)
+        cfg = to_plain(cfg)
+        numbers = [f.name for f in fields(cls) if f.type == "float"]
+        return cls(
+            enabled=bool(cfg["enabled"]),
+            flip=bool(cfg["flip"]),
+            **{name: float(cfg[name]) for name in numbers},
+            lesion_region=str(cfg["lesion_region"]),
+        )
 
 
-def param_count(channels: int, settings: AugmentSettings | None = None) -> int:
+def param_count(channels: int, settings: AugmentSettings) -> int:
     """Uniform numbers needed per slice: flip, angle, scale, a gain and a shift per channel, then
     (when on) a gamma per channel, a blur width, a noise level and two numbers seeding the noise,
     and a lesion contrast factor per channel."""
-    settings = settings or AugmentSettings()
     return 3 + 2 * channels + _extra_offsets(channels, settings)[-1]
 
 

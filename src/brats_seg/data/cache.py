@@ -91,7 +91,7 @@ def cache_key(
         "x_dtype": np.dtype(X_DTYPE).name,
         "preprocess": preprocess.as_dict(),
         "selection": selection.as_dict(),
-        "labels": (labels or LabelRules()).as_dict(),
+        "labels": (labels or LabelRules.default()).as_dict(),
         "cases": [
             [c.case_id, c.convention, [_file_identity(p) for p in c.files]]
             for c in sorted(cases, key=lambda c: c.case_id)
@@ -351,7 +351,7 @@ def _build_locked(
                 "x_dtype": np.dtype(X_DTYPE).name,
                 "preprocess": preprocess.as_dict(),
                 "selection": selection.as_dict(),
-                "labels": (labels or LabelRules()).as_dict(),
+                "labels": (labels or LabelRules.default()).as_dict(),
                 "cases": {m["case_id"]: m for m in sorted(metas, key=lambda m: m["case_id"])},
             },
         )
@@ -537,7 +537,7 @@ def build_case_entry(
         "fingerprint": content_fingerprint(loaded.image),
         "crop_box": list(prep.crop_box) if prep.crop_box else None,
         "crop_cut": {"brain": prep.cut_brain, "tumour": prep.cut_tumour},
-        "labels": (labels or LabelRules()).as_dict(),
+        "labels": (labels or LabelRules.default()).as_dict(),
         "full_shape": list(prep.full_shape),
         "slice_shape": list(prep.x.shape[1:]),
         "num_slices": int(prep.x.shape[0]),
@@ -667,7 +667,7 @@ def load_volume(cache_path: Path, meta: dict, preprocess: PreprocessSettings) ->
             file=sys.stderr,
         )
         shutil.rmtree(folder, ignore_errors=True)
-    loaded = nifti.load_case(case_from_meta(meta), LabelRules.from_cfg(meta.get("labels")))
+    loaded = nifti.load_case(case_from_meta(meta), LabelRules.from_cfg(meta["labels"]))
     prep = preprocess_case(loaded, preprocess)
     x = prep.x.astype(X_DTYPE)
     _write_volume(folder, x, loaded.seg)

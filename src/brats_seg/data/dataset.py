@@ -44,10 +44,7 @@ class PreparedData:
                 f"{cache_path}: not a complete brats-seg slice cache (no {cache.INDEX_FILE})"
             )
         index = cache.read_index(cache_path)
-        stored = index["preprocess"]
-        preprocess = PreprocessSettings.from_cfg(
-            _preprocess_cfg(stored), plane=stored.get("plane", "axial")
-        )
+        preprocess = PreprocessSettings.from_record(index["preprocess"])
         selection = SelectionSettings.from_cfg(index["selection"])
         return cls(
             cache_path,
@@ -146,63 +143,55 @@ class PreparedData:
 
 
 def prepare_data(data_cfg: Any) -> PreparedData:
-    """Find the cases of ``data_cfg`` (the composed ``data`` node), build or reuse their cache, open
-    it."""
-    root = data_root(data_cfg)
-    cfg = to_plain(data_cfg)
-    name = str(cfg.get("name") or "data")
+    """Find the cases of ``data_cfg`` (the composed ``data`` node; keys it lacks are
+    configs/data/brats.yaml's), build or reuse their cache, open it."""
+    from brats_seg.config import complete_data_cfg
+
+    if _is_missing(data_cfg, "root"):
+        raise ConfigError(NO_ROOT)
+    cfg = complete_data_cfg(to_plain(data_cfg))
+    root = _data_root(data_cfg, cfg)
     preprocess = PreprocessSettings.from_data_cfg(cfg)
-    selection = SelectionSettings.from_cfg(cfg.get("selection"))
-    _check_split(cfg.get("split"))  # fail on a bad option before any decoding
-    workers = _workers(cfg.get("workers", 1))
-    cache_dir = cfg.get("cache_dir")
-    if not cache_dir:
-        raise ConfigError("data.cache_dir is not set")
-    cases = _chosen_cases(find_cases(root), cfg.get("cases"), root)
+    selection = SelectionSettings.from_cfg(cfg["selection"])
+    cases = _chosen_cases(find_cases(root), cfg["cases"], root)
     _require_segmentations(cases)
-    labels = LabelRules.from_cfg(cfg.get("labels"))
+    labels = LabelRules.from_cfg(cfg["labels"])
     path = cache.build_cache(
-        Path(cache_dir),
-        _safe_name(name),
+        Path(cfg["cache_dir"]),
+        _safe_name(str(cfg["name"])),
         root,
         cases,
         preprocess,
         selection,
-        workers,
+        int(cfg["workers"]),
         labels,
     )
-    return PreparedData.open(path, cfg.get("split"))
+    return PreparedData.open(path, cfg["split"])
 
 
-def _check_split(split_cfg: Any) -> None:
-    if (to_plain(split_cfg) or {}).get("train_patients") is not None:
-        return  # a learning-curve draw: the schema checks its options, the data its range
-    if fold_settings(split_cfg) is not None:
-        val_fraction_and_seed(split_cfg)
-        fold_seed(split_cfg)
-    else:
-        split_fractions(split_cfg)
+NO_ROOT = (
+    "data.root is not set: pass data.root=/path/to/BraTS (a folder holding BraTS case folders)"
+)
 
 
 def data_root(data_cfg: Any) -> Path:
-    """The folder of the cases of ``data_cfg``: data.root, or the built-in synthetic set (written
-    when absent)."""
+    """The folder of the cases of ``data_cfg`` (e.g. a run's data node)."""
+    from brats_seg.config import complete_data_cfg
+
     if _is_missing(data_cfg, "root"):
-        raise ConfigError(
-            "data.root is not set: pass data.root=/path/to/BraTS "
-            "(a folder holding BraTS case folders)"
-        )
-    cfg = to_plain(data_cfg)
-    root = cfg.get("root")
+        raise ConfigError(NO_ROOT)
+    return _data_root(data_cfg, complete_data_cfg(to_plain(data_cfg)))
+
+
+def _data_root(data_cfg: Any, cfg: dict[str, Any]) -> Path:
+    """The data folder: ``data.root``, or the synthetic data set's (written on first use)."""
+    root = cfg["root"]
     if root in (None, ""):
-        if cfg.get("name") == "synthetic":
+        if cfg["name"] == "synthetic":
             from brats_seg.data.synthetic import ensure_synthetic_dataset
 
             return Path(ensure_synthetic_dataset(data_cfg)).resolve()
-        raise ConfigError(
-            "data.root is not set: pass data.root=/path/to/BraTS "
-            "(a folder holding BraTS case folders)"
-        )
+        raise ConfigError(NO_ROOT)
     root = Path(str(root)).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root {root}: no such folder")
@@ -215,12 +204,6 @@ def _is_missing(cfg: Any, key: str) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg, key)
-
-
-def _workers(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"data.workers must be a whole number >= 1, got {value!r}")
-    return value
 
 
 def _chosen_cases(cases: list[CaseFiles], wanted: Any, root: Path) -> list[CaseFiles]:
@@ -245,16 +228,3 @@ def _require_segmentations(cases: list[CaseFiles]) -> None:
 
 def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def _preprocess_cfg(stored: dict) -> dict:
-    """The index stores PreprocessSettings.as_dict(); turn it back into the config's shape."""
-    crop = stored.get("crop_size")
-    return {
-        "normalization": stored["normalization"],
-        "percentiles": stored.get("percentiles", (0.5, 99.5)),
-        "fifth_channel": stored.get("fifth_channel"),
-        "fifth_channel_sigma": stored.get("fifth_channel_sigma", 1.0),
-        "crop": {"enabled": crop is not None, "size": crop},
-        "context_slices": stored.get("context_slices", 0),
-    }

@@ -14,51 +14,29 @@ used in this mode.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from brats_seg.config_schema import to_plain
-from brats_seg.errors import ConfigError, DataError
+from brats_seg.errors import DataError
 
 
-def fold_settings(split_cfg: Mapping[str, Any] | None) -> tuple[int, int] | None:
+def fold_settings(split_cfg: Any) -> tuple[int, int] | None:
     """``(folds, fold)`` from ``data.split``, or None when ``data.split.folds`` is null (a
-    fractional split)."""
-    cfg = to_plain(split_cfg) or {}
-    folds = cfg.get("folds")
-    if folds is None:
-        return None
-    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
-        raise ConfigError(f"data.split.folds must be null or a whole number >= 2, got {folds!r}")
-    fold = cfg.get("fold", 0)
-    if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < folds:
-        raise ConfigError(
-            f"data.split.fold must be a whole number from 0 to {folds - 1} "
-            f"(data.split.folds={folds}), got {fold!r}"
-        )
-    return folds, fold
+    fractional split). The schema has checked both (fold < folds)."""
+    cfg = to_plain(split_cfg)
+    return None if cfg["folds"] is None else (int(cfg["folds"]), int(cfg["fold"]))
 
 
-def val_fraction_and_seed(split_cfg: Mapping[str, Any] | None) -> tuple[float, int]:
-    cfg = to_plain(split_cfg) or {}
-    val = cfg.get("val", 0.0)
-    if not isinstance(val, (int, float)) or isinstance(val, bool) or not 0 <= val < 1:
-        raise ConfigError(f"data.split.val must be a fraction in [0, 1), got {val!r}")
-    seed = cfg.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"data.split.seed must be an integer, got {seed!r}")
-    return float(val), seed
+def val_fraction_and_seed(split_cfg: Any) -> tuple[float, int]:
+    cfg = to_plain(split_cfg)
+    return float(cfg["val"]), int(cfg["seed"])
 
 
-def fold_seed(split_cfg: Mapping[str, Any] | None) -> int | None:
+def fold_seed(split_cfg: Any) -> int | None:
     """``data.split.fold_seed``: null (folds dealt without shuffling) or the seed of the shuffle."""
-    cfg = to_plain(split_cfg) or {}
-    value = cfg.get("fold_seed")
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ConfigError(f"data.split.fold_seed must be null or an integer, got {value!r}")
-    return value
+    return to_plain(split_cfg)["fold_seed"]
 
 
 def _group_kfold(folds: int, shuffle_seed: int | None):

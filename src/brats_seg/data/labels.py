@@ -13,13 +13,13 @@ under 2023 names reads two ways (ET of 2017 labels, or a 2024 cavity with no ET)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from brats_seg.config_schema import LabelConvention, ResectionCavity, choices
+from brats_seg.config_schema import LabelConvention, ResectionCavity, choices, to_plain
 from brats_seg.errors import ConfigError, DataError
 
 NUM_CLASSES = 4
@@ -59,29 +59,28 @@ _READINGS = {
 class LabelRules:
     """``data.labels``: which label convention segs hold and what a resection cavity becomes.
 
-    The defaults are configs/data/brats.yaml's; they also read runs recorded before an option
-    existed.
+    Read from a composed config, whose schema has checked both; ``default()`` is
+    configs/data/brats.yaml's.
     """
 
-    convention: str = AUTO
-    resection_cavity: str = "error"
+    convention: str
+    resection_cavity: str
     option: str = field(default="data.labels", compare=False)  # where they are set, for messages
 
     @classmethod
     def from_cfg(cls, cfg: Any, where: str = "data.labels") -> LabelRules:
-        cfg = dict(cfg or {}) if isinstance(cfg, Mapping) or cfg is None else cfg
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"{where} must be a mapping, got {cfg!r}")
-        convention = cfg.get("convention", AUTO)
-        try:
-            convention = LabelConvention(convention).value
-        except ValueError:
-            raise ConfigError(
-                f"{where}.convention must be one of {', '.join(LABEL_CONVENTIONS)}, "
-                f"got {convention!r}"
-            ) from None
-        rule = check_resection_cavity(cfg.get("resection_cavity", "error"), where)
-        return cls(convention, rule, where)
+        """From a ``labels`` node of a composed config (or a cache's record of one)."""
+        cfg = to_plain(cfg)
+        # LabelConvention takes a year Hydra parsed as an integer (2017) as its member '2017'.
+        convention = LabelConvention(cfg["convention"]).value
+        return cls(convention, check_resection_cavity(cfg["resection_cavity"], where), where)
+
+    @classmethod
+    def default(cls) -> LabelRules:
+        """The rules configs/data/brats.yaml sets, for a caller that gives none."""
+        from brats_seg.config import group_defaults
+
+        return cls.from_cfg(group_defaults("data", "brats")["labels"])
 
     def as_dict(self) -> dict[str, str]:
         return {"convention": self.convention, "resection_cavity": self.resection_cavity}
@@ -169,7 +168,7 @@ def decode_labels(
 ) -> tuple[np.ndarray, str]:
     """uint8 classes 0..3 of a segmentation of any numeric dtype, and the label convention it was
     read in; ``naming``: the case's file naming; ``source`` names the file in errors."""
-    rules = rules or LabelRules()
+    rules = rules or LabelRules.default()
     labels = whole_labels(labels, source)
     convention = resolve_convention(naming, label_values(labels), rules, [source])
     return classes_of(labels, convention, rules, source), convention

@@ -117,7 +117,7 @@ def header_damage(path: Path, img) -> str | None:
 def load_case(case: CaseFiles, labels: LabelRules | None = None) -> LoadedCase:
     """Decode and check a case: four images of equal shape and affine, finite voxels, none of them
     empty or constant, a valid segmentation (read by ``labels``: see data/labels.py)."""
-    labels = labels or LabelRules()
+    labels = labels or LabelRules.default()
     first_path = case.images[MODALITIES[0]]
     channels = []
     first_img = None

@@ -115,8 +115,10 @@ def make_dataset(
     base_channels = prepared.preprocess.base_channels
     if channels % base_channels:  # a cache whose channels the settings do not explain
         base_channels = channels
-    settings = augment.AugmentSettings.from_cfg(augment_cfg)
-    n_params = augment.param_count(base_channels, settings) if settings.enabled else 0
+    # augment_cfg None: no augmentation (evaluation, validation)
+    settings = None if augment_cfg is None else augment.AugmentSettings.from_cfg(augment_cfg)
+    enabled = settings is not None and settings.enabled
+    n_params = augment.param_count(base_channels, settings) if enabled else 0
     signature = (
         tf.TensorSpec((None, height, width, channels), tf.float32),
         tf.TensorSpec((None, height, width), tf.uint8),

@@ -8,9 +8,7 @@ planes.py gives the sagittal and coronal ones; arrays for the model are (S, H, W
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -87,12 +85,9 @@ def flair_edges(flair: np.ndarray, sigma: float, plane: str = AXIAL) -> np.ndarr
     return np.hypot(d_rows, d_cols).astype(np.float32)
 
 
-def preprocess_case(
-    loaded: LoadedCase, preprocess_cfg: Mapping[str, Any] | PreprocessSettings
-) -> PreprocessedCase:
+def preprocess_case(loaded: LoadedCase, settings: PreprocessSettings) -> PreprocessedCase:
     """Normalise, add the fifth channel, crop and slice one case in the settings' plane (labels
     are cropped and sliced alike)."""
-    settings = PreprocessSettings.from_cfg(preprocess_cfg)
     plane = settings.plane
     image = loaded.image
     full_shape = tuple(int(s) for s in image.shape[:3])

@@ -33,28 +33,14 @@ class SamplingSettings:
 
     @classmethod
     def from_data_cfg(cls, data_cfg: Any) -> SamplingSettings:
-        cfg = to_plain(data_cfg) or {}
-        share = (cfg.get("sampling") or {}).get("foreground")
-        if share is not None and (
-            not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1
-        ):
-            raise ConfigError(
-                f"data.sampling.foreground must be null or a share between 0 and 1, got {share!r}"
-            )
-        size = (cfg.get("patch") or {}).get("size")
-        if size is not None:
-            ok = (
-                isinstance(size, (list, tuple))
-                and len(size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-            )
-            if not ok:
-                raise ConfigError(
-                    "data.patch.size must be null or two positive whole numbers [H, W], "
-                    f"got {size!r}"
-                )
-            size = (int(size[0]), int(size[1]))
-        return cls(None if share is None else float(share), size)
+        """From ``data.sampling`` and ``data.patch`` of a composed config (checked by their
+        schemas; the patch size against the model by brats_seg.models.registry)."""
+        cfg = to_plain(data_cfg)
+        share, size = cfg["sampling"]["foreground"], cfg["patch"]["size"]
+        return cls(
+            None if share is None else float(share),
+            None if size is None else (int(size[0]), int(size[1])),
+        )
 
     @property
     def random(self) -> bool:

@@ -1,25 +1,16 @@
-"""Validated preprocessing and slice-selection settings, built from the ``data`` config node.
+"""Preprocessing and slice-selection settings, built from the ``data`` config node.
 
-Every invalid value raises a ConfigError naming the option (``data.preprocess.crop.size`` ...).
+The values come checked from composition (the schema's domains, brats_seg.config.check_options)
+and their defaults from configs/data/brats.yaml; nothing here restates either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from brats_seg.config_schema import (
-    CROP_MULTIPLE,
-    MAX_CONTEXT,
-    FifthChannel,
-    Normalization,
-    SelectionRule,
-    choices,
-    to_plain,
-)
+from brats_seg.config_schema import FifthChannel, Normalization, SelectionRule, choices, to_plain
 from brats_seg.data.planes import check_plane
-from brats_seg.errors import ConfigError
 
 # The choices are declared once, in the config schema.
 NORMALIZATIONS = choices(Normalization)
@@ -31,15 +22,15 @@ SELECTION_RULES = choices(SelectionRule)
 class PreprocessSettings:
     """``data.preprocess``: normalisation, optional fifth channel, optional crop (None: no crop)."""
 
-    normalization: str = "zscore"
-    percentiles: tuple[float, float] = (0.5, 99.5)
-    fifth_channel: str | None = None
-    fifth_channel_sigma: float = 1.0
-    crop_size: tuple[int, int] | None = None
+    normalization: str
+    percentiles: tuple[float, float]
+    fifth_channel: str | None
+    fifth_channel_sigma: float
+    crop_size: tuple[int, int] | None
     # 2.5D input: the k slices below and above each slice add their channels (0: plain 2D slices).
-    context_slices: int = 0
+    context_slices: int
     # ``data.plane``: the plane the slices are cut in (see planes.py).
-    plane: str = "axial"
+    plane: str
 
     @property
     def base_channels(self) -> int:
@@ -52,52 +43,50 @@ class PreprocessSettings:
 
     @classmethod
     def from_data_cfg(cls, data_cfg: Any) -> PreprocessSettings:
-        """From the whole ``data`` node: ``data.preprocess`` and ``data.plane`` (axial when a run
-        of an older version has none)."""
-        data_cfg = to_plain(data_cfg) or {}
-        return cls.from_cfg(data_cfg.get("preprocess"), plane=data_cfg.get("plane"))
+        """From the whole ``data`` node: ``data.preprocess`` and ``data.plane``."""
+        data_cfg = to_plain(data_cfg)
+        return cls.from_cfg(data_cfg["preprocess"], plane=data_cfg["plane"])
 
     @classmethod
-    def from_cfg(
-        cls, cfg: Mapping[str, Any] | PreprocessSettings | None, plane: Any = None
-    ) -> PreprocessSettings:
-        """From ``data.preprocess`` (and ``plane``, ``data.plane``; None: axial)."""
+    def from_cfg(cls, cfg: Any, plane: Any) -> PreprocessSettings:
+        """From ``data.preprocess`` and ``data.plane`` of a composed config (their schema has
+        checked every value, brats_seg.config.check_options)."""
         if isinstance(cfg, PreprocessSettings):
             return cfg
-        plane = check_plane(plane)
-        cfg = to_plain(cfg) or {}
-        normalization = cfg.get("normalization", "zscore")
-        if normalization not in NORMALIZATIONS:
-            raise ConfigError(
-                f"data.preprocess.normalization must be one of {', '.join(NORMALIZATIONS)}, "
-                f"got {normalization!r}"
-            )
-        percentiles = _percentiles(cfg.get("percentiles", (0.5, 99.5)))
-        fifth = cfg.get("fifth_channel")
-        if fifth is not None and fifth not in FIFTH_CHANNELS:
-            raise ConfigError(
-                "data.preprocess.fifth_channel must be null or one of "
-                f"{', '.join(FIFTH_CHANNELS)}, "
-                f"got {fifth!r}"
-            )
-        sigma = cfg.get("fifth_channel_sigma", 1.0)
-        if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
-            raise ConfigError(
-                f"data.preprocess.fifth_channel_sigma must be a positive number, got {sigma!r}"
-            )
-        crop = cfg.get("crop") or {}
-        crop_size = _crop_size(crop.get("size")) if crop.get("enabled", False) else None
-        context = cfg.get("context_slices", 0)
-        if (
-            not isinstance(context, int)
-            or isinstance(context, bool)
-            or not 0 <= context <= MAX_CONTEXT
-        ):
-            raise ConfigError(
-                f"data.preprocess.context_slices must be a whole number from 0 to {MAX_CONTEXT}, "
-                f"got {context!r}"
-            )
-        return cls(normalization, percentiles, fifth, float(sigma), crop_size, context, plane)
+        cfg = to_plain(cfg)
+        crop = cfg["crop"]
+        return cls(
+            normalization=str(cfg["normalization"]),
+            percentiles=(float(cfg["percentiles"][0]), float(cfg["percentiles"][1])),
+            fifth_channel=cfg["fifth_channel"],
+            fifth_channel_sigma=float(cfg["fifth_channel_sigma"]),
+            crop_size=(int(crop["size"][0]), int(crop["size"][1])) if crop["enabled"] else None,
+            context_slices=int(cfg["context_slices"]),
+            plane=check_plane(plane),
+        )
+
+    @classmethod
+    def from_record(cls, stored: dict[str, Any]) -> PreprocessSettings:
+        """From ``as_dict()``, as a cache index records it: a key it leaves out is one the output
+        does not depend on (or at its plain-2D, axial value)."""
+        defaults = cls.default()
+        crop = stored["crop_size"]
+        return cls(
+            normalization=stored["normalization"],
+            percentiles=tuple(stored.get("percentiles", defaults.percentiles)),
+            fifth_channel=stored["fifth_channel"],
+            fifth_channel_sigma=stored.get("fifth_channel_sigma", defaults.fifth_channel_sigma),
+            crop_size=(int(crop[0]), int(crop[1])) if crop else None,
+            context_slices=stored.get("context_slices", 0),
+            plane=stored.get("plane", "axial"),
+        )
+
+    @classmethod
+    def default(cls) -> PreprocessSettings:
+        """The settings configs/data/brats.yaml sets (the default data node)."""
+        from brats_seg.config import group_defaults
+
+        return cls.from_data_cfg(group_defaults("data", "brats"))
 
     def as_dict(self) -> dict[str, Any]:
         """The settings that change the output (used in the cache key and recorded in the cache
@@ -120,27 +109,17 @@ class PreprocessSettings:
 class SelectionSettings:
     """``data.selection``: which axial slices go into the training cache."""
 
-    rule: str = "threshold"
-    threshold: int = 3000
+    rule: str
+    threshold: int
 
     @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any] | SelectionSettings | None) -> SelectionSettings:
+    def from_cfg(cls, cfg: Any) -> SelectionSettings:
+        """From ``data.selection`` of a composed config (or a cache's record of one)."""
         if isinstance(cfg, SelectionSettings):
             return cfg
-        cfg = to_plain(cfg) or {}
-        rule = cfg.get("rule", "threshold")
-        if rule not in SELECTION_RULES:
-            raise ConfigError(
-                f"data.selection.rule must be one of {', '.join(SELECTION_RULES)}, got {rule!r}"
-            )
-        threshold = cfg.get("threshold", 3000)
-        if rule == "threshold" and (
-            not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0
-        ):
-            raise ConfigError(
-                f"data.selection.threshold must be a whole number of pixels >= 0, got {threshold!r}"
-            )
-        return cls(rule, int(threshold) if rule == "threshold" else 0)
+        cfg = to_plain(cfg)
+        rule = str(cfg["rule"])
+        return cls(rule, int(cfg["threshold"]) if rule == "threshold" else 0)
 
     def as_dict(self) -> dict[str, Any]:
         return (
@@ -153,34 +132,3 @@ class SelectionSettings:
         if self.rule == "threshold":
             return f"data.selection.rule=threshold data.selection.threshold={self.threshold}"
         return f"data.selection.rule={self.rule}"
-
-
-def _percentiles(value: Any) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"data.preprocess.percentiles must be two numbers [low, high], got {value!r}"
-        ) from None
-    if not 0.0 <= lo < hi <= 100.0:
-        raise ConfigError(
-            f"data.preprocess.percentiles must satisfy 0 <= low < high <= 100, got {[lo, hi]}"
-        )
-    return lo, hi
-
-
-def _crop_size(value: Any) -> tuple[int, int]:
-    ok = (
-        isinstance(value, (list, tuple))
-        and len(value) == 2
-        and all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % CROP_MULTIPLE == 0
-            for v in value
-        )
-    )
-    if not ok:
-        raise ConfigError(
-            f"data.preprocess.crop.size must be two positive multiples of {CROP_MULTIPLE} [H, W] "
-            f"(the models halve the image 4 times), got {value!r}"
-        )
-    return int(value[0]), int(value[1])

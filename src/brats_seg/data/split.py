@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from brats_seg.config_schema import to_plain
-from brats_seg.errors import ConfigError, DataError
+from brats_seg.errors import DataError
 
 SPLITS = ("train", "val", "test")
 # BraTS 2023/2024 case ids: BraTS-<task>-<patient, 5 digits>-<timepoint, 3 digits>
@@ -44,38 +44,14 @@ def content_fingerprint(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def split_fractions(split_cfg: Mapping[str, Any] | None) -> tuple[tuple[float, float, float], int]:
-    """``((train, val, test), seed)`` from ``data.split``, validated; ``train: null`` takes what val
-    and test leave. A val or test fraction of 0 leaves that split empty (``test=0``: train on every
-    patient)."""
-    cfg = to_plain(split_cfg) or {}
-    fractions = []
-    for name, default in zip(SPLITS, (0.6, 0.2, 0.2), strict=True):
-        value = cfg.get(name, default)
-        if name == "train" and value is None:
-            fractions.append(None)
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise ConfigError(
-                f"data.split.{name} must be a fraction between 0 and 1, got {value!r}"
-            )
-        fractions.append(float(value))
-    if fractions[0] is None:
-        fractions[0] = 1.0 - fractions[1] - fractions[2]
-        if fractions[0] <= 0:
-            raise ConfigError(
-                f"data.split: val={fractions[1]} and test={fractions[2]} "
-                "leave no patient to train on"
-            )
-    if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ConfigError(
-            f"data.split fractions must add up to 1, got train={fractions[0]} val={fractions[1]} "
-            f"test={fractions[2]} (or set data.split.train=null: the rest)"
-        )
-    seed = cfg.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"data.split.seed must be an integer, got {seed!r}")
-    return (fractions[0], fractions[1], fractions[2]), seed
+def split_fractions(split_cfg: Any) -> tuple[tuple[float, float, float], int]:
+    """``((train, val, test), seed)`` from ``data.split`` (checked by its schema: they add up to
+    1); ``train: null`` takes what val and test leave. A val or test fraction of 0 leaves that split
+    empty (``test=0``: train on every patient)."""
+    cfg = to_plain(split_cfg)
+    val, test = float(cfg["val"]), float(cfg["test"])
+    train = 1.0 - val - test if cfg["train"] is None else float(cfg["train"])
+    return (train, val, test), int(cfg["seed"])
 
 
 def group_cases(fingerprints: Mapping[str, str]) -> list[list[str]]:

@@ -544,15 +544,19 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 
 
 def _synth_options(data_cfg: Any) -> tuple[int, list[int], int]:
-    """Number of cases, volume shape and seed of ``data_cfg.synth``, checked."""
-    synth = _get(data_cfg, "synth") or {}
+    """Number of cases, volume shape and seed of ``data_cfg.synth``, checked; what it leaves out
+    is configs/data/synthetic.yaml's."""
+    from brats_seg.config import group_defaults
+    from brats_seg.config_schema import to_plain
+
+    synth = {
+        **group_defaults("data", "synthetic")["synth"],
+        **(to_plain(_get(data_cfg, "synth")) or {}),
+    }
     cases, shape = validate_options(
-        _get(synth, "cases", 20),
-        list(_get(synth, "shape", [64, 64, 48])),
-        "data.synth.cases",
-        "data.synth.shape",
+        synth["cases"], list(synth["shape"]), "data.synth.cases", "data.synth.shape"
     )
-    return cases, shape, int(_get(synth, "seed", 0))
+    return cases, shape, int(synth["seed"])
 
 
 def synthetic_root(data_cfg: Any) -> Path:

@@ -399,7 +399,7 @@ def evaluate_ensemble(
             )
     by_plane: dict[str, list[int]] = {}  # in the order of the runs: the first run's plane first
     for i, d in enumerate(data):
-        by_plane.setdefault(str(d.get("plane") or "axial"), []).append(i)
+        by_plane.setdefault(str(d["plane"]), []).append(i)  # completed by open_run
     groups = [
         (
             [runs[i].load_model() for i in members],
@@ -427,7 +427,7 @@ def evaluate_ensemble(
     metrics["inference"]["run_checks"] = [run.record() for run in runs]
     if len(by_plane) > 1:
         metrics["inference"]["models"] = len(run_dirs)
-        metrics["inference"]["planes"] = [str(d.get("plane") or "axial") for d in data]
+        metrics["inference"]["planes"] = [str(d["plane"]) for d in data]
     from brats_seg.outputs import staged_output
 
     with staged_output(out, "evaluate") as tmp:

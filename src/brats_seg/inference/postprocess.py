@@ -81,27 +81,14 @@ class PostprocessSettings:
         unknown = sorted(set(cfg) - set(OPTIONS))
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown option (valid: {', '.join(OPTIONS)})")
-        values: dict[str, Any] = {}
-        for key in ("min_component", "et_min_volume", "tc_min_component", "et_min_component"):
-            value = cfg.get(key) or 0
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(
-                    f"{where}.{key} must be a whole number of voxels >= 0, got {value!r}"
-                )
-            values[key] = value
-        share = cfg.get("min_component_share") or 0.0
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-            raise ConfigError(
-                f"{where}.min_component_share must be a number in [0, 1], got {share!r}"
-            )
-        values["min_component_share"] = float(share)
+        # The values were checked with the config (config_schema.PostprocessSchema); null: off.
+        values: dict[str, Any] = {
+            key: int(cfg.get(key) or 0)
+            for key in ("min_component", "et_min_volume", "tc_min_component", "et_min_component")
+        }
+        values["min_component_share"] = float(cfg.get("min_component_share") or 0.0)
         for key in THRESHOLDS.values():
-            value = cfg.get(key) or 0.0
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ConfigError(
-                    f"{where}.{key} must be a probability in [0, 1) (0: the argmax), got {value!r}"
-                )
-            values[key] = float(value)
+            values[key] = float(cfg.get(key) or 0.0)
         return cls(**values)
 
     @property

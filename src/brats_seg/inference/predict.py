@@ -157,7 +157,7 @@ def predict_cases(
     check_output_dir(out_dir, "predict", "output")
     tuned = stored_choice(runs, tuned_postprocess)
     members = load_members(runs, any_size=brain_box)
-    labels = LabelRules.from_cfg(members[0].cfg.data.get("labels"))
+    labels = LabelRules.from_cfg(members[0].cfg.data.labels)
     tta, post = inference_settings(members, tta, postprocess, tuned and tuned["settings"])
     # Every case is read once before any is predicted: a broken one stops the command before the
     # long part, and the output folder is only ever written whole (below).

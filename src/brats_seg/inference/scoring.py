@@ -134,7 +134,7 @@ def score_prediction_folder(
     from brats_seg.inference.timing import CaseTimer
     from brats_seg.training.hardware import cpu_description
 
-    rules = labels or LabelRules()
+    rules = labels or LabelRules.default()
     predictions = prediction_files(pred_dir)
     references = {c.case_id: c for c in find_cases(ref_root) if c.seg is not None}
     matched = sorted(set(predictions) & set(references))

@@ -88,7 +88,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(resolved))
         folder.start(
             config_hash=chash,
-            experiment_id=cfg.get("experiment_id"),
+            experiment_id=cfg.experiment_id,
             model=cfg.model.name,
             seed=cfg.seed,
         )
@@ -135,7 +135,7 @@ def _set_up_devices(cfg: DictConfig) -> tuple[str, Any, list[str]]:
     from brats_seg.training import gpus, hardware
 
     trainer = cfg.trainer
-    hardware.configure_cpu_devices(trainer.get("cpu_devices"))
+    hardware.configure_cpu_devices(trainer.cpu_devices)
     gpu_models = gpus.configure_gpus(
         trainer.device,
         trainer.job_gpus,
@@ -263,7 +263,7 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) 
     if fit:
         metrics["calibration"]["fit"] = fit
     metrics["params"] = int(model.count_params())
-    title = cfg.get("experiment_id") or run_dir.name
+    title = cfg.experiment_id or run_dir.name
     write_evaluation(run_dir, metrics, overlays, title=str(title))
     folder.complete()
     _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics)
@@ -304,7 +304,7 @@ def _append_experiment_row(cfg, run_dir, metrics, append_row, row_from_metrics) 
         metrics,
         finished=RunFolder(run_dir).read().get("ended"),
         run_dir=str(run_dir),
-        experiment_id=cfg.get("experiment_id") or "",
+        experiment_id=cfg.experiment_id or "",
         model=cfg.model.name,
         loss=loss_label(cfg.loss),
         optimizer=optimizer_label(cfg.optimizer),

@@ -69,6 +69,20 @@ def divisor(model_cfg: Any) -> int:
     return options.divisor()
 
 
+def check_patch_size(model_cfg: Any, size: Any) -> None:
+    """Refuse ``data.patch.size`` (``[H, W]`` or None) unless its sides are multiples of the
+    model's divisor: the one home of this rule, checked with the train options before any work."""
+    if size is None:
+        return
+    name, _, options = parse_model_config(model_cfg)
+    div = options.divisor()
+    if any(int(side) % div for side in size):
+        raise ConfigError(
+            f"data.patch.size=[{','.join(str(side) for side in size)}]: must be multiples of "
+            f"{div} (the divisor of model {name}), or null"
+        )
+
+
 def build_model(
     model_cfg: Any, input_shape: tuple[int | None, int | None, int], num_classes: int = 4
 ):

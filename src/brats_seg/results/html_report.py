@@ -159,7 +159,7 @@ def _overlay_section(groups: list[list[ResultRow]]) -> str:
         except Exception as err:  # noqa: BLE001
             notes.append(f"{_label([r])}: cannot read {case} ({str(err).splitlines()[0]})")
             continue
-        plane = str(cfg.data.get("plane") or "axial")
+        plane = str(cfg.data.plane)  # open_run completes an older run's data node
         truth = on_cached_grid(y_full, meta.get("crop_box"), plane)
         if z is None:
             z = int(np.argmax((truth > 0).reshape(truth.shape[0], -1).sum(axis=1)))

@@ -129,7 +129,7 @@ def build_fit_data(cfg: DictConfig, prepared, split, replicas: int, workers: int
     sampling = SamplingSettings.from_data_cfg(cfg.data)
     train_cases, val_cases = training_cases(prepared, split)
     has_val = bool(val_cases)
-    check_fit_options(cfg, sampling, replicas, has_val)
+    check_fit_options(cfg, replicas, has_val)
     fully_convolutional = sampling.patch_size is not None or trainer.fully_convolutional
     div = divisor(cfg.model)
     n_slices = prepared.slice_count(train_cases)
@@ -177,21 +177,14 @@ def build_fit_data(cfg: DictConfig, prepared, split, replicas: int, workers: int
     )
 
 
-def check_fit_options(cfg: DictConfig, sampling, replicas: int, has_val: bool) -> None:
-    """Refuse trainer options that this split, strategy or model cannot honour."""
-    from brats_seg.models.registry import divisor
-
+def check_fit_options(cfg: DictConfig, replicas: int, has_val: bool) -> None:
+    """Refuse trainer options that this split or strategy cannot honour (the patch size against
+    the model is checked with the options, brats_seg.models.registry.check_patch_size)."""
     trainer = cfg.trainer
     batch = int(trainer.batch_size)
     if batch % replicas:
         raise ConfigError(
             f"trainer.batch_size={batch} must be a multiple of the {replicas} replicas in sync"
-        )
-    div = divisor(cfg.model)
-    if sampling.patch_size is not None and any(side % div for side in sampling.patch_size):
-        raise ConfigError(
-            f"data.patch.size {list(sampling.patch_size)}: model {cfg.model.name} needs sides "
-            f"divisible by {div}"
         )
     if (
         not has_val
