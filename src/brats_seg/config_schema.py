@@ -136,6 +136,16 @@ class PredictNaming(Choice):
     submission = "submission"
 
 
+class InferenceBackend(Choice):
+    """The runtime of the model's forward pass in evaluate and predict (inference/backends.py)."""
+
+    keras = "keras"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    openvino_int8 = "openvino_int8"
+    auto = "auto"
+
+
 class LesionRegion(Choice):
     tumour = "tumour"
     edema = "edema"
@@ -513,6 +523,7 @@ class TrainEvaluateSchema(Dict[str, Any]):
     lesionwise: bool = MISSING
     tta: bool = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
+    backend: InferenceBackend = MISSING
 
 
 @dataclass
@@ -547,6 +558,7 @@ class EvaluateSchema(Dict[str, Any]):
     labels: LabelsSchema = field(default_factory=LabelsSchema)
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
+    backend: Optional[InferenceBackend] = MISSING
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING
@@ -566,6 +578,7 @@ class PredictSchema(Dict[str, Any]):
     lesionwise: bool = MISSING
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
+    backend: Optional[InferenceBackend] = MISSING
     brain_box: bool = MISSING
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING
@@ -642,6 +655,12 @@ class ReportSchema(Dict[str, Any]):
 
 class ExportFormat(Choice):
     savedmodel = "savedmodel"
+    onnx = "onnx"
+    openvino = "openvino"
+
+
+class Quantization(Choice):
+    int8 = "int8"
 
 
 @dataclass
@@ -650,6 +669,7 @@ class ExportSchema(Dict[str, Any]):
 
     run: Optional[str] = MISSING
     format: ExportFormat = MISSING
+    quantize: Optional[Quantization] = MISSING
     out: Optional[str] = MISSING
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING

@@ -34,6 +34,7 @@ def _task(cfg) -> None:
         brain_box=cfg.brain_box,
         allow_incomplete=cfg.allow_incomplete,
         use_last_checkpoint=cfg.use_last_checkpoint,
+        backend=cfg.backend,
     )
     for check in result["inference"]["run_checks"]:
         for note in check["notes"]:
@@ -42,7 +43,8 @@ def _task(cfg) -> None:
     print(
         f"{len(result['cases'])} case(s) segmented into {result['output']} "
         f"by {len(used['runs'])} run(s), "
-        f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}"
+        f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}, "
+        f"backend={','.join(sorted(set(used['backend'])))}"
     )
     if "metrics" in result:
         for region, r in result["metrics"]["regions"].items():

@@ -21,6 +21,7 @@ from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import on_cached_grid, restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
+from brats_seg.inference.backends import backend_name, run_backend
 from brats_seg.inference.postprocess import PostprocessSettings
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
 from brats_seg.inference.scoring import score_case, summarise_cases
@@ -159,7 +160,12 @@ def evaluate_model(
         "test_cases": list(case_ids),
         "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
-        "inference": {"models": len(models), "tta": bool(tta), "postprocess": post.as_dict()},
+        "inference": {
+            "models": len(models),
+            "tta": bool(tta),
+            "postprocess": post.as_dict(),
+            "backend": backend_name(models[0]),
+        },
         "cost": timer.record(device_description()),
     }
     return metrics, _pick_overlays(candidates, n_overlays)
@@ -275,9 +281,9 @@ def evaluate_run(
     split = folder.read_split()
     if not split.get("test"):
         raise RunError(f"{run_dir}: the split has no test patients")
-    model = run.load_model()
-    prepared = prepare_data(cfg.data)
     ev = cfg.evaluate
+    model = run_backend(run.load_model(), cfg, run.checkpoint)
+    prepared = prepare_data(cfg.data)
     metrics, overlays = evaluate_model(
         model,
         prepared,
@@ -344,7 +350,7 @@ def evaluate_ensemble(
         by_plane.setdefault(str(d.get("plane") or "axial"), []).append(i)
     groups = [
         (
-            [runs[i].load_model() for i in members],
+            [run_backend(runs[i].load_model(), cfgs[i], runs[i].checkpoint) for i in members],
             prepare_data(cfgs[members[0]].data),
             math.lcm(*(model_divisor(cfgs[i]) for i in members)),
         )

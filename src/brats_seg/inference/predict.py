@@ -106,6 +106,7 @@ def predict_cases(
     brain_box: bool = False,
     allow_incomplete: bool = False,
     use_last_checkpoint: bool = False,
+    backend: Any = None,
 ) -> dict[str, Any]:
     """Predict every case under ``input_path`` with one run or an ensemble; score those that have a
     segmentation.
@@ -116,12 +117,14 @@ def predict_cases(
     (see outputs.py), and holds the old result or the new one, never a mix.
     ``brain_box``: a model of fixed size predicts only the brain's box too (rebuilt fully
     convolutional, same weights); false (the default) gives it the slices it was trained on.
+    ``backend``: the runtime of the forward pass (null: the run's own; see backends.py).
     """
     from tqdm import tqdm
 
     from brats_seg.data.labels import LabelRules
     from brats_seg.data.nifti import load_case
     from brats_seg.data.preprocess import on_cached_grid
+    from brats_seg.inference.backends import backend_name
     from brats_seg.inference.ensemble import ensemble_classes, load_members, resolve_runs
     from brats_seg.inference.postprocess import postprocess as apply_postprocess
     from brats_seg.inference.scoring import score_case, summarise_cases
@@ -136,7 +139,7 @@ def predict_cases(
     cases = input_cases(input_path)
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
-    members = load_members(runs, any_size=brain_box)
+    members = load_members(runs, any_size=brain_box, backend=backend)
     labels = LabelRules.from_cfg(members[0].cfg.data.get("labels"))
     tta, post = inference_settings(members, tta, postprocess)
     # Every case is read once before any is predicted: a broken one stops the command before the
@@ -150,6 +153,7 @@ def predict_cases(
         "tta": tta,
         "postprocess": post.as_dict(),
         "brain_box": bool(brain_box),
+        "backend": [backend_name(member.model) for member in members],
         # each run's status and checkpoint, and what was allowed (allow_incomplete, last.keras)
         "run_checks": [run.record() for run in runs],
     }
