@@ -1,6 +1,6 @@
 """Time `brats-seg predict` end to end on real cases, once per inference backend.
 
-    python benchmarks/bench_runtimes.py     # the first case of --data-root (../shared/data/brats-real)
+    python benchmarks/bench_runtimes.py     # the first case of --data-root
     python benchmarks/bench_runtimes.py --run RUN_DIR --input ROOT_OR_CASE
     python benchmarks/bench_runtimes.py --tiny      # synthetic cases and a tiny model, quick
 
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                         "call": call,
                         "cases": cases,
                         "wall_seconds_per_case": round(seconds / cases, 2),
-                        "model_seconds_per_case": record["cost"]["phase_seconds_per_case"][
-                            "model"
-                        ],
+                        "model_seconds_per_case": record["cost"]["phase_seconds_per_case"]["model"],
                     }
                 )
                 r = rows[-1]
