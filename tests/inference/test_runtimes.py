@@ -85,6 +85,23 @@ def test_each_exportable_family_computes_what_keras_computes(family, runtime, an
     assert same >= MIN_AGREEMENT and diff <= MAX_PROB_DIFF, (same, diff)
 
 
+def test_a_mixed_bfloat16_model_runs_converted_in_float32(tmp_path):
+    """ONNX Runtime loads no bfloat16 convolutions: the conversion is of a float32 copy, which
+    computes what the same weights compute in float32 Keras."""
+    from brats_seg.inference.backends import float32_copy, load_backend
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model, cfg = tiny_model("unet", (48, 64, 4))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.layers[1].compute_dtype == "bfloat16"
+    converted = load_backend(model, cfg, saved(model, tmp_path), "onnxruntime")
+    same, diff = agreement(float32_copy(model, cfg), converted, volume())
+    assert same >= MIN_AGREEMENT and diff <= MAX_PROB_DIFF, (same, diff)
+
+
 @pytest.mark.parametrize("family", [f for f, ok in ANY_SIZE.items() if not ok])
 def test_a_family_that_cannot_export_for_any_size_is_refused_by_name(family, tmp_path):
     from brats_seg.errors import RunError
