@@ -240,7 +240,8 @@ def test_predict_and_export_through_the_runtimes(tiny_trained_run, tmp_path):
 def test_an_unknown_backend_is_refused_before_any_work(tmp_path):
     done = run_cli("predict", "run=nowhere", "input=nowhere", "backend=tensorrt", cwd=tmp_path)
     assert done.returncode != 0
-    assert "backend" in done.stderr and "tensorrt" in done.stderr
+    # one line naming the option, its value and the choices (without the option: "not in struct")
+    assert "backend=tensorrt" in done.stderr and "onnxruntime, openvino" in done.stderr
     assert not (tmp_path / "outputs").exists()
 
 
@@ -311,3 +312,15 @@ def test_the_runtimes_benchmark_runs_in_tiny_mode(tmp_path):
     ]
     assert all(r["used"] == [r["backend"]] and r["wall_seconds_per_case"] > 0 for r in rows)
     assert "floor" in done.stdout
+
+
+def test_null_means_the_runs_own_backend_and_keras_for_older_runs():
+    from omegaconf import OmegaConf
+
+    from brats_seg.inference.backends import backend_option
+
+    older = OmegaConf.create({"evaluate": {"tta": True}})  # a run trained before the option
+    newer = OmegaConf.create({"evaluate": {"tta": True, "backend": "openvino"}})
+    assert backend_option(older) == "keras"
+    assert backend_option(newer) == "openvino"
+    assert backend_option(newer, "onnxruntime") == "onnxruntime"
