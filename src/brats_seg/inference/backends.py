@@ -1,4 +1,5 @@
-"""The runtime that computes a model's forward pass in inference: Keras, ONNX Runtime or OpenVINO.
+"""The runtime that computes a model's forward pass in inference: Keras, ONNX Runtime, OpenVINO, or
+OpenVINO quantised to int8.
 
 ``load_backend(model, model_cfg, checkpoint, name)`` returns the model itself for ``keras``, and
 otherwise a ``ConvertedModel``: the same weights converted by Keras' own exporter
@@ -15,9 +16,14 @@ recording the checkpoint's sha256, size and mtime and the converter's versions; 
 any of them changes. Each folder is written whole (atomic_dir). A run folder that cannot be written
 is converted into a temporary folder for this command only.
 
-``auto`` times every runtime that is installed and converts (a few batches of random slices at the
-model's trained size) and uses the fastest. The measurement is stored per CPU beside the cache
-(``<checkpoint>-<fixed|any-size>.speed.json``) and reused.
+``openvino_int8``: the OpenVINO model quantised after training by NNCF, calibrated on about 300
+slices of the run's training patients (its data must be readable when it is first built); cached
+like the others, its source.json also names the calibration patients.
+
+``auto`` times Keras and every float32 runtime that is installed and converts (a few batches of
+random slices at the model's trained size) and uses the fastest. The measurement is stored per
+CPU beside the cache (``<checkpoint>-<fixed|any-size>.speed.json``) and reused. It never picks
+int8: no check of its Dice on the run's patients exists yet.
 """
 
 from __future__ import annotations
