@@ -136,6 +136,16 @@ class PredictNaming(Choice):
     submission = "submission"
 
 
+class InferenceBackend(Choice):
+    """The runtime of the model's forward pass in evaluate and predict (inference/backends.py)."""
+
+    keras = "keras"
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    openvino_int8 = "openvino_int8"
+    auto = "auto"
+
+
 class LesionRegion(Choice):
     tumour = "tumour"
     edema = "edema"
@@ -584,6 +594,7 @@ class TrainEvaluateSchema(Dict[str, Any]):
     tta: bool = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     calibration: bool = MISSING
+    backend: InferenceBackend = MISSING
 
 
 @dataclass
@@ -638,6 +649,7 @@ class EvaluateSchema(Dict[str, Any]):
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     tune_postprocess: bool = MISSING
     calibration: Optional[bool] = MISSING
+    backend: Optional[InferenceBackend] = MISSING
     evaluate: EvaluateOptionsSchema = field(default_factory=EvaluateOptionsSchema)
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING
@@ -658,6 +670,7 @@ class PredictSchema(Dict[str, Any]):
     tta: Optional[bool] = MISSING
     postprocess: PostprocessSchema = field(default_factory=PostprocessSchema)
     tuned_postprocess: Optional[bool] = MISSING
+    backend: Optional[InferenceBackend] = MISSING
     brain_box: bool = MISSING
     calibrated: bool = MISSING
     save_probabilities: bool = MISSING
@@ -752,6 +765,12 @@ class ViewSchema(Dict[str, Any]):
 
 class ExportFormat(Choice):
     savedmodel = "savedmodel"
+    onnx = "onnx"
+    openvino = "openvino"
+
+
+class Quantization(Choice):
+    int8 = "int8"
 
 
 @dataclass
@@ -760,6 +779,7 @@ class ExportSchema(Dict[str, Any]):
 
     run: Optional[str] = MISSING
     format: ExportFormat = MISSING
+    quantize: Optional[Quantization] = MISSING
     out: Optional[str] = MISSING
     allow_incomplete: bool = MISSING
     use_last_checkpoint: bool = MISSING

@@ -64,7 +64,7 @@ def test_a_threshold_outside_0_1_is_refused_when_the_config_is_checked():
     from brats_seg.config import check_options, compose
 
     for override, message in (
-        ("postprocess.tc_threshold=1.0", "postprocess.tc_threshold=1.0: must be"),
+        ("postprocess.tc_threshold=1.0", "postprocess.tc_threshold=1: must be"),
         ("postprocess.et_min_component=-1", "postprocess.et_min_component=-1: must be >= 0"),
     ):
         with pytest.raises(ConfigError) as err:

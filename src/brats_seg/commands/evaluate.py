@@ -84,7 +84,7 @@ def _evaluate_run(cfg) -> None:
     used = metrics["inference"]
     print(
         f"{where}: {len(run_dirs)} run(s), tta={str(used['tta']).lower()}, "
-        f"postprocess={used['postprocess']}; "
+        f"postprocess={used['postprocess']}, backend={used['backend']}; "
         f"Col Ave sensitivity {ca['sensitivity']:.4f}, specificity {ca['specificity']:.4f}, "
         f"F1 {ca['f1']:.4f}, precision {ca['precision']:.4f}"
     )
@@ -145,6 +145,7 @@ def _with_overrides(run_cfg, cfg):
     from omegaconf import open_dict
 
     from brats_seg.config_schema import run_setting
+    from brats_seg.inference.backends import backend_option
 
     with open_dict(run_cfg):
         ev = run_cfg.evaluate
@@ -155,6 +156,7 @@ def _with_overrides(run_cfg, cfg):
         ev.calibration = run_setting(cfg.calibration, ev.get("calibration", False))
         for key, value in cfg.postprocess.items():
             ev.postprocess[key] = run_setting(value, ev.postprocess.get(key))
+        ev.backend = backend_option(run_cfg, cfg.backend)
     return run_cfg
 
 

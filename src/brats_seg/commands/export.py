@@ -1,5 +1,6 @@
-"""brats-seg export run=RUN_DIR [format=savedmodel] [out=DIR]: the run's best model as a TensorFlow
-SavedModel (DIR/savedmodel, with DIR/export.json) that plain TensorFlow loads and serves."""
+"""brats-seg export run=RUN_DIR [format=savedmodel|onnx|openvino] [out=DIR]: the run's best model
+as a TensorFlow SavedModel (DIR/savedmodel) that plain TensorFlow serves, or as ONNX
+(DIR/model.onnx) or OpenVINO IR (DIR/model.xml), with DIR/export.json."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def _task(cfg) -> None:
         run_dir,
         out,
         str(cfg.format),
+        quantize=None if cfg.quantize is None else str(cfg.quantize),
         allow_incomplete=bool(cfg.allow_incomplete),
         use_last_checkpoint=bool(cfg.use_last_checkpoint),
     )
@@ -32,8 +34,8 @@ def _task(cfg) -> None:
         else "the training size only, {}x{}".format(*info["input"]["trained_on"])
     )
     print(
-        f"wrote {out / 'savedmodel'}: "
-        f"serve(image float32[batch, H, W, {info['input']['shape'][3]}]) -> "
+        f"wrote {out / info.get('model_file', 'savedmodel')}: "
+        f"{info['format']}, image float32[batch, H, W, {info['input']['shape'][3]}] -> "
         f"probabilities of {len(info['output']['classes'])} classes; input size: {size}"
     )
     print(f"wrote {out / 'export.json'}")

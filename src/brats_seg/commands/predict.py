@@ -37,6 +37,7 @@ def _task(cfg) -> None:
         allow_incomplete=cfg.allow_incomplete,
         use_last_checkpoint=cfg.use_last_checkpoint,
         tuned_postprocess=cfg.tuned_postprocess,
+        backend=cfg.backend,
     )
     for check in result["inference"]["run_checks"]:
         for note in check["notes"]:
@@ -45,7 +46,8 @@ def _task(cfg) -> None:
     print(
         f"{len(result['cases'])} case(s) segmented into {result['output']} "
         f"by {len(used['runs'])} run(s), "
-        f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}"
+        f"tta={str(used['tta']).lower()}, postprocess={used['postprocess']}, "
+        f"backend={','.join(sorted(set(used['backend'])))}"
     )
     if used["postprocess_tuned"]:
         tuned = used["postprocess_tuned"]

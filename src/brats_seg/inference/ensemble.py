@@ -71,11 +71,15 @@ class Member:
     trained_shape: tuple[int, int, int] | None = None
 
 
-def load_members(runs: list[OpenedRun], *, any_size: bool = False) -> list[Member]:
+def load_members(
+    runs: list[OpenedRun], *, any_size: bool = False, backend: Any = None
+) -> list[Member]:
     """The runs' models (each checked by runfolder.open_run) with their preprocessing.
     ``any_size``: a model of fixed size is rebuilt fully convolutional (same weights), so that only
-    the brain's box is predicted."""
+    the brain's box is predicted. ``backend``: the runtime of their forward pass (null: each run's
+    own evaluate.backend; see backends.py)."""
     from brats_seg.data.settings import PreprocessSettings
+    from brats_seg.inference.backends import run_backend
     from brats_seg.models.registry import any_size_copy, divisor
 
     members = []
@@ -86,7 +90,7 @@ def load_members(runs: list[OpenedRun], *, any_size: bool = False) -> list[Membe
         members.append(
             Member(
                 run.path,
-                copy,
+                run_backend(copy, cfg, run.checkpoint, backend),
                 PreprocessSettings.from_data_cfg(cfg.data),
                 divisor(cfg.model),
                 cfg,

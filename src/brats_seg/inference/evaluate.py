@@ -21,6 +21,7 @@ from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import on_cached_grid, restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
+from brats_seg.inference.backends import backend_name, run_backend
 from brats_seg.inference.calibration import brain_voxels, temper
 from brats_seg.inference.postprocess import PostprocessSettings, classes_from_probabilities
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
@@ -185,7 +186,12 @@ def evaluate_model(
         "test_cases": list(case_ids),
         "duplicates": duplicates,
         "test_pixels": int(np.asarray(cm).sum()),
-        "inference": {"models": len(models), "tta": bool(tta), "postprocess": post.as_dict()},
+        "inference": {
+            "models": len(models),
+            "tta": bool(tta),
+            "postprocess": post.as_dict(),
+            "backend": backend_name(models[0]),
+        },
         "cost": timer.record(device_description()),
     }
     if reliability is not None:
@@ -325,9 +331,9 @@ def evaluate_run(
     split = folder.read_split()
     if not split.get("test"):
         raise RunError(f"{run_dir}: the split has no test patients")
-    model = run.load_model()
-    prepared = prepare_data(cfg.data)
     ev = cfg.evaluate
+    model = run_backend(run.load_model(), cfg, run.checkpoint)
+    prepared = prepare_data(cfg.data)
     fit = None
     if ev.get("calibration"):
         from brats_seg.inference.calibration import calibrate_run
@@ -402,7 +408,7 @@ def evaluate_ensemble(
         by_plane.setdefault(str(d["plane"]), []).append(i)  # completed by open_run
     groups = [
         (
-            [runs[i].load_model() for i in members],
+            [run_backend(runs[i].load_model(), cfgs[i], runs[i].checkpoint) for i in members],
             prepare_data(cfgs[members[0]].data),
             math.lcm(*(model_divisor(cfgs[i]) for i in members)),
         )

@@ -114,6 +114,7 @@ def predict_cases(
     allow_incomplete: bool = False,
     use_last_checkpoint: bool = False,
     tuned_postprocess: bool | None = None,
+    backend: Any = None,
 ) -> dict[str, Any]:
     """Predict every case under ``input_path`` with one run or an ensemble; score those that have a
     segmentation.
@@ -130,12 +131,14 @@ def predict_cases(
     ``calibrated``: each run's softmax tempered by the temperature it stored (refused for a run
     without one); ``save_probabilities``: the averaged softmax written beside each segmentation
     (probabilities.py).
+    ``backend``: the runtime of the forward pass (null: the run's own; see backends.py).
     """
     from tqdm import tqdm
 
     from brats_seg.data.labels import LabelRules
     from brats_seg.data.nifti import load_case
     from brats_seg.data.preprocess import on_cached_grid
+    from brats_seg.inference.backends import backend_name
     from brats_seg.inference.calibration import run_temperature
     from brats_seg.inference.ensemble import ensemble_probabilities, load_members, resolve_runs
     from brats_seg.inference.postprocess import classes_from_probabilities
@@ -156,7 +159,7 @@ def predict_cases(
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
     tuned = stored_choice(runs, tuned_postprocess)
-    members = load_members(runs, any_size=brain_box)
+    members = load_members(runs, any_size=brain_box, backend=backend)
     labels = LabelRules.from_cfg(members[0].cfg.data.labels)
     tta, post = inference_settings(members, tta, postprocess, tuned and tuned["settings"])
     # Every case is read once before any is predicted: a broken one stops the command before the
@@ -172,6 +175,7 @@ def predict_cases(
         # the tuned choice the post-processing started from (null: the run's own settings)
         "postprocess_tuned": tuned and {k: v for k, v in tuned.items() if k != "settings"},
         "brain_box": bool(brain_box),
+        "backend": [backend_name(member.model) for member in members],
         # each run's status and checkpoint, and what was allowed (allow_incomplete, last.keras)
         "run_checks": [run.record() for run in runs],
     }

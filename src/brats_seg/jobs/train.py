@@ -183,6 +183,7 @@ def _run_worker(cfg: DictConfig, run_dir: Path, folder: RunFolder, role) -> dict
 def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) -> dict[str, Any]:
     from brats_seg import memory
     from brats_seg.data.dataset import prepare_data
+    from brats_seg.inference.backends import run_backend
     from brats_seg.inference.calibration import calibrate_run, check_validation_patients
     from brats_seg.inference.evaluate import evaluate_model, write_evaluation
     from brats_seg.models.registry import divisor
@@ -248,7 +249,7 @@ def _run(cfg: DictConfig, run_dir: Path, folder: RunFolder, role, tracker=None) 
         log.info("%s: completed; no test patients to evaluate", run_dir)
         return metrics
     metrics, overlays = evaluate_model(
-        model,
+        run_backend(model, cfg, folder.checkpoint_path()),
         prepared,
         split["test"],
         empty_rule=ev.empty_rule,

@@ -44,7 +44,7 @@ def view_predictions(
     pairs, notes = _matched_predictions(Path(pred_dir), Path(input_path), wanted)
     with staged_output(out, COMMAND) as staging:
         written = write_viewer(
-            _viewed(pairs, LabelRules()),
+            _viewed(pairs, LabelRules.default()),
             staging,
             f"brats-seg view: {Path(pred_dir).name}",
             opacity,
