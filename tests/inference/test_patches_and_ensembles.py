@@ -88,6 +88,7 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
         "tta": False,
         "postprocess": PostprocessSettings().as_dict(),  # all off
         "postprocess_tuned": None,
+        "backend": ["keras"],
         "brain_box": False,
         "run_checks": [
             {
