@@ -259,7 +259,7 @@ def test_runtimes_agree_with_keras_inside_the_brain_on_a_real_case(real_data_roo
     from brats_seg.models.registry import build_model, divisor
 
     case = sorted(find_cases(real_data_root), key=lambda c: c.case_id)[0]
-    x = preprocess_case(load_case(case), PreprocessSettings()).x
+    x = preprocess_case(load_case(case), PreprocessSettings.default()).x
     slices, _ = brain_box(x)
     middle = slices[len(slices) // 2 - 8 : len(slices) // 2 + 8]
     x = x[middle]
