@@ -42,8 +42,9 @@ def test_points_average_draws_and_give_a_t_interval_over_them():
     one, two = points
     assert one["draws"] == 3 and one["WT_dice"]["mean"] == pytest.approx(0.4)
     half = stats.t.ppf(0.975, 2) * 0.2 / 3**0.5
-    assert one["WT_dice"]["low"] == pytest.approx(0.4 - half)
-    assert one["WT_dice"]["high"] == pytest.approx(0.4 + half)
+    assert one["WT_dice"]["low"] == 0.0  # 0.4 - half is below 0: cut to the Dice's range
+    assert one["WT_dice"]["high"] == pytest.approx(min(0.4 + half, 1.0))
+    assert one["TC_dice"]["low"] == pytest.approx(max(0.2 - half / 2, 0.0))
     assert one["TC_dice"]["mean"] == pytest.approx(0.2)
     assert two["draws"] == 1 and two["WT_dice"]["mean"] == pytest.approx(0.8)
     assert two["WT_dice"]["low"] is None  # one draw: no interval

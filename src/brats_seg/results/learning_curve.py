@@ -4,8 +4,8 @@ A learning-curve sweep trains with ``data.split.train_patients=N`` and ``data.sp
 several N and draws (data/draws.py); each run tests on every patient it did not train on. Per
 draw, the score is the mean Dice over that draw's held-out patients (several runs of one draw,
 e.g. seeds, are averaged first). Per N, the point is the mean over draws and the 95% interval is
-Student's t over the draw means (mean ± t(0.975, R-1) · sd / √R; none with one draw). Only
-completed runs whose config.yaml is unedited enter; the others are listed with their status.
+Student's t over the draw means (mean ± t(0.975, R-1) · sd / √R, cut to [0, 1]; none with one
+draw). Only completed runs whose config.yaml is unedited enter; the others are listed with their status.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ def summarise_curve(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if values:
                     draw_means.append(sum(values) / len(values))
             low, high = t_interval(draw_means)
+            if low is not None:  # a Dice lies in [0, 1]; few draws make t's interval wider
+                low, high = max(low, 0.0), min(high, 1.0)
             point[key] = {
                 "mean": sum(draw_means) / len(draw_means) if draw_means else None,
                 "low": low,
