@@ -75,6 +75,11 @@ def _shell_completion(args: list[str]) -> int:
     return int(importlib.import_module(f"brats_seg.commands.{command}").main(["-sc", *args]) or 0)
 
 
+# SIGTERMs seen by the handler: one raised where Python cannot propagate it (a finaliser or a
+# callback, which only prints "Exception ignored") must still end the command as terminated.
+_signals_received: list[int] = []
+
+
 def _terminate_as_exception() -> None:
     """SIGTERM raises ``Terminated`` in the main thread, so a command cleans up as after Ctrl-C."""
     import signal
@@ -82,6 +87,7 @@ def _terminate_as_exception() -> None:
     from brats_seg.errors import Terminated
 
     def _raise(signum, frame):
+        _signals_received.append(signum)
         raise Terminated(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _raise)
@@ -118,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"brats_seg.commands.{command.replace('-', '_')}")
     _terminate_as_exception()
     try:
-        return int(module.main(rest) or 0)
+        code = int(module.main(rest) or 0)
+        if _signals_received:
+            raise Terminated(f"signal {_signals_received[0]}")
+        return code
     except BratsSegError as err:
         print(f"brats-seg {command}: error: {err}", file=sys.stderr)
         return 1
