@@ -5,7 +5,8 @@ several N and draws (data/draws.py); each run tests on every patient it did not 
 draw, the score is the mean Dice over that draw's held-out patients (several runs of one draw,
 e.g. seeds, are averaged first). Per N, the point is the mean over draws and the 95% interval is
 Student's t over the draw means (mean ± t(0.975, R-1) · sd / √R, cut to [0, 1]; none with one
-draw). Only completed runs whose config.yaml is unedited enter; the others are listed with their status.
+draw). Only completed runs whose config.yaml is unedited enter; the others are listed with
+their status.
 """
 
 from __future__ import annotations
