@@ -3,9 +3,7 @@ sd."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from brats_seg.errors import ConfigError
+from brats_seg.commands.sweep_folder import sweep_folder_args
 
 
 def main(argv: list[str]) -> int:
@@ -14,19 +12,9 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())
         return 0
-    dirs = [a for a in argv if "=" not in a]
-    options = dict(a.split("=", 1) for a in argv if "=" in a)
-    unknown = sorted(set(options) - {"out"})
-    if unknown:
-        raise ConfigError(f"cv-summary: unknown option {unknown[0]}= (valid: out=DIR)")
-    if len(dirs) != 1:
-        raise ConfigError(
-            "cv-summary: name one sweep folder (brats-seg cv-summary outputs/sweeps/real-cpu-cv)"
-        )
-    out = Path(options["out"]) if options.get("out") else None
-    result = cv_summary(Path(dirs[0]), out)
-    where = out or Path(dirs[0])
-
+    sweep, out = sweep_folder_args("cv-summary", argv, "outputs/sweeps/real-cpu-cv")
+    result = cv_summary(sweep, out)
+    where = out or sweep
     print(to_markdown(result), end="")
     print(f"wrote {where / CV_MD} and {where / CV_JSON}")
     return 0
