@@ -6,30 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from brats_seg.errors import ConfigError, first_line
+from brats_seg.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
     from brats_seg.atomic import write_json, write_text
-    from brats_seg.config import check_options, compose
+    from brats_seg.commands.arguments import composed_options, split_words
     from brats_seg.outputs import check_files_beside, files_beside
     from brats_seg.results.compare import compare_sides, compare_text, load_side
 
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())
         return 0
-    sides = [a for a in argv if "=" not in a]
-    overrides = [a for a in argv if "=" in a]
+    sides, overrides = split_words(argv)
     if len(sides) != 2:
         raise ConfigError(
-            f"compare: name two runs or groups of runs, A and B (got {len(sides)}): "
+            f"name two runs or groups of runs, A and B (got {len(sides)}): "
             "brats-seg compare RUN_OR_GROUP_A RUN_OR_GROUP_B"
         )
-    try:
-        cfg = compose("compare", overrides)
-    except Exception as err:  # Hydra's override errors are already one readable sentence
-        raise ConfigError(f"compare: {first_line(err)}") from err
-    check_options(cfg)
+    cfg = composed_options("compare", overrides)
     written = ("compare.md", "compare.json")
     if cfg.out:
         check_files_beside(Path(cfg.out), written, "compare")

@@ -3,7 +3,7 @@ sd."""
 
 from __future__ import annotations
 
-from brats_seg.commands.sweep_folder import sweep_folder_args
+from brats_seg.commands.arguments import sweep_folder_args
 
 
 def main(argv: list[str]) -> int:

@@ -6,27 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from brats_seg.errors import ConfigError, first_line
-
 
 def main(argv: list[str]) -> int:
-    from brats_seg.config import check_options, compose
+    from brats_seg.commands.arguments import folders_and_options
     from brats_seg.results.html_report import write_report
 
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())
         return 0
-    dirs = [Path(a) for a in argv if "=" not in a]
-    overrides = [a for a in argv if "=" in a]
-    if not dirs:
-        raise ConfigError(
-            "report: name at least one run or sweep folder (brats-seg report outputs/sweeps/study)"
-        )
-    try:
-        cfg = compose("report", overrides)
-    except Exception as err:  # Hydra's override errors are already one readable sentence
-        raise ConfigError(f"report: {first_line(err)}") from err
-    check_options(cfg)
+    dirs, cfg = folders_and_options("report", argv, "outputs/sweeps/study")
     if cfg.overlays:  # the overlay row runs each experiment's model
         from brats_seg.tf_import import import_tensorflow_quietly
 

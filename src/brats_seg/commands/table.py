@@ -7,28 +7,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from brats_seg.config import one_line
-from brats_seg.errors import ConfigError
-
 
 def main(argv: list[str]) -> int:
-    from brats_seg.config import check_options, compose
+    from brats_seg.commands.arguments import folders_and_options
     from brats_seg.results.table import write_table
 
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())
         return 0
-    dirs = [Path(a) for a in argv if "=" not in a]
-    overrides = [a for a in argv if "=" in a]
-    if not dirs:
-        raise ConfigError(
-            "name at least one run or sweep folder (brats-seg table outputs/sweeps/study)"
-        )
-    try:
-        cfg = compose("table", overrides)
-    except Exception as err:  # Hydra's override errors, with the OmegaConf cause they wrap
-        raise ConfigError(one_line(err)) from err
-    check_options(cfg)
+    dirs, cfg = folders_and_options("table", argv, "outputs/sweeps/study")
     out = Path(cfg.out) if cfg.out else dirs[0]
     intervals = cfg.bootstrap if cfg.intervals else 0
     rows = write_table(dirs, out, printed=bool(cfg.printed), intervals=intervals)
