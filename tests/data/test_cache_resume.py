@@ -1,5 +1,6 @@
-"""A slice cache build killed outright (SIGKILL) resumes: the next build keeps the case entries the
-killed one finished and builds only the rest, into the same cache a build from scratch gives."""
+"""A slice cache build stopped by SIGTERM (through the CLI's handler, as `brats-seg` installs it) or
+killed outright (SIGKILL) resumes: the next build keeps the case entries the stopped one finished
+and builds only the rest, into the same cache a build from scratch gives."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from brats_seg.data import nifti
 from brats_seg.data.dataset import PreparedData, prepare_data
@@ -27,8 +29,12 @@ def _finished(cache_dir: Path) -> list[Path]:
 
 
 def _slow_build(cfg: dict) -> None:
-    """A build whose cases take long enough that the test can kill it between two of them."""
+    """A build whose cases take long enough that the test can kill it between two of them, with
+    SIGTERM turned into an exception as the brats-seg command does."""
+    from brats_seg.cli import _terminate_as_exception
     from brats_seg.data import cache
+
+    _terminate_as_exception()
 
     build = cache.build_case_entry
 
@@ -40,18 +46,21 @@ def _slow_build(cfg: dict) -> None:
     prepare_data(cfg)
 
 
-def _kill_after(cfg: dict, cache_dir: Path, finished: int) -> list[Path]:
-    """Start a build in a child process, SIGKILL it once ``finished`` case entries are complete,
-    and return the complete entries it left."""
+def _kill_after(
+    cfg: dict, cache_dir: Path, finished: int, signum: int = signal.SIGKILL
+) -> list[Path]:
+    """Start a build in a child process, send it ``signum`` once ``finished`` case entries are
+    complete, and return the complete entries it left."""
     child = multiprocessing.get_context("fork").Process(target=_slow_build, args=(cfg,))
     child.start()
     deadline = time.monotonic() + 120
     while len(_finished(cache_dir)) < finished and time.monotonic() < deadline:
         assert child.is_alive(), "the build ended before it could be killed"
         time.sleep(0.02)
-    os.kill(child.pid, signal.SIGKILL)
+    os.kill(child.pid, signum)
     child.join(timeout=30)
-    assert child.exitcode == -signal.SIGKILL
+    # SIGTERM ends the child by the Terminated exception it raised (exit status 1)
+    assert child.exitcode == (-signal.SIGKILL if signum == signal.SIGKILL else 1)
     return _finished(cache_dir)
 
 
@@ -72,11 +81,12 @@ def _assert_same_cache(resumed: PreparedData, fresh: PreparedData) -> None:
             np.testing.assert_array_equal(a, b)
 
 
-def test_a_killed_build_resumes_without_rebuilding_finished_cases(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_build_resumes_without_rebuilding_finished_cases(tmp_path, signum):
     root = make_root(tmp_path / "data")
     cache_dir = tmp_path / "cache"
     cfg = data_cfg(root, cache_dir)
-    left = _kill_after(cfg, cache_dir, finished=2)
+    left = _kill_after(cfg, cache_dir, finished=2, signum=signum)
     assert 2 <= len(left) < len(ALL_CASES), left
     stamps = _stamps(left)
 

@@ -21,9 +21,10 @@ effective preprocessing (``data.plane`` included: each plane has its own cache),
 settings, the cache format and PREPROCESS_VERSION, the version of the code's output that
 tests/data/test_preprocess_version.py ties to a fixed case.
 A cache is built in the hidden folder ``.building-<name>-<key>`` beside it and renamed into place
-only when every case succeeded. A build that fails is removed; one killed outright (SIGKILL, a lost
-node) leaves that folder, and the next build of the same key keeps its finished case entries (those
-whose meta.json, written last, is there and whose arrays match their headers) and builds the rest.
+only when every case succeeded. A build that fails (a bad case, a full disk) is removed; one
+stopped (SIGTERM, Ctrl-C) or killed outright (SIGKILL, a lost node) leaves that folder, and the next
+build of the same key keeps its finished case entries (those whose meta.json, written last, is there
+and whose arrays match their headers) and builds the rest.
 Its arrays are checked against their headers each time it is opened: a truncated or missing file (a
 full disk, a killed copy) is reported on one line and that case's entry rebuilt; likewise a volume.
 
@@ -358,9 +359,17 @@ def _build_locked(
         # an existing folder without index.json is not a cache (e.g. emptied by hand) and is
         # replaced
         replace_dir(partial, final)
+    except KeyboardInterrupt:
+        # SIGTERM (errors.Terminated) or Ctrl-C: stopped, not failed; like a SIGKILL, it leaves the
+        # finished case entries for the next build of this key.
+        print(
+            f"brats-seg: the interrupted build of {final} keeps its finished cases; the same "
+            "command resumes it",
+            file=sys.stderr,
+        )
+        raise
     except BaseException:
-        # A failure (a bad case, a full disk), SIGTERM or Ctrl-C: nothing of this build is kept.
-        # Only a kill that leaves no chance to run this keeps the finished entries for a resume.
+        # A failure (a bad case, a full disk): nothing of this build is kept.
         shutil.rmtree(partial, ignore_errors=True)
         raise
 
