@@ -44,6 +44,9 @@ BACKUP_STATE_FILE = "backup.json"  # in BACKUP_DIR: which weights file is the co
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 PLOT_DIR = "plots"
+# Where `brats-seg export run=RUN` and `brats-seg view run=RUN` write when no out= is given.
+EXPORT_DIR = "export"
+VIEW_DIR = "view"
 # The post-processing chosen on the run's validation patients (evaluate tune_postprocess=true).
 POSTPROCESS_FILE = "postprocess.json"
 # The softmax temperature fitted on the validation patients (evaluate.calibration), and what it was
@@ -62,7 +65,8 @@ RESULT_FILES = (
     POSTPROCESS_FILE,
     CALIBRATION_FILE,
 )
-RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR)
+# The export and the view of the model trained before go with it.
+RESULT_DIRS = (BACKUP_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, PLOT_DIR, EXPORT_DIR, VIEW_DIR)
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 # Stopped by SIGTERM or Ctrl-C: the same command resumes it.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from conftest import record_config_edit, run_cli
+from conftest import TINY_RUN, record_config_edit, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +195,31 @@ def test_the_table_shows_an_edited_run_without_its_metrics(tiny_trained_run, tmp
     with open(tmp_path / "table" / "results.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["status"] == "config edited" and row["f1"] == ""
+
+
+def test_a_forced_retrain_removes_what_the_old_model_made_and_keeps_the_users_files(
+    tiny_trained_run, tmp_path
+):
+    """trainer.force=true trains the run again from scratch: the old model's checkpoints, metrics,
+    export and view go with it (they would describe a model that no longer exists); a file the
+    user put in the folder stays."""
+    run = copy_run(tiny_trained_run, tmp_path)
+    old = json.loads((run / "run.json").read_text())
+    for made_by_brats_seg in ("export/savedmodel/saved_model.pb", "view/index.html"):
+        (run / made_by_brats_seg).parent.mkdir(parents=True, exist_ok=True)
+        (run / made_by_brats_seg).write_text("of the old model")
+    (run / "my-notes.txt").write_text("mine")
+    done = run_cli(
+        "train",
+        *TINY_RUN,
+        "trainer.force=true",
+        f"paths.output_root={tmp_path / 'outputs'}",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    new = json.loads((run / "run.json").read_text())
+    assert new["status"] == "completed" and new["started"] != old["started"]
+    assert not (run / "export").exists() and not (run / "view").exists()
+    assert (run / "my-notes.txt").read_text() == "mine"
+    assert (run / "checkpoints" / "best.keras").is_file() and (run / "metrics.json").is_file()

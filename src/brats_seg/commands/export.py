@@ -12,11 +12,12 @@ from brats_seg.errors import ConfigError
 def _task(cfg) -> None:
     from brats_seg.inference.export import export_run
     from brats_seg.outputs import check_output_dir
+    from brats_seg.runfolder import EXPORT_DIR
 
     if not cfg.run:
         raise ConfigError("export: give run=RUN_DIR")
     run_dir = Path(cfg.run)
-    out = Path(cfg.out) if cfg.out else run_dir / "export"
+    out = Path(cfg.out) if cfg.out else run_dir / EXPORT_DIR
     check_output_dir(out, "export")  # before the model is loaded
     info = export_run(
         run_dir,

@@ -12,6 +12,7 @@ from typing import Any
 from brats_seg.data.discovery import CaseFiles
 from brats_seg.errors import ConfigError, DataError
 from brats_seg.outputs import check_output_dir, staged_output
+from brats_seg.runfolder import VIEW_DIR
 from brats_seg.viz.viewer import DEFAULT_OPACITY, ViewedCase, write_viewer
 
 COMMAND = "view"
@@ -23,7 +24,7 @@ def default_out(run: str | None, predictions: str | None) -> Path:
     """Where the view goes when ``out`` is not given: RUN_DIR/view, or <predictions>-view beside
     the folder of predictions."""
     if run:
-        return Path(run) / COMMAND
+        return Path(run) / VIEW_DIR
     folder = Path(predictions)
     return folder.parent / f"{folder.name}-{COMMAND}"
 
