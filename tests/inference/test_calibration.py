@@ -142,6 +142,27 @@ def test_predict_calibrated_refuses_a_temperature_of_another_checkpoint(
     assert not out.exists()
 
 
+@pytest.mark.slow  # on top of the calibrated run
+def test_predict_calibrated_refuses_a_temperature_fitted_with_the_other_tta(
+    calibrated_run, new_case, tmp_path
+):
+    """The tiny run evaluates without the mirror: its temperature fits single-pass softmax, not the
+    flatter mean of two passes."""
+    assert json.loads((calibrated_run / "calibration.json").read_text())["tta"] is False
+    out = tmp_path / "pred"
+    result = run_cli(
+        "predict",
+        f"run={calibrated_run}",
+        f"input={new_case}",
+        f"output={out}",
+        "calibrated=true",
+        "tta=true",
+        cwd=tmp_path,
+    )
+    _one_line_refusal(result, "calibration.json", "fitted with tta=false", "uses tta=true")
+    assert not out.exists()
+
+
 def test_calibration_without_validation_patients_is_refused_before_any_folder(tmp_path):
     result = run_cli(
         "train", "debug=tiny", "evaluate.calibration=true", "data.split.val=0", cwd=tmp_path

@@ -165,16 +165,25 @@ def fit_run_temperature(
     return record
 
 
-def run_temperature(run) -> float:
-    """The temperature stored in an opened run (runfolder.OpenedRun), checked against the
-    checkpoint that is used: a temperature fitted on another model file is refused."""
+def run_temperature(run, tta: bool) -> float:
+    """The temperature stored in an opened run (runfolder.OpenedRun), checked against what it is
+    applied to: a temperature fitted on another model file, or on softmax averaged with (or
+    without) the mirror that this prediction does not use, is refused."""
     from brats_seg.data.cache import file_sha256
 
     record = run.folder.read_calibration()
+    where = run.folder.calibration_path
     if record.get("checkpoint_sha256") != file_sha256(run.checkpoint):
         raise RunError(
-            f"{run.folder.calibration_path}: its temperature was fitted on another model file than "
+            f"{where}: its temperature was fitted on another model file than "
             f"{run.checkpoint} ({record.get('checkpoint')}); brats-seg evaluate run={run.path} "
             "calibration=true fits it again"
+        )
+    if "tta" in record and bool(record["tta"]) != bool(tta):
+        raise RunError(
+            f"{where}: its temperature was fitted with tta={str(record['tta']).lower()}, this "
+            f"prediction uses tta={str(bool(tta)).lower()}: predict with "
+            f"tta={str(record['tta']).lower()}, or fit it again (brats-seg evaluate run={run.path} "
+            f"calibration=true tta={str(bool(tta)).lower()})"
         )
     return float(record["temperature"])

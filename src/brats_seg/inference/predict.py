@@ -154,7 +154,12 @@ def predict_cases(
     runs = open_runs(
         run_dirs, allow_incomplete=allow_incomplete, use_last_checkpoint=use_last_checkpoint
     )
-    temperatures = [run_temperature(run) for run in runs] if calibrated else None
+    temperatures = None
+    if calibrated:  # checked before any model is loaded
+        from brats_seg.config_schema import run_setting
+
+        effective_tta = run_setting(tta, bool(runs[0].cfg.evaluate.tta))
+        temperatures = [run_temperature(run, tta=effective_tta) for run in runs]
     cases = input_cases(input_path) if cases is None else list(cases)
     check_outputs(cases, out_dir, naming)
     check_output_dir(out_dir, "predict", "output")
