@@ -189,6 +189,9 @@ def test_a_run_shows_its_test_patients_with_the_predictions_it_writes(tiny_train
     out = tmp_path / "run-view"
     result = run_cli("view", f"run={tiny_trained_run}", f"out={out}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    # the progress names the files where they end up, not in the staging folder renamed after
+    assert f"wrote {out / 'predictions'}" in result.stderr + result.stdout
+    assert ".tmp" not in result.stderr + result.stdout
     test = json.loads((tiny_trained_run / "split.json").read_text())["test"]
     config = _page_config(out)
     assert [c["id"] for c in config["cases"]] == sorted(test)

@@ -110,6 +110,7 @@ def predict_cases(
     lesionwise: bool = True,
     brain_box: bool = False,
     calibrated: bool = False,
+    shown_dir: Path | None = None,
     save_probabilities: bool = False,
     allow_incomplete: bool = False,
     use_last_checkpoint: bool = False,
@@ -128,6 +129,8 @@ def predict_cases(
     convolutional, same weights); false (the default) gives it the slices it was trained on.
     ``tuned_postprocess``: use the run's tuned post-processing (postprocess.json, see
     postprocess_tuning.py): null where one run has it, true requires it, false never.
+    ``shown_dir``: the folder named in the progress lines when ``out_dir`` is a staging folder
+    that will be renamed to it.
     ``calibrated``: each run's softmax tempered by the temperature it stored (refused for a run
     without one); ``save_probabilities``: the averaged softmax written beside each segmentation
     (probabilities.py).
@@ -219,7 +222,7 @@ def predict_cases(
                         pred = on_cached_grid(classes, prepared.crop_box, prepared.plane)
                         overlay = staging / f"{case.case_id}_overlay.png"
                         _montage(plots, prepared.x, pred, montage_slices, overlay)
-                line = f"{case.case_id}: wrote {out_dir / path.name}"
+                line = f"{case.case_id}: wrote {(shown_dir or out_dir) / path.name}"
                 if loaded.seg is not None:
                     with timer.phase("scoring"):
                         scores = score_case(

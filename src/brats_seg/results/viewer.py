@@ -84,6 +84,7 @@ def view_run(
             run_dir,
             None,
             staging / PREDICTIONS,
+            shown_dir=Path(out) / PREDICTIONS,
             cases=cases,
             batch_size=batch_size,
             montage_slices=0,
