@@ -31,9 +31,16 @@ def _finished(cache_dir: Path) -> list[Path]:
 def _slow_build(cfg: dict) -> None:
     """A build whose cases take long enough that the test can kill it between two of them, with
     SIGTERM turned into an exception as the brats-seg command does."""
+    import threading
+
+    from tqdm import tqdm
+
     from brats_seg.cli import _terminate_as_exception
     from brats_seg.data import cache
 
+    # tqdm's write lock is a semaphore shared with the forking pytest process: a child killed
+    # while it draws its bar would leave the lock held and the next bar in pytest waiting forever.
+    tqdm.set_lock(threading.RLock())
     _terminate_as_exception()
 
     build = cache.build_case_entry
