@@ -237,6 +237,59 @@ def test_predict_and_export_through_the_runtimes(tiny_trained_run, tmp_path):
         np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_int8_joins_auto_only_after_its_dice_check_passed(tiny_trained_run, tmp_path):
+    """evaluate backend=openvino_int8 scores the test patients in int8 and in Keras side by side and
+    stores the per-region drop of mean Dice; auto times int8 only for a checkpoint whose check
+    passed (every drop under 0.005)."""
+    from brats_seg.inference.backends import INT8_MAX_DICE_DROP
+    from brats_seg.runfolder import CHECKPOINT_DIR
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_trained_run, run)
+    keras_regions = json.loads((run / "metrics.json").read_text())["regions"]
+    out = tmp_path / "eval-int8"
+    done = run_cli("evaluate", f"run={run}", "backend=openvino_int8", f"out={out}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    check = metrics["int8_check"]
+    assert metrics["inference"]["backend"] == "openvino_int8"
+    # the Keras side is the run's own evaluation again (same patients, same settings)
+    for region, scores in keras_regions.items():
+        assert check["keras_dice"][region] == pytest.approx(scores["dice_mean"], abs=1e-6)
+        assert check["int8_dice"][region] == metrics["regions"][region]["dice_mean"]
+        drop = check["keras_dice"][region] - check["int8_dice"][region]
+        assert check["drop"][region] == pytest.approx(drop, abs=1e-6)
+    assert check["passed"] == all(d < INT8_MAX_DICE_DROP for d in check["drop"].values())
+    converted = run / CHECKPOINT_DIR / "converted"
+    stored = converted / "best-fixed.int8-check.json"
+    assert json.loads(stored.read_text()) == check
+
+    cases = tmp_path / "cases"
+    done = run_cli("synth", f"out={cases}", "cases=1", "shape=[32,32,16]", "seed=3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    def timed_by_auto(passed: bool) -> set[str]:
+        stored.write_text(json.dumps({**check, "passed": passed}))
+        (converted / "best-fixed.speed.json").unlink(missing_ok=True)
+        pred = tmp_path / f"pred-{passed}"
+        done = run_cli(
+            "predict",
+            f"run={run}",
+            f"input={cases}",
+            f"output={pred}",
+            "backend=auto",
+            "montage_slices=0",
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        (measured,) = json.loads((converted / "best-fixed.speed.json").read_text()).values()
+        return set(measured["seconds_per_batch"])
+
+    assert "openvino_int8" not in timed_by_auto(passed=False)
+    assert "openvino_int8" in timed_by_auto(passed=True)
+
+
 def test_an_unknown_backend_is_refused_before_any_work(tmp_path):
     done = run_cli("predict", "run=nowhere", "input=nowhere", "backend=tensorrt", cwd=tmp_path)
     assert done.returncode != 0

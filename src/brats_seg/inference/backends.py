@@ -22,8 +22,11 @@ like the others, its source.json also names the calibration patients.
 
 ``auto`` times Keras and every float32 runtime that is installed and converts (a few batches of
 random slices at the model's trained size) and uses the fastest. The measurement is stored per
-CPU beside the cache (``<checkpoint>-<fixed|any-size>.speed.json``) and reused. It never picks
-int8: no check of its Dice on the run's patients exists yet.
+CPU beside the cache (``<checkpoint>-<fixed|any-size>.speed.json``) and reused. Int8 is timed too
+only for a checkpoint whose int8 model passed its Dice check: ``evaluate run=RUN
+backend=openvino_int8`` scores the run's test patients with int8 and with Keras, side by side, and
+stores the per-region mean Dice of both in ``<stem>.int8-check.json``; it passes when no region's
+mean Dice is lower by INT8_MAX_DICE_DROP or more.
 """
 
 from __future__ import annotations
@@ -53,9 +56,11 @@ log = logging.getLogger(__name__)
 BACKENDS = choices(InferenceBackend)
 # The runtimes a model can be converted to, and what Keras' exporter calls their format.
 CONVERTED = {"onnxruntime": "onnx", "openvino": "openvino", "openvino_int8": "openvino-int8"}
-# What auto times: the float32 runtimes. Int8 changes the model's output, and nothing here has
-# checked by how much on a run's patients, so auto never picks it.
+# What auto times: the float32 runtimes, and int8 where its Dice check passed (below).
 AUTO_CANDIDATES = ("onnxruntime", "openvino")
+# Int8 changes the model's output: auto may use it only where its mean Dice of every region, on the
+# run's test patients, is lower than Keras' by less than this (issue 27's rule).
+INT8_MAX_DICE_DROP = 0.005
 # The Python modules each runtime needs.
 MODULES = {
     "onnxruntime": ("onnxruntime",),
@@ -90,16 +95,17 @@ def runtime_module(name: str):
     return loaded[0]
 
 
+def _installed(name: str) -> bool:
+    try:
+        runtime_module(name)
+    except ConfigError:
+        return False
+    return True
+
+
 def installed_runtimes() -> list[str]:
-    """The runtimes auto may time whose modules import here."""
-    found = []
-    for name in AUTO_CANDIDATES:
-        try:
-            runtime_module(name)
-        except ConfigError:
-            continue
-        found.append(name)
-    return found
+    """The float32 runtimes auto may time whose modules import here."""
+    return [name for name in AUTO_CANDIDATES if _installed(name)]
 
 
 def checkpoint_fingerprint(path: Path) -> dict[str, Any]:
@@ -280,6 +286,42 @@ def converted_model(
     return path
 
 
+def int8_check_path(cache_root: Path, checkpoint: Path, model) -> Path:
+    return cache_root / f"{cache_stem(checkpoint, model)}.int8-check.json"
+
+
+def record_int8_check(
+    converted: ConvertedModel, checkpoint: Path, keras_metrics: dict, int8_metrics: dict
+) -> dict[str, Any]:
+    """Compare the per-region mean Dice of one evaluation in int8 with the same evaluation in
+    Keras, store the result beside the int8 model (for auto) and return it."""
+    regions = sorted(keras_metrics["regions"])
+    keras_dice = {r: keras_metrics["regions"][r]["dice_mean"] for r in regions}
+    int8_dice = {r: int8_metrics["regions"][r]["dice_mean"] for r in regions}
+    drop = {r: round(keras_dice[r] - int8_dice[r], 6) for r in regions}
+    check = {
+        "sha256": checkpoint_fingerprint(checkpoint)["sha256"],
+        "cases": list(int8_metrics["test_cases"]),
+        "inference": {k: v for k, v in int8_metrics["inference"].items() if k != "backend"},
+        "keras_dice": keras_dice,
+        "int8_dice": int8_dice,
+        "drop": drop,
+        "max_drop": INT8_MAX_DICE_DROP,
+        "passed": all(d < INT8_MAX_DICE_DROP for d in drop.values()),
+    }
+    cache_root = converted.path.parent.parent
+    write_json(int8_check_path(cache_root, checkpoint, converted.keras_model), check)
+    return check
+
+
+def int8_allowed(cache_root: Path, checkpoint: Path, model) -> bool:
+    """Whether this checkpoint's int8 model passed its Dice check (record_int8_check)."""
+    check = _read_json(int8_check_path(cache_root, checkpoint, model)) or {}
+    return check.get("passed") is True and (
+        check.get("sha256") == checkpoint_fingerprint(checkpoint)["sha256"]
+    )
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
@@ -377,18 +419,23 @@ def choose_fastest(
     *,
     batch_size: int,
     divisor: int,
+    run_cfg: Any = None,
 ):
     """``auto``: the fastest runtime on this CPU for this checkpoint, measured once and stored in
-    ``<stem>.speed.json`` beside the cache (keyed by CPU, checkpoint and batch size)."""
+    ``<stem>.speed.json`` beside the cache (keyed by CPU, checkpoint, batch size and the runtimes
+    timed: int8 joins them once its Dice check passed)."""
     from brats_seg.training.hardware import cpu_description
 
     record_path = cache_root / f"{cache_stem(checkpoint, model)}.speed.json"
+    runtimes = installed_runtimes()
+    if _installed(INT8) and int8_allowed(cache_root, checkpoint, model):
+        runtimes.append(INT8)
     key = json.dumps(
         {
             "cpu": cpu_description(),
             "sha256": checkpoint_fingerprint(checkpoint)["sha256"],
             "batch_size": batch_size,
-            "runtimes": ["keras", *installed_runtimes()],
+            "runtimes": ["keras", *runtimes],
         },
         sort_keys=True,
     )
@@ -398,11 +445,11 @@ def choose_fastest(
         log.info("backend=auto: %s (measured %s)", chosen, measured["seconds_per_batch"])
         if chosen == KERAS:
             return model
-        return convert(model, model_cfg, checkpoint, chosen, cache_root)
+        return convert(model, model_cfg, checkpoint, chosen, cache_root, run_cfg)
     candidates: dict[str, Any] = {"keras": model}
-    for name in installed_runtimes():
+    for name in runtimes:
         try:
-            candidates[name] = convert(model, model_cfg, checkpoint, name, cache_root)
+            candidates[name] = convert(model, model_cfg, checkpoint, name, cache_root, run_cfg)
         except RunError as err:
             log.warning("auto: %s left out: %s", name, err)
     batch = speed_batch(model, batch_size, divisor)
@@ -449,7 +496,13 @@ def load_backend(
         atexit.register(shutil.rmtree, cache_root, ignore_errors=True)
     if name == "auto":
         return choose_fastest(
-            model, model_cfg, Path(checkpoint), cache_root, batch_size=batch_size, divisor=divisor
+            model,
+            model_cfg,
+            Path(checkpoint),
+            cache_root,
+            batch_size=batch_size,
+            divisor=divisor,
+            run_cfg=run_cfg,
         )
     return convert(model, model_cfg, Path(checkpoint), name, cache_root, run_cfg)
 

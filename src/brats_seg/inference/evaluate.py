@@ -21,7 +21,7 @@ from brats_seg.data.labels import CLASS_NAMES, NUM_CLASSES
 from brats_seg.data.preprocess import on_cached_grid, restore_prediction
 from brats_seg.data.split import distinct_scans
 from brats_seg.errors import RunError
-from brats_seg.inference.backends import backend_name, run_backend
+from brats_seg.inference.backends import INT8, backend_name, run_backend
 from brats_seg.inference.calibration import brain_voxels, temper
 from brats_seg.inference.postprocess import PostprocessSettings, classes_from_probabilities
 from brats_seg.inference.postprocess import postprocess as apply_postprocess
@@ -354,6 +354,8 @@ def evaluate_run(
     )
     if fit:
         metrics["calibration"]["fit"] = fit
+    if backend_name(model) == INT8:
+        metrics["int8_check"] = _int8_check(model, run, prepared, split["test"], cfg, metrics)
     metrics["run_check"] = run.record()
     note = "; ".join(run.notes) or None
     if note:
@@ -363,6 +365,33 @@ def evaluate_run(
     if folder.status_path.exists():
         folder.update(evaluated_checkpoint=run.checkpoint.name, checkpoint_note=note)
     return metrics
+
+
+def _int8_check(model, run: OpenedRun, prepared, cases, cfg, int8_metrics) -> dict[str, Any]:
+    """The same evaluation with the Keras model, beside the int8 one: the Dice check that lets
+    backend=auto use int8 for this checkpoint (backends.record_int8_check)."""
+    from brats_seg.inference.backends import record_int8_check
+
+    ev = cfg.evaluate
+    keras_metrics, _ = evaluate_model(
+        model.keras_model,
+        prepared,
+        cases,
+        empty_rule=ev.empty_rule,
+        batch_size=ev.batch_size,
+        n_overlays=0,
+        lesionwise=False,
+        divisor=model_divisor(cfg),
+        tta=ev.tta,
+        postprocess=ev.postprocess,
+    )
+    check = record_int8_check(model, run.checkpoint, keras_metrics, int8_metrics)
+    log.info(
+        "int8 against keras, mean Dice lower by %s (auto may use int8: %s)",
+        check["drop"],
+        check["passed"],
+    )
+    return check
 
 
 def evaluate_ensemble(
@@ -429,6 +458,10 @@ def evaluate_ensemble(
         postprocess=ev.postprocess,
         lesionwise=ev.lesionwise,
     )
+    if len(runs) == 1 and backend_name(models[0]) == INT8:  # one run, evaluated into out=
+        metrics["int8_check"] = _int8_check(
+            models[0], runs[0], prepared, tests[0], cfgs[0], metrics
+        )
     metrics["inference"]["runs"] = [str(Path(r).resolve()) for r in run_dirs]
     metrics["inference"]["run_checks"] = [run.record() for run in runs]
     if len(by_plane) > 1:
