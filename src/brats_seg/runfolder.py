@@ -90,6 +90,31 @@ RESULT_NEUTRAL_KEYS = (
 )
 
 
+def flatten(node: Any, prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """The leaves of nested dicts by their joined keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flatten(value, f"{prefix}{sep}{key}" if prefix else str(key), sep))
+    return flat
+
+
+def config_difference(
+    a: dict[str, Any], b: dict[str, Any], varying: tuple[str, ...]
+) -> tuple[str, Any, Any] | None:
+    """The first key that changes results, outside ``varying`` (dotted keys or their parents), whose
+    value differs between two run configs, with both values; None when they agree. A key only one
+    of them has (a run of an older version) is not compared."""
+    flat_a, flat_b = flatten(result_config(a)), flatten(result_config(b))
+    for key in sorted(flat_a.keys() & flat_b.keys()):
+        if any(key == v or key.startswith(v + ".") for v in varying):
+            continue
+        if flat_a[key] != flat_b[key]:
+            return key, flat_a[key], flat_b[key]
+    return None
+
+
 def now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 

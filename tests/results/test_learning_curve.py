@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from scipy import stats
@@ -11,7 +12,7 @@ from scipy import stats
 from brats_seg.results.learning_curve import summarise_curve, to_markdown
 from brats_seg.runfolder import COMPLETED
 
-from conftest import SMALL_UNET, run_cli
+from conftest import SMALL_UNET, record_config_edit, run_cli
 
 
 def _row(n, draw, wt, status=COMPLETED, run="r"):
@@ -96,3 +97,25 @@ def test_a_learning_curve_sweep_is_summarised_and_reported(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     page = (tmp_path / "rep" / "report.html").read_text()
     assert "Quality against the number of training patients" in page
+
+    # a run of another plane in the same folder is refused, not averaged into its draw
+    shutil.copytree(sweep / "n1-d0", sweep / "n1-d0-sagittal")
+    record_config_edit(sweep / "n1-d0-sagittal", lambda cfg: cfg.data.update(plane="sagittal"))
+    result = run_cli("learning-curve", str(sweep), f"out={tmp_path / 'mixed'}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert "differ in data.plane ('axial' against 'sagittal')" in line, line
+    assert not (tmp_path / "mixed").exists()
+
+
+def test_configs_differ_only_in_keys_that_change_results_outside_the_varying_ones():
+    from brats_seg.runfolder import config_difference
+
+    base = {"seed": 1, "data": {"plane": "axial", "split": {"draw": 0}}, "paths": {"root": "a"}}
+    other = {"seed": 2, "data": {"plane": "axial", "split": {"draw": 3}}, "paths": {"root": "b"}}
+    varying = ("data.split.draw", "seed")
+    assert config_difference(base, other, varying) is None  # paths change no result
+    other["data"]["plane"] = "coronal"
+    assert config_difference(base, other, varying) == ("data.plane", "axial", "coronal")
+    del other["data"]["plane"]  # a run of an older version without the key: not compared
+    assert config_difference(base, other, varying) is None

@@ -16,7 +16,13 @@ from brats_seg.atomic import write_json, write_text
 from brats_seg.errors import ConfigError
 from brats_seg.metrics.regions import REGIONS
 from brats_seg.outputs import check_files_beside, files_beside
-from brats_seg.runfolder import COMPLETED, EDITED, RunFolder, find_run_dirs
+from brats_seg.runfolder import (
+    COMPLETED,
+    EDITED,
+    RunFolder,
+    config_difference,
+    find_run_dirs,
+)
 
 CV_JSON = "cv_summary.json"
 CV_MD = "cv_summary.md"
@@ -51,6 +57,28 @@ def fold_row(run_dir: Path) -> dict[str, Any]:
     return row
 
 
+# What may differ between the runs one summary averages: cv-summary's folds (and seeds).
+FOLD_KEYS = ("data.split.fold", "seed")
+
+
+def check_one_recipe(rows: list[dict[str, Any]], varying: tuple[str, ...], command: str) -> None:
+    """Refuse to average completed runs whose configurations differ outside ``varying`` (another
+    model, plane or recipe in the same folder), naming two of them and the first key."""
+    done = [r for r in rows if r["status"] == COMPLETED]
+    if len(done) < 2:
+        return
+    first = RunFolder(Path(done[0]["run"])).read_config_dict()
+    for row in done[1:]:
+        differ = config_difference(first, RunFolder(Path(row["run"])).read_config_dict(), varying)
+        if differ:
+            key, a, b = differ
+            raise ConfigError(
+                f"{command}: {done[0]['run']} and {row['run']} differ in {key} ({a!r} against "
+                f"{b!r}), not only in {', '.join(varying)}: put the runs of one recipe in a "
+                "folder of their own"
+            )
+
+
 def summarise_folds(rows: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in rows if r["status"] == COMPLETED and r.get("WT_dice") is not None]
     summary: dict[str, Any] = {"folds_completed": len(done), "folds_found": len(rows)}
@@ -77,6 +105,7 @@ def cv_summary(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
     rows = sorted(
         (fold_row(d) for d in run_dirs), key=lambda r: (r["fold"] is None, r["fold"] or 0, r["run"])
     )
+    check_one_recipe(rows, FOLD_KEYS, "cv-summary")
     result = {"sweep": str(sweep_dir), "rows": rows, "summary": summarise_folds(rows)}
     with files_beside(out, (CV_JSON, CV_MD), "cv-summary"):
         write_json(out / CV_JSON, result)

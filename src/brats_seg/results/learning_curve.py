@@ -6,7 +6,8 @@ draw, the score is the mean Dice over that draw's held-out patients (several run
 e.g. seeds, are averaged first). Per N, the point is the mean over draws and the 95% interval is
 Student's t over the draw means (mean ± t(0.975, R-1) · sd / √R, cut to [0, 1]; none with one
 draw). Only completed runs whose config.yaml is unedited enter; the others are listed with
-their status.
+their status. Completed runs that differ in anything but N, the draw and the seed (another plane,
+model or recipe in the same folder) are refused rather than averaged.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from brats_seg.atomic import write_bytes, write_json, write_text
 from brats_seg.errors import ConfigError
 from brats_seg.metrics.regions import REGIONS
 from brats_seg.outputs import check_files_beside, files_beside
-from brats_seg.results.cv import fold_row
+from brats_seg.results.cv import check_one_recipe, fold_row
 from brats_seg.runfolder import COMPLETED, RunFolder, find_run_dirs
 
 CURVE_JSON = "learning_curve.json"
 CURVE_MD = "learning_curve.md"
 CURVE_PNG = "learning_curve.png"
 CURVE_FILES = (CURVE_JSON, CURVE_MD, CURVE_PNG)
+# What may differ between the runs of one curve.
+DRAW_KEYS = ("data.split.train_patients", "data.split.draw", "seed")
 
 
 def draw_row(run_dir: Path) -> dict[str, Any] | None:
@@ -96,6 +99,7 @@ def learning_curve(sweep_dir: Path, out: Path | None = None) -> dict[str, Any]:
             "learning-curve: no learning-curve runs (data.split.train_patients set) "
             f"under {sweep_dir}"
         )
+    check_one_recipe(rows, DRAW_KEYS, "learning-curve")
     rows.sort(key=lambda r: (r["train_patients"], r["draw"], r["run"]))
     result = {"sweep": str(sweep_dir), "rows": rows, "points": summarise_curve(rows)}
     png = curve_png(result["points"])

@@ -30,6 +30,7 @@ from brats_seg.runfolder import (
     METRICS_MD_FILE,
     PLOT_DIR,
     RunFolder,
+    flatten,
 )
 
 log = logging.getLogger(__name__)
@@ -98,16 +99,6 @@ def experiment_name(cfg) -> str:
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     return str(cfg.sweep_name if multirun else cfg.run_group)
-
-
-def flatten(node: Any, prefix: str = "", sep: str = ".") -> dict[str, Any]:
-    """The leaves of nested dicts by their joined keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        flat.update(flatten(value, f"{prefix}{sep}{key}" if prefix else str(key), sep))
-    return flat
 
 
 def config_params(cfg) -> dict[str, str]:
