@@ -137,6 +137,39 @@ def test_sqlite_default_store_holds_params_epochs_and_the_metrics_json(tmp_path)
     assert not (tmp_path / "mlruns").exists()
 
 
+def test_a_completed_run_trained_without_the_logger_is_logged_once_when_skipped(
+    tiny_trained_run, tmp_path
+):
+    """The same command again with logger=mlflow skips the completed run (tracking changes no
+    result) and logs it: one FINISHED MLflow run with its epochs and metrics; a third time adds
+    nothing."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_trained_run, run)
+    out = tmp_path / "outputs"
+    from omegaconf import OmegaConf
+
+    # the slices where the run cached them: the cache folder is part of a run's configuration
+    cache_dir = OmegaConf.load(run / "config.yaml").data.cache_dir
+    args = ("train", *TINY_RUN, "logger=mlflow", f"paths.output_root={out}", f"hydra.run.dir={run}")
+    args += (f"data.cache_dir={cache_dir}",)
+    client = _client(f"sqlite:///{out / 'mlflow.db'}")
+    for _ in range(2):
+        done = run_cli(*args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "already completed, skipping" in done.stdout + done.stderr
+        (logged,) = _runs(client, "tiny-runs")
+        assert logged.info.status == "FINISHED"
+    assert json.loads((run / "run.json").read_text())["mlflow"]["run_id"] == logged.info.run_id
+    epochs = [m.step for m in client.get_metric_history(logged.info.run_id, "loss")]
+    assert sorted(epochs) == [
+        int(row["epoch"]) for row in csv.DictReader((run / "history.csv").open())
+    ]
+    wt = json.loads((run / "metrics.json").read_text())["regions"]["WT"]["dice_mean"]
+    assert _same(logged.data.metrics["test/regions/WT/dice_mean"], wt)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

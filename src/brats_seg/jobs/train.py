@@ -29,7 +29,7 @@ from brats_seg.runfolder import (
     RunFolder,
     config_hash,
 )
-from brats_seg.training.tracking import track_run
+from brats_seg.training.tracking import log_completed_run, track_run
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,10 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         )
     if previous.get("status") == COMPLETED and not cfg.trainer.force:
         log.info("%s: already completed, skipping (trainer.force=true trains it again)", run_dir)
-        return folder.read_metrics() if role.is_chief else {}
+        if not role.is_chief:
+            return {}
+        log_completed_run(cfg, run_dir)
+        return folder.read_metrics()
     if not role.is_chief:
         return _run_worker(cfg, run_dir, folder, role)
     lock = FileLock(str(run_dir / LOCK_FILE))

@@ -374,6 +374,25 @@ def track_run(cfg, run_dir: str | Path) -> Iterator[MlflowTracker | None]:
         )
 
 
+def log_completed_run(cfg, run_dir: Path) -> None:
+    """A completed run that the command skips, logged once with ``logger=mlflow``: a run trained
+    before tracking was on (or into another store) gets its MLflow run, FINISHED with its result;
+    one whose MLflow run in this store is FINISHED already is left as it is."""
+    if not enabled(cfg):
+        return
+    _quiet_mlflow_logs()
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(cfg)
+    run_id = _resumed_run(MlflowClient(tracking_uri=uri), uri, RunFolder(run_dir))
+    if run_id is not None and MlflowClient(tracking_uri=uri).get_run(run_id).info.status == (
+        "FINISHED"
+    ):
+        return
+    with track_run(cfg, run_dir):
+        pass
+
+
 def _resumed_run(client, uri: str, folder: RunFolder) -> str | None:
     """The MLflow run that run.json records, when it was made in this store and still exists."""
     record = (folder.read() or {}).get(RUN_RECORD_KEY) or {}
