@@ -82,6 +82,8 @@ RESULT_NEUTRAL_KEYS = (
     "trainer.device",
     "trainer.job_gpus",
     "data.workers",
+    # the slice cache is keyed by what it holds: where it lies changes nothing
+    "data.cache_dir",
     "evaluate.overlays",
     "run_group",
     "sweep_name",
@@ -119,10 +121,14 @@ def now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def result_config(cfg_container: dict) -> dict:
+# Runs trained before data.cache_dir joined RESULT_NEUTRAL_KEYS recorded hashes that include it.
+_LEGACY_HASHED_KEYS = ("data.cache_dir",)
+
+
+def result_config(cfg_container: dict, neutral: tuple[str, ...] = RESULT_NEUTRAL_KEYS) -> dict:
     """A plain copy of a resolved configuration without the keys that do not change results."""
     cfg = json.loads(json.dumps(cfg_container, default=str))
-    for dotted in RESULT_NEUTRAL_KEYS:
+    for dotted in neutral:
         node, *rest = dotted.split(".")
         parent = cfg
         while rest and isinstance(parent.get(node), dict):
@@ -132,10 +138,17 @@ def result_config(cfg_container: dict) -> dict:
     return cfg
 
 
-def config_hash(cfg_container: dict) -> str:
+def config_hash(cfg_container: dict, neutral: tuple[str, ...] = RESULT_NEUTRAL_KEYS) -> str:
     """Hash of the resolved configuration, without the keys that do not change results."""
-    cfg = result_config(cfg_container)
+    cfg = result_config(cfg_container, neutral)
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def matches_recorded_hash(cfg_container: dict, recorded: str | None) -> bool:
+    """Whether a configuration is the one a run recorded: its hash, or the hash an older version
+    computed (with keys since found not to change results)."""
+    legacy = tuple(k for k in RESULT_NEUTRAL_KEYS if k not in _LEGACY_HASHED_KEYS)
+    return recorded in (config_hash(cfg_container), config_hash(cfg_container, legacy))
 
 
 def versions() -> dict[str, str]:
@@ -333,7 +346,7 @@ class RunFolder:
             return None
         cfg = OmegaConf.to_container(self.read_config(), resolve=True, enum_to_str=True)
         actual = config_hash(cfg)
-        if actual == recorded:
+        if matches_recorded_hash(cfg, recorded):
             return None
         return (
             f"edited after the run was trained (config hash {actual}, "

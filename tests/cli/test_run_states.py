@@ -223,3 +223,22 @@ def test_a_forced_retrain_removes_what_the_old_model_made_and_keeps_the_users_fi
     assert not (run / "export").exists() and not (run / "view").exists()
     assert (run / "my-notes.txt").read_text() == "mine"
     assert (run / "checkpoints" / "best.keras").is_file() and (run / "metrics.json").is_file()
+
+
+def test_a_run_whose_hash_includes_its_cache_folder_still_verifies(tiny_trained_run, tmp_path):
+    """Runs trained before data.cache_dir was known not to change results recorded a hash that
+    includes it: their config.yaml still verifies, and an edit is still caught."""
+    from omegaconf import OmegaConf
+
+    from brats_seg.runfolder import RESULT_NEUTRAL_KEYS, RunFolder, config_hash, open_run
+
+    run = copy_run(tiny_trained_run, tmp_path)
+    folder = RunFolder(run)
+    cfg = OmegaConf.to_container(OmegaConf.load(folder.config_path), resolve=True)
+    older = tuple(k for k in RESULT_NEUTRAL_KEYS if k != "data.cache_dir")
+    assert config_hash(cfg, older) != config_hash(cfg)
+    folder.update(config_hash=config_hash(cfg, older))
+    assert open_run(run).status == "completed"
+    record_config_edit(run, lambda c: c.trainer.update(epochs=7))
+    folder.update(config_hash=config_hash(cfg, older))  # the old hash, of the unedited config
+    assert folder.config_edited()

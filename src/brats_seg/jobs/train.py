@@ -28,6 +28,7 @@ from brats_seg.runfolder import (
     SPLIT_FILE,
     RunFolder,
     config_hash,
+    matches_recorded_hash,
 )
 from brats_seg.training.tracking import log_completed_run, track_run
 
@@ -67,7 +68,12 @@ def train_and_evaluate(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     chash = config_hash(resolved)
     role = worker_role(cfg.trainer.strategy)
     previous = folder.read() or {}
-    if previous.get("config_hash") not in (None, chash) and not cfg.trainer.force:
+    recorded = previous.get("config_hash")
+    if (
+        recorded is not None
+        and not matches_recorded_hash(resolved, recorded)
+        and not cfg.trainer.force
+    ):
         raise RunError(
             f"{run_dir} holds a run of a different configuration; pick another folder "
             "(hydra.run.dir=...) or pass trainer.force=true to replace it"
