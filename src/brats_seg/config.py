@@ -149,6 +149,29 @@ def check_options(
         check(cfg)
 
 
+def check_bool_overrides(cfg: Any, overrides: list[str]) -> None:
+    """An override of a true/false option takes true or false: OmegaConf would read ``2``, ``1``
+    or ``yes`` as true and ``0`` or ``no`` as false without a word."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import BooleanNode, DictConfig, OmegaConf
+
+    from brats_seg.errors import ConfigError
+
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override() or override.is_delete():
+            continue
+        *parents, last = override.key_or_group.split(".")
+        parent = OmegaConf.select(cfg, ".".join(parents)) if parents else cfg
+        if not isinstance(parent, DictConfig) or last not in parent:
+            continue
+        value = override.value()
+        if isinstance(parent._get_node(last), BooleanNode) and not isinstance(value, bool | None):
+            raise ConfigError(
+                f"{override.key_or_group}={override.get_value_element_as_str()}: must be true or "
+                "false"
+            )
+
+
 def _jobs(argv: list[str], config_name: str) -> tuple[list[list[str]], bool] | None:
     """``(jobs, every_job)``: the overrides of each job Hydra is about to compose and run, one for a
     single run, each of a sweep as Hydra's basic sweeper expands it (``experiment=glob(*)``,
@@ -199,7 +222,9 @@ def _check_jobs(
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
         for overrides in jobs:
-            check_options(hydra_compose(config_name, overrides=overrides), example, check)
+            cfg = hydra_compose(config_name, overrides=overrides)
+            check_bool_overrides(cfg, overrides)
+            check_options(cfg, example, check)
 
 
 def _one_line_errors(

@@ -111,6 +111,11 @@ DOMAINS = [
     ("synth", ["workers=0"], "workers=0: must be >= 1"),
     ("synth", ["shape=[32,32]"], "shape=[32,32]: must be a list of 3 numbers"),
     ("models", ["num_classes=1"], "num_classes=1: must be >= 2"),
+    # true/false options take true or false, not what OmegaConf would read as one
+    ("train", ["evaluate.tta=2"], "evaluate.tta=2: must be true or false"),
+    ("train", ["trainer.force=0"], "trainer.force=0: must be true or false"),
+    ("predict", ["run=r", "input=i", "tta=yes"], "tta=yes: must be true or false"),
+    ("evaluate", ["run=r", "calibration=1"], "calibration=1: must be true or false"),
 ]
 
 
@@ -135,6 +140,7 @@ def test_each_domain_is_checked_before_any_work(
         ("table", "bootstrap=0", "bootstrap=0: must be >= 1"),
         ("compare", "bootstrap=10", "bootstrap=10: must be >= 100"),
         ("report", "bootstrap=10", "bootstrap=10: must be >= 100"),
+        ("table", "printed=2", "printed=2: must be true or false"),
     ],
 )
 def test_the_folder_commands_check_their_options_too(

@@ -17,12 +17,13 @@ def split_words(argv: list[str]) -> tuple[list[str], list[str]]:
 def composed_options(command: str, overrides: list[str]):
     """The command's options composed from its config and checked against their schema, or one
     line naming the option that is wrong (before any folder is read)."""
-    from brats_seg.config import check_options, compose, one_line
+    from brats_seg.config import check_bool_overrides, check_options, compose, one_line
 
     try:
         cfg = compose(command, overrides)
     except Exception as err:  # Hydra's override errors, with the OmegaConf cause they wrap
         raise ConfigError(one_line(err)) from err
+    check_bool_overrides(cfg, overrides)
     check_options(cfg)
     return cfg
 
