@@ -215,6 +215,27 @@ def test_2023_lesion_hd95_is_the_scripts_area_weighted_directed_percentile():
     assert max(_brute_force_directed_hd95(pred, ref)) == pytest.approx(12.05, abs=0.01)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_2023_hd95_equals_the_surface_distance_package_on_scattered_masks(seed):
+    """Our sort of the surface elements against the package's own compute_surface_distances (its
+    Python-loop sort) on random blobby masks with ties, anisotropic spacing and masks touching the
+    array's edge: the same value, exactly."""
+    from scipy import ndimage
+    from surface_distance import compute_robust_hausdorff, compute_surface_distances
+
+    from brats_seg.metrics.lesions import _pair_hd95_2023
+
+    rng = np.random.default_rng(seed)
+    shape = (30, 26, 22)
+    ref = ndimage.binary_dilation(rng.random(shape) > 0.995, iterations=2)
+    pred = ndimage.binary_dilation(rng.random(shape) > 0.993, iterations=1 + seed % 2)
+    if seed % 3 == 0:
+        pred[0, :, :] = True  # against the array's edge
+    spacing = (1.0, 1.0, 1.0) if seed % 2 else (1.0, 0.9, 2.5)
+    expected = compute_robust_hausdorff(compute_surface_distances(ref, pred, spacing), 95)
+    assert _pair_hd95_2023(pred, ref, spacing) == expected
+
+
 def test_2023_nothing_on_either_side_scores_perfect():
     got = lesionwise_2023(_empty(), _empty())
     assert got == {"dice": 1.0, "hd95": 0.0, "tp": 0, "fp": 0, "fn": 0}
