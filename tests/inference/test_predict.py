@@ -50,6 +50,9 @@ def real_run(real_data_root, tmp_path_factory):
         "trainer.epochs=3",
         "trainer.steps_per_epoch=6",
         "trainer.batch_size=4",
+        # this barely trained model scatters its predictions over the brain: lesion-wise scoring of
+        # thousands of false lesions would be most of the module's time (tests/metrics covers it)
+        "evaluate.lesionwise=false",
         "hydra.run.dir=" + str(out / "real-run"),
         cwd=out.parent,
         timeout=1200,
@@ -90,6 +93,7 @@ def predictions(real_run, real_data_root, tmp_path_factory):
         f"run={real_run}",
         f"input={real_data_root}",
         f"output={out}",
+        "lesionwise=false",
         cwd=out,
         timeout=1200,
     )
@@ -166,6 +170,7 @@ def test_a_model_of_fixed_size_predicts_whole_slices_or_on_request_the_brain_box
         f"output={tmp_path}",
         "brain_box=true",
         "montage_slices=0",
+        "lesionwise=false",
         cwd=tmp_path,
         timeout=1200,
     )
@@ -201,6 +206,7 @@ def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(
         f"pred={pred_dir}",
         f"ref={real_data_root}",
         f"out={tmp_path / 'scores'}",
+        "lesionwise=false",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -382,6 +388,7 @@ def test_predict_submission_naming_writes_what_evaluate_scores(
         f"output={out}",
         "naming=submission",
         "montage_slices=0",
+        "lesionwise=false",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -394,6 +401,7 @@ def test_predict_submission_naming_writes_what_evaluate_scores(
         f"pred={out}",
         f"ref={real_data_root}",
         f"out={tmp_path / 'scores'}",
+        "lesionwise=false",
         cwd=tmp_path,
     )
     assert scored.returncode == 0, scored.stderr[-2000:]
