@@ -229,6 +229,7 @@ def test_every_script_a_bash_block_runs_exists():
     assert not missing, "scripts that do not exist:\n" + "\n".join(missing)
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_every_brats_seg_command_parses():
     commands = [(path, args) for path in doc_files() for args in brats_seg_commands(path)]
     assert len(commands) > 20  # the parser found the docs' commands

@@ -39,6 +39,7 @@ def test_bad_case_through_the_command(tmp_path, breaker):
     assert not (out / "eda").exists()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_empty_selection_is_a_clear_error(tmp_path):
     root = make_root(tmp_path / "data")
     result = run_cli(
@@ -171,6 +172,7 @@ def test_an_os_error_inside_a_command_is_one_line(tmp_path):
     ]
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_a_damaged_cache_array_is_reported_in_one_line(tmp_path):
     args = [
         "eda",

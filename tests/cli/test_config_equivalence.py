@@ -164,6 +164,7 @@ def test_the_recorded_compositions_are_the_current_ones(recorded):
     assert sorted(config_cases()) == sorted(recorded["configs"])
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_every_row_model_and_tool_composes_as_recorded(recorded):
     _check(recorded, [case for case in config_cases() if _is_core(case)])
 

@@ -158,6 +158,7 @@ def test_the_folder_commands_check_their_options_too(
     assert _outputs_made(tmp_path) == ["runs"] and _outputs_made(runs) == []
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_every_recorded_composition_is_within_its_domains():
     """The study's rows (also under debug=smoke), every group choice and each tool's defaults pass
     the check."""

@@ -121,6 +121,7 @@ def test_a_file_of_the_same_name_that_the_command_did_not_write_is_refused(
     assert sorted(p.name for p in out.iterdir()) == ["results.md"]
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_export_replaces_only_its_own_earlier_export(tiny_trained_run, tmp_path):
     out = tmp_path / "exported"
     first = run_cli("export", f"run={tiny_trained_run}", f"out={out}", cwd=tmp_path)
@@ -139,6 +140,7 @@ def test_export_replaces_only_its_own_earlier_export(tiny_trained_run, tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".exported")]  # no staging
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_predict_with_a_broken_case_leaves_the_previous_output_whole(
     tiny_trained_run, root, tmp_path
 ):
@@ -174,6 +176,7 @@ def test_predict_with_a_broken_case_leaves_the_previous_output_whole(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".predictions")]
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_predict_output_describes_exactly_what_is_in_it(tiny_trained_run, root, tmp_path):
     out = tmp_path / "predictions"
     first = run_cli(

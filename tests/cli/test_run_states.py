@@ -104,6 +104,7 @@ def test_a_run_being_trained_is_refused_as_running(tiny_trained_run, tmp_path):
         open_run(run)
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_predict_refuses_a_failed_run_and_records_when_it_is_allowed(
     tiny_trained_run, new_cases, tmp_path
 ):
@@ -122,6 +123,7 @@ def test_predict_refuses_a_failed_run_and_records_when_it_is_allowed(
     assert check["status"] == "failed" and check["allow_incomplete"] is True
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_an_ensemble_with_a_failed_member_is_refused(tiny_trained_run, tmp_path):
     good = tiny_trained_run
     bad = copy_run(tiny_trained_run, tmp_path, status="failed", error="TrainingFailed: NaN loss")
@@ -131,6 +133,7 @@ def test_an_ensemble_with_a_failed_member_is_refused(tiny_trained_run, tmp_path)
     assert not (tmp_path / "ens").exists()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_evaluate_refuses_an_edited_config_and_keeps_the_metrics(tiny_trained_run, tmp_path):
     run = copy_run(tiny_trained_run, tmp_path)
     config = run / "config.yaml"
@@ -144,6 +147,7 @@ def test_evaluate_refuses_an_edited_config_and_keeps_the_metrics(tiny_trained_ru
     assert (run / "metrics.json").read_bytes() == metrics
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_a_truncated_checkpoint_is_reported_as_damaged(tiny_trained_run, tmp_path):
     run = copy_run(tiny_trained_run, tmp_path)
     best = run / "checkpoints" / "best.keras"
@@ -154,6 +158,7 @@ def test_a_truncated_checkpoint_is_reported_as_damaged(tiny_trained_run, tmp_pat
     assert "not found" not in line.lower()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_last_checkpoint_is_used_only_when_told_and_export_says_so(tiny_trained_run, tmp_path):
     run = copy_run(tiny_trained_run, tmp_path)
     (run / "checkpoints" / "best.keras").unlink()
@@ -197,6 +202,7 @@ def test_the_table_shows_an_edited_run_without_its_metrics(tiny_trained_run, tmp
     assert row["status"] == "config edited" and row["f1"] == ""
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_a_forced_retrain_removes_what_the_old_model_made_and_keeps_the_users_files(
     tiny_trained_run, tmp_path
 ):

@@ -42,6 +42,7 @@ def crop(size):
     return preprocess_settings(crop_size=tuple(size))
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_default_and_row_22_crop_cut_nothing_of_the_real_cases(loaded_cases):
     for overrides in ([], ["experiment=e22_croped_4channel_unet_nobridge"]):
         cfg = compose("train", ["data=brats", "data.root=/nowhere", *overrides])

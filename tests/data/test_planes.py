@@ -175,6 +175,7 @@ def _segmentation(folder: Path) -> nib.Nifti1Image:
     return nib.load(str(path))
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_each_plane_has_its_own_cache(plane_runs):
     out, runs = plane_runs
     indexes = sorted((out / "cache").glob("synthetic-*/index.json"))
@@ -186,6 +187,7 @@ def test_each_plane_has_its_own_cache(plane_runs):
 
 
 @pytest.mark.parametrize("plane", ["sagittal", "coronal"])
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_a_run_of_each_plane_predicts_labels_in_place_on_the_input_grid(
     plane_runs, plane, tmp_path
 ):
@@ -250,6 +252,7 @@ def _symmetric_case(folder: Path, n: int = 32) -> Path:
     return folder / "Brats18_SYM_1"
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_one_model_in_three_planes_equals_each_member_where_they_agree(plane_runs, tmp_path):
 
     from brats_seg.inference.predict import predict_cases
@@ -291,6 +294,7 @@ def test_one_model_in_three_planes_equals_each_member_where_they_agree(plane_run
     assert record["runs"] == [str(members[p].resolve()) for p in PLANES]
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_evaluate_scores_runs_of_two_planes_as_one_ensemble(plane_runs, tmp_path):
     out, runs = plane_runs
     result = run_cli(
@@ -342,6 +346,7 @@ def test_the_three_plane_recipe_is_the_recipe_swept_over_the_planes():
         ), key
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_evaluate_still_refuses_an_ensemble_of_other_preprocessing(plane_runs, tmp_path):
 
     _, runs = plane_runs

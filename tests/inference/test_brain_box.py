@@ -20,6 +20,7 @@ def test_the_window_lies_on_the_divisor_grid_of_the_slice():
     assert padded_window((3, 5, 7, 9), 1) == (3, 5, 7, 9)
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_brain_box_prediction_agrees_with_the_whole_slice_on_a_real_case(real_data_root):
     """The recipe's batch-norm U-Net, random weights, on the first real case: the box's classes
     inside the brain agree with the whole slice's (0.99988 measured; 0.982 with the box centred on

@@ -111,6 +111,7 @@ def _one_line_refusal(result, *words: str) -> None:
     assert all(word in lines[0] for word in words), lines[0]
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_predict_calibrated_refuses_a_run_without_a_temperature(
     tiny_trained_run, new_case, tmp_path
 ):

@@ -103,6 +103,7 @@ def test_a_model_trained_on_64x64_patches_predicts_96x96_slices(patch_run):
     }
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_an_ensemble_of_two_copies_of_one_run_equals_that_run(tiny_trained_run, tmp_path):
     from brats_seg.inference.ensemble import resolve_runs
 
@@ -161,6 +162,7 @@ def test_evaluate_scores_an_ensemble_and_records_tta(patch_run, tmp_path):
     )
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(tiny_trained_run, tmp_path):
     run_dir = tiny_trained_run
     other = tmp_path / "other"
@@ -184,6 +186,7 @@ def test_evaluate_refuses_an_ensemble_of_runs_with_other_test_patients(tiny_trai
     # this module) with the whole suite
     ["tiny_trained_run", pytest.param("patch_run", marks=pytest.mark.slow)],
 )
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_evaluate_ensembles_seeds_of_one_fold_whose_split_settings_differ(
     trained, request, tmp_path
 ):

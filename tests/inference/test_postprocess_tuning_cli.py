@@ -58,6 +58,7 @@ def test_tuning_refuses_a_run_without_validation_patients(tiny_trained_run, tmp_
     assert not (run / "postprocess.json").exists()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_predict_requires_a_tuned_choice_only_when_asked(tiny_trained_run, tmp_path):
     result = run_cli(
         "predict",

@@ -338,6 +338,7 @@ def test_predict_refuses_a_run_folder_whose_training_saved_no_model(
     assert "no model checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_predict_refuses_a_run_folder_without_a_model(tmp_path, real_data_root):
     result = run_cli(
         "predict",

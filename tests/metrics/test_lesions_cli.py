@@ -77,6 +77,7 @@ def test_evaluate_can_leave_lesionwise_out(tiny_run):
     assert "Lesion-wise" not in (run / "metrics.md").read_text()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_scoring_predictions_reports_the_official_packages_values(real_data_root, tmp_path):
     from brats_seg.data.discovery import find_case
     from brats_seg.data.nifti import load_case

@@ -18,6 +18,7 @@ EXPERIMENTS = sorted(
 )
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_there_is_one_experiment_per_study_row():
     assert len(EXPERIMENTS) == 22
     rows = sorted(compose("train", [f"experiment={e}"]).study.row for e in EXPERIMENTS)
@@ -61,6 +62,7 @@ def test_experiment_builds_its_rows_parameter_count(built_counts, name):
         assert cfg.study.printed.params == params
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_experiment_selects_its_rows_loss_and_optimizer():
     from brats_seg.results.naming import loss_label, optimizer_label
 
@@ -70,6 +72,7 @@ def test_experiment_selects_its_rows_loss_and_optimizer():
         assert optimizer_label(cfg.optimizer) == cfg.study.printed.optimizer, name
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_only_row_22_crops():
     cropped = [
         e for e in EXPERIMENTS if compose("train", [f"experiment={e}"]).data.preprocess.crop.enabled

@@ -233,6 +233,7 @@ def tiny_model() -> keras.Model:
     return keras.Model(inputs, outputs)
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_models_with_each_loss_save_and_reload_without_custom_objects(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 4, 4, 2)).astype("float32")

@@ -333,6 +333,7 @@ def test_every_config_runs_forward_on_a_small_input(name):
     keras.backend.clear_session()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_output_is_float32_under_mixed_bfloat16():
     x = np.random.default_rng(2).normal(size=(1, 32, 32, 4)).astype("float32")
     try:
@@ -532,6 +533,7 @@ def test_models_command_prints_counts_and_writes_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_models_command_rejects_unknown_names_in_one_line(tmp_path):
     done = run_cli("models", "names=[unet,nope]", cwd=tmp_path)
     assert done.returncode == 1

@@ -59,6 +59,7 @@ def test_run_json_holds_training_seconds_per_epoch_and_the_device(tiny_run):
     assert cpu_model_name() in info["device"] or "GPU" in info["device"] or " x " in info["device"]
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_predict_records_seconds_per_case_with_writing(tiny_trained_run, tmp_path):
     run_dir = tiny_trained_run
     out = run_dir.parent

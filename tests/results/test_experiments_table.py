@@ -9,6 +9,8 @@ import csv
 import multiprocessing as mp
 from pathlib import Path
 
+import pytest
+
 from brats_seg.results.experiments_table import COLUMNS, append_row
 
 WRITERS = 6
@@ -56,6 +58,7 @@ def test_concurrent_appends_keep_one_header_and_whole_rows(tmp_path: Path):
     )
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_an_append_waits_while_another_job_holds_the_table_lock(tmp_path: Path):
     from filelock import FileLock
 

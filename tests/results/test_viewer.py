@@ -299,6 +299,7 @@ def page(browser, viewed):
     opened.close()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_the_page_loads_with_no_error_and_each_modality_renders(page):
     assert page.page.evaluate("document.getElementById('gl').getContext('webgl2') !== null")
     shots = {}

@@ -99,6 +99,7 @@ def slow_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_sigterm_to_eda_ends_its_cache_workers_and_the_next_run_recovers(slow_root, tmp_path):
     cache = tmp_path / "cache"
     args = (
@@ -119,6 +120,7 @@ def test_sigterm_to_eda_ends_its_cache_workers_and_the_next_run_recovers(slow_ro
     assert len([p for p in cache.iterdir() if (p / "index.json").is_file()]) == 1
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_sigterm_to_train_while_caching_ends_its_workers_and_records_interrupted(
     slow_root, tmp_path
 ):

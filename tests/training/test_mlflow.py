@@ -120,6 +120,7 @@ def _runs(client, experiment: str):
     return client.search_runs([found.experiment_id])
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_sqlite_default_store_holds_params_epochs_and_the_metrics_json(tmp_path):
     out = tmp_path / "outputs"
     done = run_cli("train", *TINY_RUN, "logger=mlflow", f"paths.output_root={out}", cwd=tmp_path)
@@ -137,6 +138,7 @@ def test_sqlite_default_store_holds_params_epochs_and_the_metrics_json(tmp_path)
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_a_completed_run_trained_without_the_logger_is_logged_once_when_skipped(
     tiny_trained_run, tmp_path
 ):

@@ -40,6 +40,7 @@ def tiny_run(tmp_path_factory):
     return out, only_run_dir(out), result
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_run_folder_holds_every_artifact(tiny_run):
     out, run_dir, _ = tiny_run
     status = json.loads((run_dir / "run.json").read_text())
@@ -102,6 +103,7 @@ def test_completed_run_is_appended_to_the_experiment_table(tiny_run):
     )
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_same_command_again_skips_the_completed_run(tiny_run):
     out, run_dir, _ = tiny_run
     before = (run_dir / "metrics.json").stat().st_mtime_ns
@@ -113,6 +115,7 @@ def test_same_command_again_skips_the_completed_run(tiny_run):
         assert len(list(csv.DictReader(f))) == 1
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_evaluate_command_rewrites_metrics_from_the_checkpoint(tiny_run):
     _, run_dir, _ = tiny_run
     first = json.loads((run_dir / "metrics.json").read_text())
@@ -123,6 +126,7 @@ def test_evaluate_command_rewrites_metrics_from_the_checkpoint(tiny_run):
     assert "WT: Dice mean" in result.stdout
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_a_crash_after_training_resumes_with_evaluation_only(tiny_run):
     """The state a crash during evaluation leaves.
 

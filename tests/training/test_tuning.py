@@ -131,6 +131,7 @@ def test_a_bad_fixed_option_of_a_search_is_refused_before_any_trial(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_a_search_that_would_minimise_a_dice_is_refused_before_training(tmp_path):
     """The plugin's own hydra/sweeper=optuna minimises unless told: refused in one line, and no
     trial trains."""
@@ -151,6 +152,7 @@ def test_a_search_that_would_minimise_a_dice_is_refused_before_training(tmp_path
     assert not list(out.rglob("run.json"))
 
 
+@pytest.mark.slow  # over 4 s on 2 cores: not in the fast lane
 def test_failed_trials_are_recorded_as_failed_not_as_numbers(tmp_path):
     out = tmp_path / "outputs"
     result = run_cli(
