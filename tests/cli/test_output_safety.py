@@ -72,7 +72,14 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+# export and predict start TensorFlow (over 4 s): the slow lane's
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("export", "predict") else n
+        for n in COMMANDS
+    ],
+)
 def test_no_command_removes_what_it_did_not_write(name, tiny_trained_run, root, tmp_path):
     args, outcome = COMMANDS[name]
     out = tmp_path / "OUT"

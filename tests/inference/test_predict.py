@@ -225,6 +225,7 @@ def test_evaluate_scores_a_folder_of_predictions_with_the_same_code(
     assert set(scored["regions"]) == {"WT", "TC", "ET"}
 
 
+@pytest.mark.slow  # scores real 240x240x155 volumes
 def test_perfect_predictions_score_dice_one(real_data_root, real_cases, tmp_path):
     """The reference segs themselves, in their own conventions, scored against the references."""
     pred_dir = tmp_path / "pred"
@@ -351,6 +352,7 @@ def test_predict_refuses_a_run_folder_without_a_model(tmp_path, real_data_root):
     assert "not a brats-seg run folder" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # scores real 240x240x155 volumes
 def test_evaluate_refuses_a_prediction_on_another_grid(real_data_root, tmp_path):
     pred_dir = tmp_path / "pred"
     pred_dir.mkdir()

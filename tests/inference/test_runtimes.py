@@ -66,8 +66,15 @@ def agreement(model, other, x):
     return same, float(np.abs(ref - got).max())
 
 
+# The U-Net and UNet 3+ in the fast lane; ResUNet++ and the attention U-Net (4 to 8 s each to
+# convert) in the slow one.
 CASES = [
-    (family, runtime, any_size)
+    pytest.param(
+        family,
+        runtime,
+        any_size,
+        marks=[pytest.mark.slow] if family in ("resunetpp", "attention_unet") else [],
+    )
     for family in TINY_OPTIONS
     for runtime in RUNTIMES
     for any_size in ((False, True) if ANY_SIZE[family] else (False,))

@@ -25,6 +25,7 @@ def one_prediction(real_data_root, tmp_path):
     return pred_dir
 
 
+@pytest.mark.slow  # scores real 240x240x155 volumes
 def test_missing_predictions_score_zero_and_are_listed(
     one_prediction, real_data_root, real_cases, tmp_path
 ):
@@ -56,6 +57,7 @@ def test_missing_predictions_score_zero_and_are_listed(
     )
 
 
+@pytest.mark.slow  # scores real 240x240x155 volumes
 def test_allow_missing_false_exits_non_zero_with_one_line(
     one_prediction, real_data_root, real_cases, tmp_path
 ):

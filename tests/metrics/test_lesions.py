@@ -41,6 +41,7 @@ def _reference_cases() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("case_id", sorted({case for case, _ in _reference_cases()}))
+@pytest.mark.slow  # scores real 240x240x155 volumes
 def test_official_convention_matches_the_package_on_perturbed_real_cases(real_data_root, case_id):
     from brats_seg.data.discovery import find_case
     from brats_seg.data.nifti import load_case
