@@ -139,19 +139,10 @@ def _surface_elements(
     from surface_distance import lookup_tables
 
     area_of_code = lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
-    either = ref | pred
-    first = [
-        int(np.flatnonzero(either.any(axis=tuple(a for a in range(3) if a != ax)))[0])
-        for ax in range(3)
-    ]
-    last = [
-        int(np.flatnonzero(either.any(axis=tuple(a for a in range(3) if a != ax)))[-1])
-        for ax in range(3)
-    ]
-    window = tuple(slice(f, e + 1) for f, e in zip(first, last, strict=True))
+    window = _box(ref | pred, 0)
     codes, borders = [], []
     for mask in (ref, pred):
-        padded = np.zeros([e - f + 2 for f, e in zip(first, last, strict=True)], np.uint8)
+        padded = np.zeros([s.stop - s.start + 1 for s in window], np.uint8)
         padded[:-1, :-1, :-1] = mask[window]
         code = ndimage.correlate(
             padded, lookup_tables.ENCODE_NEIGHBOURHOOD_3D_KERNEL, mode="constant", cval=0

@@ -384,10 +384,9 @@ def log_completed_run(cfg, run_dir: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(cfg)
-    run_id = _resumed_run(MlflowClient(tracking_uri=uri), uri, RunFolder(run_dir))
-    if run_id is not None and MlflowClient(tracking_uri=uri).get_run(run_id).info.status == (
-        "FINISHED"
-    ):
+    client = MlflowClient(tracking_uri=uri)
+    run_id = _resumed_run(client, uri, RunFolder(run_dir))
+    if run_id is not None and client.get_run(run_id).info.status == "FINISHED":
         return
     with track_run(cfg, run_dir):
         pass
